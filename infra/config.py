@@ -1,0 +1,112 @@
+"""Settings of the local platform: where its state lives, which Kafka, which ports.
+
+One frozen object, validated once when it is built; nothing here reads the environment or the disk.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from infra.exceptions import InfraConfigError
+
+Backend = Literal["auto", "local", "docker"]
+
+BACKENDS: tuple[Backend, ...] = ("auto", "local", "docker")
+
+# Redis is only ever bound to the loopback interface: it has no authentication in this setup.
+REDIS_HOST = "127.0.0.1"
+
+_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_HEAP_RE = re.compile(r"^[1-9]\d*[kKmMgG]$")
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "slipstream"
+
+
+def parse_version(version: str) -> tuple[int, int, int]:
+    """``"4.3.1"`` -> ``(4, 3, 1)``; raise :class:`InfraConfigError` for anything else."""
+    match = _VERSION_RE.match(version)
+    if match is None:
+        msg = f"kafka_version {version!r} is not of the form X.Y.Z (e.g. '4.3.1')"
+        raise InfraConfigError(msg)
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def _check_port(name: str, port: int) -> None:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        msg = f"{name} {port!r} is not a TCP port (1..65535)"
+        raise InfraConfigError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformConfig:
+    """Where and how the local Kafka broker and Redis run.
+
+    ``state_dir`` holds pid files, logs and Kafka's data (``infra down --wipe`` deletes it);
+    ``cache_dir`` holds the Kafka jars resolved from Maven Central, shared by every checkout.
+    """
+
+    state_dir: Path = Path(".slipstream")
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    backend: Backend = "auto"
+    kafka_version: str = "4.3.1"
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    controller_port: int = 9093
+    kafka_heap: str = "512m"
+    redis_port: int = 6379
+    startup_timeout_s: float = 90
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            msg = f"backend {self.backend!r} is not one of {', '.join(BACKENDS)}"
+            raise InfraConfigError(msg)
+        major, _minor, _patch = parse_version(self.kafka_version)
+        if major < 4:
+            msg = f"kafka_version {self.kafka_version!r} is older than 4.0; the platform runs KRaft-only Kafka 4.x"
+            raise InfraConfigError(msg)
+        for name in ("kafka_port", "controller_port", "redis_port"):
+            _check_port(name, getattr(self, name))
+        if self.kafka_port == self.controller_port:
+            msg = f"kafka_port and controller_port are both {self.kafka_port}; they must differ"
+            raise InfraConfigError(msg)
+        if not _HEAP_RE.match(self.kafka_heap):
+            msg = f"kafka_heap {self.kafka_heap!r} is not a JVM size such as '512m' or '1g'"
+            raise InfraConfigError(msg)
+        if not self.kafka_host or any(ch.isspace() for ch in self.kafka_host):
+            msg = f"kafka_host {self.kafka_host!r} is not a host name or address"
+            raise InfraConfigError(msg)
+        if not self.startup_timeout_s > 0:
+            msg = f"startup_timeout_s {self.startup_timeout_s!r} must be a positive number of seconds"
+            raise InfraConfigError(msg)
+        # Accept str paths from callers (CLI options, tests) but always hold Path objects.
+        object.__setattr__(self, "state_dir", Path(self.state_dir))
+        object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``host:port`` for Kafka clients, e.g. ``"127.0.0.1:9092"``."""
+        return f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def redis_url(self) -> str:
+        """URL of Redis database 0, e.g. ``"redis://127.0.0.1:6379/0"``."""
+        return f"redis://{REDIS_HOST}:{self.redis_port}/0"
+
+    @property
+    def kafka_state_dir(self) -> Path:
+        return self.state_dir / "kafka"
+
+    @property
+    def redis_state_dir(self) -> Path:
+        return self.state_dir / "redis"
+
+    @property
+    def kafka_cache_dir(self) -> Path:
+        """Jars of this Kafka version: ``<cache_dir>/kafka-<version>``."""
+        return self.cache_dir / f"kafka-{self.kafka_version}"

@@ -1,0 +1,59 @@
+"""Readiness by a real request: a Kafka metadata request and a Redis ``PING``/``INFO``.
+
+The client libraries are imported when a probe runs, not when ``infra`` is imported, and only the few
+fields the platform reads cross this boundary, as plain typed values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaMetadata:
+    """What a metadata request said about the cluster."""
+
+    cluster_id: str | None
+    controller_id: int
+    broker_ids: tuple[int, ...]
+
+
+def kafka_metadata(bootstrap_servers: str, timeout_s: float) -> KafkaMetadata | None:
+    """Ask ``bootstrap_servers`` for cluster metadata; None if it does not answer within ``timeout_s``."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    client = AdminClient(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            # The probe reports failure itself; librdkafka's "connection refused" lines would only be noise.
+            "log_level": 0,
+            "socket.connection.setup.timeout.ms": max(1000, int(timeout_s * 1000)),
+        }
+    )
+    try:
+        metadata = client.list_topics(timeout=timeout_s)
+    except KafkaException:
+        return None
+    cluster_id = metadata.cluster_id
+    return KafkaMetadata(
+        cluster_id=cluster_id if isinstance(cluster_id, str) else None,
+        controller_id=int(metadata.controller_id),
+        broker_ids=tuple(sorted(int(broker_id) for broker_id in metadata.brokers)),
+    )
+
+
+def redis_version(host: str, port: int, timeout_s: float) -> str | None:
+    """``PING`` Redis at ``host:port`` and return its ``redis_version``; None if it does not answer."""
+    import redis
+
+    client = redis.Redis(host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        if not client.ping():
+            return None
+        version = client.info("server").get("redis_version")
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+    return str(version) if version is not None else "unknown"

@@ -1,0 +1,135 @@
+"""Every topic Slipstream uses, declared once: name, partitions, retention, cleanup policy, key and value contract.
+
+Names take a prefix (a namespace), so tests, benchmarks and replays each get their own set on one broker:
+with prefix ``bench-1a2b.`` the transactions topic is ``bench-1a2b.transactions``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from schemas.exceptions import TopicError
+
+DAY_MS = 24 * 3600 * 1000
+_PREFIX = re.compile(r"^[A-Za-z0-9._-]*$")
+_MAX_TOPIC_NAME = 249
+
+CleanupPolicy = Literal["delete", "compact", "compact,delete"]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """One topic, as declared. ``key_field`` is the value field whose text is the record key (the entity)."""
+
+    name: str
+    value_schema: str
+    key_field: str
+    partitions: int = 6
+    retention_ms: int = 7 * DAY_MS
+    cleanup_policy: CleanupPolicy = "delete"
+    description: str = ""
+    extra_config: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            msg = f"topic {self.name!r}: partitions must be >= 1, got {self.partitions}"
+            raise TopicError(msg)
+        if self.retention_ms < -1 or self.retention_ms == 0:
+            msg = f"topic {self.name!r}: retention_ms must be > 0 or -1 (forever), got {self.retention_ms}"
+            raise TopicError(msg)
+
+    def config(self) -> dict[str, str]:
+        """Topic-level broker configuration."""
+        return {
+            "retention.ms": str(self.retention_ms),
+            "cleanup.policy": self.cleanup_policy,
+            **self.extra_config,
+        }
+
+
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec(
+        "transactions",
+        "transaction",
+        "customer_id",
+        retention_ms=30 * DAY_MS,
+        description="Card payments, keyed by customer.",
+    ),
+    TopicSpec(
+        "labels",
+        "label",
+        "customer_id",
+        retention_ms=90 * DAY_MS,
+        description="Fraud labels, arriving days after their transaction.",
+    ),
+    TopicSpec("interactions", "interaction", "user_id", retention_ms=30 * DAY_MS, description="User-item clickstream."),
+    TopicSpec(
+        "predictions",
+        "prediction",
+        "customer_id",
+        retention_ms=30 * DAY_MS,
+        description="Fraud scores with features, freshness and model version.",
+    ),
+    TopicSpec("recommendations", "recommendation", "user_id", description="Ranked items per user with lineage."),
+    TopicSpec(
+        "model-events",
+        "model_event",
+        "model_name",
+        partitions=1,
+        retention_ms=-1,
+        description="Model registry changes that scorers follow.",
+    ),
+    TopicSpec(
+        "dead-letter",
+        "dead_letter",
+        "source_topic",
+        partitions=3,
+        retention_ms=30 * DAY_MS,
+        description="Events a processor could not use, with the reason and the original bytes.",
+    ),
+)
+
+
+def validate_prefix(prefix: str) -> str:
+    if not _PREFIX.match(prefix):
+        msg = f"topic prefix {prefix!r} may only contain letters, digits, '.', '_' and '-'"
+        raise TopicError(msg)
+    return prefix
+
+
+@dataclass(frozen=True, slots=True)
+class TopicCatalog:
+    """The declared topics under one prefix."""
+
+    prefix: str = ""
+    specs: tuple[TopicSpec, ...] = TOPICS
+
+    def __post_init__(self) -> None:
+        validate_prefix(self.prefix)
+        for spec in self.specs:
+            if len(self.prefix + spec.name) > _MAX_TOPIC_NAME:
+                msg = f"topic name {self.prefix + spec.name!r} is longer than {_MAX_TOPIC_NAME} characters"
+                raise TopicError(msg)
+
+    def __iter__(self) -> Iterator[TopicSpec]:
+        return iter(self.specs)
+
+    def spec(self, logical_name: str) -> TopicSpec:
+        """The declaration of a topic by its logical (unprefixed) name or its full name."""
+        bare = logical_name.removeprefix(self.prefix) if self.prefix else logical_name
+        for spec in self.specs:
+            if spec.name == bare:
+                return spec
+        known = ", ".join(s.name for s in self.specs)
+        msg = f"unknown topic {logical_name!r}; declared topics: {known}"
+        raise TopicError(msg)
+
+    def name(self, logical_name: str) -> str:
+        """The full (prefixed) name of a declared topic."""
+        return self.prefix + self.spec(logical_name).name
+
+    def full_names(self) -> list[str]:
+        return [self.prefix + spec.name for spec in self.specs]

@@ -1,0 +1,126 @@
+"""Topics as code: make the broker match the declarations, idempotently."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
+from schemas.exceptions import TopicError
+from schemas.topics import TopicCatalog, TopicSpec
+
+Action = Literal["created", "updated", "unchanged"]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicChange:
+    topic: str
+    action: Action
+    detail: str = ""
+
+
+class TopicAdmin:
+    """Creates missing topics, grows partitions and aligns configs; never deletes or shrinks on its own."""
+
+    def __init__(self, bootstrap_servers: str, *, replication_factor: int = 1, timeout_s: float = 30.0) -> None:
+        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+        self._rf = replication_factor
+        self._timeout = timeout_s
+
+    def existing(self) -> dict[str, int]:
+        """Topic name -> partition count, for every topic on the broker."""
+        try:
+            metadata = self._admin.list_topics(timeout=self._timeout)
+        except KafkaException as exc:
+            msg = f"cannot list topics: {exc}"
+            raise TopicError(msg) from exc
+        return {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None}
+
+    def apply(self, catalog: TopicCatalog) -> list[TopicChange]:
+        existing = self.existing()
+        changes: list[TopicChange] = []
+        to_create = [s for s in catalog if catalog.prefix + s.name not in existing]
+        if to_create:
+            self._create(catalog.prefix, to_create)
+            changes.extend(
+                TopicChange(catalog.prefix + s.name, "created", f"{s.partitions} partitions") for s in to_create
+            )
+        for spec in catalog:
+            name = catalog.prefix + spec.name
+            if name in existing:
+                changes.append(self._align(name, spec, existing[name]))
+        return changes
+
+    def _create(self, prefix: str, specs: Iterable[TopicSpec]) -> None:
+        new = [
+            NewTopic(prefix + s.name, num_partitions=s.partitions, replication_factor=self._rf, config=s.config())
+            for s in specs
+        ]
+        for name, future in self._admin.create_topics(new, operation_timeout=self._timeout).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if exc.args and exc.args[0].code() == 36:  # TOPIC_ALREADY_EXISTS: a concurrent apply won
+                    continue
+                msg = f"cannot create topic {name!r}: {exc}"
+                raise TopicError(msg) from exc
+
+    def _align(self, name: str, spec: TopicSpec, partitions: int) -> TopicChange:
+        details: list[str] = []
+        changed = False
+        if partitions < spec.partitions:
+            future = self._admin.create_partitions([NewPartitions(name, spec.partitions)])[name]
+            try:
+                future.result()
+            except KafkaException as exc:
+                msg = f"cannot grow topic {name!r} from {partitions} to {spec.partitions} partitions: {exc}"
+                raise TopicError(msg) from exc
+            details.append(f"partitions {partitions} -> {spec.partitions}")
+            changed = True
+        elif partitions > spec.partitions:
+            details.append(f"has {partitions} partitions, declared {spec.partitions} (Kafka cannot shrink; left)")
+        resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+        try:
+            current = self._admin.describe_configs([resource])[resource].result()
+        except KafkaException as exc:
+            msg = f"cannot describe configs of topic {name!r}: {exc}"
+            raise TopicError(msg) from exc
+        wanted = spec.config()
+        drift = {k: v for k, v in wanted.items() if k not in current or current[k].value != v}
+        if drift:
+            entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in drift.items()]
+            futures = self._admin.incremental_alter_configs(
+                [ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=entries)]
+            )
+            try:
+                next(iter(futures.values())).result()
+            except KafkaException as exc:
+                msg = f"cannot set {drift} on topic {name!r}: {exc}"
+                raise TopicError(msg) from exc
+            details.extend(f"{k}={v}" for k, v in drift.items())
+            changed = True
+        return TopicChange(name, "updated" if changed else "unchanged", "; ".join(details))
+
+    def delete(self, names: Iterable[str]) -> None:
+        """Delete topics (tests and throwaway replays only)."""
+        names = list(names)
+        if not names:
+            return
+        for name, future in self._admin.delete_topics(names, operation_timeout=self._timeout).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if exc.args and exc.args[0].code() == 3:  # UNKNOWN_TOPIC_OR_PART
+                    continue
+                msg = f"cannot delete topic {name!r}: {exc}"
+                raise TopicError(msg) from exc

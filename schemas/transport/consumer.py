@@ -1,0 +1,151 @@
+"""A consumer that decodes with the contracts and splits every batch into good events and dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
+
+from schemas.contracts import Contracts
+from schemas.dead_letter import RawMessage
+from schemas.exceptions import DecodeError, TopicError
+from schemas.transport.producer import EventProducer
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedEvent:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeFailure:
+    message: RawMessage
+    error_type: str
+    reason: str
+
+
+@dataclass(slots=True)
+class ConsumedBatch:
+    """One poll's worth: the events that decoded and validated, and the ones that did not."""
+
+    events: list[ConsumedEvent] = field(default_factory=list)
+    failures: list[DecodeFailure] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.failures)
+
+
+def _headers(headers: object) -> tuple[tuple[str, bytes | None], ...]:
+    items = headers.items() if isinstance(headers, dict) else headers or ()
+    out: list[tuple[str, bytes | None]] = []
+    for name, value in items:  # type: ignore[attr-defined]  # list or dict of (str, str|bytes|None)
+        out.append((str(name), value.encode() if isinstance(value, str) else value))
+    return tuple(out)
+
+
+class EventConsumer:
+    """Reads logical topics, decodes each value with its topic's contract.
+
+    With ``group_id`` it joins a consumer group (offsets committed by the caller via :meth:`commit`);
+    without, it assigns every partition itself and commits nothing (tail, replays, tests).
+    A failure is dead-lettered when ``dead_letters`` is given, and always reported in the batch.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        contracts: Contracts,
+        topics: Iterable[str],
+        *,
+        group_id: str | None = None,
+        from_beginning: bool = True,
+        dead_letters: EventProducer | None = None,
+        processor: str = "consumer",
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.contracts = contracts
+        self._logical = {contracts.topic(t): contracts.spec(t).name for t in topics}
+        self._dead_letters = dead_letters
+        self._processor = processor
+        conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": group_id or "slipstream-unmanaged",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+            "enable.partition.eof": False,
+            "fetch.wait.max.ms": 50,
+        }
+        conf.update(config or {})
+        self._consumer = Consumer(conf)
+        if group_id is not None:
+            self._consumer.subscribe(list(self._logical))
+        else:
+            self._assign_all(from_beginning)
+
+    def _assign_all(self, from_beginning: bool) -> None:
+        metadata = self._consumer.list_topics(timeout=10)
+        assignment: list[TopicPartition] = []
+        for full in self._logical:
+            topic_md = metadata.topics.get(full)
+            if topic_md is None or topic_md.error is not None:
+                msg = f"topic {full!r} does not exist on the broker (run `slipstream topics apply`)"
+                raise TopicError(msg)
+            start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+            assignment.extend(TopicPartition(full, p, start) for p in sorted(topic_md.partitions))
+        self._consumer.assign(assignment)
+
+    def poll_batch(self, max_records: int = 1000, timeout: float = 1.0) -> ConsumedBatch:
+        batch = ConsumedBatch()
+        for msg in self._consumer.consume(max_records, timeout):
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if err.fatal() or not err.retriable():
+                    msg_text = f"consumer error: {err.str()}"
+                    raise TopicError(msg_text)
+                continue
+            full, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+            ts_type, ts = msg.timestamp()
+            raw_value = msg.value()
+            try:
+                value = self.contracts.serde(self._logical[full]).decode(raw_value)
+            except DecodeError as exc:
+                raw = RawMessage(
+                    full,
+                    partition,
+                    offset,
+                    ts if ts_type else None,
+                    msg.key(),
+                    raw_value,
+                    _headers(msg.headers()),
+                )
+                failure = DecodeFailure(raw, exc.error_type, str(exc))
+                batch.failures.append(failure)
+                if self._dead_letters is not None:
+                    self._dead_letters.dead_letter(
+                        raw, error_type=exc.error_type, reason=str(exc), processor=self._processor
+                    )
+                continue
+            batch.events.append(ConsumedEvent(full, partition, offset, ts if ts_type else None, msg.key(), value))
+        return batch
+
+    def commit(self) -> None:
+        """Commit the offsets of everything returned so far (after its effects are durable)."""
+        self._consumer.commit(asynchronous=False)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> EventConsumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Slipstream: the CLI, the settings and the composition root."""

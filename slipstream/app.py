@@ -1,0 +1,97 @@
+"""The composition root: settings -> platform -> contracts -> Kafka clients. The only place that wires parts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import cached_property
+from typing import Any
+
+from infra.config import PlatformConfig
+from infra.platform import Platform
+from schemas.contracts import Contracts
+from schemas.topics import TopicCatalog
+from schemas.transport import EventConsumer, EventProducer, TopicAdmin, TopicChange
+from slipstream.settings import Settings
+
+
+class Slipstream:
+    """Everything a command needs, built lazily from one :class:`Settings`."""
+
+    def __init__(self, settings: Settings, progress: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self._progress = progress
+
+    @cached_property
+    def platform_config(self) -> PlatformConfig:
+        s = self.settings
+        return PlatformConfig(
+            state_dir=s.state_dir,
+            cache_dir=s.cache_dir,
+            backend=s.backend,
+            kafka_version=s.kafka_version,
+            kafka_port=s.kafka_port,
+            controller_port=s.controller_port,
+            kafka_heap=s.kafka_heap,
+            redis_port=s.redis_port,
+            startup_timeout_s=s.startup_timeout_s,
+        )
+
+    @cached_property
+    def platform(self) -> Platform:
+        return Platform(self.platform_config, progress=self._progress)
+
+    @property
+    def external(self) -> bool:
+        """Kafka and Redis are given from outside (environment), not run by Slipstream."""
+        return self.settings.kafka_bootstrap_servers is not None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.settings.kafka_bootstrap_servers or self.platform_config.bootstrap_servers
+
+    @property
+    def redis_url(self) -> str:
+        return self.settings.redis_url or self.platform_config.redis_url
+
+    @cached_property
+    def contracts(self) -> Contracts:
+        return Contracts.default(self.settings.topic_prefix, self.settings.schema_registry_url)
+
+    def with_prefix(self, prefix: str) -> Contracts:
+        return Contracts(TopicCatalog(prefix), self.contracts.registry, self.contracts.framing)
+
+    def topic_admin(self) -> TopicAdmin:
+        return TopicAdmin(self.bootstrap_servers)
+
+    def apply_topics(self, contracts: Contracts | None = None) -> list[TopicChange]:
+        return self.topic_admin().apply((contracts or self.contracts).catalog)
+
+    def producer(
+        self, *, linger_ms: float | None = None, contracts: Contracts | None = None, **config: Any
+    ) -> EventProducer:
+        return EventProducer(
+            self.bootstrap_servers,
+            contracts or self.contracts,
+            linger_ms=self.settings.producer_linger_ms if linger_ms is None else linger_ms,
+            config=config,
+        )
+
+    def consumer(
+        self,
+        topics: Iterable[str],
+        *,
+        group_id: str | None = None,
+        from_beginning: bool = True,
+        dead_letters: EventProducer | None = None,
+        processor: str = "consumer",
+        contracts: Contracts | None = None,
+    ) -> EventConsumer:
+        return EventConsumer(
+            self.bootstrap_servers,
+            contracts or self.contracts,
+            topics,
+            group_id=group_id,
+            from_beginning=from_beginning,
+            dead_letters=dead_letters,
+            processor=processor,
+        )

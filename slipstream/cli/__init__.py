@@ -1,0 +1,29 @@
+"""The `slipstream` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from slipstream.cli.events import produce, schemas_app, tail
+from slipstream.cli.platform import infra_app, topics_app
+
+app = typer.Typer(
+    name="slipstream",
+    help=(
+        "Real-time ML on Kafka: streaming features into Feast/Redis, ONNX scoring, shadow models,"
+        " record and replay.\n\n"
+        "Settings come from SLIPSTREAM_* environment variables (or .env); KAFKA_BOOTSTRAP_SERVERS and REDIS_URL "
+        "point Slipstream at existing services instead of starting its own."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(infra_app, name="infra")
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+app.command()(produce)
+app.command()(tail)
+
+
+def main() -> None:
+    app()

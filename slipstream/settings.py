@@ -1,0 +1,83 @@
+"""One frozen, validated settings object, read once at start-up by the composition root.
+
+Every field reads ``SLIPSTREAM_<FIELD>`` from the environment (or a ``.env`` file in the working directory).
+``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` are honoured too: when set, Slipstream uses those services
+instead of starting its own.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from slipstream.exceptions import ConfigError
+
+_HEAP = re.compile(r"^\d+[kKmMgG]$")
+_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SLIPSTREAM_", env_file=".env", extra="forbid", frozen=True, validate_default=True
+    )
+
+    state_dir: Path = Field(Path(".slipstream"), description="State, logs and data of the local platform.")
+    cache_dir: Path = Field(Path.home() / ".cache" / "slipstream", description="Downloaded Kafka jars.")
+    backend: Literal["auto", "local", "docker"] = Field(
+        "auto", description="How to run Kafka and Redis: docker when an engine answers (auto), else local."
+    )
+    kafka_version: str = Field("4.3.1", description="Apache Kafka version for the local broker (>= 4.0.1).")
+    kafka_port: int = Field(9092, ge=1, le=65535)
+    controller_port: int = Field(9093, ge=1, le=65535)
+    kafka_heap: str = Field("512m", description="JVM heap of the local broker.")
+    redis_port: int = Field(6379, ge=1, le=65535)
+    startup_timeout_s: float = Field(120.0, gt=0)
+    kafka_bootstrap_servers: str | None = Field(
+        None,
+        validation_alias=AliasChoices("SLIPSTREAM_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+        description="Use this Kafka instead of starting one.",
+    )
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("SLIPSTREAM_REDIS_URL", "REDIS_URL"),
+        description="Use this Redis instead of starting one.",
+    )
+    topic_prefix: str = Field("", description="Namespace prepended to every topic name.")
+    schema_registry_url: str | None = Field(
+        None, description="Confluent-compatible schema registry; default is Avro single-object encoding."
+    )
+    producer_linger_ms: float = Field(1.0, ge=0, le=1000, description="linger.ms of Slipstream's producers.")
+
+    @field_validator("kafka_heap")
+    @classmethod
+    def _heap(cls, value: str) -> str:
+        if not _HEAP.match(value):
+            msg = f"kafka_heap must look like 512m or 1g, got {value!r}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("kafka_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        match = _VERSION.match(value)
+        if match is None or tuple(int(x) for x in match.groups()) < (4, 0, 1):
+            msg = f"kafka_version must be an Apache Kafka release >= 4.0.1 (X.Y.Z), got {value!r}"
+            raise ValueError(msg)
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings once; an invalid value raises :class:`ConfigError` naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]  # overrides are validated by pydantic
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"])
+            problems.append(f"SLIPSTREAM_{field.upper()}={error.get('input')!r}: {error['msg']}")
+        msg = "invalid settings: " + "; ".join(problems)
+        raise ConfigError(msg) from exc

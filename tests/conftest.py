@@ -1,0 +1,102 @@
+"""Kafka and Redis for the integration tests, from one fixture.
+
+Order of preference:
+1. ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` when both are set (CI services, a shared dev cluster);
+2. testcontainers (official ``apache/kafka`` and ``redis`` images) when a Docker engine answers;
+3. the local launcher from ``infra/`` (Maven Central jars + Debian's redis-server), on ports of its own and a state
+   directory of its own, so it never touches a platform started with ``slipstream infra up``.
+
+A service that cannot be had fails the run: integration tests never skip.
+Every test gets its own uuid-named set of topics (see ``contracts``).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from infra.config import PlatformConfig
+from infra.docker_platform import docker_engine_available
+from infra.platform import Platform
+from schemas.contracts import Contracts
+from schemas.topics import TopicCatalog
+from schemas.transport import TopicAdmin
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_STATE_DIR = REPO / ".slipstream" / "test-platform"
+KAFKA_VERSION = os.environ.get("SLIPSTREAM_KAFKA_VERSION", "4.3.1")
+
+
+@dataclass(frozen=True)
+class Services:
+    bootstrap_servers: str
+    redis_url: str
+    how: str
+    kafka_libs: Path | None = None
+
+
+def _from_environment() -> Services | None:
+    kafka, redis_url = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("REDIS_URL")
+    if kafka and redis_url:
+        return Services(kafka, redis_url, "environment")
+    return None
+
+
+def _from_testcontainers() -> Iterator[Services]:
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.redis import RedisContainer
+
+    with (
+        KafkaContainer(f"apache/kafka:{KAFKA_VERSION}").with_kraft() as kafka,
+        RedisContainer("redis:7-alpine") as redis,
+    ):
+        host, port = redis.get_container_host_ip(), redis.get_exposed_port(6379)
+        yield Services(kafka.get_bootstrap_server(), f"redis://{host}:{port}/0", "testcontainers")
+
+
+def _from_local_launcher() -> Iterator[Services]:
+    config = PlatformConfig(
+        state_dir=TEST_STATE_DIR,
+        backend="local",
+        kafka_version=KAFKA_VERSION,
+        kafka_port=int(os.environ.get("SLIPSTREAM_TEST_KAFKA_PORT", "19092")),
+        controller_port=int(os.environ.get("SLIPSTREAM_TEST_CONTROLLER_PORT", "19093")),
+        redis_port=int(os.environ.get("SLIPSTREAM_TEST_REDIS_PORT", "16379")),
+        startup_timeout_s=180,
+    )
+    platform = Platform(config)
+    statuses = platform.up()
+    libs = config.kafka_cache_dir / "libs"
+    try:
+        yield Services(config.bootstrap_servers, config.redis_url, "local launcher", libs)
+    finally:
+        if os.environ.get("SLIPSTREAM_TEST_KEEP_SERVICES") != "1" and statuses:
+            platform.down()
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    given = _from_environment()
+    if given is not None:
+        yield given
+    elif docker_engine_available():
+        yield from _from_testcontainers()
+    else:
+        yield from _from_local_launcher()
+
+
+@pytest.fixture
+def contracts(services: Services) -> Iterator[Contracts]:
+    """This repo's contracts under a fresh uuid prefix, with every declared topic created (and deleted after)."""
+    base = Contracts.default()
+    catalog = TopicCatalog(f"t-{uuid.uuid4().hex[:10]}.")
+    scoped = Contracts(catalog, base.registry, base.framing)
+    admin = TopicAdmin(services.bootstrap_servers)
+    admin.apply(catalog)
+    yield scoped
+    admin.delete(catalog.full_names())

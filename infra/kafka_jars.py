@@ -21,6 +21,11 @@ MVN_TIMEOUT_S = 1800.0
 MARKER = ".complete"
 
 _KAFKA_JAR_RE = re.compile(r"^kafka_2\.13-(?P<version>\d+\.\d+\.\d+)\.jar$")
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+CENTRAL_HINT = (
+    "check that every Kafka artifact of that version is on Maven Central "
+    "(https://repo.maven.apache.org/maven2/org/apache/kafka/kafka-tools/) and that the network allows it"
+)
 
 
 def kafka_version_from_libs(libs: Path) -> str | None:
@@ -35,6 +40,7 @@ def mvn_command(mvn: str, pom: Path, version: str, output_dir: Path) -> list[str
         mvn,
         "-q",
         "-B",
+        "-U",  # re-check artifacts that an earlier, failed attempt recorded as missing
         "-Dstyle.color=never",
         "-f",
         str(pom),
@@ -45,7 +51,8 @@ def mvn_command(mvn: str, pom: Path, version: str, output_dir: Path) -> list[str
 
 
 def _tail_lines(text: str, lines: int = 30) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
+    plain = (line.rstrip() for line in _ANSI_RE.sub("", text).splitlines())
+    return "\n".join([line for line in plain if line][-lines:])
 
 
 def ensure_jars(config: PlatformConfig, progress: Callable[[str], None] = lambda _msg: None) -> Path:
@@ -75,7 +82,7 @@ def ensure_jars(config: PlatformConfig, progress: Callable[[str], None] = lambda
             output = _tail_lines(result.stdout + "\n" + result.stderr)
             msg = (
                 f"resolving Kafka {config.kafka_version} failed (exit {result.returncode}): "
-                f"{' '.join(cmd)}\n{output or '(no output)'}"
+                f"{' '.join(cmd)}\n{output or '(no output)'}\n{CENTRAL_HINT}"
             )
             raise DependencyMissingError(msg)
         shutil.rmtree(libs, ignore_errors=True)

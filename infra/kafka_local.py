@@ -122,7 +122,7 @@ class LocalKafka:
             if remaining <= 0:
                 msg = (
                     f"Kafka (pid {pid}) did not answer a metadata request on {self.config.bootstrap_servers} "
-                    f"within {self.config.startup_timeout_s:g} s; it is left running; last lines:\n{self._log_tail()}"
+                    f"within {self.config.startup_timeout_s:g} s; last lines:\n{self._log_tail()}"
                 )
                 raise ServiceTimeoutError(msg)
             if port_accepts(self.config.kafka_host, self.config.kafka_port):

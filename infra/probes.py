@@ -46,8 +46,18 @@ def kafka_metadata(bootstrap_servers: str, timeout_s: float) -> KafkaMetadata | 
 def redis_version(host: str, port: int, timeout_s: float) -> str | None:
     """``PING`` Redis at ``host:port`` and return its ``redis_version``; None if it does not answer."""
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    client = redis.Redis(host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    # No client-side retries (redis-py retries refused connections with backoff by default): the
+    # launcher's own loop polls, and a probe must answer within its timeout.
+    client = redis.Redis(
+        host=host,
+        port=port,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+    )
     try:
         if not client.ping():
             return None

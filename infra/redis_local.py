@@ -151,7 +151,7 @@ class LocalRedis:
             if time.monotonic() > deadline:
                 msg = (
                     f"Redis (pid {pid}) did not answer PING on {self.config.redis_url} within "
-                    f"{self.config.startup_timeout_s:g} s; it is left running; last lines:\n{self._log_tail()}"
+                    f"{self.config.startup_timeout_s:g} s; last lines:\n{self._log_tail()}"
                 )
                 raise ServiceTimeoutError(msg)
             time.sleep(POLL_S)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from schemas.contracts import Contracts
 from schemas.dead_letter import RawMessage
@@ -97,13 +97,25 @@ class EventConsumer:
             if topic_md is None or topic_md.error is not None:
                 msg = f"topic {full!r} does not exist on the broker (run `slipstream topics apply`)"
                 raise TopicError(msg)
-            start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-            assignment.extend(TopicPartition(full, p, start) for p in sorted(topic_md.partitions))
+            for partition in sorted(topic_md.partitions):
+                if from_beginning:
+                    assignment.append(TopicPartition(full, partition, OFFSET_BEGINNING))
+                else:  # pin today's end now, so nothing produced after this call is missed
+                    _low, high = self._consumer.get_watermark_offsets(TopicPartition(full, partition), timeout=10)
+                    assignment.append(TopicPartition(full, partition, high))
         self._consumer.assign(assignment)
 
     def poll_batch(self, max_records: int = 1000, timeout: float = 1.0) -> ConsumedBatch:
+        """Wait up to ``timeout`` for the first message, then take what is already fetched (up to ``max_records``).
+
+        Returning as soon as anything arrives keeps latency low; draining the local queue keeps throughput high.
+        """
         batch = ConsumedBatch()
-        for msg in self._consumer.consume(max_records, timeout):
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return batch
+        messages = [first, *self._consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
+        for msg in messages:
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import typer
 
+from slipstream.cli.demo import demo
 from slipstream.cli.events import produce, schemas_app, tail
 from slipstream.cli.platform import infra_app, topics_app
+from slipstream.cli.simulate import simulate_app
 
 app = typer.Typer(
     name="slipstream",
@@ -21,8 +23,10 @@ app = typer.Typer(
 app.add_typer(infra_app, name="infra")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(simulate_app, name="simulate")
 app.command()(produce)
 app.command()(tail)
+app.command()(demo)
 
 
 def main() -> None:

@@ -83,10 +83,12 @@ class FraudSimConfig:
     label_delay: timedelta = timedelta(days=7)
 
     def __post_init__(self) -> None:
-        for name in ("n_customers", "n_terminals", "nb_days"):
+        # Scenario 2 compromises 2 terminals a day and scenario 3 three customers: fewer cannot be sampled.
+        minimum = {"n_customers": _SCENARIO3_CUSTOMERS, "n_terminals": _SCENARIO2_TERMINALS, "nb_days": 1}
+        for name, least in minimum.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                msg = f"FraudSimConfig.{name} must be a positive integer, got {value!r}"
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                msg = f"FraudSimConfig.{name} must be an integer >= {least}, got {value!r}"
                 raise ValueError(msg)
         if not isinstance(self.radius, int | float) or not np.isfinite(self.radius) or self.radius <= 0:
             msg = f"FraudSimConfig.radius must be a positive finite number, got {self.radius!r}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +107,37 @@ def test_ensure_installed_without_root_or_apt(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(_proc, "which", lambda *_args: None)
     with pytest.raises(DependencyMissingError, match="apt-get install -y redis-server"):
         redis_local.ensure_installed()
+
+
+def test_ensure_installed_retries_after_apt_update(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fake apt-get whose first `install` fails (empty package lists) and which "installs" after `update`.
+    log = tmp_path / "apt.log"
+    installed = tmp_path / "redis-server"
+    apt = tmp_path / "apt-get"
+    apt.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {log}\n'
+        f'if [ "$1" = update ]; then touch {tmp_path}/updated; exit 0; fi\n'
+        f"if [ -e {tmp_path}/updated ]; then touch {installed}; exit 0; fi\n"
+        "echo 'E: Unable to locate package redis-server' >&2; exit 100\n"
+    )
+    apt.chmod(0o755)
+
+    def which(name: str, *_dirs: str) -> str | None:
+        if name == "apt-get":
+            return str(apt)
+        if name == "redis-server" and installed.exists():
+            return str(installed)
+        return None
+
+    monkeypatch.setattr(_proc, "which", which)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    messages: list[str] = []
+    assert redis_local.ensure_installed(messages.append) == str(installed)
+    calls = log.read_text().splitlines()
+    assert calls == [
+        "install -y --no-install-recommends redis-server",
+        "update",
+        "install -y --no-install-recommends redis-server",
+    ]
+    assert messages[0] == "installing redis-server with apt-get ..."

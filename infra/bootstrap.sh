@@ -54,7 +54,7 @@ else
 fi
 
 # --- Services: Docker, or Java + Maven + redis-server ------------------------------------------------------
-if [ "${SLIPSTREAM_BACKEND:-auto}" != "local" ] && command -v docker >/dev/null && timeout 5 docker info >/dev/null 2>&1; then
+if [ "${SLIPSTREAM_BACKEND:-auto}" != "local" ] && command -v docker >/dev/null && timeout 5 docker info >/dev/null 2>&1 && timeout 5 docker compose version >/dev/null 2>&1; then
   say "Docker engine found: Kafka and Redis will run in containers"
   exit 0
 fi

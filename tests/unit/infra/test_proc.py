@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from infra import _proc
@@ -15,6 +16,9 @@ def test_spawn_owned_terminate(tmp_path: Path) -> None:
     )
     pidfile = tmp_path / "x.pid"
     _proc.write_pidfile(pidfile, pid)
+    deadline = time.monotonic() + 10  # under load the shell may not have run `echo` yet: wait for its output
+    while _proc.tail(tmp_path / "x.out") != "started" and time.monotonic() < deadline:
+        time.sleep(0.01)
     try:
         assert _proc.pid_alive(pid)
         assert os.getsid(pid) != os.getsid(0)  # its own session: a Ctrl-C in our terminal does not reach it

@@ -7,8 +7,20 @@ from streams.simulate.fraud import (
     simulate_transactions,
     to_transaction_events,
 )
+from streams.simulate.reco import (
+    INTERACTION_ACTIONS,
+    INTERACTION_COLUMNS,
+    RecoSimConfig,
+    RecoSimulation,
+    simulate_interactions,
+)
 
 __all__ = [
+    "INTERACTION_ACTIONS",
+    "INTERACTION_COLUMNS",
+    "RecoSimConfig",
+    "RecoSimulation",
+    "simulate_interactions",
     "TX_COLUMNS",
     "FraudSimConfig",
     "label_events",

@@ -1,0 +1,271 @@
+"""Write and read features in Feast's Redis layout ourselves: micro-batched pipelines, one round trip per read.
+
+``RedisFeatureWriter.write_batch`` sends one pipeline (``transaction=False``) per batch of ``EVALSHA`` calls of a
+small Lua script that applies each row only if its event time is not older than the ``_ts:<view>`` Feast already
+holds for that entity and view. The script reads Feast's own timestamp (a ``google.protobuf.Timestamp``), so the
+ordering also holds against rows that Feast itself wrote (``materialize``, ``push``) and survives Feast deleting a
+view's fields; no helper field is needed. Equal times overwrite, so replaying a batch is idempotent.
+
+``RedisFeatureReader`` is the scorer's path: one ``HMGET`` of precomputed fields per entity, no Feast SDK.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import redis
+from redis.exceptions import NoScriptError
+
+from features.feast_layout import (
+    FeatureValue,
+    JoinKeyValue,
+    LayoutError,
+    OnlineFeatures,
+    ReadPlan,
+    ViewLayout,
+)
+from schemas.exceptions import SlipstreamError
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+__all__ = [
+    "FeatureRow",
+    "OnlineStoreError",
+    "RedisFeatureReader",
+    "RedisFeatureWriter",
+    "RejectedRow",
+    "WriteReport",
+]
+
+# One call applies up to ``rows_per_call`` rows. KEYS: one entity key per row. ARGV[1]: key TTL in seconds (0: none);
+# then per row: "_ts:<view>", event time in epoch microseconds, n, and n field/value pairs ("_ts:<view>" included).
+# Returns one 1 (written) or 0 (stale: the stored event time is newer) per row. The stored Timestamp is decoded with
+# Lua's doubles: exact for event times up to the year 2255; a negative int64 (before 1970) is a 10-byte varint, so
+# its bits above 35 are summed apart and the sign taken from bit 63.
+APPLY_IF_NOT_OLDER = """
+local ttl, a, out = ARGV[1], 2, {}
+for k = 1, #KEYS do
+  local key, micros, n = KEYS[k], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local stored, apply = redis.call('HGET', key, ARGV[a]), 1
+  if stored then
+    local seconds, nanos, i, len = 0, 0, 1, #stored
+    while i <= len do
+      local tag, lo, hi, shift, b = string.byte(stored, i), 0, 0, 0, 128
+      i = i + 1
+      while b >= 128 do
+        b = string.byte(stored, i)
+        if not b then return redis.error_reply('corrupt ' .. ARGV[a] .. ' field in key ' .. key) end
+        i = i + 1
+        if shift < 35 then lo = lo + (b % 128) * 2 ^ shift else hi = hi + (b % 128) * 2 ^ (shift - 35) end
+        shift = shift + 7
+      end
+      if hi >= 2 ^ 28 then hi = hi - 2 ^ 29 end
+      if tag == 8 then seconds = hi * 2 ^ 35 + lo elseif tag == 16 then nanos = lo end
+    end
+    if seconds * 1000000 + math.floor(nanos / 1000) > micros then apply = 0 end
+  end
+  if apply == 1 then
+    redis.call('HSET', key, unpack(ARGV, a + 3, a + 2 + 2 * n))
+    if ttl ~= '0' then redis.call('EXPIRE', key, ttl) end
+  end
+  out[k] = apply
+  a = a + 3 + 2 * n
+end
+return out
+"""
+_SCRIPT_SHA = hashlib.sha1(APPLY_IF_NOT_OLDER.encode(), usedforsecurity=False).hexdigest()
+
+
+class OnlineStoreError(SlipstreamError):
+    """Redis refused or failed a write or a read (the message names the command or key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureRow:
+    """One entity's features of one view at one event time (timezone-aware)."""
+
+    view: str
+    join_keys: Mapping[str, JoinKeyValue]
+    values: Mapping[str, FeatureValue]
+    event_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    """A row that could not be encoded (unknown view, bad value, naive time): not written, kept for a dead letter."""
+
+    index: int
+    row: FeatureRow
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteReport:
+    """``applied`` rows were written; ``stale`` were older than what Redis held; ``rejected`` were never sent."""
+
+    applied: int
+    stale: int
+    rejected: tuple[RejectedRow, ...] = ()
+
+
+def _check_bytes_client(client: Redis[bytes]) -> None:
+    if client.connection_pool.connection_kwargs.get("decode_responses"):
+        msg = f"{client!r} decodes responses; Feast's layout is binary, create it with decode_responses=False"
+        raise OnlineStoreError(msg)
+
+
+class RedisFeatureWriter:
+    """Writes :class:`FeatureRow` batches for the given views, monotonic in event time per entity and view.
+
+    ``rows_per_call`` rows share one script call: fewer commands to pack and run (about 2x the rows/s of one call per
+    row), while one call still holds Redis for only ~0.2 ms, about what one 16 KB read of a pipeline does anyway.
+    ``key_ttl_seconds`` is Feast's option of that name: each written row sets the whole key's TTL (every view of the
+    entity); a stale row sets nothing.
+    """
+
+    def __init__(
+        self,
+        client: Redis[bytes],
+        layouts: Iterable[ViewLayout],
+        *,
+        key_ttl_seconds: int | None = None,
+        rows_per_call: int = 32,
+    ) -> None:
+        _check_bytes_client(client)
+        if key_ttl_seconds is not None and key_ttl_seconds <= 0:
+            msg = f"key_ttl_seconds must be a positive number of seconds or None, got {key_ttl_seconds!r}"
+            raise OnlineStoreError(msg)
+        if not 1 <= rows_per_call <= 1000:
+            msg = f"rows_per_call must be within 1..1000, got {rows_per_call!r}"
+            raise OnlineStoreError(msg)
+        self._client = client
+        self._layouts: dict[str, ViewLayout] = {}
+        for layout in layouts:
+            if self._layouts.setdefault(layout.view, layout) is not layout:
+                msg = f"two layouts for view {layout.view!r}"
+                raise OnlineStoreError(msg)
+        self._ttl = str(key_ttl_seconds or 0).encode()
+        self._rows_per_call = rows_per_call
+
+    @classmethod
+    def from_url(
+        cls, url: str, layouts: Iterable[ViewLayout], *, key_ttl_seconds: int | None = None
+    ) -> RedisFeatureWriter:
+        """A writer on its own client for ``url`` (``redis://host:port/db``)."""
+        return cls(redis.Redis.from_url(url), layouts, key_ttl_seconds=key_ttl_seconds)
+
+    def _encode(self, rows: Sequence[FeatureRow]) -> tuple[list[list[Any]], list[RejectedRow]]:
+        """Script calls (``[key, ..., ttl, row args, ...]``, ``numkeys`` first) and the rows that failed to encode."""
+        calls: list[list[Any]] = []
+        keys: list[Any] = []
+        args: list[Any] = [self._ttl]
+        rejected: list[RejectedRow] = []
+        for index, row in enumerate(rows):
+            layout = self._layouts.get(row.view)
+            try:
+                if layout is None:
+                    msg = f"no layout for view {row.view!r}; known: {sorted(self._layouts)!r}"
+                    raise LayoutError(msg)
+                key = layout.key(row.join_keys)
+                micros, flat = layout.encode_row(row.values, row.event_time)
+            except LayoutError as exc:
+                rejected.append(RejectedRow(index, row, str(exc)))
+                continue
+            keys.append(key)
+            args += (layout.timestamp_field, micros, len(flat) // 2)
+            args += flat
+            if len(keys) == self._rows_per_call:
+                calls.append([len(keys), *keys, *args])
+                keys, args = [], [self._ttl]
+        if keys:
+            calls.append([len(keys), *keys, *args])
+        return calls, rejected
+
+    def _send(self, calls: list[list[Any]], *, load: bool = False) -> list[Any]:
+        with self._client.pipeline(transaction=False) as pipe:
+            if load:
+                pipe.script_load(APPLY_IF_NOT_OLDER)
+            for call in calls:
+                pipe.evalsha(_SCRIPT_SHA, *call)
+            results = pipe.execute(raise_on_error=False)
+        return results[1:] if load else results
+
+    def write_batch(self, rows: Sequence[FeatureRow]) -> WriteReport:
+        """Write ``rows`` in one pipeline; later rows of the batch see earlier ones (everything runs in order).
+
+        Raises :class:`OnlineStoreError` if Redis fails a call (some rows may be written): every row is safe to
+        write again.
+        """
+        calls, rejected = self._encode(rows)
+        if not calls:
+            return WriteReport(0, 0, tuple(rejected))
+        try:
+            results = self._send(calls)
+            if any(isinstance(r, NoScriptError) for r in results):
+                # First use, a restarted Redis or SCRIPT FLUSH: load it and send the whole batch again (idempotent).
+                results = self._send(calls, load=True)
+        except redis.RedisError as exc:
+            msg = f"writing {len(rows) - len(rejected)} rows to Redis failed: {exc}"
+            raise OnlineStoreError(msg) from exc
+        errors = [r for r in results if isinstance(r, Exception)]
+        if errors:
+            msg = f"Redis failed {len(errors)} of {len(calls)} script calls for {len(rows)} rows, first: {errors[0]}"
+            raise OnlineStoreError(msg) from errors[0]
+        flags = [flag for result in results for flag in result]
+        applied = sum(flags)
+        return WriteReport(applied, len(flags) - applied, tuple(rejected))
+
+
+class RedisFeatureReader:
+    """Reads some views' features for an entity in one round trip (one ``HMGET`` per distinct set of join keys)."""
+
+    def __init__(
+        self, client: Redis[bytes], layouts: Iterable[ViewLayout], *, full_feature_names: bool = False
+    ) -> None:
+        _check_bytes_client(client)
+        self._client = client
+        self.plan = ReadPlan(layouts, full_feature_names=full_feature_names)
+        self._single = len(self.plan.groups) == 1
+
+    @classmethod
+    def from_url(
+        cls, url: str, layouts: Iterable[ViewLayout], *, full_feature_names: bool = False
+    ) -> RedisFeatureReader:
+        """A reader on its own client for ``url`` (``redis://host:port/db``)."""
+        return cls(redis.Redis.from_url(url), layouts, full_feature_names=full_feature_names)
+
+    def read(self, join_keys: Mapping[str, JoinKeyValue]) -> OnlineFeatures | None:
+        """The entity's features and event times; None if Redis holds none of the views for it."""
+        keys = self.plan.keys(join_keys)
+        try:
+            if self._single:
+                replies = [self._client.hmget(keys[0], self.plan.groups[0][2])]
+            else:
+                with self._client.pipeline(transaction=False) as pipe:
+                    for key, (_, _, fields) in zip(keys, self.plan.groups, strict=True):
+                        pipe.hmget(key, fields)
+                    replies = pipe.execute()
+        except redis.RedisError as exc:
+            msg = f"reading {join_keys!r} from Redis failed: {exc}"
+            raise OnlineStoreError(msg) from exc
+        return self.plan.decode(replies)
+
+    def read_many(self, entities: Sequence[Mapping[str, JoinKeyValue]]) -> list[OnlineFeatures | None]:
+        """:meth:`read` for many entities in one pipelined round trip, in order."""
+        groups = self.plan.groups
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for join_keys in entities:
+                    for key, (_, _, fields) in zip(self.plan.keys(join_keys), groups, strict=True):
+                        pipe.hmget(key, fields)
+                replies = pipe.execute()
+        except redis.RedisError as exc:
+            msg = f"reading {len(entities)} entities from Redis failed: {exc}"
+            raise OnlineStoreError(msg) from exc
+        n = len(groups)
+        return [self.plan.decode(replies[i : i + n]) for i in range(0, len(replies), n)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -52,6 +53,7 @@ class TopicAdmin:
         to_create = [s for s in catalog if catalog.prefix + s.name not in existing]
         if to_create:
             self._create(catalog.prefix, to_create)
+            self._await_visible([catalog.prefix + s.name for s in to_create])
             changes.extend(
                 TopicChange(catalog.prefix + s.name, "created", f"{s.partitions} partitions") for s in to_create
             )
@@ -60,6 +62,18 @@ class TopicAdmin:
             if name in existing:
                 changes.append(self._align(name, spec, existing[name]))
         return changes
+
+    def _await_visible(self, names: list[str]) -> None:
+        """Wait until new topics show in the broker's metadata, so that apply's postcondition holds at once."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            missing = [n for n in names if n not in self.existing()]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                msg = f"topics {missing} were created but are not visible after {self._timeout:g} s"
+                raise TopicError(msg)
+            time.sleep(0.05)
 
     def _create(self, prefix: str, specs: Iterable[TopicSpec]) -> None:
         new = [

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeAlias
 
-from schemas.exceptions import SlipstreamError
+from features.exceptions import LayoutError
 
 FeatureValue: TypeAlias = float | int | str | bool | None
 JoinKeyValue: TypeAlias = int | str
@@ -33,10 +33,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MICRO = timedelta(microseconds=1)
 _INT64_RANGE = (-(1 << 63), (1 << 63) - 1)
 _INT32_RANGE = (-(1 << 31), (1 << 31) - 1)
-
-
-class LayoutError(SlipstreamError, ValueError):
-    """A value, key or layout that cannot be written in (or read from) Feast's Redis layout."""
 
 
 class Dtype(StrEnum):

@@ -20,15 +20,14 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis.exceptions import NoScriptError
 
+from features.exceptions import LayoutError, OnlineStoreError
 from features.feast_layout import (
     FeatureValue,
     JoinKeyValue,
-    LayoutError,
     OnlineFeatures,
     ReadPlan,
     ViewLayout,
 )
-from schemas.exceptions import SlipstreamError
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -79,10 +78,6 @@ end
 return out
 """
 _SCRIPT_SHA = hashlib.sha1(APPLY_IF_NOT_OLDER.encode(), usedforsecurity=False).hexdigest()
-
-
-class OnlineStoreError(SlipstreamError):
-    """Redis refused or failed a write or a read (the message names the command or key)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,18 +141,27 @@ class EntityState:
             ring = self.rings[topic] = Ring()
         return ring
 
-    def apply(self, source: SourceSpec, record: Mapping[str, Any], reach_us: int, lateness_us: int) -> bool:
-        """Add one event of ``source`` to this entity; ``False`` for a duplicate."""
+    def apply(
+        self, source: SourceSpec, record: Mapping[str, Any], reach_us: int, lateness_us: int, *, prune: bool = True
+    ) -> bool:
+        """Add one event of ``source`` to this entity; ``False`` for a duplicate.
+
+        With ``prune``, events no window can reach from the newest one (less the allowed lateness) are dropped; an
+        engine that computes behind its newest input (waiting for a watermark) prunes itself, from its frontier.
+        """
         time_us = to_micros(record[source.time_field])
         known_us = to_micros(record[source.known_by]) if source.known_by else time_us
         values = {name: record[name] for name in source.fields}
         inserted = self.ring(source.topic).insert(time_us, event_id_int(record[source.id_field]), known_us, values)
         if inserted:
             self.newest_us = max(self.newest_us, known_us)
-            horizon = self.newest_us - reach_us - lateness_us
-            for ring in self.rings.values():
-                ring.prune(horizon)
+            if prune:
+                self.prune(self.newest_us - reach_us - lateness_us)
         return inserted
+
+    def prune(self, horizon_us: int) -> None:
+        for ring in self.rings.values():
+            ring.prune(horizon_us)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(

@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Any
 
 from schemas.base import Framing
-from schemas.exceptions import SerializationError
+from schemas.exceptions import SchemaNotFoundError, SerializationError
 from schemas.framing import ConfluentFraming, SingleObjectFraming
 from schemas.registry import SchemaRegistry
 from schemas.serde import AvroSerde
@@ -46,6 +46,9 @@ class Contracts:
         serde = self._serdes.get(spec.name)
         if serde is None:
             full = self.catalog.prefix + spec.name
+            if spec.value_schema is None:
+                msg = f"topic {full!r} is internal to the feature engine and has no Avro contract"
+                raise SchemaNotFoundError(msg)
             schema = self.registry.get(spec.value_schema)
             serde = AvroSerde(full, schema, self.framing, validator_for(spec.value_schema))
             self._serdes[spec.name] = serde

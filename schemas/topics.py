@@ -22,10 +22,14 @@ CleanupPolicy = Literal["delete", "compact", "compact,delete"]
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
-    """One topic, as declared. ``key_field`` is the value field whose text is the record key (the entity)."""
+    """One topic, as declared. ``key_field`` is the value field whose text is the record key (the entity).
+
+    ``value_schema`` is ``None`` for the feature engine's internal topics (repartitions, changelogs), whose values
+    are the engine's own compact JSON and never leave it.
+    """
 
     name: str
-    value_schema: str
+    value_schema: str | None
     key_field: str
     partitions: int = 6
     retention_ms: int = 7 * DAY_MS
@@ -81,6 +85,38 @@ TOPICS: tuple[TopicSpec, ...] = (
         partitions=1,
         retention_ms=-1,
         description="Model registry changes that scorers follow.",
+    ),
+    TopicSpec(
+        "feature-log",
+        "feature_vector",
+        "entity_key",
+        retention_ms=30 * DAY_MS,
+        description="Per-event feature vectors from the online engine (training, scoring, parity).",
+    ),
+    TopicSpec(
+        "engine.fraud.by-terminal",
+        None,
+        "terminal_id",
+        retention_ms=7 * DAY_MS,
+        description="Internal: transactions (with customer features) and labels, repartitioned by terminal.",
+    ),
+    TopicSpec(
+        "engine.reco.by-item",
+        None,
+        "item_id",
+        retention_ms=7 * DAY_MS,
+        description="Internal: interactions (with user features), repartitioned by item.",
+    ),
+    *(
+        TopicSpec(
+            f"engine.{stage}.changelog",
+            None,
+            "key",
+            retention_ms=-1,
+            cleanup_policy="compact",
+            description=f"Internal: state of the feature engine's {stage} stage (compacted).",
+        )
+        for stage in ("fraud.customer", "fraud.terminal", "reco.user", "reco.item")
     ),
     TopicSpec(
         "dead-letter",

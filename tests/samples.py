@@ -76,6 +76,15 @@ def sample(name: str, i: int = 0) -> dict[str, Any]:
             "actor": "test",
             "reason": None,
         },
+        "feature_vector": {
+            "feature_set": "fraud",
+            "event_id": str(i),
+            "entity_key": "596",
+            "event_time": t,
+            "features": {"TX_AMOUNT": 57.16, "CUSTOMER_ID_NB_TX_1DAY_WINDOW": 2.0},
+            "newest_event_time": t,
+            "computed_at": t + timedelta(milliseconds=2),
+        },
         "dead_letter": {
             "source_topic": "transactions",
             "source_partition": 2,

@@ -18,7 +18,9 @@ WINDOW_DAYS = (1, 7, 30)
 CUSTOMER = Entity("customer", ("customer_id",), ("int64",), "A card holder.")
 TERMINAL = Entity("terminal", ("terminal_id",), ("int64",), "A payment terminal.")
 
-TRANSACTIONS = SourceSpec("transactions", time_field="event_time", id_field="transaction_id", fields=("amount",))
+TRANSACTIONS = SourceSpec(
+    "transactions", time_field="event_time", id_field="transaction_id", fields=("amount", "terminal_id")
+)
 LABELS = SourceSpec(
     "labels", time_field="tx_event_time", id_field="transaction_id", known_by="event_time", fields=("is_fraud",)
 )

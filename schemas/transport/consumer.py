@@ -42,7 +42,7 @@ class ConsumedBatch:
         return len(self.events) + len(self.failures)
 
 
-def _headers(headers: object) -> tuple[tuple[str, bytes | None], ...]:
+def normalize_headers(headers: object) -> tuple[tuple[str, bytes | None], ...]:
     items = headers.items() if isinstance(headers, dict) else headers or ()
     out: list[tuple[str, bytes | None]] = []
     for name, value in items:  # type: ignore[attr-defined]  # list or dict of (str, str|bytes|None)
@@ -137,7 +137,7 @@ class EventConsumer:
                     ts if ts_type else None,
                     msg.key(),
                     raw_value,
-                    _headers(msg.headers()),
+                    normalize_headers(msg.headers()),
                 )
                 failure = DecodeFailure(raw, exc.error_type, str(exc))
                 batch.failures.append(failure)

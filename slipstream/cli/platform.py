@@ -95,7 +95,13 @@ def topics_list(prefix: Prefix = None) -> None:
             days = "forever" if spec.retention_ms < 0 else f"{spec.retention_ms / 86_400_000:g} d"
             on_broker = f"yes ({existing[name]})" if name in existing else "[red]no[/red]"
             table.add_row(
-                name, str(spec.partitions), days, spec.cleanup_policy, spec.key_field, spec.value_schema, on_broker
+                name,
+                str(spec.partitions),
+                days,
+                spec.cleanup_policy,
+                spec.key_field,
+                spec.value_schema or "(internal)",
+                on_broker,
             )
         out.print(table)
 

@@ -27,16 +27,16 @@ def _drain(consumer: EventConsumer, expected: int, max_polls: int = 60) -> tuple
 
 
 def test_every_schema_round_trips_through_a_real_topic(services: Services, contracts: Contracts) -> None:
-    topics = [spec.name for spec in contracts.catalog]
+    topics = [spec.name for spec in contracts.catalog if spec.value_schema]
     with EventProducer(services.bootstrap_servers, contracts) as producer:
         for topic in topics:
             for i in range(3):
-                producer.send(topic, sample(contracts.spec(topic).value_schema, i))
+                producer.send(topic, sample(str(contracts.spec(topic).value_schema), i))
     for topic in topics:
         with EventConsumer(services.bootstrap_servers, contracts, [topic]) as consumer:
             values, reasons = _drain(consumer, 3)
         assert reasons == []
-        expected = [sample(contracts.spec(topic).value_schema, i) for i in range(3)]
+        expected = [sample(str(contracts.spec(topic).value_schema), i) for i in range(3)]
         key = contracts.spec(topic).key_field
         assert sorted(values, key=lambda v: str(v[key]) + str(v)) == sorted(
             expected, key=lambda v: str(v[key]) + str(v)

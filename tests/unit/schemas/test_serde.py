@@ -13,7 +13,7 @@ from tests.samples import sample
 
 REGISTRY = SchemaRegistry.load()
 CONTRACTS = Contracts.default()
-TOPIC_OF = {spec.value_schema: spec.name for spec in CONTRACTS.catalog}
+TOPIC_OF = {spec.value_schema: spec.name for spec in CONTRACTS.catalog if spec.value_schema}
 
 
 def test_fingerprint_matches_the_avro_spec_vector() -> None:

@@ -1,0 +1,332 @@
+"""One stage of the online engine, as pure logic: events in, state changes and outputs out. No Kafka, no Redis,
+no clock (the caller passes the wall time), so it is tested without a broker and replays reproduce production.
+
+Per event: apply it to the state of every view of this stage that reads its source (duplicates change nothing),
+then queue its *output*: the stage's view values as of the event's time (an online-store row per view and entity)
+and, for trigger events, the features so far — forwarded to the next stage, or, in the last stage, the complete
+vector for the feature log. An output at time ``t`` is computed only once every source the stage's views read has
+reached ``t`` (its watermark), so labels and transactions consumed at different speeds give the same result.
+
+Direct stages (reading producer topics) track one watermark per input partition: the newest event time seen.
+An event older than that by more than ``lateness_us`` is dead-lettered as late. One within the lateness is applied
+in its place, and every later trigger event of the same entity that its windows reach is recomputed and sent on
+again: the feature log's last record for an event id is the correct one.
+Internal stages learn their upstream watermarks from markers that upstream stages send to every partition.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from features.base import FeatureView
+from features.online_store import FeatureRow
+from features.windows import (
+    EPOCH,
+    EntityState,
+    compute_view,
+    derived_features,
+    event_id_int,
+    request_features,
+)
+from streams.engine.topology import StageSpec, Topology
+
+NO_WATERMARK = -(2**62)
+IDLE = 2**62
+_US = timedelta(microseconds=1)
+
+
+def us_to_datetime(micros: int) -> datetime:
+    return EPOCH + micros * _US
+
+
+@dataclass(slots=True)
+class StageOutput:
+    """Everything one drain produced; the runner sends it, then commits."""
+
+    forwards: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) to the next stage
+    vectors: list[dict[str, Any]] = field(default_factory=list)  # feature-log records
+    rows: list[FeatureRow] = field(default_factory=list)  # online-store rows
+    late: list[tuple[Any, str]] = field(default_factory=list)  # (message ref, reason) to dead-letter
+    changelog: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, state)
+    applied: int = 0
+    duplicates: int = 0
+
+
+@dataclass(order=True, slots=True)
+class _Pending:
+    time_us: int
+    order: int
+    event_id: int
+    seq: int
+    topic: str = field(compare=False)
+    record: dict[str, Any] = field(compare=False)
+    carried: dict[str, float] = field(compare=False)
+    newest_us: int = field(compare=False)
+    ref: Any = field(compare=False, default=None)
+
+
+def encode_internal(payload: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(payload)
+
+
+def decode_internal(data: bytes) -> dict[str, Any]:
+    value = orjson.loads(data)
+    if not isinstance(value, dict):
+        msg = f"internal engine message is not an object: {data[:60]!r}"
+        raise ValueError(msg)
+    return value
+
+
+def state_key(view: str, key: tuple[Any, ...]) -> bytes:
+    return orjson.dumps([view, *key])
+
+
+class StageProcessor:
+    def __init__(self, topology: Topology, stage: StageSpec, *, lateness_us: int = 0) -> None:
+        self.topology = topology
+        self.stage = stage
+        self.feature_set = topology.feature_set
+        self.lateness_us = lateness_us
+        self.states: dict[bytes, EntityState] = {}
+        self._dirty: dict[bytes, int] = {}
+        self._owner: dict[bytes, int] = {}  # state key -> partition it belongs to
+        self._pending: dict[int, list[_Pending]] = {}
+        self._seq = 0
+        self._partition_wm: dict[tuple[str, int], int] = {}  # direct: (topic, partition) -> newest time
+        self._upstream_wm: dict[int, dict[tuple[str, int], int]] = {}  # internal: partition -> (src, up) -> time
+        self._upstream_n: dict[str, int] = {}
+        self._views_by_source: dict[str, list[FeatureView]] = {}
+        for view in stage.views:
+            for source in view.sources:
+                self._views_by_source.setdefault(source.topic, []).append(view)
+        self._gating = tuple(sorted(self._views_by_source))
+        self._reach = max(v.reach_us for v in stage.views)
+        self._out = StageOutput()
+
+    # ------------------------------------------------------------------ state
+    def restore(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Replay one changelog record (the newest per key wins, as in a compacted topic)."""
+        if value is None:
+            self.states.pop(key, None)
+            self._owner.pop(key, None)
+        else:
+            self.states[key] = EntityState.from_bytes(value)
+            self._owner[key] = partition
+
+    def _entity(
+        self, view: FeatureView, record: Mapping[str, Any], partition: int
+    ) -> tuple[tuple[Any, ...], EntityState]:
+        key_values = tuple(record[k] for k in view.entity.join_keys)
+        key = state_key(view.name, key_values)
+        state = self.states.get(key)
+        if state is None:
+            state = self.states[key] = EntityState()
+        self._dirty[key] = partition
+        self._owner[key] = partition
+        return key_values, state
+
+    # ------------------------------------------------------------------ input
+    def on_event(
+        self,
+        partition: int,
+        topic: str,
+        record: dict[str, Any],
+        *,
+        ref: Any = None,
+        carried: Mapping[str, float] | None = None,
+        newest_us: int | None = None,
+    ) -> None:
+        """One event of ``topic`` (a logical source name), times as epoch microseconds."""
+        time_us, order, event_id, known_us = self._place(topic, record)
+        if self.stage.direct:
+            mark = (topic, partition)
+            newest = self._partition_wm.get(mark, NO_WATERMARK)
+            if known_us < newest - self.lateness_us:
+                lag = (newest - known_us) / 1e6
+                reason = (
+                    f"late {topic} event {event_id}: event time {us_to_datetime(known_us).isoformat()} is {lag:.3f} s "
+                    f"behind partition {partition}'s newest event; allowed lateness is {self.lateness_us / 1e6:g} s"
+                )
+                self._out.late.append((ref, reason))
+                return
+            self._partition_wm[mark] = max(newest, known_us)
+        late_entities = self._apply(partition, topic, record, time_us)
+        self._queue(partition, topic, record, time_us, order, event_id, dict(carried or {}), newest_us or known_us, ref)
+        for late in late_entities:
+            self._recompute_after(partition, late, time_us, event_id)
+
+    def _place(self, topic: str, record: Mapping[str, Any]) -> tuple[int, int, int, int]:
+        views = self._views_by_source.get(topic)
+        if views:
+            source = views[0].source(topic)
+            time_us = int(record[source.time_field])
+            known_us = int(record[source.known_by]) if source.known_by else time_us
+            return known_us, 0 if source.known_by else 1, event_id_int(record[source.id_field]), known_us
+        time_us = int(record["event_time"])
+        return time_us, 1, event_id_int(record.get("transaction_id", record.get("event_id", 0))), time_us
+
+    def _apply(
+        self, partition: int, topic: str, record: Mapping[str, Any], time_us: int
+    ) -> list[tuple[FeatureView, EntityState, tuple[Any, ...]]]:
+        late: list[tuple[FeatureView, EntityState, tuple[Any, ...]]] = []
+        for view in self._views_by_source.get(topic, ()):
+            key_values, state = self._entity(view, record, partition)
+            was_newest = state.newest_us
+            if state.apply(view.source(topic), record, view.reach_us, self.lateness_us, prune=False):
+                self._out.applied += 1
+                if topic == self.feature_set.trigger and self.stage.direct and time_us < was_newest:
+                    late.append((view, state, key_values))
+            else:
+                self._out.duplicates += 1
+        return late
+
+    def _queue(
+        self,
+        partition: int,
+        topic: str,
+        record: dict[str, Any],
+        time_us: int,
+        order: int,
+        event_id: int,
+        carried: dict[str, float],
+        newest_us: int,
+        ref: Any = None,
+    ) -> None:
+        self._seq += 1
+        item = _Pending(time_us, order, event_id, self._seq, topic, record, carried, newest_us, ref)
+        heapq.heappush(self._pending.setdefault(partition, []), item)
+
+    def _recompute_after(
+        self, partition: int, late: tuple[FeatureView, EntityState, tuple[Any, ...]], time_us: int, eid: int
+    ) -> None:
+        """A late trigger event landed before others of its entity: send those its windows reach on again."""
+        view, state, key_values = late
+        source = view.source(self.feature_set.trigger)
+        ring = state.rings[source.topic]
+        for i, (t, other) in enumerate(zip(ring.times, ring.ids, strict=True)):
+            if (t, other) <= (time_us, eid) or t > time_us + view.reach_us:
+                continue
+            record: dict[str, Any] = {source.id_field: other, source.time_field: t}
+            record.update(zip(view.entity.join_keys, key_values, strict=True))
+            record.update({name: column[i] for name, column in ring.values.items()})
+            self._queue(partition, source.topic, record, t, 1, other, {}, t)
+
+    def on_marker(self, partition: int, source: str, upstream: int, upstream_n: int, time_us: int) -> None:
+        """Upstream partition ``upstream`` of ``source`` has sent everything up to ``time_us`` to this partition."""
+        self._upstream_n[source] = upstream_n
+        marks = self._upstream_wm.setdefault(partition, {})
+        marks[(source, upstream)] = max(marks.get((source, upstream), NO_WATERMARK), time_us)
+
+    def frontier(self, partition: int) -> int:
+        """Time up to which every source this stage's views read is complete on ``partition``."""
+        if self.stage.direct:
+            return IDLE  # one ordered input per partition: outputs are due at once
+        marks = self._upstream_wm.get(partition, {})
+        frontier = IDLE
+        for source in self._gating:
+            n = self._upstream_n.get(source)
+            if n is None:
+                return NO_WATERMARK
+            frontier = min([frontier, *(marks.get((source, up), NO_WATERMARK) for up in range(n))])
+        return frontier
+
+    # ------------------------------------------------------------------ output
+    def drain(self, now: datetime) -> StageOutput:
+        """Compute every output that is due; return them with the state changes to persist."""
+        computed_at = now.astimezone(UTC)
+        for partition, queue in self._pending.items():
+            frontier = self.frontier(partition)
+            while queue and queue[0].time_us <= frontier:
+                self._emit(partition, heapq.heappop(queue), computed_at)
+        for key, partition in self._dirty.items():
+            state = self.states[key]
+            horizon = self._prune_horizon(partition, state)
+            state.prune(horizon)
+            self._out.changelog.append((partition, key, state.to_bytes()))
+        self._dirty.clear()
+        out, self._out = self._out, StageOutput()
+        return out
+
+    def _prune_horizon(self, partition: int, state: EntityState) -> int:
+        pending = self._pending.get(partition)
+        oldest = min(pending[0].time_us, state.newest_us) if pending else state.newest_us
+        return oldest - self._reach - self.lateness_us
+
+    def pending(self) -> int:
+        return sum(len(q) for q in self._pending.values())
+
+    def pending_refs(self, partition: int) -> list[Any]:
+        """Message references of the events still waiting for their output on ``partition``."""
+        return [item.ref for item in self._pending.get(partition, ()) if item.ref is not None]
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop the state and pending outputs of partitions this worker no longer owns (after a rebalance)."""
+        for partition in partitions:
+            self._pending.pop(partition, None)
+            self._upstream_wm.pop(partition, None)
+        for key in [k for k, p in self._owner.items() if p in partitions]:
+            self.states.pop(key, None)
+            self._owner.pop(key, None)
+        self._partition_wm = {k: v for k, v in self._partition_wm.items() if k[1] not in partitions}
+
+    def _emit(self, partition: int, item: _Pending, computed_at: datetime) -> None:
+        record = item.record
+        is_trigger = item.topic == self.feature_set.trigger
+        features = dict(item.carried)
+        for view in self._views_by_source.get(item.topic, ()):
+            key = state_key(view.name, tuple(record[k] for k in view.entity.join_keys))
+            state = self.states[key]
+            values = compute_view(
+                view, state, item.time_us, item.topic if is_trigger else None, item.event_id if is_trigger else None
+            )
+            join_keys = {k: record[k] for k in view.entity.join_keys}
+            self._out.rows.append(FeatureRow(view.name, join_keys, values, us_to_datetime(item.time_us)))
+            features.update(values)
+        if self.stage.forward_topic is not None:
+            payload = {"src": item.topic, "rec": record, "feat": features, "nt": item.newest_us}
+            key = str(record[self.stage.forward_key or ""]).encode()
+            self._out.forwards.append((key, encode_internal(payload)))
+        elif is_trigger:
+            self._out.vectors.append(self._vector(record, features, item, computed_at))
+
+    def _vector(
+        self, record: Mapping[str, Any], features: dict[str, float], item: _Pending, computed_at: datetime
+    ) -> dict[str, Any]:
+        trigger = self.feature_set.views[0].source(self.feature_set.trigger)
+        features.update(request_features(self.feature_set.request, record))
+        features.update(derived_features(self.feature_set, features))
+        first_key = self.feature_set.views[0].entity.join_keys[0]
+        return {
+            "feature_set": self.feature_set.name,
+            "event_id": str(record[trigger.id_field]),
+            "entity_key": str(record[first_key]),
+            "event_time": us_to_datetime(item.time_us),
+            "features": {k: float(v) for k, v in features.items() if not math.isnan(v)},
+            "newest_event_time": us_to_datetime(max(item.newest_us, item.time_us)),
+            "computed_at": computed_at,
+        }
+
+    def markers(self, partitions: Mapping[int, bool], upstream_n: int) -> list[tuple[str, int, int]]:
+        """Watermarks to broadcast downstream: (source, upstream partition, time) per input partition held.
+
+        ``partitions`` maps each held partition to whether it is caught up (then it is idle: no event can come
+        that is older than what a consumer of the forward topic is waiting for).
+        """
+        out = []
+        for topic in self.stage.inputs:
+            for partition, idle in partitions.items():
+                newest = self._partition_wm.get((topic, partition), NO_WATERMARK)
+                pending = self._pending.get(partition)
+                if pending:
+                    newest = min(newest, pending[0].time_us - 1)
+                if not idle or pending:
+                    newest -= self.lateness_us  # a late event may still come this far back
+                out.append((topic, partition, IDLE if idle and not pending else newest))
+        return out

@@ -1,0 +1,360 @@
+"""The engine's I/O loop for one stage: Kafka in, Redis + Kafka out, state in a compacted changelog.
+
+Per batch: decode (undecodable or invalid events -> dead-letter, with the original bytes and the reason), apply,
+compute what is due, then send outputs and state changes, write the online store, flush, and only then commit the
+consumed offsets (never past an event whose output is still waiting for a watermark). A crash anywhere replays the
+uncommitted tail on restart: duplicates change no state (ids are in the rings), outputs are idempotent (the online
+store keeps the newest row per entity; the feature log's last record per event wins). At-least-once delivery,
+effectively-once state.
+
+State: on assignment, every owned partition's state is rebuilt from the changelog partition of the same number.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from features.feast_repo import view_layouts
+from features.online_store import RedisFeatureWriter
+from schemas.contracts import Contracts
+from schemas.dead_letter import RawMessage
+from schemas.exceptions import DecodeError
+from schemas.serde import timestamp_fields
+from schemas.transport import EventProducer
+from schemas.transport.consumer import normalize_headers
+from streams.engine.exceptions import StateError
+from streams.engine.processor import StageOutput, StageProcessor, decode_internal, encode_internal
+from streams.engine.topology import StageSpec, Topology
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    bootstrap_servers: str
+    redis_url: str
+    project: str = "slipstream"
+    lateness_s: float = 2.0
+    batch_size: int = 2000
+    poll_timeout_s: float = 0.05
+    idle_check_s: float = 0.25
+    marker_interval_s: float = 0.01
+    linger_ms: float = 1.0
+
+
+@dataclass(slots=True)
+class StageStats:
+    consumed: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    vectors: int = 0
+    rows_written: int = 0
+    rows_stale: int = 0
+    batches: int = 0
+    restored_keys: int = 0
+    last_batch_at: float = field(default_factory=time.monotonic)
+
+
+def _micros(value: datetime) -> int:
+    return (value - EPOCH) // _ONE_US
+
+
+_ONE_US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - EPOCH
+
+
+class StageRunner:
+    """Runs one stage of one feature set as a member of the stage's consumer group."""
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        contracts: Contracts,
+        topology: Topology,
+        stage: StageSpec,
+        *,
+        on_batch: Callable[[StageStats], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.contracts = contracts
+        self.topology = topology
+        self.stage = stage
+        self.stats = StageStats()
+        self._on_batch = on_batch
+        self.processor = StageProcessor(topology, stage, lateness_us=int(settings.lateness_s * 1_000_000))
+        prefix = contracts.catalog.prefix
+        self._inputs = {contracts.topic(t): contracts.spec(t).name for t in stage.inputs}
+        self._changelog = contracts.topic(stage.changelog_topic)
+        self._forward = contracts.topic(stage.forward_topic) if stage.forward_topic else None
+        group = f"{prefix}slipstream-engine-{topology.feature_set.name}-{stage.name}"
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "range",  # same partition numbers of every input, co-partitioned
+                "fetch.wait.max.ms": 20,
+                "queued.max.messages.kbytes": 65536,
+            }
+        )
+        self._producer = Producer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "enable.idempotence": True,
+                "linger.ms": settings.linger_ms,
+                "compression.type": "lz4",
+                "partitioner": "murmur2_random",
+                "queue.buffering.max.messages": 1_000_000,
+            }
+        )
+        self._events = EventProducer(settings.bootstrap_servers, contracts, linger_ms=settings.linger_ms)
+        client = redis.Redis.from_url(settings.redis_url)
+        self._writer = RedisFeatureWriter(client, view_layouts([topology.feature_set], settings.project).values())
+        self._ts_fields = {
+            logical: timestamp_fields(contracts.serde(logical).schema.raw)
+            for logical in self._inputs.values()
+            if contracts.spec(logical).value_schema
+        }
+        self._owned: set[int] = set()
+        self._caught_up: dict[int, bool] = {}
+        self._next_offsets: dict[tuple[str, int], int] = {}
+        self._last_idle_check = 0.0
+        self._forward_partitions = 0
+        self._input_partitions = 0
+        self._last_marker = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self, stop: threading.Event, *, until_idle_s: float | None = None) -> StageStats:
+        """Process until ``stop`` is set (or, with ``until_idle_s``, until nothing arrived for that long)."""
+        self._consumer.subscribe(list(self._inputs), on_assign=self._on_assign, on_revoke=self._on_revoke)
+        first = next(iter(self._inputs))
+        self._input_partitions = len(self._producer.list_topics(first, timeout=10).topics[first].partitions)
+        if self._forward:
+            md = self._producer.list_topics(self._forward, timeout=10).topics[self._forward]
+            self._forward_partitions = len(md.partitions)
+        try:
+            while not stop.is_set():
+                got = self.step()
+                if until_idle_s is not None and not got and self.processor.pending() == 0:
+                    if time.monotonic() - self.stats.last_batch_at > until_idle_s:
+                        break
+        finally:
+            self.close()
+        return self.stats
+
+    def close(self) -> None:
+        self._producer.flush(10)
+        self._events.flush(10)
+        self._consumer.close()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in partitions} - self._owned
+        self._restore(numbers)
+        self._owned |= numbers
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in partitions}
+        self.processor.forget(gone)
+        self._owned -= gone
+
+    def _restore(self, partitions: set[int]) -> None:
+        if not partitions:
+            return
+        reader = Consumer(
+            {
+                "bootstrap.servers": self.settings.bootstrap_servers,
+                "group.id": f"restore-{self._changelog}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            }
+        )
+        try:
+            ends: dict[int, int] = {}
+            assignment = []
+            for p in partitions:
+                low, high = reader.get_watermark_offsets(TopicPartition(self._changelog, p), timeout=10)
+                if high > low:
+                    ends[p] = high
+                    assignment.append(TopicPartition(self._changelog, p, low))
+            reader.assign(assignment)
+            while ends:
+                for msg in reader.consume(5000, 1.0):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            ends.pop(msg.partition() or 0, None)
+                            continue
+                        text = f"cannot restore state from {self._changelog}: {err.str()}"
+                        raise StateError(text)
+                    p = msg.partition() or 0
+                    self.processor.restore(p, msg.key() or b"", msg.value())
+                    self.stats.restored_keys += 1
+                    if (msg.offset() or 0) + 1 >= ends.get(p, 0):
+                        ends.pop(p, None)
+        finally:
+            reader.close()
+
+    # ------------------------------------------------------------------ one batch
+    def step(self) -> bool:
+        first = self._consumer.poll(self.settings.poll_timeout_s)
+        messages = [first, *self._consumer.consume(self.settings.batch_size - 1, 0)] if first is not None else []
+        for msg in messages:
+            self._ingest(msg)
+        got = bool(messages)
+        if got:
+            self.stats.last_batch_at = time.monotonic()
+        out = self.processor.drain(datetime.now(UTC))
+        self._send(out)
+        if self.stage.direct and self._forward:
+            self._send_markers(got)
+        self._producer.flush(30)
+        self._events.flush(30)
+        self._commit()
+        self.stats.batches += 1
+        if self._on_batch is not None and (got or out.rows):
+            self._on_batch(self.stats)
+        return got
+
+    def _ingest(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                return
+            if err.fatal():
+                text = f"consumer error: {err.str()}"
+                raise StateError(text)
+            return
+        topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+        self._next_offsets[(topic, partition)] = offset + 1
+        self.stats.consumed += 1
+        logical = self._inputs[topic]
+        ref = (topic, partition, offset)
+        if not self.stage.direct:
+            payload = decode_internal(msg.value() or b"{}")
+            if "wms" in payload:
+                for source, upstream, wm in payload["wms"]:
+                    self.processor.on_marker(partition, source, upstream, payload["n"], wm)
+                return
+            self.processor.on_event(
+                partition, payload["src"], payload["rec"], ref=ref, carried=payload["feat"], newest_us=payload["nt"]
+            )
+            return
+        try:
+            record = self.contracts.serde(logical).decode(msg.value())
+        except DecodeError as exc:
+            self._dead_letter(msg, exc.error_type, str(exc))
+            return
+        for name in self._ts_fields.get(logical, ()):
+            value = record.get(name)
+            if isinstance(value, datetime):
+                record[name] = _micros(value)
+        self.processor.on_event(partition, logical, record, ref=(msg, ref))
+
+    def _dead_letter(self, msg: Message, error_type: str, reason: str) -> None:
+        ts_type, ts = msg.timestamp()
+        raw = RawMessage(
+            msg.topic() or "",
+            msg.partition() or 0,
+            msg.offset() or 0,
+            ts if ts_type else None,
+            msg.key(),
+            msg.value(),
+            normalize_headers(msg.headers()),
+        )
+        self._events.dead_letter(
+            raw,
+            error_type=error_type,
+            reason=reason,
+            processor=f"engine-{self.topology.feature_set.name}-{self.stage.name}",
+        )
+        self.stats.dead_lettered += 1
+
+    def _send(self, out: StageOutput) -> None:
+        if self._forward:
+            for key, value in out.forwards:
+                self._produce(self._forward, value, key)
+        for vector in out.vectors:
+            self._events.send("feature-log", vector)
+        self.stats.vectors += len(out.vectors)
+        for (msg, _ref), reason in out.late:
+            self._dead_letter(msg, "late_event", reason)
+        for partition, key, value in out.changelog:
+            self._produce(self._changelog, value, key, partition)
+        if out.rows:
+            report = self._writer.write_batch(out.rows)
+            self.stats.rows_written += report.applied
+            self.stats.rows_stale += report.stale
+        self.stats.applied += out.applied
+        self.stats.duplicates += out.duplicates
+
+    def _produce(self, topic: str, value: bytes, key: bytes, partition: int | None = None) -> None:
+        while True:
+            try:
+                if partition is None:
+                    self._producer.produce(topic, value, key)
+                else:
+                    self._producer.produce(topic, value, key, partition=partition)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def _send_markers(self, got: bool) -> None:
+        now = time.monotonic()
+        if got or now - self._last_idle_check > self.settings.idle_check_s:
+            self._refresh_caught_up()
+            self._last_idle_check = now
+        held = {p: self._caught_up.get(p, False) for p in self._owned}
+        if not held or not self._forward:
+            return
+        if not got and now - self._last_marker < self.settings.idle_check_s:
+            return
+        if now - self._last_marker < self.settings.marker_interval_s:
+            return
+        self._last_marker = now
+        n = self._input_partitions
+        marks = [[source, upstream, wm] for source, upstream, wm in self.processor.markers(held, n)]
+        payload = encode_internal({"wms": marks, "n": n})
+        for p in range(self._forward_partitions):
+            self._produce(self._forward, payload, b"", p)
+
+    def _refresh_caught_up(self) -> None:
+        for p in self._owned:
+            caught = True
+            for topic in self._inputs:
+                _low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5, cached=False)
+                position = self._next_offsets.get((topic, p))
+                if position is None:
+                    committed = self._consumer.committed([TopicPartition(topic, p)], timeout=5)[0].offset
+                    position = committed if committed >= 0 else 0
+                    self._next_offsets[(topic, p)] = position
+                if position < high:
+                    caught = False
+            self._caught_up[p] = caught
+
+    def _commit(self) -> None:
+        offsets = []
+        for (topic, partition), nxt in self._next_offsets.items():
+            waiting = [r for r in self.processor.pending_refs(partition) if _ref_topic(r) == topic]
+            commit_at = min([nxt, *(_ref_offset(r) for r in waiting)])
+            offsets.append(TopicPartition(topic, partition, commit_at))
+        if offsets:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+
+
+def _ref_topic(ref: Any) -> str:
+    inner = ref[1] if isinstance(ref[0], Message) else ref
+    return str(inner[0])
+
+
+def _ref_offset(ref: Any) -> int:
+    inner = ref[1] if isinstance(ref[0], Message) else ref
+    return int(inner[2])

@@ -227,7 +227,9 @@ def test_config_defaults_and_ttl(tmp_path: Path) -> None:
     assert (cfg.project, cfg.key_ttl_seconds, cfg.connection_string) == ("slipstream", None, "127.0.0.1:6390,db=2")
     assert cfg.offline_path("v") == tmp_path / "offline" / "v.parquet"
     for bad in (0, -5, True):
-        with pytest.raises(DefinitionError, match=f"key_ttl_seconds must be a positive number of seconds or None, got {bad!r}"):
+        with pytest.raises(
+            DefinitionError, match=f"key_ttl_seconds must be a positive number of seconds or None, got {bad!r}"
+        ):
             config(tmp_path, key_ttl_seconds=bad)
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.project = "other"  # type: ignore[misc]

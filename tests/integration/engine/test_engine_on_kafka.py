@@ -1,0 +1,128 @@
+"""The fraud feature engine against the real broker and Redis: exact vectors, dead letters, crash and restart."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+
+from features.definitions.fraud import FRAUD
+from features.feast_repo import view_layouts
+from features.online_store import RedisFeatureReader
+from schemas.contracts import Contracts
+from schemas.transport import EventConsumer, EventProducer
+from streams.engine.app import EngineJob, run_threads
+from streams.engine.runner import EngineSettings
+from tests.conftest import Services
+from tests.fraud_reference import reference, small_fraud_streams
+
+pytestmark = pytest.mark.integration
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def streams() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    return small_fraud_streams(n_customers=40, n_terminals=80, days=40)
+
+
+def _publish(services: Services, contracts: Contracts, tx: list[dict[str, Any]], labels: list[dict[str, Any]]) -> None:
+    with EventProducer(services.bootstrap_servers, contracts, linger_ms=5) as producer:
+        for record in tx:
+            producer.send("transactions", record)
+        for record in labels:
+            producer.send("labels", record)
+
+
+def feature_log(services: Services, contracts: Contracts, expected: int) -> dict[str, dict[str, float]]:
+    """The last vector per event id, as a consumer of the feature log sees it."""
+    latest: dict[str, dict[str, float]] = {}
+    with EventConsumer(services.bootstrap_servers, contracts, ["feature-log"]) as consumer:
+        idle = 0
+        while idle < 6:
+            batch = consumer.poll_batch(max_records=5000, timeout=0.5)
+            assert batch.failures == []
+            for event in batch.events:
+                latest[str(event.value["event_id"])] = dict(event.value["features"])
+            idle = 0 if batch.events else idle + 1
+            if len(latest) >= expected and not batch.events:
+                break
+    return latest
+
+
+def _settings(services: Services, project: str, lateness_s: float = 2.0) -> EngineSettings:
+    return EngineSettings(services.bootstrap_servers, services.redis_url, project=project, lateness_s=lateness_s)
+
+
+def _compare(got: dict[str, dict[str, float]], want: dict[int, dict[str, float]]) -> int:
+    mismatches = 0
+    for tid, values in want.items():
+        vector = got.get(str(tid))
+        if vector is None:
+            mismatches += 1
+            continue
+        mismatches += sum(abs(vector[name] - value) > 1e-9 for name, value in values.items())
+    return mismatches
+
+
+def test_engine_vectors_and_online_state_equal_the_reference(
+    services: Services, contracts: Contracts, streams: Any
+) -> None:
+    tx, labels = streams
+    _publish(services, contracts, tx, labels)
+    project = f"t{uuid.uuid4().hex[:8]}"
+    job = EngineJob(_settings(services, project), contracts.catalog.prefix, "fraud")
+    stats = run_threads(job, threading.Event(), until_idle_s=3.0)
+    assert stats["customer"].applied == len(tx)
+    assert stats["terminal"].applied == len(tx) + len(labels)
+
+    want = reference(tx, labels)
+    got = feature_log(services, contracts, len(want))
+    assert len(got) == len(want)
+    assert _compare(got, want) == 0
+
+    # The online store holds each customer's features as of their newest transaction, in Feast's layout.
+    reader = RedisFeatureReader(
+        redis.Redis.from_url(services.redis_url), [view_layouts([FRAUD], project)["customer_spending"]]
+    )
+    newest: dict[int, dict[str, Any]] = {}
+    for record in tx:
+        newest[record["customer_id"]] = record
+    for customer_id, record in list(newest.items())[:25]:
+        online = reader.read({"customer_id": customer_id})
+        assert online is not None
+        expected = want[record["transaction_id"]]
+        for name, value in online.values.items():
+            assert value == pytest.approx(expected[name], abs=1e-9)
+
+
+def test_malformed_events_are_dead_lettered_and_the_engine_goes_on(
+    services: Services, contracts: Contracts, streams: Any
+) -> None:
+    tx, _labels = streams
+    good = tx[:1000]
+    producer = EventProducer(services.bootstrap_servers, contracts, linger_ms=5)
+    topic = contracts.topic("transactions")
+    serde = contracts.serde("transactions")
+    for i, record in enumerate(good):
+        producer.send("transactions", record)
+        if i % 10 == 0:
+            producer.send_raw(topic, b"1", serde.encode(record)[:-4])  # truncated
+    producer.flush()
+    project = f"t{uuid.uuid4().hex[:8]}"
+    job = EngineJob(_settings(services, project), contracts.catalog.prefix, "fraud", ("customer",))
+    stats = run_threads(job, threading.Event(), until_idle_s=2.0)
+    assert stats["customer"].applied == 1000
+    assert stats["customer"].dead_lettered == 100
+    with EventConsumer(services.bootstrap_servers, contracts, ["dead-letter"]) as dlq:
+        letters = []
+        for _ in range(40):
+            letters.extend(dlq.poll_batch(timeout=0.5).events)
+            if len(letters) >= 100:
+                break
+    assert len(letters) == 100
+    assert {letter.value["error_type"] for letter in letters} == {"schema_mismatch"}
+    assert all(letter.value["source_topic"] == topic for letter in letters)

@@ -178,7 +178,8 @@ def _describe(feature: ViewFeature) -> tuple[str, dict[str, str]]:
         text = f"{feature.numerator} / {feature.denominator} ({feature.default} when the denominator is 0)"
         return text, {"kind": "ratio", "numerator": feature.numerator, "denominator": feature.denominator}
     window = feature.window
-    span = f"(t - {_span(window.length + window.delay)}, t - {_span(window.delay)}]"
+    end = f"t - {_span(window.delay)}" if window.delay else "t"
+    span = f"(t - {_span(window.length + window.delay)}, {end}]"
     text = f"{feature.agg.value} of {feature.field or 'events'} from {feature.source} in {span}"
     tags = {"kind": "aggregate", "agg": feature.agg.value, "source": feature.source}
     tags |= {"window": _span(window.length), "delay": _span(window.delay), "default": str(feature.default)}
@@ -309,7 +310,11 @@ def _feature_store_yaml(config: FeastRepoConfig) -> str:
     ]
     if config.key_ttl_seconds is not None:
         lines.append(f"  key_ttl_seconds: {config.key_ttl_seconds}")
-    lines += ["offline_store:", "  type: file", f"entity_key_serialization_version: {FEAST_ENTITY_KEY_SERIALIZATION_VERSION}"]
+    lines += [
+        "offline_store:",
+        "  type: file",
+        f"entity_key_serialization_version: {FEAST_ENTITY_KEY_SERIALIZATION_VERSION}",
+    ]
     return "\n".join(lines) + "\n"
 
 

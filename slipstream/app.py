@@ -6,12 +6,14 @@ from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import Any
 
+from features.feast_repo import FeastRepoConfig
 from infra.config import PlatformConfig
 from infra.platform import Platform
 from schemas.contracts import Contracts
 from schemas.topics import TopicCatalog
 from schemas.transport import EventConsumer, EventProducer, TopicAdmin, TopicChange
 from slipstream.settings import Settings
+from streams.engine.runner import EngineSettings
 
 
 class Slipstream:
@@ -59,6 +61,30 @@ class Slipstream:
 
     def with_prefix(self, prefix: str) -> Contracts:
         return Contracts(TopicCatalog(prefix), self.contracts.registry, self.contracts.framing)
+
+    def feast_config(self, project: str | None = None) -> FeastRepoConfig:
+        s = self.settings
+        return FeastRepoConfig(
+            project=project or s.feast_project,
+            repo_dir=s.feast_repo_dir,
+            offline_dir=s.offline_dir,
+            redis_url=self.redis_url,
+        )
+
+    def engine_settings(self, *, project: str | None = None, lateness_s: float | None = None) -> EngineSettings:
+        s = self.settings
+        return EngineSettings(
+            self.bootstrap_servers,
+            self.redis_url,
+            project=project or s.feast_project,
+            lateness_s=s.lateness_s if lateness_s is None else lateness_s,
+        )
+
+    def ensure_platform(self) -> None:
+        """Start Kafka and Redis unless they are given from outside; apply the topics."""
+        if not self.external:
+            self.platform.up()
+        self.apply_topics()
 
     def topic_admin(self) -> TopicAdmin:
         return TopicAdmin(self.bootstrap_servers)

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
         None, description="Confluent-compatible schema registry; default is Avro single-object encoding."
     )
     producer_linger_ms: float = Field(1.0, ge=0, le=1000, description="linger.ms of Slipstream's producers.")
+    feast_project: str = Field("slipstream", description="Feast project (part of every online-store key).")
+    feast_repo_dir: Path = Field(Path(".slipstream/feast"), description="Generated Feast repository.")
+    offline_dir: Path = Field(Path(".slipstream/offline"), description="Offline feature tables (Feast file sources).")
+    lateness_s: float = Field(2.0, ge=0, description="Allowed lateness of events (out-of-order tolerance), seconds.")
 
     @field_validator("kafka_heap")
     @classmethod

@@ -6,6 +6,7 @@ import typer
 
 from slipstream.cli.demo import demo
 from slipstream.cli.events import produce, schemas_app, tail
+from slipstream.cli.features import features_app
 from slipstream.cli.platform import infra_app, topics_app
 from slipstream.cli.simulate import simulate_app
 
@@ -24,6 +25,7 @@ app.add_typer(infra_app, name="infra")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(features_app, name="features")
 app.command()(produce)
 app.command()(tail)
 app.command()(demo)

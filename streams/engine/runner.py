@@ -48,6 +48,8 @@ class EngineSettings:
     idle_check_s: float = 0.25
     marker_interval_s: float = 0.01
     linger_ms: float = 1.0
+    worker_id: str = "0"
+    session_timeout_ms: int = 10_000
 
 
 @dataclass(slots=True)
@@ -102,6 +104,9 @@ class StageRunner:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "range",  # same partition numbers of every input, co-partitioned
+                # Static membership: a restarted worker takes its partitions back at once, no rebalance wait.
+                "group.instance.id": f"{group}-worker-{settings.worker_id}",
+                "session.timeout.ms": settings.session_timeout_ms,
                 "fetch.wait.max.ms": 20,
                 "queued.max.messages.kbytes": 65536,
             }
@@ -144,7 +149,9 @@ class StageRunner:
         try:
             while not stop.is_set():
                 got = self.step()
-                if until_idle_s is not None and not got and self.processor.pending() == 0:
+                if not self._owned:  # idle time counts only once partitions are ours
+                    self.stats.last_batch_at = time.monotonic()
+                elif until_idle_s is not None and not got and self.processor.pending() == 0:
                     if time.monotonic() - self.stats.last_batch_at > until_idle_s:
                         break
         finally:

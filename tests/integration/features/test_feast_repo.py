@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -105,9 +106,8 @@ def client(redis_url: str, store: FeatureStore) -> Iterator[redis.Redis[bytes]]:
     conn.close()
 
 
-def _registry_state(store: FeatureStore) -> dict[str, list[object]]:
+def _registry_state(store: FeatureStore) -> dict[str, list[Any]]:
     """The registered objects, compared with Feast's own ``__eq__`` (specs; timestamps are ignored)."""
-    store.refresh_registry()
     return {
         "entities": sorted(store.list_entities(), key=lambda o: o.name),
         "views": sorted(store.list_feature_views(), key=lambda o: o.name),
@@ -173,7 +173,7 @@ def test_historical_features_are_point_in_time_correct(store: FeatureStore, conf
     )
     offline.to_parquet(config.offline_path(CUSTOMER.name), index=False)
 
-    queries = [  # (customer, time, expected base value or None)
+    queries: list[tuple[int, datetime, float | None]] = [  # (customer, time, expected base value or None)
         (1, T0, 1.0),  # a row at exactly the query time counts
         (1, T0 + HOUR - timedelta(microseconds=1), 1.0),  # nothing from the future
         (1, T0 + 2 * HOUR, 2.5),
@@ -182,10 +182,11 @@ def test_historical_features_are_point_in_time_correct(store: FeatureStore, conf
         (3, T0 + 4 * HOUR, None),  # an entity without offline rows: NaN
     ]
     too_early = (2, T0 + HOUR - timedelta(microseconds=1))  # customer 2 has rows, all of them later
+    asked = [(c, t) for c, t, _ in queries] + [too_early]
     entity_df = pd.DataFrame(
         {
-            "customer_id": pd.Series([q[0] for q in [*queries, too_early]], dtype="int64"),
-            "event_timestamp": pd.to_datetime([q[1] for q in [*queries, too_early]], utc=True),
+            "customer_id": pd.Series([c for c, _ in asked], dtype="int64"),
+            "event_timestamp": pd.to_datetime([t for _, t in asked], utc=True),
         }
     )
     job = store.get_historical_features(entity_df=entity_df, features=_refs(CUSTOMER.name, CUSTOMER.feature_names))
@@ -194,10 +195,17 @@ def test_historical_features_are_point_in_time_correct(store: FeatureStore, conf
     # Feast 0.67's file (dask) offline store drops an entity row whose entity has offline rows but none in
     # (t - ttl, t] (its _filter_ttl filters the left-joined frame) instead of returning NaN: join back on the
     # entity frame. If a Feast upgrade fixes this, this assertion says so.
-    assert (too_early[0], pd.Timestamp(too_early[1])) not in set(zip(got["customer_id"], got["event_timestamp"]))
-    assert list(zip(got["customer_id"], got["event_timestamp"])) == [(c, pd.Timestamp(t)) for c, t, _ in queries]
+    assert (too_early[0], pd.Timestamp(too_early[1])) not in set(
+        zip(got["customer_id"], got["event_timestamp"], strict=True)
+    )
+    assert list(zip(got["customer_id"], got["event_timestamp"], strict=True)) == [
+        (c, pd.Timestamp(t)) for c, t, _ in queries
+    ]
     expected = pd.DataFrame(
-        [{n: float("nan") for n in CUSTOMER.feature_names} if base is None else _customer_values(base) for *_, base in queries]
+        [
+            {n: float("nan") for n in CUSTOMER.feature_names} if base is None else _customer_values(base)
+            for *_, base in queries
+        ]
     )
     pd.testing.assert_frame_equal(got[list(CUSTOMER.feature_names)], expected, check_exact=True)
 

@@ -58,7 +58,7 @@ def test_views_schema_ttl_and_sources(objects: FeastObjects, tmp_path: Path) -> 
     assert customer.description == "Card spending windows."
     assert customer.tags == {"entity": "customer", "sources": "transactions", "owner": "slipstream"}
     nb_tx = customer.features[0]
-    assert nb_tx.description == "count of events from transactions in (t - 1d, t - 0d]"
+    assert nb_tx.description == "count of events from transactions in (t - 1d, t]"
     assert nb_tx.tags == {
         "kind": "aggregate",
         "agg": "count",
@@ -74,6 +74,8 @@ def test_views_schema_ttl_and_sources(objects: FeastObjects, tmp_path: Path) -> 
         "TERMINAL_ID_NB_FRAUD_1DAY_WINDOW",
     )
     assert objects.feature_views["item_popularity"].features[0].tags["where"] == "action==VIEW"
+    fraud_30d = objects.feature_views["terminal_risk"].features[7]
+    assert fraud_30d.description == "sum of is_fraud from labels in (t - 37d, t - 7d]"
 
     batch = objects.batch_sources["customer_spending"]
     assert isinstance(batch, FileSource)

@@ -1,0 +1,213 @@
+"""One feature view, offline: its entities, its queries (every event applied to it) and its features at each.
+
+A *query* is an event of one of the view's sources whose join keys are all present, at its known time (``known_by``
+or else ``time_field``): it becomes a row of the view's Feast source. When the trigger topic is not a source of the
+view, the trigger's events are queries too (for the feature vectors) but not rows. Queries are evaluated sorted by
+(entity, time), so every window search walks the index in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from features.base import Aggregate, Dtype, FeatureView, Where
+from features.exceptions import DefinitionError, FeatureError
+from features.offline.aggregate import Evaluator, Queries
+from features.offline.index import SortedIndex
+from features.offline.inputs import F64, I64, TopicEvents, event_order
+
+EVENT_TIMESTAMP = "event_timestamp"
+CREATED = "created"
+
+
+@dataclass(frozen=True)
+class ViewResult:
+    rows: pd.DataFrame  # the view's Feast source rows, in event order
+    trigger_rows: I64  # rows of the trigger frame with a value here
+    values: dict[str, F64]  # the view's features at those trigger rows
+
+
+def utc_times(values: I64) -> pd.Series:
+    """int64 microseconds as a tz-aware UTC column (microsecond unit, as the Feast sources declare it)."""
+    return pd.Series(pd.DatetimeIndex(values.astype("datetime64[us]")).tz_localize("UTC"))
+
+
+def ratio_array(numerator: F64, denominator: F64, default: float) -> F64:
+    """``numerator / denominator``, ``default`` where the denominator is 0 (``windows.ratio``)."""
+    out = np.full(len(numerator), default, dtype=np.float64)
+    np.divide(numerator, denominator, out=out, where=denominator != 0)
+    return out
+
+
+def entity_codes(frames: Sequence[pd.DataFrame], keys: Sequence[str]) -> tuple[list[I64], int]:
+    """Dense entity numbers shared by every frame (-1 where a join key is missing), and how many there are."""
+    sizes = [len(f) for f in frames]
+    combined: I64 = np.zeros(sum(sizes), dtype=np.int64)
+    for key in keys:
+        values = np.concatenate([f[key].to_numpy() for f in frames])
+        codes, uniques = pd.factorize(values)
+        valid = (combined >= 0) & (codes >= 0)
+        merged = combined * len(uniques) + codes
+        combined = np.full(len(merged), -1, dtype=np.int64)
+        combined[valid] = pd.factorize(merged[valid])[0]
+    n_entities = int(combined.max()) + 1 if len(combined) else 0
+    return list(np.split(combined, np.cumsum(sizes)[:-1])), n_entities
+
+
+def cast_key(values: npt.NDArray[np.generic], dtype: Dtype, view: str, key: str) -> npt.NDArray[np.generic]:
+    """Join key values in the entity's declared type (what the Feast source and the online key use)."""
+    if dtype == "string":
+        return values.astype(str).astype(object)
+    target = np.dtype(np.int64) if dtype == "int64" else np.dtype(np.int32)
+    try:
+        wide = values.astype(np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        msg = f"view {view!r}: join key {key!r} must be integers for {dtype}, got dtype {values.dtype}"
+        raise FeatureError(msg) from exc
+    info = np.iinfo(target)
+    bad = (wide < info.min) | (wide > info.max)
+    if bad.any():
+        msg = f"view {view!r}: join key {key!r} value {int(wide[bad][0])} does not fit {dtype}"
+        raise FeatureError(msg)
+    return wide.astype(target)
+
+
+@dataclass(frozen=True)
+class _Events:
+    """The queries in concatenation order (source by source), before sorting."""
+
+    entity: I64
+    time: I64
+    tie_keys: I64
+    rank: I64
+    topic: I64
+    row: I64
+    trigger: npt.NDArray[np.bool_]
+
+
+def _events(view: FeatureView, topics: Mapping[str, TopicEvents], trigger: str, codes: list[I64]) -> _Events:
+    parts: list[tuple[I64, ...]] = []
+    specs = [(i, s.topic, s.known_by or s.time_field) for i, s in enumerate(view.sources)]
+    if len(codes) > len(view.sources):
+        specs.append((-1, trigger, "event_time"))
+    for (number, name, known), code in zip(specs, codes, strict=True):
+        events = topics[name]
+        rows = np.flatnonzero(code >= 0).astype(np.int64)
+        n = len(rows)
+        parts.append(
+            (
+                code[rows],
+                events.times[known][rows],
+                events.tie_keys[rows],
+                np.full(n, events.rank, dtype=np.int64),
+                np.full(n, number, dtype=np.int64),
+                rows,
+                np.full(n, int(name == trigger), dtype=np.int64),
+            )
+        )
+    columns = [np.concatenate(c) for c in zip(*parts, strict=True)]
+    entity, time, tie_keys, rank, topic, row, trigger_flag = columns
+    return _Events(entity, time, tie_keys, rank, topic, row, trigger_flag.astype(np.bool_))
+
+
+def compute_view_offline(view: FeatureView, topics: Mapping[str, TopicEvents], trigger: str) -> ViewResult:
+    """Every feature of ``view`` at every event applied to it, and at every trigger event."""
+    names = [s.topic for s in view.sources]
+    if len(names) != len(set(names)):
+        msg = f"view {view.name!r} lists a topic twice: {names}"
+        raise DefinitionError(msg)
+    keys = view.entity.join_keys
+    frames = [topics[n].frame for n in names]
+    if trigger not in names and set(keys) <= set(topics[trigger].frame.columns):
+        frames.append(topics[trigger].frame)
+    codes, n_entities = entity_codes(frames, keys)
+    events = _events(view, topics, trigger, codes)
+    order = np.lexsort((events.time, events.entity))
+    queries = Queries(
+        events.entity[order],
+        events.time[order],
+        events.tie_keys[order],
+        events.trigger[order],
+        events.topic[order],
+        events.row[order],
+    )
+    evaluators: dict[tuple[int, Where | None], Evaluator] = {}
+    sorted_values: dict[str, F64] = {}
+    for feature in view.features:
+        if isinstance(feature, Aggregate):
+            source = names.index(feature.source)
+            key = (source, feature.where)
+            if key not in evaluators:
+                evaluators[key] = _evaluator(view, source, feature.where, topics, trigger, codes, n_entities, queries)
+            sorted_values[feature.name] = evaluators[key].evaluate(feature)
+        else:
+            num, den = sorted_values[feature.numerator], sorted_values[feature.denominator]
+            sorted_values[feature.name] = ratio_array(num, den, feature.default)
+    values: dict[str, F64] = {}
+    for name, column in sorted_values.items():
+        values[name] = np.empty_like(column)
+        values[name][order] = column
+    return _result(view, topics, events, values)
+
+
+def _evaluator(
+    view: FeatureView,
+    source: int,
+    where: Where | None,
+    topics: Mapping[str, TopicEvents],
+    trigger: str,
+    codes: list[I64],
+    n_entities: int,
+    queries: Queries,
+) -> Evaluator:
+    spec = view.sources[source]
+    topic = topics[spec.topic]
+    keep = codes[source] >= 0
+    if where is not None:
+        keep &= (topic.frame[where.field] == where.value).to_numpy(dtype=np.bool_)
+    rows = np.flatnonzero(keep).astype(np.int64)
+    known = topic.times[spec.known_by or spec.time_field]
+    index = SortedIndex(
+        topic.frame,
+        rows,
+        codes[source][rows],
+        topic.times[spec.time_field][rows],
+        known[rows],
+        topic.tie_keys[rows],
+        n_entities,
+    )
+    own: I64 | None = None
+    if spec.topic == trigger:
+        own = np.full(len(queries), -1, dtype=np.int64)
+        mine = queries.topic == source
+        own[mine] = index.positions_of(len(topic))[queries.row[mine]]
+    return Evaluator(index, queries, own)
+
+
+def _result(
+    view: FeatureView, topics: Mapping[str, TopicEvents], events: _Events, values: dict[str, F64]
+) -> ViewResult:
+    in_view = np.flatnonzero(events.topic >= 0)
+    sequence = in_view[event_order(events.time[in_view], events.rank[in_view], events.tie_keys[in_view])]
+    columns: dict[str, object] = {}
+    for key, dtype in zip(view.entity.join_keys, view.entity.dtypes, strict=True):
+        raw = np.concatenate(
+            [topics[s.topic].frame[key].to_numpy()[events.row[events.topic == i]] for i, s in enumerate(view.sources)]
+        )
+        columns[key] = cast_key(raw[sequence], dtype, view.name, key)
+    stamps = utc_times(events.time[sequence])
+    columns[EVENT_TIMESTAMP] = stamps
+    columns[CREATED] = stamps.copy()
+    for name in view.feature_names:
+        columns[name] = values[name][sequence]
+    triggered = np.flatnonzero(events.trigger)
+    return ViewResult(
+        rows=pd.DataFrame(columns),
+        trigger_rows=events.row[triggered],
+        values={name: values[name][triggered] for name in view.feature_names},
+    )

@@ -1,0 +1,102 @@
+"""Crash and disorder: a worker killed with SIGKILL mid-stream and restarted, and transactions delivered out of
+order within the allowed lateness, both end with exactly the reference features."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from schemas.contracts import Contracts
+from streams.engine.app import EngineJob, run_threads
+from streams.engine.runner import EngineSettings
+from tests.conftest import Services
+from tests.fraud_reference import reference, small_fraud_streams
+from tests.integration.engine.test_engine_on_kafka import _compare, _publish, feature_log
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def streams() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    return small_fraud_streams(n_customers=50, n_terminals=100, days=50)
+
+
+def _log_size(services: Services, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": services.bootstrap_servers, "group.id": "probe"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
+    finally:
+        consumer.close()
+
+
+def _engine_process(
+    services: Services, contracts: Contracts, project: str, log: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers,
+        "REDIS_URL": services.redis_url,
+        "SLIPSTREAM_TOPIC_PREFIX": contracts.catalog.prefix,
+        "SLIPSTREAM_FEAST_PROJECT": project,
+    }
+    command = [sys.executable, "-m", "slipstream", "features", "run", "--threads", "--quiet", *extra]
+    with log.open("ab") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_sigkill_mid_stream_then_restart_gives_exact_features(
+    services: Services, contracts: Contracts, streams: Any, tmp_path: Path
+) -> None:
+    tx, labels = streams
+    _publish(services, contracts, tx, labels)
+    project = f"t{uuid.uuid4().hex[:8]}"
+    log_topic = contracts.topic("feature-log")
+
+    log = tmp_path / "engine.log"
+    worker = _engine_process(services, contracts, project, log)
+    deadline = time.monotonic() + 120
+    while _log_size(services, log_topic) < len(tx) // 3:
+        assert worker.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "the engine made no progress"
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    written_before_kill = _log_size(services, log_topic)
+    assert written_before_kill < len(tx), "the kill came after the whole stream was processed"
+
+    restarted = _engine_process(services, contracts, project, log, "--until-idle", "4")
+    assert restarted.wait(timeout=300) == 0, log.read_text()[-3000:]
+
+    want = reference(tx, labels)
+    got = feature_log(services, contracts, len(want))
+    assert len(got) == len(want)
+    assert _compare(got, want) == 0
+
+
+def test_out_of_order_within_lateness_gives_exact_features(
+    services: Services, contracts: Contracts, streams: Any
+) -> None:
+    tx, labels = streams
+    rng = random.Random(11)
+    shuffled = sorted(tx, key=lambda r: r["event_time"] + rng.uniform(0, 6 * 3600e6))  # up to 6 h out of order
+    moved = sum(a is not b for a, b in zip(tx, shuffled, strict=True))
+    assert moved > len(tx) // 2
+    _publish(services, contracts, shuffled, labels)
+    settings = EngineSettings(
+        services.bootstrap_servers, services.redis_url, project=f"t{uuid.uuid4().hex[:8]}", lateness_s=7 * 3600
+    )
+    stats = run_threads(EngineJob(settings, contracts.catalog.prefix, "fraud"), threading.Event(), until_idle_s=3)
+    assert stats["customer"].dead_lettered == 0
+    want = reference(tx, labels)
+    assert _compare(feature_log(services, contracts, len(want)), want) == 0

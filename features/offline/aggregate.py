@@ -108,7 +108,7 @@ class Evaluator:
         field = feature.field or ""
         has = size > 0
         if agg is Agg.SUM or agg is Agg.MEAN:
-            total = index.window_sum(field, lo, hi, self.queries.entity)
+            total = index.window_sum(field, lo, hi)
             out[has] = total[has] / size[has] if agg is Agg.MEAN else total[has]
         elif agg is Agg.MIN or agg is Agg.MAX:
             pick = np.minimum if agg is Agg.MIN else np.maximum

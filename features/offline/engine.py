@@ -14,7 +14,7 @@ import pandas as pd
 from features.base import FeatureSet, RequestFeature
 from features.exceptions import FeatureError
 from features.offline.inputs import F64, TRIGGER_TIME, TopicEvents, event_order, micros, plan_topics, prepare
-from features.offline.view import CREATED, EVENT_TIMESTAMP, compute_view_offline, ratio_array, utc_times
+from features.offline.view import CREATED, EVENT_TIMESTAMP, compute_view_offline, float_frame, ratio_array, utc_times
 from features.windows import EntityState, compute_view
 
 VECTORS_FILE = "feature_vectors"
@@ -101,10 +101,11 @@ def compute_offline(
     for derived in feature_set.derived:
         values[derived.name] = ratio_array(values[derived.numerator], values[derived.denominator], derived.default)
     order = event_order(time, np.zeros(len(time), dtype=np.int64), trigger.tie_keys)
-    columns: dict[str, object] = {k: np.asarray(v)[order] for k, v in ids.items()}
-    columns[TRIGGER_TIME] = utc_times(time[order])
-    columns.update({name: column[order] for name, column in values.items()})
-    return OfflineFeatures(pd.DataFrame(columns), view_rows)
+    vectors = float_frame(values, order)
+    for i, (name, column) in enumerate(ids.items()):
+        vectors.insert(i, name, np.asarray(column)[order])
+    vectors.insert(len(ids), TRIGGER_TIME, utc_times(time[order]))
+    return OfflineFeatures(vectors, view_rows)
 
 
 def latest_view_rows(view_rows: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -119,7 +120,8 @@ def latest_view_rows(view_rows: Mapping[str, pd.DataFrame]) -> dict[str, pd.Data
             msg = f"view rows {name!r} have no {EVENT_TIMESTAMP!r} column: {list(frame.columns)}"
             raise FeatureError(msg)
         keys = list(frame.columns[: frame.columns.get_loc(EVENT_TIMESTAMP)])
-        ordered = frame.iloc[np.argsort(frame[EVENT_TIMESTAMP].to_numpy(), kind="stable")]
+        stamps = frame[EVENT_TIMESTAMP]
+        ordered = frame if stamps.is_monotonic_increasing else frame.sort_values(EVENT_TIMESTAMP, kind="stable")
         out[name] = ordered.drop_duplicates(subset=keys, keep="last").reset_index(drop=True)
     return out
 

@@ -53,7 +53,7 @@ class SortedIndex:
             msg = f"too many entities ({n_entities}) x distinct times ({self._span}) for int64 composite keys"
             raise FeatureError(msg)
         keys = entity * self._span + self._offset(time)
-        order = np.argsort(keys, kind="stable")
+        order = np.argsort(keys)
         sorted_keys = keys[order]
         tied = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
         if len(tied):  # order events of one entity at one time by tie key, as the rings do
@@ -73,7 +73,7 @@ class SortedIndex:
         if len(delays):
             self.delay = int(delays[0]) if bool((delays == delays[0]).all()) else None
         self._values: dict[str, F64] = {}
-        self._prefix: dict[str, F64] = {}
+        self._prefix: dict[str, tuple[F64, F64]] = {}
         self._codes: dict[str, tuple[I64, int]] = {}
         self._ties: tuple[I64, I64, I64] | None = None
 
@@ -139,17 +139,21 @@ class SortedIndex:
             self._codes[field] = (codes.astype(np.int64), len(uniques))
         return self._codes[field]
 
-    def window_sum(self, field: str, lo: I64, hi: I64, entity: I64) -> F64:
-        """Sum of ``field`` over ``[lo, hi)`` (inside one entity each) from that entity's prefix sums."""
+    def window_sum(self, field: str, lo: I64, hi: I64) -> F64:
+        """Sum of ``field`` over ``[lo, hi)`` (inside one entity each) from that entity's prefix sums.
+
+        ``top[i]`` is the entity's inclusive prefix sum at ``i - 1``, ``bottom`` the same but 0 at every entity's
+        first event, so a window sum is ``top[hi] - bottom[lo]`` (meaningless, and ignored, when ``hi == lo``).
+        """
         if field not in self._prefix:
             grouped = pd.Series(self.values(field)).groupby(self.entity, sort=False)
-            self._prefix[field] = np.asarray(grouped.cumsum(), dtype=np.float64)
-        prefix = self._prefix[field]
-        out = np.zeros(len(lo), dtype=np.float64)
-        top = hi > lo
-        out[top] = prefix[hi[top] - 1]
-        inner = top & (lo > self.starts[entity])
-        out[inner] -= prefix[lo[inner] - 1]
+            top = np.zeros(len(self) + 1, dtype=np.float64)
+            top[1:] = np.asarray(grouped.cumsum(), dtype=np.float64)
+            bottom = top.copy()
+            bottom[self.starts] = 0.0
+            self._prefix[field] = (top, bottom)
+        top, bottom = self._prefix[field]
+        out: F64 = top[hi] - bottom[lo]
         return out
 
     def extreme(self, field: str, lo: I64, hi: I64, pick: np.ufunc) -> F64:

@@ -140,8 +140,10 @@ def prepare(plan: TopicPlan, frame: pd.DataFrame) -> TopicEvents:
         msg = f"topic {plan.topic!r}: events lack columns {missing}; they have {list(frame.columns)}"
         raise FeatureError(msg)
     duplicated = frame.duplicated(subset=[plan.id_field], keep="first").to_numpy()
-    frame = frame.loc[~duplicated] if duplicated.any() else frame
-    frame = frame.reset_index(drop=True)
+    if duplicated.any():
+        frame = frame.loc[~duplicated]
+    if not frame.index.equals(pd.RangeIndex(len(frame))):
+        frame = frame.reset_index(drop=True)
     times = {name: micros(frame[name], plan.topic, name) for name in plan.time_columns}
     keys = _tie_keys(frame[plan.id_field], times.values())
     return TopicEvents(plan.topic, frame, plan.id_field, keys, plan.rank, times)

@@ -32,9 +32,9 @@ class ViewResult:
     values: dict[str, F64]  # the view's features at those trigger rows
 
 
-def utc_times(values: I64) -> pd.Series:
-    """int64 microseconds as a tz-aware UTC column (microsecond unit, as the Feast sources declare it)."""
-    return pd.Series(pd.DatetimeIndex(values.astype("datetime64[us]")).tz_localize("UTC"))
+def utc_times(values: I64) -> pd.DatetimeIndex:
+    """int64 microseconds as tz-aware UTC times (microsecond unit, as the Feast sources declare it)."""
+    return pd.DatetimeIndex(values.astype("datetime64[us]")).tz_localize("UTC")
 
 
 def ratio_array(numerator: F64, denominator: F64, default: float) -> F64:
@@ -127,7 +127,7 @@ def compute_view_offline(view: FeatureView, topics: Mapping[str, TopicEvents], t
         frames.append(topics[trigger].frame)
     codes, n_entities = entity_codes(frames, keys)
     events = _events(view, topics, trigger, codes)
-    order = np.lexsort((events.time, events.entity))
+    order = _entity_time_order(events.entity, events.time, n_entities)
     queries = Queries(
         events.entity[order],
         events.time[order],
@@ -137,22 +137,30 @@ def compute_view_offline(view: FeatureView, topics: Mapping[str, TopicEvents], t
         events.row[order],
     )
     evaluators: dict[tuple[int, Where | None], Evaluator] = {}
-    sorted_values: dict[str, F64] = {}
+    values: dict[str, F64] = {}
     for feature in view.features:
         if isinstance(feature, Aggregate):
             source = names.index(feature.source)
             key = (source, feature.where)
             if key not in evaluators:
                 evaluators[key] = _evaluator(view, source, feature.where, topics, trigger, codes, n_entities, queries)
-            sorted_values[feature.name] = evaluators[key].evaluate(feature)
+            values[feature.name] = evaluators[key].evaluate(feature)
         else:
-            num, den = sorted_values[feature.numerator], sorted_values[feature.denominator]
-            sorted_values[feature.name] = ratio_array(num, den, feature.default)
-    values: dict[str, F64] = {}
-    for name, column in sorted_values.items():
-        values[name] = np.empty_like(column)
-        values[name][order] = column
-    return _result(view, topics, events, values)
+            num, den = values[feature.numerator], values[feature.denominator]
+            values[feature.name] = ratio_array(num, den, feature.default)
+    return _result(view, topics, events, order, values)
+
+
+def _entity_time_order(entity: I64, time: I64, n_entities: int) -> I64:
+    """Positions sorted by (entity, time): one int64 key when it fits, else a two-key sort."""
+    if len(time) == 0:
+        return np.zeros(0, dtype=np.int64)
+    base, span = int(time.min()), int(time.max()) - int(time.min()) + 1
+    if (n_entities + 1) * span < 1 << 62:
+        order: I64 = np.argsort(entity * span + (time - base)).astype(np.int64)
+    else:
+        order = np.lexsort((time, entity)).astype(np.int64)
+    return order
 
 
 def _evaluator(
@@ -189,25 +197,34 @@ def _evaluator(
     return Evaluator(index, queries, own)
 
 
+def float_frame(columns: Mapping[str, F64], take: I64) -> pd.DataFrame:
+    """``columns`` gathered at ``take`` into one float64 block (no per-column frame consolidation)."""
+    block = np.empty((len(columns), len(take)), dtype=np.float64)
+    for j, column in enumerate(columns.values()):
+        np.take(column, take, out=block[j])
+    return pd.DataFrame(block.T, columns=list(columns), copy=False)
+
+
 def _result(
-    view: FeatureView, topics: Mapping[str, TopicEvents], events: _Events, values: dict[str, F64]
+    view: FeatureView, topics: Mapping[str, TopicEvents], events: _Events, order: I64, values: dict[str, F64]
 ) -> ViewResult:
-    in_view = np.flatnonzero(events.topic >= 0)
+    """The view's rows in event order; ``values`` are in query order, ``events[order]``."""
+    at = np.empty_like(order)
+    at[order] = np.arange(len(order), dtype=np.int64)
+    in_view = np.flatnonzero(events.topic >= 0)  # sources come first in ``events``, trigger-only queries last
     sequence = in_view[event_order(events.time[in_view], events.rank[in_view], events.tie_keys[in_view])]
-    columns: dict[str, object] = {}
-    for key, dtype in zip(view.entity.join_keys, view.entity.dtypes, strict=True):
+    rows = float_frame({name: values[name] for name in view.feature_names}, at[sequence])
+    for i, (key, dtype) in enumerate(zip(view.entity.join_keys, view.entity.dtypes, strict=True)):
         raw = np.concatenate(
-            [topics[s.topic].frame[key].to_numpy()[events.row[events.topic == i]] for i, s in enumerate(view.sources)]
+            [topics[s.topic].frame[key].to_numpy()[events.row[events.topic == n]] for n, s in enumerate(view.sources)]
         )
-        columns[key] = cast_key(raw[sequence], dtype, view.name, key)
+        rows.insert(i, key, cast_key(raw[sequence], dtype, view.name, key))
     stamps = utc_times(events.time[sequence])
-    columns[EVENT_TIMESTAMP] = stamps
-    columns[CREATED] = stamps.copy()
-    for name in view.feature_names:
-        columns[name] = values[name][sequence]
+    rows.insert(len(view.entity.join_keys), EVENT_TIMESTAMP, stamps)
+    rows.insert(len(view.entity.join_keys) + 1, CREATED, stamps)
     triggered = np.flatnonzero(events.trigger)
     return ViewResult(
-        rows=pd.DataFrame(columns),
+        rows=rows,
         trigger_rows=events.row[triggered],
-        values={name: values[name][triggered] for name in view.feature_names},
+        values={name: values[name][at[triggered]] for name in view.feature_names},
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from slipstream.cli.bench import bench_app
 from slipstream.cli.demo import demo
 from slipstream.cli.events import produce, schemas_app, tail
 from slipstream.cli.features import features_app
@@ -26,6 +27,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(features_app, name="features")
+app.add_typer(bench_app, name="bench")
 app.command()(produce)
 app.command()(tail)
 app.command()(demo)

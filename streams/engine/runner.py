@@ -47,6 +47,7 @@ class EngineSettings:
     poll_timeout_s: float = 0.05
     idle_check_s: float = 0.25
     marker_interval_s: float = 0.01
+    commit_interval_s: float = 0.2
     linger_ms: float = 1.0
     worker_id: str = "0"
     session_timeout_ms: int = 10_000
@@ -136,6 +137,7 @@ class StageRunner:
         self._forward_partitions = 0
         self._input_partitions = 0
         self._last_marker = 0.0
+        self._last_commit = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     def run(self, stop: threading.Event, *, until_idle_s: float | None = None) -> StageStats:
@@ -161,6 +163,7 @@ class StageRunner:
     def close(self) -> None:
         self._producer.flush(10)
         self._events.flush(10)
+        self._commit()
         self._consumer.close()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -223,9 +226,15 @@ class StageRunner:
         self._send(out)
         if self.stage.direct and self._forward:
             self._send_markers(got)
-        self._producer.flush(30)
-        self._events.flush(30)
-        self._commit()
+        self._producer.poll(0)
+        self._events.poll(0)
+        now = time.monotonic()
+        if now - self._last_commit >= self.settings.commit_interval_s:
+            # Outputs first, offsets after: a crash between the two replays the tail (idempotent), loses nothing.
+            self._producer.flush(30)
+            self._events.flush(30)
+            self._commit()
+            self._last_commit = now
         self.stats.batches += 1
         if self._on_batch is not None and (got or out.rows):
             self._on_batch(self.stats)
@@ -242,6 +251,7 @@ class StageRunner:
             return
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         self._next_offsets[(topic, partition)] = offset + 1
+        self._caught_up[partition] = False  # data arrived since the last check: not idle until checked again
         self.stats.consumed += 1
         logical = self._inputs[topic]
         ref = (topic, partition, offset)
@@ -316,8 +326,8 @@ class StageRunner:
 
     def _send_markers(self, got: bool) -> None:
         now = time.monotonic()
-        if got or now - self._last_idle_check > self.settings.idle_check_s:
-            self._refresh_caught_up()
+        if now - self._last_idle_check > self.settings.idle_check_s:
+            self._refresh_caught_up()  # broker round trips: not on every batch
             self._last_idle_check = now
         held = {p: self._caught_up.get(p, False) for p in self._owned}
         if not held or not self._forward:

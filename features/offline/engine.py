@@ -7,8 +7,10 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from features.base import FeatureSet, RequestFeature
@@ -82,7 +84,7 @@ def compute_offline(
         say(f"{name}: {len(topics[name]):,} events after dropping {len(events[name]) - len(topics[name]):,} dupes")
     trigger = topics[feature_set.trigger]
     time = trigger.times[TRIGGER_TIME]
-    ids: dict[str, object] = {trigger.id_field: trigger.frame[trigger.id_field].to_numpy()}
+    ids: dict[str, npt.NDArray[Any]] = {trigger.id_field: trigger.frame[trigger.id_field].to_numpy()}
     for view in feature_set.views:
         for key in view.entity.join_keys:
             if key in trigger.frame.columns and key not in ids:
@@ -102,9 +104,9 @@ def compute_offline(
         values[derived.name] = ratio_array(values[derived.numerator], values[derived.denominator], derived.default)
     order = event_order(time, np.zeros(len(time), dtype=np.int64), trigger.tie_keys)
     vectors = float_frame(values, order)
-    for i, (name, column) in enumerate(ids.items()):
-        vectors.insert(i, name, np.asarray(column)[order])
-    vectors.insert(len(ids), TRIGGER_TIME, utc_times(time[order]))
+    for i, (column_name, column_values) in enumerate(ids.items()):
+        vectors.insert(i, column_name, np.take(column_values, order))
+    vectors.insert(len(ids), TRIGGER_TIME, utc_times(np.take(time, order)))
     return OfflineFeatures(vectors, view_rows)
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 from features.exceptions import FeatureError
 from features.offline.inputs import F64, I64
 
-_LIMIT = 1 << 62
+KEY_LIMIT = 1 << 62  # composite keys stay below this (int64 with headroom)
 
 
 class SortedIndex:
@@ -45,26 +45,26 @@ class SortedIndex:
         else:
             self._base, top = 0, 0
         self._range = top - self._base
-        if (n_entities + 1) * (self._range + 2) >= _LIMIT:
+        if (n_entities + 1) * (self._range + 2) >= KEY_LIMIT:
             self._unique_times = np.unique(time)
             self._range = len(self._unique_times) - 1
         self._span = self._range + 2
-        if (n_entities + 1) * self._span >= _LIMIT:
+        if (n_entities + 1) * self._span >= 1 << 63:
             msg = f"too many entities ({n_entities}) x distinct times ({self._span}) for int64 composite keys"
             raise FeatureError(msg)
         keys = entity * self._span + self._offset(time)
         order = np.argsort(keys)
-        sorted_keys = keys[order]
+        sorted_keys = np.take(keys, order)
         tied = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
         if len(tied):  # order events of one entity at one time by tie key, as the rings do
             block = np.unique(np.concatenate((tied, tied + 1)))
             sub = order[block]
             order[block] = sub[np.lexsort((tie_keys[sub], sorted_keys[block]))]
-        self.rows: I64 = rows[order]
-        self.entity: I64 = entity[order]
-        self.time: I64 = time[order]
-        self.known: I64 = known[order]
-        self.tie_keys: I64 = tie_keys[order]
+        self.rows: I64 = np.take(rows, order)
+        self.entity: I64 = np.take(entity, order)
+        self.time: I64 = np.take(time, order)
+        self.known: I64 = np.take(known, order)
+        self.tie_keys: I64 = np.take(tie_keys, order)
         self.keys: I64 = sorted_keys
         self.starts: I64 = np.searchsorted(self.entity, np.arange(n_entities + 1, dtype=np.int64)).astype(np.int64)
         # known - placement when it is the same for every event (None: it varies, the general path is needed)
@@ -126,7 +126,7 @@ class SortedIndex:
         if field not in self._values:
             column = self.frame[field]
             try:
-                self._values[field] = column.to_numpy(dtype=np.float64)[self.rows]
+                self._values[field] = np.take(column.to_numpy(dtype=np.float64), self.rows)
             except (TypeError, ValueError) as exc:
                 msg = f"field {field!r} must be numeric to aggregate, got dtype {column.dtype}"
                 raise FeatureError(msg) from exc
@@ -135,7 +135,7 @@ class SortedIndex:
     def codes(self, field: str) -> tuple[I64, int]:
         """Dense codes of a field's raw values (for distinct counts) and how many distinct values there are."""
         if field not in self._codes:
-            codes, uniques = pd.factorize(self.frame[field].to_numpy()[self.rows])
+            codes, uniques = pd.factorize(self.frame[field].to_numpy()[self.rows], use_na_sentinel=False)
             self._codes[field] = (codes.astype(np.int64), len(uniques))
         return self._codes[field]
 

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from features.base import Aggregate, FeatureSet
+from features.base import Aggregate, FeatureSet, FeatureView, SourceSpec
 from features.exceptions import DefinitionError, FeatureError
 from features.windows import event_id_int
 
@@ -85,18 +85,39 @@ class TopicPlan:
     rank: int
 
 
+def _check(view: FeatureView, spec: SourceSpec, trigger: str) -> None:
+    """What the offline engine relies on, and the rings too (an aggregate reads only the fields its source keeps)."""
+    if spec.topic == trigger and (spec.time_field, spec.known_by or TRIGGER_TIME) != (TRIGGER_TIME, TRIGGER_TIME):
+        msg = (
+            f"view {view.name!r}: the trigger topic {spec.topic!r} must be placed and known at {TRIGGER_TIME!r}, "
+            f"got time_field={spec.time_field!r}, known_by={spec.known_by!r}"
+        )
+        raise DefinitionError(msg)
+    for feature in view.features:
+        if isinstance(feature, Aggregate) and feature.source == spec.topic:
+            fields = [f for f in (feature.field, feature.where.field if feature.where else None) if f]
+            missing = [f for f in fields if f not in spec.fields]
+            if missing:
+                msg = (
+                    f"feature {feature.name!r} of view {view.name!r} reads {missing} of {spec.topic!r}, "
+                    f"which its source does not keep (fields={spec.fields})"
+                )
+                raise DefinitionError(msg)
+
+
 def plan_topics(feature_set: FeatureSet) -> dict[str, TopicPlan]:
     """Per topic: the columns to check and the order rank (other topics first, the trigger last, at equal time)."""
+    trigger = feature_set.trigger
     id_fields: dict[str, str] = {}
-    times: dict[str, list[str]] = {}
+    times: dict[str, list[str]] = {trigger: [TRIGGER_TIME]}
     columns: dict[str, list[str]] = {}
 
-    def need(topic: str, *names: str) -> None:
-        bucket = columns.setdefault(topic, [])
+    def add(bucket: list[str], *names: str) -> None:
         bucket.extend(n for n in names if n not in bucket)
 
     for view in feature_set.views:
         for spec in view.sources:
+            _check(view, spec, trigger)
             if id_fields.setdefault(spec.topic, spec.id_field) != spec.id_field:
                 msg = (
                     f"topic {spec.topic!r} has id field {spec.id_field!r} in view {view.name!r} "
@@ -104,28 +125,13 @@ def plan_topics(feature_set: FeatureSet) -> dict[str, TopicPlan]:
                 )
                 raise DefinitionError(msg)
             known = spec.known_by or spec.time_field
-            if spec.topic == feature_set.trigger and known != TRIGGER_TIME:
-                msg = (
-                    f"view {view.name!r}: the trigger topic {spec.topic!r} must be known at {TRIGGER_TIME!r}, "
-                    f"got time_field={spec.time_field!r}, known_by={spec.known_by!r}"
-                )
-                raise DefinitionError(msg)
-            bucket = times.setdefault(spec.topic, [])
-            bucket.extend(c for c in (spec.time_field, known) if c not in bucket)
-            need(spec.topic, spec.id_field, spec.time_field, known, *view.entity.join_keys)
-    for view in feature_set.views:
-        for feature in view.features:
-            if isinstance(feature, Aggregate):
-                fields = [f for f in (feature.field, feature.where.field if feature.where else None) if f]
-                need(feature.source, *fields)
-    trigger = feature_set.trigger
+            add(times.setdefault(spec.topic, []), spec.time_field, known)
+            needed = (spec.id_field, spec.time_field, known, *view.entity.join_keys, *spec.fields)
+            add(columns.setdefault(spec.topic, []), *needed)
     if trigger not in id_fields:
         msg = f"feature set {feature_set.name!r}: no view reads its trigger topic {trigger!r}; its id field is unknown"
         raise DefinitionError(msg)
-    need(trigger, TRIGGER_TIME, *(r.field for r in feature_set.request))
-    trigger_times = times.setdefault(trigger, [])
-    if TRIGGER_TIME not in trigger_times:
-        trigger_times.append(TRIGGER_TIME)
+    add(columns[trigger], TRIGGER_TIME, *(r.field for r in feature_set.request))
     ordered = [t for t in id_fields if t != trigger] + [trigger]
     return {
         topic: TopicPlan(topic, id_fields[topic], tuple(times[topic]), tuple(columns[topic]), rank)

@@ -18,7 +18,7 @@ import pandas as pd
 from features.base import Aggregate, Dtype, FeatureView, Where
 from features.exceptions import DefinitionError, FeatureError
 from features.offline.aggregate import Evaluator, Queries
-from features.offline.index import SortedIndex
+from features.offline.index import KEY_LIMIT, SortedIndex
 from features.offline.inputs import F64, I64, TopicEvents, event_order
 
 EVENT_TIMESTAMP = "event_timestamp"
@@ -48,9 +48,11 @@ def entity_codes(frames: Sequence[pd.DataFrame], keys: Sequence[str]) -> tuple[l
     """Dense entity numbers shared by every frame (-1 where a join key is missing), and how many there are."""
     sizes = [len(f) for f in frames]
     combined: I64 = np.zeros(sum(sizes), dtype=np.int64)
-    for key in keys:
-        values = np.concatenate([f[key].to_numpy() for f in frames])
-        codes, uniques = pd.factorize(values)
+    for i, key in enumerate(keys):
+        codes, uniques = pd.factorize(np.concatenate([f[key].to_numpy() for f in frames]))
+        if i == 0:
+            combined = codes.astype(np.int64)
+            continue
         valid = (combined >= 0) & (codes >= 0)
         merged = combined * len(uniques) + codes
         combined = np.full(len(merged), -1, dtype=np.int64)
@@ -129,12 +131,12 @@ def compute_view_offline(view: FeatureView, topics: Mapping[str, TopicEvents], t
     events = _events(view, topics, trigger, codes)
     order = _entity_time_order(events.entity, events.time, n_entities)
     queries = Queries(
-        events.entity[order],
-        events.time[order],
-        events.tie_keys[order],
-        events.trigger[order],
-        events.topic[order],
-        events.row[order],
+        np.take(events.entity, order),
+        np.take(events.time, order),
+        np.take(events.tie_keys, order),
+        np.take(events.trigger, order),
+        np.take(events.topic, order),
+        np.take(events.row, order),
     )
     evaluators: dict[tuple[int, Where | None], Evaluator] = {}
     values: dict[str, F64] = {}
@@ -156,7 +158,7 @@ def _entity_time_order(entity: I64, time: I64, n_entities: int) -> I64:
     if len(time) == 0:
         return np.zeros(0, dtype=np.int64)
     base, span = int(time.min()), int(time.max()) - int(time.min()) + 1
-    if (n_entities + 1) * span < 1 << 62:
+    if (n_entities + 1) * span < KEY_LIMIT:
         order: I64 = np.argsort(entity * span + (time - base)).astype(np.int64)
     else:
         order = np.lexsort((time, entity)).astype(np.int64)
@@ -218,8 +220,8 @@ def _result(
         raw = np.concatenate(
             [topics[s.topic].frame[key].to_numpy()[events.row[events.topic == n]] for n, s in enumerate(view.sources)]
         )
-        rows.insert(i, key, cast_key(raw[sequence], dtype, view.name, key))
-    stamps = utc_times(events.time[sequence])
+        rows.insert(i, key, cast_key(np.take(raw, sequence), dtype, view.name, key))
+    stamps = utc_times(np.take(events.time, sequence))
     rows.insert(len(view.entity.join_keys), EVENT_TIMESTAMP, stamps)
     rows.insert(len(view.entity.join_keys) + 1, CREATED, stamps)
     triggered = np.flatnonzero(events.trigger)

@@ -54,24 +54,18 @@ class Entity:
 class Window:
     length: timedelta
     delay: timedelta = timedelta(0)
+    # Derived once: the hot path reads these for every feature of every event.
+    length_us: int = field(init=False, repr=False, compare=False)
+    delay_us: int = field(init=False, repr=False, compare=False)
+    reach_us: int = field(init=False, repr=False, compare=False)  # how far back from ``t`` the window reaches
 
     def __post_init__(self) -> None:
         if self.length <= timedelta(0) or self.delay < timedelta(0):
             msg = f"window length must be > 0 and delay >= 0, got length={self.length}, delay={self.delay}"
             raise DefinitionError(msg)
-
-    @property
-    def length_us(self) -> int:
-        return micros(self.length)
-
-    @property
-    def delay_us(self) -> int:
-        return micros(self.delay)
-
-    @property
-    def reach_us(self) -> int:
-        """How far back from ``t`` the window reaches."""
-        return self.length_us + self.delay_us
+        object.__setattr__(self, "length_us", micros(self.length))
+        object.__setattr__(self, "delay_us", micros(self.delay))
+        object.__setattr__(self, "reach_us", micros(self.length) + micros(self.delay))
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +133,13 @@ class FeatureView:
     features: tuple[ViewFeature, ...]
     ttl: timedelta = timedelta(days=90)
     description: str = ""
+    _reach_us: int = field(init=False, repr=False, compare=False)
+    known_by_topics: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        reach = max((f.window.reach_us for f in self.features if isinstance(f, Aggregate)), default=0)
+        object.__setattr__(self, "_reach_us", reach)
+        object.__setattr__(self, "known_by_topics", frozenset(s.topic for s in self.sources if s.known_by))
         names = [f.name for f in self.features]
         if len(names) != len(set(names)):
             msg = f"view {self.name!r} declares a feature twice: {names}"
@@ -168,7 +167,7 @@ class FeatureView:
     @property
     def reach_us(self) -> int:
         """The furthest any window of this view looks back."""
-        return max((f.window.reach_us for f in self.features if isinstance(f, Aggregate)), default=0)
+        return self._reach_us
 
 
 RequestKind = Literal["field", "night", "weekend"]

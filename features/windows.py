@@ -94,8 +94,10 @@ def _aggregate(feature: Aggregate, ring: Ring, t_us: int, tie_id: int | None, us
     hi = t_us - window.delay_us
     start, end = ring.bounds(hi - window.length_us, hi, tie_id if window.delay_us == 0 else None)
     rows: Sequence[int] = range(start, end)
-    if uses_known:
+    if uses_known and end > start and max(ring.known[start:end]) > t_us:  # some not known yet: filter
         rows = [i for i in rows if ring.known[i] <= t_us]
+    else:
+        uses_known = False
     if feature.where is not None:
         where = ring.values.get(feature.where.field, [])
         rows = [i for i in rows if where[i] == feature.where.value]
@@ -106,9 +108,7 @@ def _aggregate(feature: Aggregate, ring: Ring, t_us: int, tie_id: int | None, us
         previous = [i for i in rows if ring.ids[i] != tie_id] if tie_id is not None else list(rows)
         return (t_us - ring.times[previous[-1]]) / 1e6 if previous else feature.default
     column = ring.values.get(feature.field or "", [])
-    values = (
-        [float(column[i]) for i in rows] if (uses_known or feature.where) else [float(v) for v in column[start:end]]
-    )
+    values: Sequence[Any] = [column[i] for i in rows] if (uses_known or feature.where) else column[start:end]
     if not values:
         return feature.default
     if agg is Agg.SUM:
@@ -116,12 +116,15 @@ def _aggregate(feature: Aggregate, ring: Ring, t_us: int, tie_id: int | None, us
     if agg is Agg.MEAN:
         return math.fsum(values) / len(values)
     if agg is Agg.MIN:
-        return min(values)
+        return float(min(values))
     if agg is Agg.MAX:
-        return max(values)
+        return float(max(values))
     if agg is Agg.LAST:
-        return values[-1]
+        return float(values[-1])
     return float(len({column[i] for i in rows}))  # DISTINCT_COUNT
+
+
+_EMPTY = Ring()
 
 
 def ratio(numerator: float, denominator: float, default: float) -> float:
@@ -187,13 +190,12 @@ def compute_view(
     to it (by id) count. ``None``: everything known at ``t`` counts.
     """
     out: dict[str, float] = {}
-    known_by = {s.topic: s.known_by is not None for s in view.sources}
-    empty = Ring()
+    known_by = view.known_by_topics
     for feature in view.features:
         if isinstance(feature, Aggregate):
-            ring = state.rings.get(feature.source, empty)
+            ring = state.rings.get(feature.source, _EMPTY)
             tie = trigger_id if feature.source == trigger else None
-            out[feature.name] = _aggregate(feature, ring, t_us, tie, known_by[feature.source])
+            out[feature.name] = _aggregate(feature, ring, t_us, tie, feature.source in known_by)
         else:
             out[feature.name] = ratio(out[feature.numerator], out[feature.denominator], feature.default)
     return out

@@ -59,7 +59,7 @@ class StageOutput:
     duplicates: int = 0
 
 
-@dataclass(order=True, slots=True)
+@dataclass(slots=True)
 class _Pending:
     time_us: int
     order: int
@@ -97,7 +97,7 @@ class StageProcessor:
         self.states: dict[bytes, EntityState] = {}
         self._dirty: dict[bytes, int] = {}
         self._owner: dict[bytes, int] = {}  # state key -> partition it belongs to
-        self._pending: dict[int, list[_Pending]] = {}
+        self._pending: dict[int, list[tuple[int, int, int, int, _Pending]]] = {}  # heap per partition
         self._seq = 0
         self._partition_wm: dict[tuple[str, int], int] = {}  # direct: (topic, partition) -> newest time
         self._upstream_wm: dict[int, dict[tuple[str, int], int]] = {}  # internal: partition -> (src, up) -> time
@@ -201,7 +201,7 @@ class StageProcessor:
     ) -> None:
         self._seq += 1
         item = _Pending(time_us, order, event_id, self._seq, topic, record, carried, newest_us, ref)
-        heapq.heappush(self._pending.setdefault(partition, []), item)
+        heapq.heappush(self._pending.setdefault(partition, []), (time_us, order, event_id, self._seq, item))
 
     def _recompute_after(
         self, partition: int, late: tuple[FeatureView, EntityState, tuple[Any, ...]], time_us: int, eid: int
@@ -243,8 +243,8 @@ class StageProcessor:
         computed_at = now.astimezone(UTC)
         for partition, queue in self._pending.items():
             frontier = self.frontier(partition)
-            while queue and queue[0].time_us <= frontier:
-                self._emit(partition, heapq.heappop(queue), computed_at)
+            while queue and queue[0][0] <= frontier:
+                self._emit(partition, heapq.heappop(queue)[-1], computed_at)
         for key, partition in self._dirty.items():
             state = self.states[key]
             horizon = self._prune_horizon(partition, state)
@@ -256,7 +256,7 @@ class StageProcessor:
 
     def _prune_horizon(self, partition: int, state: EntityState) -> int:
         pending = self._pending.get(partition)
-        oldest = min(pending[0].time_us, state.newest_us) if pending else state.newest_us
+        oldest = min(pending[0][0], state.newest_us) if pending else state.newest_us
         return oldest - self._reach - self.lateness_us
 
     def pending(self) -> int:
@@ -264,7 +264,7 @@ class StageProcessor:
 
     def pending_refs(self, partition: int) -> list[Any]:
         """Message references of the events still waiting for their output on ``partition``."""
-        return [item.ref for item in self._pending.get(partition, ()) if item.ref is not None]
+        return [entry[-1].ref for entry in self._pending.get(partition, ()) if entry[-1].ref is not None]
 
     def forget(self, partitions: set[int]) -> None:
         """Drop the state and pending outputs of partitions this worker no longer owns (after a rebalance)."""
@@ -325,7 +325,7 @@ class StageProcessor:
                 newest = self._partition_wm.get((topic, partition), NO_WATERMARK)
                 pending = self._pending.get(partition)
                 if pending:
-                    newest = min(newest, pending[0].time_us - 1)
+                    newest = min(newest, pending[0][0] - 1)
                 if not idle or pending:
                     newest -= self.lateness_us  # a late event may still come this far back
                 out.append((topic, partition, IDLE if idle and not pending else newest))

@@ -38,7 +38,13 @@ def features(
         if not data.exists():
             simulate_fraud_file(data, show_progress=not as_json)
         config = FeatureBenchConfig(
-            data, labels_path(data), days=days, rate=rate, freshness_seconds=seconds, push_rows=push_rows
+            data,
+            labels_path(data),
+            days=days,
+            rate=rate,
+            freshness_seconds=seconds,
+            push_rows=push_rows,
+            parts=tuple(p.strip() for p in parts.split(",") if p.strip()),
         )
         results = run_features_bench(app, config, (lambda _m: None) if as_json else console.print)
         if as_json:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +14,7 @@ from rich.table import Table
 
 from features.definitions import FEATURE_SETS
 from features.feast_repo import apply_repo
-from slipstream.cli.common import build, console, friendly_errors
+from slipstream.cli.common import build, console, friendly_errors, out
 from streams.engine.app import EngineJob, run_processes, run_threads, stage_list
 from streams.engine.runner import StageStats
 
@@ -93,3 +95,28 @@ def apply(
             f"[green]✓[/green] applied {len(views)} feature views to Feast project {config.project!r} "
             f"({config.repo_dir}) in {time.perf_counter() - started:.1f} s"
         )
+
+
+@features_app.command("verify")
+def verify_command(
+    events: Annotated[Path, typer.Option(help="Transactions parquet (labels beside it as X.labels.parquet).")],
+    days: Annotated[float | None, typer.Option(help="Only the first N days of the log.")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Labels parquet, if not beside the events.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    keep: Annotated[bool, typer.Option(help="Keep the throwaway topics afterwards.")] = False,
+) -> None:
+    """Online/offline parity: stream the log through Kafka and the engine, compare the feature log and the online
+    store (through Feast's SDK) with the offline engine. Exits 1 on any mismatch (counts exact, reals within 1e-9)."""
+    from slipstream.verify import VerifyConfig, verify
+
+    with friendly_errors():
+        app = build()
+        app.ensure_platform()
+        report = verify(app, VerifyConfig(events, labels, days, keep), (lambda _m: None) if as_json else console.print)
+        if as_json:
+            out.print_json(json.dumps(report))
+        else:
+            for key, value in report.items():
+                out.print(f"{key:>28}: {value}")
+        if report["mismatches"] or report["online_mismatches"] or report["missing_vectors"]:
+            raise typer.Exit(1)

@@ -48,7 +48,8 @@ class FeatureBenchConfig:
     rate: float = 1000.0
     freshness_seconds: float = 20.0
     push_rows: int = 2000
-    parts: tuple[str, ...] = ("online", "freshness", "push", "offline")
+    parts: tuple[str, ...] = ("online", "faust", "freshness", "push", "offline")
+    faust_events: int = 50_000
 
 
 def _scoped(app: Slipstream, tag: str) -> Contracts:
@@ -115,6 +116,41 @@ def online_throughput(app: Slipstream, config: FeatureBenchConfig, say: Say) -> 
     events = len(tx) + len(labels)
     TopicAdmin(app.bootstrap_servers).delete(contracts.catalog.full_names())
     return {"events": events, "seconds": round(elapsed, 2), "online_events_per_s": round(events / elapsed)}
+
+
+def faust_baseline(app: Slipstream, config: FeatureBenchConfig, say: Say) -> dict[str, Any]:
+    """Faust consuming the same transactions with the least per-event work (decode + Table update)."""
+    import subprocess
+    import sys
+
+    from slipstream.bench.faust_baseline import N_REPORT
+
+    tx, _labels = _slice(config)
+    tx = tx.head(config.faust_events)
+    contracts = _scoped(app, "faust")
+    with EventProducer(app.bootstrap_servers, contracts, linger_ms=20) as producer:
+        for record in _records(tx):
+            producer.send("transactions", record)
+    say(f"Faust baseline: agent + changelog Table over {len(tx):,} transactions…")
+    done = subprocess.run(  # noqa: S603 - our own module, our own arguments
+        [
+            sys.executable,
+            "-m",
+            "slipstream.bench.faust_baseline",
+            app.bootstrap_servers,
+            contracts.topic("transactions"),
+            str(len(tx)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    TopicAdmin(app.bootstrap_servers).delete(contracts.catalog.full_names())
+    for line in done.stdout.splitlines():
+        if line.startswith(N_REPORT + "="):
+            return {"faust_table_events_per_s": int(line.split("=", 1)[1])}
+    return {"faust_table_events_per_s": None, "faust_error": (done.stderr or done.stdout)[-500:]}
 
 
 def freshness(app: Slipstream, config: FeatureBenchConfig, say: Say) -> dict[str, Any]:
@@ -242,6 +278,12 @@ def run_features_bench(app: Slipstream, config: FeatureBenchConfig, say: Say) ->
     results: dict[str, Any] = {"machine_cores": _cores()}
     if "online" in config.parts:
         results |= online_throughput(app, config, say)
+    if "faust" in config.parts:
+        results |= faust_baseline(app, config, say)
+        if results.get("faust_table_events_per_s") and "online_events_per_s" in results:
+            results["online_ratio_vs_faust"] = round(
+                results["online_events_per_s"] / results["faust_table_events_per_s"], 1
+            )
     if "freshness" in config.parts:
         results |= freshness(app, config, say)
     if "push" in config.parts:

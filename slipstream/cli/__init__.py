@@ -7,7 +7,7 @@ import typer
 from slipstream.cli.bench import bench_app
 from slipstream.cli.demo import demo
 from slipstream.cli.events import produce, schemas_app, tail
-from slipstream.cli.features import features_app
+from slipstream.cli.features import backfill, features_app
 from slipstream.cli.platform import infra_app, topics_app
 from slipstream.cli.simulate import simulate_app
 
@@ -31,6 +31,7 @@ app.add_typer(bench_app, name="bench")
 app.command()(produce)
 app.command()(tail)
 app.command()(demo)
+app.command()(backfill)
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ def features(
     rate: Annotated[float, typer.Option(help="Open-loop rate of the freshness run (events/s).")] = 1000.0,
     seconds: Annotated[float, typer.Option(help="Length of the freshness run.")] = 20.0,
     push_rows: Annotated[int, typer.Option(help="Rows written through Feast push for the baseline.")] = 2000,
-    parts: Annotated[str, typer.Option(help="Which parts to run: online,freshness,push,offline.")] = (
-        "online,freshness,push,offline"
+    parts: Annotated[str, typer.Option(help="Which parts to run: online,faust,freshness,push,offline.")] = (
+        "online,faust,freshness,push,offline"
     ),
     data: Annotated[Path, typer.Option(help="Simulated transactions (made once, then reused).")] = Path(
         ".slipstream/data/fraud.parquet"

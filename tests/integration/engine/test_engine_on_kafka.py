@@ -14,6 +14,8 @@ from features.definitions.fraud import FRAUD
 from features.feast_repo import view_layouts
 from features.online_store import RedisFeatureReader
 from schemas.contracts import Contracts
+from schemas.framing import SingleObjectFraming
+from schemas.registry import SchemaRegistry
 from schemas.transport import EventConsumer, EventProducer
 from streams.engine.app import EngineJob, run_threads
 from streams.engine.runner import EngineSettings
@@ -99,30 +101,59 @@ def test_engine_vectors_and_online_state_equal_the_reference(
             assert value == pytest.approx(expected[name], abs=1e-9)
 
 
-def test_malformed_events_are_dead_lettered_and_the_engine_goes_on(
-    services: Services, contracts: Contracts, streams: Any
-) -> None:
-    tx, _labels = streams
-    good = tx[:1000]
+def test_malformed_events_are_dead_lettered_and_the_engine_goes_on(services: Services, contracts: Contracts) -> None:
+    """1,000 malformed events interleaved with 10,000 valid ones: 1,000 dead letters with reasons, 10,000 applied."""
+    tx, _labels = small_fraud_streams(n_customers=250, n_terminals=500, days=30)
+    good = tx[:10_000]
+    assert len(good) == 10_000
     producer = EventProducer(services.bootstrap_servers, contracts, linger_ms=5)
     topic = contracts.topic("transactions")
     serde = contracts.serde("transactions")
+    kinds = ["truncated", "garbage", "negative_amount", "unknown_schema"]
     for i, record in enumerate(good):
         producer.send("transactions", record)
         if i % 10 == 0:
-            producer.send_raw(topic, b"1", serde.encode(record)[:-4])  # truncated
+            kind = kinds[(i // 10) % len(kinds)]
+            encoded = serde.encode(record)
+            if kind == "truncated":
+                value = encoded[:-4]
+            elif kind == "garbage":
+                value = b"not an event at all"
+            elif kind == "negative_amount":
+                value = _encode_unchecked(serde, record | {"amount": -12.5})
+            else:
+                value = encoded[:2] + bytes(8) + encoded[10:]
+            producer.send_raw(topic, str(record["customer_id"]).encode(), value)
     producer.flush()
     project = f"t{uuid.uuid4().hex[:8]}"
     job = EngineJob(_settings(services, project), contracts.catalog.prefix, "fraud", ("customer",))
     stats = run_threads(job, threading.Event(), until_idle_s=2.0)
-    assert stats["customer"].applied == 1000
-    assert stats["customer"].dead_lettered == 100
+    assert stats["customer"].applied == 10_000
+    assert stats["customer"].dead_lettered == 1_000
     with EventConsumer(services.bootstrap_servers, contracts, ["dead-letter"]) as dlq:
         letters = []
-        for _ in range(40):
-            letters.extend(dlq.poll_batch(timeout=0.5).events)
-            if len(letters) >= 100:
+        for _ in range(60):
+            letters.extend(dlq.poll_batch(max_records=2000, timeout=0.5).events)
+            if len(letters) >= 1_000:
                 break
-    assert len(letters) == 100
-    assert {letter.value["error_type"] for letter in letters} == {"schema_mismatch"}
-    assert all(letter.value["source_topic"] == topic for letter in letters)
+    assert len(letters) == 1_000
+    by_type: dict[str, int] = {}
+    for letter in letters:
+        by_type[str(letter.value["error_type"])] = by_type.get(str(letter.value["error_type"]), 0) + 1
+        assert letter.value["source_topic"] == topic
+        assert letter.value["original_value"]
+        assert letter.value["reason"]
+    assert by_type == {"schema_mismatch": 250, "undecodable": 500, "invalid_field": 250}
+    reasons = {str(letter.value["reason"]) for letter in letters if letter.value["error_type"] == "invalid_field"}
+    assert all("amount must be a finite number >= 0, got -12.5" in reason for reason in reasons)
+
+
+def _encode_unchecked(serde: Any, record: dict[str, Any]) -> bytes:
+    """What a foreign producer that skips validation would write."""
+    import io
+
+    import fastavro
+
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, serde.schema.parsed, record)
+    return SingleObjectFraming(SchemaRegistry.load()).frame(serde.topic, serde.schema, buf.getvalue())

@@ -6,13 +6,8 @@ redis-server of our own on a free port. If it cannot start, the tests fail: they
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -24,6 +19,8 @@ from features.definitions import FRAUD, RECO
 from features.feast_layout import ViewLayout
 from features.feast_repo import FeastRepoConfig, apply_repo, push_source_name, view_layouts
 from features.online_store import FeatureRow, RedisFeatureWriter
+from tests.conftest import Services
+from tests.integration.features.conftest import redis_db_url
 
 pytestmark = pytest.mark.integration
 
@@ -33,58 +30,11 @@ CUSTOMER = FRAUD.view("customer_spending")
 AFFINITY = RECO.view("user_category_affinity")
 T0 = datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-RESERVED_PORTS = {6379, 9092, 9093, 16379, 19092, 19093}
-READY_LINE = "Ready to accept connections"
-
-
-def _free_port() -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in RESERVED_PORTS:
-            return port
-
-
-def _start_redis(binary: str, home: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
-    """Start redis-server and wait for its own log line saying it is ready; returns the process and the log."""
-    log = home / f"redis-{port}.log"
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    command += ["--daemonize", "no", "--dir", str(home), "--logfile", str(log)]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace") if log.exists() else ""
-        if READY_LINE in text or proc.poll() is not None:
-            return proc, text
-        time.sleep(0.02)  # polling the log for the ready line, not guessing a start-up time
-    return proc, log.read_text(errors="replace") if log.exists() else ""
 
 
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed (apt-get install -y redis-server); integration tests never skip")
-    home = tmp_path_factory.mktemp("redis")
-    for _attempt in range(3):  # a free port can be taken between choosing it and binding it
-        port = _free_port()
-        proc, log = _start_redis(binary, home, port)
-        if READY_LINE in log and proc.poll() is None:
-            break
-        proc.kill()
-        proc.wait(timeout=10)
-    else:
-        pytest.fail(f"redis-server did not start on 127.0.0.1:{port}; its log:\n{log[-2000:]}")
-    try:
-        yield f"redis://127.0.0.1:{port}/1"  # not db 0: proves the db number reaches Feast
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+def redis_url(services: Services) -> str:
+    return redis_db_url(services, 1)  # not db 0: proves the db number reaches Feast
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,6 @@ directory; a redis-server of our own runs on a free port. If it cannot start, th
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +18,10 @@ from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueTyp
 from feast.types import Float64, Int64
 
 from features.feast_layout import OnlineFeatures, ViewLayout
+from features.feast_repo import redis_connection_string
 from features.online_store import FeatureRow, OnlineStoreError, RedisFeatureReader, RedisFeatureWriter
+from tests.conftest import Services
+from tests.integration.features.conftest import redis_db_url
 
 pytestmark = pytest.mark.integration
 
@@ -31,67 +30,16 @@ VIEW = "customer_features"
 FEATURES = ["amount_sum_1h", "amount_max_1h", "txn_count_1h", "distinct_merchants_24h"]
 REFS = [f"{VIEW}:{name}" for name in FEATURES]
 T0 = datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=UTC)
-RESERVED_PORTS = {6379, 9092, 9093, 16379, 19092, 19093}
-READY_LINE = "Ready to accept connections"
 
 
 @dataclass(frozen=True)
 class RedisServer:
-    port: int
     url: str
 
 
-def _free_port() -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in RESERVED_PORTS:
-            return port
-
-
-def _start(binary: str, home: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
-    """Start redis-server and wait for its own log line saying it is ready; returns the process and the log."""
-    log = home / f"redis-{port}.log"
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    command += ["--daemonize", "no", "--dir", str(home), "--logfile", str(log)]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace") if log.exists() else ""
-        if READY_LINE in text or proc.poll() is not None:
-            return proc, text
-        time.sleep(0.02)  # polling the log for the ready line, not guessing a start-up time
-    return proc, log.read_text(errors="replace") if log.exists() else ""
-
-
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed (apt-get install -y redis-server); integration tests never skip")
-    home = tmp_path_factory.mktemp("redis")
-    for _attempt in range(3):  # a free port can be taken between choosing it and binding it
-        port = _free_port()
-        proc, log = _start(binary, home, port)
-        if READY_LINE in log and proc.poll() is None:
-            break
-        proc.kill()
-        proc.wait(timeout=10)
-    else:
-        pytest.fail(f"redis-server did not start on 127.0.0.1:{port}; its log:\n{log[-2000:]}")
-    client = redis.Redis(port=port)
-    assert client.ping()
-    client.close()
-    try:
-        yield RedisServer(port, f"redis://127.0.0.1:{port}/0")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+def redis_server(services: Services) -> RedisServer:
+    return RedisServer(redis_db_url(services, 2))
 
 
 @pytest.fixture
@@ -130,7 +78,7 @@ def feast_store(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFact
         "provider: local\n"
         "online_store:\n"
         "  type: redis\n"
-        f'  connection_string: "127.0.0.1:{redis_server.port}"\n'
+        f'  connection_string: "{redis_connection_string(redis_server.url)}"\n'
         "offline_store:\n"
         "  type: file\n"
         "entity_key_serialization_version: 3\n"

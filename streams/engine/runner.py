@@ -169,7 +169,7 @@ class StageRunner:
     def close(self) -> None:
         self._producer.flush(10)
         self._events.flush(10)
-        self._commit()
+        self._commit(wait=True)
         self._consumer.close()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -366,14 +366,17 @@ class StageRunner:
                     caught = False
             self._caught_up[p] = caught
 
-    def _commit(self) -> None:
+    def _commit(self, *, wait: bool = False) -> None:
+        """Commit what is done; asynchronously on the hot path (outputs were flushed first), synchronously at close."""
         offsets = []
         for (topic, partition), nxt in self._next_offsets.items():
             waiting = [r for r in self.processor.pending_refs(partition) if _ref_topic(r) == topic]
             commit_at = min([nxt, *(_ref_offset(r) for r in waiting)])
             offsets.append(TopicPartition(topic, partition, commit_at))
-        if offsets:
+        if offsets and wait:
             self._consumer.commit(offsets=offsets, asynchronous=False)
+        elif offsets:
+            self._consumer.commit(offsets=offsets, asynchronous=True)
 
 
 def _ref_topic(ref: Any) -> str:

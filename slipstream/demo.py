@@ -1,5 +1,6 @@
-"""The main job as it stands: platform up, simulated card traffic published live, read back, poison messages
-dead-lettered with reasons, and a live summary. Later stages (features, scoring, shadow) plug in here."""
+"""The main job as it stands: platform up, Feast repo applied, the feature engine running, simulated card traffic
+published live (with poison messages), exact features arriving on the feature log and in Redis, and a live summary.
+Later stages (scoring, shadow) plug in here."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import redis
 
+from features.definitions import FRAUD
+from features.feast_repo import apply_repo, view_layouts
+from features.online_store import RedisFeatureReader
 from schemas.transport import EventProducer
 from slipstream.app import Slipstream
+from streams.engine.app import EngineJob, run_processes
+from streams.engine.runner import StageStats
 from streams.publish import Pacer
 
 
@@ -24,11 +32,12 @@ class DemoStats:
     planned: int = 0
     sent: int = 0
     poisoned: int = 0
-    consumed: int = 0
-    dead_lettered: int = 0
-    frauds_seen: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
+    frauds_sent: int = 0
+    vectors: int = 0
+    stages: dict[str, StageStats] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
+    reasons: Counter[str] = field(default_factory=Counter)
+    sample: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     producing: bool = True
 
@@ -36,14 +45,17 @@ class DemoStats:
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
+    @property
+    def dead_lettered(self) -> int:
+        return sum(s.dead_lettered for s in self.stages.values())
+
     def percentile(self, q: float) -> float:
-        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+        return float(np.percentile(self.latencies_ms[-20_000:], q)) if self.latencies_ms else float("nan")
 
 
 def _slice(path: Path, days: float) -> list[dict[str, object]]:
-    table = pq.read_table(
-        path, columns=["transaction_id", "event_time", "customer_id", "terminal_id", "amount", "tx_fraud"]
-    )
+    columns = ["transaction_id", "event_time", "customer_id", "terminal_id", "amount", "tx_fraud"]
+    table = pq.read_table(path, columns=columns)
     start = pc.min(table["event_time"]).as_py()
     end = start.timestamp() + days * 86_400
     mask = pc.less(pc.cast(table["event_time"], "int64"), int(end * 1_000_000_000))
@@ -57,15 +69,17 @@ def _publish(
     rate: float,
     poison_every: int,
     stats: DemoStats,
+    sent_at: dict[str, float],
 ) -> None:
     serde = app.contracts.serde("transactions")
     pacer = Pacer(rate)
     for i, row in enumerate(rows):
         pacer.wait(i)
-        fraud = bool(row.pop("tx_fraud"))
+        stats.frauds_sent += bool(row.pop("tx_fraud"))
         value = serde.encode(row)
         key = app.contracts.key("transactions", row)
-        producer.send_raw(serde.topic, key, value, headers=[("fraud", b"1" if fraud else b"0")])
+        sent_at[str(row["transaction_id"])] = time.perf_counter()
+        producer.send_raw(serde.topic, key, value)
         stats.sent += 1
         if poison_every and i % poison_every == poison_every - 1:
             producer.send_raw(serde.topic, key, value[: len(value) // 2])  # a truncated, poison message
@@ -79,33 +93,55 @@ def run_demo(
 ) -> DemoStats:
     rows = _slice(data, days)
     stats = DemoStats(planned=len(rows))
+    project = app.settings.feast_project
+    apply_repo(app.feast_config(project), [FRAUD])
+    job = EngineJob(app.engine_settings(project=project), app.settings.topic_prefix, "fraud")
+    stop = threading.Event()
+    ready = threading.Event()
+
+    def on_batch(stage: str, s: StageStats) -> None:
+        stats.stages[stage] = s
+        if len(stats.stages) == len(job.stage_names()):
+            ready.set()
+
+    engine = threading.Thread(target=lambda: run_processes(job, stop, on_batch=on_batch), daemon=True)
+    engine.start()
+    reader = RedisFeatureReader(redis.Redis.from_url(app.redis_url), view_layouts([FRAUD], project).values())
     producer = app.producer(linger_ms=1.0)
-    consumer = app.consumer(["transactions"], from_beginning=False, dead_letters=producer, processor="demo-reader")
+    consumer = app.consumer(["feature-log"], from_beginning=False, processor="demo-reader")
+    sent_at: dict[str, float] = {}
+    ready.wait(60)
     stats.started = time.perf_counter()
-    worker = threading.Thread(target=_publish, args=(app, producer, rows, rate, poison_every, stats), daemon=True)
+    worker = threading.Thread(
+        target=_publish, args=(app, producer, rows, rate, poison_every, stats, sent_at), daemon=True
+    )
     worker.start()
     last_render = 0.0
     idle_since = time.perf_counter()
-    with consumer:
-        while True:
-            batch = consumer.poll_batch(max_records=2000, timeout=0.2)
-            now_ms = time.time() * 1000
-            for event in batch.events:
-                stats.consumed += 1
-                if event.timestamp_ms is not None:
-                    stats.latencies_ms.append(now_ms - event.timestamp_ms)
-            for failure in batch.failures:
-                stats.dead_lettered += 1
-                stats.reasons[failure.error_type] += 1
-            if len(batch):
-                idle_since = time.perf_counter()
-            if time.perf_counter() - last_render > 0.25:
-                render(stats)
-                last_render = time.perf_counter()
-            done = not stats.producing and stats.consumed + stats.dead_lettered >= stats.sent + stats.poisoned
-            if done or (not stats.producing and time.perf_counter() - idle_since > 10):
-                break
-    worker.join()
-    producer.flush()
+    try:
+        with consumer:
+            while True:
+                batch = consumer.poll_batch(max_records=2000, timeout=0.2)
+                now = time.perf_counter()
+                for event in batch.events:
+                    sent = sent_at.pop(str(event.value["event_id"]), None)
+                    if sent is not None:  # ours (not a backlog from an earlier run)
+                        stats.vectors += 1
+                        stats.latencies_ms.append((now - sent) * 1000)
+                if batch.events:
+                    idle_since = now
+                    last = batch.events[-1].value
+                    online = reader.read({"customer_id": int(last["entity_key"])})
+                    stats.sample = {"customer_id": last["entity_key"], **(online.values if online else {})}
+                if now - last_render > 0.25:
+                    render(stats)
+                    last_render = now
+                done = not stats.producing and stats.vectors >= stats.sent
+                if done or (not stats.producing and now - idle_since > 15):
+                    break
+    finally:
+        stop.set()
+        engine.join(timeout=60)
+        worker.join(timeout=5)
     render(stats)
     return stats

@@ -139,6 +139,7 @@ class StageRunner:
         self._input_partitions = 0
         self._last_marker = 0.0
         self._last_commit = 0.0
+        self._announced = False
 
     # ------------------------------------------------------------------ lifecycle
     def run(self, stop: threading.Event, *, until_idle_s: float | None = None) -> StageStats:
@@ -242,7 +243,9 @@ class StageRunner:
             self._commit()
             self._last_commit = now
         self.stats.batches += 1
-        if self._on_batch is not None and (got or out.rows):
+        announce = bool(self._owned) and not self._announced  # tell the caller once: partitions are ours
+        if self._on_batch is not None and (got or out.rows or announce):
+            self._announced = self._announced or announce
             self._on_batch(self.stats)
         return got
 

@@ -63,7 +63,6 @@ def _slice(path: Path, days: float) -> list[dict[str, object]]:
 
 
 def _publish(
-    app: Slipstream,
     producer: EventProducer,
     rows: list[dict[str, object]],
     rate: float,
@@ -71,13 +70,14 @@ def _publish(
     stats: DemoStats,
     sent_at: dict[str, float],
 ) -> None:
-    serde = app.contracts.serde("transactions")
+    contracts = producer.contracts
+    serde = contracts.serde("transactions")
     pacer = Pacer(rate)
     for i, row in enumerate(rows):
         pacer.wait(i)
         stats.frauds_sent += bool(row.pop("tx_fraud"))
         value = serde.encode(row)
-        key = app.contracts.key("transactions", row)
+        key = contracts.key("transactions", row)
         sent_at[str(row["transaction_id"])] = time.perf_counter()
         producer.send_raw(serde.topic, key, value)
         stats.sent += 1
@@ -89,13 +89,24 @@ def _publish(
 
 
 def run_demo(
-    app: Slipstream, data: Path, *, days: float, rate: float, poison_every: int, render: Callable[[DemoStats], None]
+    app: Slipstream,
+    data: Path,
+    *,
+    days: float,
+    rate: float,
+    poison_every: int,
+    render: Callable[[DemoStats], None],
+    keep: bool = False,
 ) -> DemoStats:
+    """One run in its own topic namespace (``demo-<time>.``): replaying the same simulated slice into topics that
+    already hold it would make every event late (and correctly dead-lettered)."""
     rows = _slice(data, days)
     stats = DemoStats(planned=len(rows))
+    contracts = app.with_prefix(f"{app.settings.topic_prefix}demo-{time.strftime('%Y%m%d-%H%M%S')}.")
+    app.apply_topics(contracts)
     project = app.settings.feast_project
     apply_repo(app.feast_config(project), [FRAUD])
-    job = EngineJob(app.engine_settings(project=project), app.settings.topic_prefix, "fraud")
+    job = EngineJob(app.engine_settings(project=project), contracts.catalog.prefix, "fraud")
     stop = threading.Event()
     ready = threading.Event()
 
@@ -106,15 +117,14 @@ def run_demo(
 
     engine = threading.Thread(target=lambda: run_processes(job, stop, on_batch=on_batch), daemon=True)
     engine.start()
-    reader = RedisFeatureReader(redis.Redis.from_url(app.redis_url), view_layouts([FRAUD], project).values())
-    producer = app.producer(linger_ms=1.0)
-    consumer = app.consumer(["feature-log"], from_beginning=False, processor="demo-reader")
+    layout = view_layouts([FRAUD], project)["customer_spending"]
+    reader = RedisFeatureReader(redis.Redis.from_url(app.redis_url), [layout])
+    producer = app.producer(linger_ms=1.0, contracts=contracts)
+    consumer = app.consumer(["feature-log"], from_beginning=True, processor="demo-reader", contracts=contracts)
     sent_at: dict[str, float] = {}
     ready.wait(60)
     stats.started = time.perf_counter()
-    worker = threading.Thread(
-        target=_publish, args=(app, producer, rows, rate, poison_every, stats, sent_at), daemon=True
-    )
+    worker = threading.Thread(target=_publish, args=(producer, rows, rate, poison_every, stats, sent_at), daemon=True)
     worker.start()
     last_render = 0.0
     idle_since = time.perf_counter()
@@ -143,5 +153,7 @@ def run_demo(
         stop.set()
         engine.join(timeout=60)
         worker.join(timeout=5)
+        if not keep:
+            app.topic_admin().delete(contracts.catalog.full_names())
     render(stats)
     return stats

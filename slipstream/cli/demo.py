@@ -44,6 +44,7 @@ def demo(
     data: Annotated[Path, typer.Option(help="Simulated transactions (made once, then reused).")] = Path(
         ".slipstream/data/fraud.parquet"
     ),
+    keep: Annotated[bool, typer.Option(help="Keep this run's topics (demo-<time>.*) afterwards.")] = False,
 ) -> None:
     """Start Kafka + Redis, apply the Feast repo, run the feature engine, stream the Fraud Handbook's simulated card
     traffic live (with poison messages), and watch exact features arrive on the feature log and in Redis."""
@@ -61,15 +62,20 @@ def demo(
         console.print("starting the feature engine (one process per stage)…")
         with Live(console=console, refresh_per_second=4) as live:
             stats = run_demo(
-                app, data, days=days, rate=rate, poison_every=poison_every, render=lambda s: live.update(_view(s))
+                app,
+                data,
+                days=days,
+                rate=rate,
+                poison_every=poison_every,
+                render=lambda s: live.update(_view(s)),
+                keep=keep,
             )
         missing = stats.sent - stats.vectors
         ok = missing <= 0 and stats.dead_lettered >= stats.poisoned
         colour = "green" if ok else "red"
         console.print(
             f"[{colour}]{'✓' if ok else '✗'}[/{colour}] {stats.sent:,} sent, {stats.vectors:,} feature vectors, "
-            f"{stats.dead_lettered:,} dead-lettered. Look: slipstream tail feature-log --max 1 · "
-            "slipstream tail dead-letter --max 3"
+            f"{stats.dead_lettered:,} dead-lettered (run with --keep, then `slipstream tail` the demo-* topics)"
         )
         if not ok:
             raise typer.Exit(1)

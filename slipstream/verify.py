@@ -22,6 +22,7 @@ from schemas.topics import TopicCatalog
 from schemas.transport import EventConsumer, EventProducer, TopicAdmin
 from slipstream.app import Slipstream
 from streams.engine.app import EngineJob, run_processes
+from streams.publish import frame_records
 
 Say = Callable[[str], None]
 TOLERANCE = 1e-9
@@ -46,14 +47,6 @@ def _load(config: VerifyConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
         if len(labels):
             labels = labels[labels["event_time"] < end]
     return tx.reset_index(drop=True), labels.reset_index(drop=True)
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    out = frame.copy()
-    for column in out.columns:
-        if isinstance(out[column].dtype, pd.DatetimeTZDtype):
-            out[column] = out[column].astype("int64") // 1000
-    return out.to_dict("records")  # type: ignore[return-value]
 
 
 def _feature_log(app: Slipstream, contracts: Contracts, expected: int) -> dict[str, dict[str, float]]:
@@ -143,9 +136,9 @@ def verify(app: Slipstream, config: VerifyConfig, say: Say, feature_set: Feature
     say(f"publishing {len(tx):,} transactions and {len(labels):,} labels to {contracts.catalog.prefix}*…")
     started = time.perf_counter()
     with EventProducer(app.bootstrap_servers, contracts, linger_ms=20) as producer:
-        for record in _records(tx):
+        for record in frame_records(tx):
             producer.send("transactions", record)
-        for record in _records(labels):
+        for record in frame_records(labels):
             producer.send("labels", record)
     published = time.perf_counter() - started
     say("running the online engine until it has consumed everything…")

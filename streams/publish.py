@@ -24,6 +24,18 @@ OnError = Literal["fail", "dead-letter"]
 SUPPORTED = (".parquet", ".jsonl", ".ndjson")
 
 
+def frame_records(frame: Any) -> list[dict[str, Any]]:
+    """Rows of a pandas frame as records for a producer, tz-aware timestamps as epoch microseconds."""
+    import pandas as pd
+
+    out = frame.copy()
+    for column in out.columns:
+        if isinstance(out[column].dtype, pd.DatetimeTZDtype):
+            out[column] = out[column].astype("int64") // 1000
+    records: list[dict[str, Any]] = out.to_dict("records")
+    return records
+
+
 def count_rows(path: Path) -> int:
     """Number of records in an event file, without reading the data."""
     if path.suffix == ".parquet":

@@ -36,6 +36,11 @@ from streams.engine.processor import StageOutput, StageProcessor, decode_interna
 from streams.engine.topology import StageSpec, Topology
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - EPOCH
+
+
+def _micros(value: datetime) -> int:
+    return (value - EPOCH) // _ONE_US
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +71,6 @@ class StageStats:
     batches: int = 0
     restored_keys: int = 0
     last_batch_at: float = field(default_factory=time.monotonic)
-
-
-def _micros(value: datetime) -> int:
-    return (value - EPOCH) // _ONE_US
-
-
-_ONE_US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - EPOCH
 
 
 class StageRunner:

@@ -42,12 +42,14 @@ class ConsumedBatch:
         return len(self.events) + len(self.failures)
 
 
-def normalize_headers(headers: object) -> tuple[tuple[str, bytes | None], ...]:
-    items = headers.items() if isinstance(headers, dict) else headers or ()
-    out: list[tuple[str, bytes | None]] = []
-    for name, value in items:  # type: ignore[attr-defined]  # list or dict of (str, str|bytes|None)
-        out.append((str(name), value.encode() if isinstance(value, str) else value))
-    return tuple(out)
+def normalize_headers(
+    headers: Mapping[str, str | bytes | None] | Iterable[tuple[str, str | bytes | None]] | None,
+) -> tuple[tuple[str, bytes | None], ...]:
+    """Kafka headers as (name, bytes) pairs, whichever shape the client returned them in."""
+    if headers is None:
+        return ()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return tuple((str(name), value.encode() if isinstance(value, str) else value) for name, value in items)
 
 
 class EventConsumer:

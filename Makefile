@@ -12,7 +12,7 @@ help:  ## list the targets
 setup:  ## install Python deps (uv, locked), Java/Maven/redis-server when there is no Docker
 	@bash infra/bootstrap.sh
 
-demo: setup  ## start Kafka + Redis, simulate fraud traffic, publish it and read it back
+demo: setup  ## start Kafka + Redis, run the feature engine on live simulated card traffic, show a live summary
 	$(BIN)/slipstream demo
 
 test: setup lint typecheck  ## lint, type-check, then the whole suite against real Kafka and Redis

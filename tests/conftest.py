@@ -70,13 +70,14 @@ def _from_local_launcher() -> Iterator[Services]:
         startup_timeout_s=180,
     )
     platform = Platform(config)
-    statuses = platform.up()
+    already_up = all(status.up for status in platform.status().values())  # another test run is using it
+    platform.up()
     libs = config.kafka_cache_dir / "libs"
     try:
         yield Services(config.bootstrap_servers, config.redis_url, "local launcher", libs)
     finally:
-        if os.environ.get("SLIPSTREAM_TEST_KEEP_SERVICES") != "1" and statuses:
-            platform.down()
+        if not already_up and os.environ.get("SLIPSTREAM_TEST_KEEP_SERVICES") != "1":
+            platform.down()  # stop only what this run started
 
 
 @pytest.fixture(scope="session")

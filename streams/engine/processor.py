@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from features.base import FeatureView
+from features.base import Aggregate, FeatureView
 from features.online_store import FeatureRow
 from features.windows import (
     EPOCH,
@@ -107,8 +107,18 @@ class StageProcessor:
             for source in view.sources:
                 self._views_by_source.setdefault(source.topic, []).append(view)
         self._gating = tuple(sorted(self._views_by_source))
+        self._slack = {topic: self._source_slack(topic) for topic in self._gating}
         self._reach = max(v.reach_us for v in stage.views)
         self._out = StageOutput()
+
+    def _source_slack(self, topic: str) -> int:
+        """How far behind an output's time a source may still be: its smallest window delay (0 if known_by)."""
+        delays: list[int] = []
+        for view in self._views_by_source[topic]:
+            if view.source(topic).known_by:
+                return 0
+            delays.extend(f.window.delay_us for f in view.features if isinstance(f, Aggregate) and f.source == topic)
+        return min(delays, default=0)
 
     # ------------------------------------------------------------------ state
     def restore(self, partition: int, key: bytes, value: bytes | None) -> None:
@@ -225,7 +235,11 @@ class StageProcessor:
         marks[(source, upstream)] = max(marks.get((source, upstream), NO_WATERMARK), time_us)
 
     def frontier(self, partition: int) -> int:
-        """Time up to which every source this stage's views read is complete on ``partition``."""
+        """Time up to which outputs on ``partition`` are due: every source the views read has reached it.
+
+        A source read only through delayed windows (terminal transactions: ``t - 7 d``) need only reach ``t`` less
+        the smallest delay; a source counted by when it became known (labels) must reach ``t`` itself.
+        """
         if self.stage.direct:
             return IDLE  # one ordered input per partition: outputs are due at once
         marks = self._upstream_wm.get(partition, {})
@@ -234,7 +248,9 @@ class StageProcessor:
             n = self._upstream_n.get(source)
             if n is None:
                 return NO_WATERMARK
-            frontier = min([frontier, *(marks.get((source, up), NO_WATERMARK) for up in range(n))])
+            reached = min(marks.get((source, up), NO_WATERMARK) for up in range(n))
+            if reached < IDLE:
+                frontier = min(frontier, reached + self._slack[source])
         return frontier
 
     # ------------------------------------------------------------------ output
@@ -313,20 +329,20 @@ class StageProcessor:
             "computed_at": computed_at,
         }
 
-    def markers(self, partitions: Mapping[int, bool], upstream_n: int) -> list[tuple[str, int, int]]:
-        """Watermarks to broadcast downstream: (source, upstream partition, time) per input partition held.
+    def markers(self, idle: Mapping[tuple[str, int], bool], upstream_n: int) -> list[tuple[str, int, int]]:
+        """Watermarks to broadcast downstream: (source, upstream partition, time) per input topic and partition.
 
-        ``partitions`` maps each held partition to whether it is caught up (then it is idle: no event can come
-        that is older than what a consumer of the forward topic is waiting for).
+        ``idle`` says, per (topic, partition) held, whether it is read to the end: then nothing older than what a
+        downstream stage waits for can still come from it.
         """
         out = []
-        for topic in self.stage.inputs:
-            for partition, idle in partitions.items():
-                newest = self._partition_wm.get((topic, partition), NO_WATERMARK)
-                pending = self._pending.get(partition)
-                if pending:
-                    newest = min(newest, pending[0][0] - 1)
-                if not idle or pending:
-                    newest -= self.lateness_us  # a late event may still come this far back
-                out.append((topic, partition, IDLE if idle and not pending else newest))
+        for (topic, partition), caught_up in idle.items():
+            newest = self._partition_wm.get((topic, partition), NO_WATERMARK)
+            pending = self._pending.get(partition)
+            if pending:
+                newest = min(newest, pending[0][0] - 1)
+            if caught_up and not pending:
+                out.append((topic, partition, IDLE))
+            else:
+                out.append((topic, partition, newest - self.lateness_us))  # a late event may still come this far back
         return out

@@ -130,7 +130,7 @@ class StageRunner:
             if contracts.spec(logical).value_schema
         }
         self._owned: set[int] = set()
-        self._caught_up: dict[int, bool] = {}
+        self._caught_up: dict[tuple[str, int], bool] = {}  # (logical topic, partition) -> read to the end
         self._next_offsets: dict[tuple[str, int], int] = {}
         self._last_idle_check = 0.0
         self._forward_partitions = 0
@@ -258,9 +258,9 @@ class StageRunner:
             return
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         self._next_offsets[(topic, partition)] = offset + 1
-        self._caught_up[partition] = False  # data arrived since the last check: not idle until checked again
-        self.stats.consumed += 1
         logical = self._inputs[topic]
+        self._caught_up[(logical, partition)] = False  # data arrived since the last check: not idle until checked
+        self.stats.consumed += 1
         ref = (topic, partition, offset)
         if not self.stage.direct:
             payload = decode_internal(msg.value() or b"{}")
@@ -336,7 +336,7 @@ class StageRunner:
         if now - self._last_idle_check > self.settings.idle_check_s:
             self._refresh_caught_up()  # broker round trips: not on every batch
             self._last_idle_check = now
-        held = {p: self._caught_up.get(p, False) for p in self._owned}
+        held = {(t, p): self._caught_up.get((t, p), False) for t in self._inputs.values() for p in self._owned}
         if not held or not self._forward:
             return
         if not got and now - self._last_marker < self.settings.idle_check_s:
@@ -351,9 +351,9 @@ class StageRunner:
             self._produce(self._forward, payload, b"", p)
 
     def _refresh_caught_up(self) -> None:
+        """Per input topic and partition: has this worker read everything the broker holds? (Then it is idle.)"""
         for p in self._owned:
-            caught = True
-            for topic in self._inputs:
+            for topic, logical in self._inputs.items():
                 tp = TopicPartition(topic, p)
                 _low, high = self._consumer.get_watermark_offsets(tp, cached=True)  # updated by every fetch
                 if high < 0:
@@ -363,9 +363,7 @@ class StageRunner:
                     committed = self._consumer.committed([TopicPartition(topic, p)], timeout=5)[0].offset
                     position = committed if committed >= 0 else 0
                     self._next_offsets[(topic, p)] = position
-                if position < high:
-                    caught = False
-            self._caught_up[p] = caught
+                self._caught_up[(logical, p)] = position >= high
 
     def _commit(self, *, wait: bool = False) -> None:
         """Commit what is done; asynchronously on the hot path (outputs were flushed first), synchronously at close."""

@@ -43,14 +43,19 @@ def run_pipeline(
         for i in range(0, len(stream), chunk):
             yield stream[i : i + chunk]
 
+    remaining = {(t, p): 0 for t in ("transactions", "labels") for p in range(PARTITIONS)}
+    for topic, records in (("transactions", tx_order), ("labels", labels)):
+        for record in records:
+            remaining[(topic, _partition(record["customer_id"]))] += 1
     for batch in [*batches(), []]:
         for topic, record in batch:
             customer.on_event(_partition(record["customer_id"]), topic, dict(record))
         out1 = customer.drain(NOW)
         late += len(out1.late)
-        seen = {_partition(r["customer_id"]) for _, r in batch}
-        idle = not batch
-        marks = customer.markers({p: idle or p not in seen for p in range(PARTITIONS)}, PARTITIONS)
+        for topic, record in batch:
+            remaining[(topic, _partition(record["customer_id"]))] -= 1
+        # A (topic, partition) is idle once everything it will ever hold has been read, as with a caught-up consumer.
+        marks = customer.markers({key: left == 0 for key, left in remaining.items()}, PARTITIONS)
         for key, value in out1.forwards:
             payload = decode_internal(value)
             part = _partition(int(key))

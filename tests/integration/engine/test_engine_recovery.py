@@ -65,18 +65,25 @@ def test_sigkill_mid_stream_then_restart_gives_exact_features(
 
     log = tmp_path / "engine.log"
     worker = _engine_process(services, contracts, project, log)
-    deadline = time.monotonic() + 120
-    while _log_size(services, log_topic) < len(tx) // 10:  # kill early: well before the stream is done
-        assert worker.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "the engine made no progress"
-        time.sleep(0.005)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait(timeout=30)
+    try:
+        deadline = time.monotonic() + 120
+        while _log_size(services, log_topic) < len(tx) // 10:  # kill early: well before the stream is done
+            assert worker.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the engine made no progress"
+            time.sleep(0.005)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
     written_before_kill = _log_size(services, log_topic)
     assert written_before_kill < len(tx), "the kill came after the whole stream was processed"
 
     restarted = _engine_process(services, contracts, project, log, "--until-idle", "4")
-    assert restarted.wait(timeout=300) == 0, log.read_text()[-3000:]
+    try:
+        assert restarted.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        if restarted.poll() is None:  # never leave a worker behind, whatever failed
+            restarted.kill()
+            restarted.wait(timeout=30)
 
     want = reference(tx, labels)
     got = feature_log(services, contracts, len(want))

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     feast_project: str = Field("slipstream", description="Feast project (part of every online-store key).")
     feast_repo_dir: Path = Field(Path(".slipstream/feast"), description="Generated Feast repository.")
     offline_dir: Path = Field(Path(".slipstream/offline"), description="Offline feature tables (Feast file sources).")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking/registry URI; default sqlite:///<state_dir>/mlflow.db."
+    )
     lateness_s: float = Field(2.0, ge=0, description="Allowed lateness of events (out-of-order tolerance), seconds.")
 
     @field_validator("kafka_heap")

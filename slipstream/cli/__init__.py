@@ -6,8 +6,10 @@ import typer
 
 from slipstream.cli.bench import bench_app
 from slipstream.cli.demo import demo
+from slipstream.cli.evaluate import evaluate_app
 from slipstream.cli.events import produce, schemas_app, tail
 from slipstream.cli.features import backfill, features_app
+from slipstream.cli.models import models_app, train
 from slipstream.cli.platform import infra_app, topics_app
 from slipstream.cli.simulate import simulate_app
 
@@ -28,10 +30,13 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(features_app, name="features")
 app.add_typer(bench_app, name="bench")
+app.add_typer(models_app, name="models")
+app.add_typer(evaluate_app, name="evaluate")
 app.command()(produce)
 app.command()(tail)
 app.command()(demo)
 app.command()(backfill)
+app.command()(train)
 
 
 def main() -> None:

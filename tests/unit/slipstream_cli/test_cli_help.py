@@ -23,6 +23,11 @@ COMMANDS = [
     ["features", "verify"],
     ["backfill"],
     ["bench", "features"],
+    ["train"],
+    ["evaluate", "fraud"],
+    ["models", "list"],
+    ["models", "promote"],
+    ["models", "rollback"],
     ["demo"],
 ]
 

@@ -1,0 +1,305 @@
+"""The model registry on MLflow: register behind the ONNX parity gate, promote, roll back, load with checks.
+
+Layout (any tracking URI works; the default is ``sqlite:///<state_dir>/mlflow.db``, artifacts in
+``<state_dir>/mlruns``): one experiment ``slipstream/<name>`` per model; one run per registration holding params,
+metrics and the tags ``data_window``, ``data_hash``, ``features``, and the artifacts ``model/model.onnx``,
+``model/model.txt`` and ``model/model_card.json``; one registered-model version per run, tagged ``onnx_sha256``.
+The ``champion`` alias is the serving model; the registered-model tag ``champion_history`` (a JSON list of versions)
+is what :meth:`ModelRegistry.rollback` walks back.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from models.artifacts import (
+    BOOSTER_FILE,
+    CARD_FILE,
+    ONNX_FILE,
+    sha256,
+    verify_checksum,
+    verify_features,
+)
+from models.exceptions import RegistryError
+from models.onnx_export import OnnxScorer, ParityReport, ensure_parity, export_onnx, trimmed
+from schemas.transport import EventProducer
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "champion_history"
+CHECKSUM_TAG = "onnx_sha256"
+ARTIFACT_DIR = "model"
+MODEL_EVENTS = "model-events"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    version: str
+    checksum: str
+    run_id: str
+    parity: ParityReport
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str
+    aliases: tuple[str, ...]
+    metrics: dict[str, float]
+    created: datetime
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    onnx_bytes: bytes
+    scorer: OnnxScorer
+    feature_names: tuple[str, ...]
+    threshold: float
+    card: dict[str, Any]
+
+
+def default_tracking_uri(state_dir: Path) -> str:
+    return f"sqlite:///{(state_dir / 'mlflow.db').resolve()}"
+
+
+class ModelRegistry:
+    """Registered models, their versions and aliases, behind one MLflow client (no global MLflow state)."""
+
+    def __init__(self, tracking_uri: str, artifact_root: str | Path, *, actor: str = "slipstream") -> None:
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root if isinstance(artifact_root, str) else artifact_root.resolve().as_uri()
+        self.actor = actor
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    # --- registration ---
+
+    def register(
+        self,
+        name: str,
+        booster: lgb.Booster,
+        feature_names: Sequence[str],
+        *,
+        threshold: float,
+        reference: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        params: Mapping[str, Any],
+        data_window: tuple[str, str],
+        data_hash: str,
+        sample: npt.ArrayLike,
+    ) -> RegisteredModel:
+        """Export to ONNX, refuse unless it matches LightGBM on ``sample`` (:class:`ParityError`), then register."""
+        booster = trimmed(booster)
+        onnx_bytes = export_onnx(booster, feature_names)
+        parity = ensure_parity(booster, onnx_bytes, np.asarray(sample, dtype=np.float64))
+        checksum = sha256(onnx_bytes)
+        card = {
+            "name": name,
+            "features": list(feature_names),
+            "threshold": float(threshold),
+            "onnx_sha256": checksum,
+            "onnx_input": "double",
+            "data_window": list(data_window),
+            "data_hash": data_hash,
+            "metrics": {k: float(v) for k, v in metrics.items()},
+            "params": {k: str(v) for k, v in params.items()},
+            "parity": {"max_abs_diff": parity.max_abs_diff, "n": parity.n, "tol": parity.tol},
+            "reference": dict(reference),
+        }
+        experiment_id = self._experiment(name)
+        run = self.client.create_run(experiment_id, run_name=f"{name}-{data_window[0]}..{data_window[1]}")
+        run_id = run.info.run_id
+        try:
+            for key, value in params.items():
+                self.client.log_param(run_id, key, str(value)[:6000])
+            for key, value in metrics.items():
+                self.client.log_metric(run_id, key, float(value))
+            tags = {
+                "data_window": f"{data_window[0]}..{data_window[1]}",
+                "data_hash": data_hash,
+                "features": ",".join(feature_names),
+                "threshold": repr(float(threshold)),
+                CHECKSUM_TAG: checksum,
+                "parity_max_abs_diff": f"{parity.max_abs_diff:.3g}",
+            }
+            for key, text in tags.items():
+                self.client.set_tag(run_id, key, text)
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                (folder / ONNX_FILE).write_bytes(onnx_bytes)
+                (folder / BOOSTER_FILE).write_text(booster.model_to_string())
+                (folder / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True))
+                for file in (ONNX_FILE, BOOSTER_FILE, CARD_FILE):
+                    self.client.log_artifact(run_id, str(folder / file), ARTIFACT_DIR)
+        except BaseException:
+            self.client.set_terminated(run_id, "FAILED")
+            raise
+        self.client.set_terminated(run_id, "FINISHED")
+        if not self._exists(name):
+            self.client.create_registered_model(name, description="Registered by Slipstream.")
+        source = f"{run.info.artifact_uri}/{ARTIFACT_DIR}"
+        version = self.client.create_model_version(name, source, run_id, tags={CHECKSUM_TAG: checksum})
+        return RegisteredModel(name, str(version.version), checksum, run_id, parity)
+
+    def _experiment(self, name: str) -> str:
+        title = f"slipstream/{name}"
+        found = self.client.get_experiment_by_name(title)
+        if found is not None:
+            return str(found.experiment_id)
+        return str(self.client.create_experiment(title, artifact_location=f"{self.artifact_root}/{name}"))
+
+    def _exists(self, name: str) -> bool:
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            return False
+        return True
+
+    # --- aliases ---
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        try:
+            return str(self.client.get_model_version_by_alias(name, alias).version)
+        except MlflowException:
+            return None
+
+    def set_alias(self, name: str, alias: str, version: str | int) -> None:
+        self._version(name, str(version))
+        self.client.set_registered_model_alias(name, alias, str(version))
+
+    def _version(self, name: str, version: str) -> Any:
+        try:
+            return self.client.get_model_version(name, version)
+        except MlflowException as exc:
+            msg = f"model {name!r} has no version {version!r}"
+            raise RegistryError(msg) from exc
+
+    def _history(self, name: str) -> list[str]:
+        try:
+            tags = self.client.get_registered_model(name).tags
+        except MlflowException as exc:
+            msg = f"no registered model named {name!r}"
+            raise RegistryError(msg) from exc
+        return [str(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
+
+    def promote(self, name: str, version: str | int, *, producer: EventProducer | None = None) -> dict[str, Any]:
+        """Make ``version`` the champion; return (and publish, with a producer) the PROMOTED model event."""
+        version = str(version)
+        self._version(name, version)
+        previous = self.alias_version(name, CHAMPION)
+        if previous == version:
+            msg = f"version {version!r} of {name!r} is already the champion"
+            raise RegistryError(msg)
+        history = self._history(name)
+        if previous is not None and (not history or history[-1] != previous):
+            history.append(previous)
+        history.append(version)
+        self.client.set_registered_model_alias(name, CHAMPION, version)
+        self.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+        if self.alias_version(name, CHALLENGER) == version:
+            self.client.delete_registered_model_alias(name, CHALLENGER)
+        return self._event(name, "PROMOTED", version, previous, producer, reason=None)
+
+    def rollback(
+        self, name: str, producer: EventProducer | None = None, *, reason: str | None = None
+    ) -> dict[str, Any]:
+        """Make the previous champion the champion again; return (and publish) the ROLLED_BACK event."""
+        history = self._history(name)
+        current = self.alias_version(name, CHAMPION)
+        if len(history) < 2 or current is None:
+            msg = f"model {name!r} has no previous champion to roll back to (history {history})"
+            raise RegistryError(msg)
+        history.pop()
+        target = history[-1]
+        self.client.set_registered_model_alias(name, CHAMPION, target)
+        self.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+        return self._event(name, "ROLLED_BACK", target, current, producer, reason=reason)
+
+    def _event(
+        self,
+        name: str,
+        action: str,
+        version: str,
+        previous: str | None,
+        producer: EventProducer | None,
+        *,
+        reason: str | None,
+    ) -> dict[str, Any]:
+        model_version = self._version(name, version)
+        record: dict[str, Any] = {
+            "event_id": str(uuid.uuid4()),
+            "event_time": datetime.now(UTC),
+            "action": action,
+            "model_name": name,
+            "alias": CHAMPION,
+            "version": version,
+            "previous_version": previous,
+            "artifact_uri": f"{model_version.source}/{ONNX_FILE}",
+            "checksum": model_version.tags.get(CHECKSUM_TAG, ""),
+            "actor": self.actor,
+            "reason": reason,
+        }
+        if producer is not None:
+            producer.send(MODEL_EVENTS, record)
+            producer.flush()
+        return record
+
+    # --- reading ---
+
+    def list_versions(self, name: str) -> list[VersionInfo]:
+        """Every version of ``name``, newest first, with its aliases and its run's metrics."""
+        try:
+            registered = self.client.get_registered_model(name)
+        except MlflowException as exc:
+            msg = f"no registered model named {name!r}"
+            raise RegistryError(msg) from exc
+        versions = self.client.search_model_versions(f"name = '{name}'")
+        aliases: dict[str, list[str]] = {}
+        for alias, version in registered.aliases.items():
+            aliases.setdefault(str(version), []).append(alias)
+        out = []
+        for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
+            metrics = self.client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+            created = datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC)
+            out.append(
+                VersionInfo(str(mv.version), tuple(sorted(aliases.get(str(mv.version), ()))), dict(metrics), created)
+            )
+        return out
+
+    def load(self, name: str, alias: str = CHAMPION, *, expected_features: Sequence[str] | None = None) -> LoadedModel:
+        """The ONNX model behind ``alias``, its checksum verified (:class:`ArtifactCorruptError`) and, given
+        ``expected_features``, its feature list too (:class:`FeatureMismatchError`)."""
+        version = self.alias_version(name, alias)
+        if version is None:
+            msg = f"model {name!r} has no version with alias {alias!r}"
+            raise RegistryError(msg)
+        model_version = self._version(name, version)
+        expected_sum = model_version.tags.get(CHECKSUM_TAG)
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                local = Path(self.client.download_artifacts(model_version.run_id, ARTIFACT_DIR, tmp))
+            except (MlflowException, OSError) as exc:
+                msg = f"cannot fetch the artifacts of {name!r} version {version}: {exc}"
+                raise RegistryError(msg) from exc
+            onnx_bytes = (local / ONNX_FILE).read_bytes()
+            card: dict[str, Any] = json.loads((local / CARD_FILE).read_text())
+        what = f"{name!r} version {version} ({ONNX_FILE})"
+        verify_checksum(onnx_bytes, expected_sum or card["onnx_sha256"], what)
+        features = tuple(card["features"])
+        if expected_features is not None:
+            verify_features(features, expected_features, f"{name!r} version {version}")
+        return LoadedModel(name, version, onnx_bytes, OnnxScorer(onnx_bytes), features, float(card["threshold"]), card)

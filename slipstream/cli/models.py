@@ -1,0 +1,160 @@
+"""`slipstream train` and `slipstream models list|promote|rollback`: the model registry from the command line."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from slipstream.app import Slipstream
+from slipstream.cli.common import build, console, friendly_errors, out
+
+if TYPE_CHECKING:
+    from models.registry import ModelRegistry
+
+models_app = typer.Typer(help="Registered models: list versions, promote, roll back.", no_args_is_help=True)
+
+DEFAULT_TRAIN = ("2018-07-25", "2018-08-01")  # end exclusive: 07-25..07-31
+DEFAULT_VALID = ("2018-08-08", "2018-08-15")  # 08-08..08-14, a week after training (label delay)
+
+Name = Annotated[str, typer.Argument(help="Registered model name, e.g. fraud.")]
+Publish = Annotated[bool, typer.Option(help="Publish the ModelEvent on the model-events topic.")]
+
+
+def registry_for(app: Slipstream) -> ModelRegistry:
+    """The MLflow registry of this state directory (or of ``SLIPSTREAM_MLFLOW_TRACKING_URI`` when set)."""
+    from models.registry import ModelRegistry, default_tracking_uri
+
+    state_dir: Path = app.settings.state_dir
+    uri = app.settings.mlflow_tracking_uri or default_tracking_uri(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return ModelRegistry(uri, state_dir / "mlruns")
+
+
+@models_app.command("list")
+def list_models(name: Annotated[str, typer.Option(help="Registered model name.")] = "fraud") -> None:
+    """Versions of a model, newest first, with aliases and metrics."""
+    with friendly_errors():
+        versions = registry_for(build()).list_versions(name)
+        table = Table(title=f"model {name}")
+        for column in ("version", "aliases", "created (UTC)", "metrics"):
+            table.add_column(column)
+        for v in versions:
+            metrics = ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.metrics.items()))
+            table.add_row(v.version, ", ".join(v.aliases), v.created.strftime("%Y-%m-%d %H:%M:%S"), metrics)
+        out.print(table)
+
+
+@models_app.command()
+def promote(
+    name: Name, version: Annotated[str, typer.Argument(help="Version to make champion.")], publish: Publish = True
+) -> None:
+    """Make VERSION the champion (the previous champion is remembered for rollback)."""
+    with friendly_errors():
+        app = build()
+        producer = app.producer() if publish else None
+        event = registry_for(app).promote(name, version, producer=producer)
+        console.print(
+            f"[green]✓[/green] {name} v{event['version']} is champion (was {event['previous_version'] or 'none'})"
+        )
+
+
+@models_app.command()
+def rollback(
+    name: Name,
+    reason: Annotated[str | None, typer.Option(help="Why, recorded in the event.")] = None,
+    publish: Publish = True,
+) -> None:
+    """Make the previous champion the champion again."""
+    with friendly_errors():
+        app = build()
+        producer = app.producer() if publish else None
+        event = registry_for(app).rollback(name, producer, reason=reason)
+        console.print(f"[green]✓[/green] {name} rolled back to v{event['version']} (from v{event['previous_version']})")
+
+
+def train(
+    kind: Annotated[str, typer.Argument(help="fraud or reco.")] = "fraud",
+    train_window: Annotated[tuple[str, str] | None, typer.Option(help="Train on START <= t < END (UTC dates).")] = None,
+    valid_window: Annotated[
+        tuple[str, str] | None, typer.Option(help="Validate (early stopping, threshold) on START <= t < END.")
+    ] = None,
+) -> None:
+    """Train a model on the simulated data, register it behind the ONNX parity gate, alias it challenger."""
+    if kind not in ("fraud", "reco"):
+        msg = f"must be 'fraud' or 'reco', got {kind!r}"
+        raise typer.BadParameter(msg, param_hint="KIND")
+    if kind == "reco":
+        console.print("[yellow]reco training is not available yet[/yellow] (no recommendation model in models/)")
+        raise typer.Exit(2)
+    with friendly_errors():
+        _train_fraud(build(), train_window, valid_window)
+
+
+def _train_fraud(app: Slipstream, train_window: tuple[str, str] | None, valid_window: tuple[str, str] | None) -> None:
+    import pandas as pd
+
+    from features.definitions.fraud import FRAUD
+    from models.artifacts import reference_distribution
+    from models.dataset import data_hash, fraud_training_frame, window
+    from models.evaluation import fraud_metrics
+    from models.fraud import predict, train_fraud
+    from models.registry import CHALLENGER, CHAMPION
+    from slipstream.cli.simulate import labels_path, simulate_fraud_file
+
+    path = app.settings.state_dir / "data" / "fraud.parquet"
+    if not path.exists():
+        console.print(f"[dim]{path} is missing: simulating it[/dim]")
+        simulate_fraud_file(path)
+    console.print(f"[dim]building the training frame from {path}[/dim]")
+    frame = fraud_training_frame(pd.read_parquet(path), pd.read_parquet(labels_path(path)))
+    train_w, valid_w = _windows(frame, train_window, valid_window)
+    train_set, valid_set = window(frame, *train_w), window(frame, *valid_w)
+    model = train_fraud(train_set, valid_set, progress=lambda text: console.print(f"[dim]{text}[/dim]"))
+    names = list(FRAUD.model_input)
+    scores = predict(model, valid_set)
+    metrics = {k: float(v) for k, v in fraud_metrics(valid_set, scores).items() if isinstance(v, int | float)}
+    registry = registry_for(app)
+    registered = registry.register(
+        "fraud",
+        model.booster,
+        names,
+        threshold=model.threshold,
+        reference=reference_distribution(train_set[names], predict(model, train_set), names),
+        metrics=metrics,
+        params={**model.params, "best_iteration": model.best_iteration},
+        data_window=(train_w[0], valid_w[1]),
+        data_hash=data_hash(frame),
+        sample=valid_set[names].to_numpy()[:10_000],
+    )
+    alias = CHALLENGER if registry.alias_version("fraud", CHAMPION) else CHAMPION
+    if alias == CHAMPION:
+        registry.promote("fraud", registered.version)
+    else:
+        registry.set_alias("fraud", alias, registered.version)
+    console.print(
+        f"[green]✓[/green] fraud v{registered.version} registered as {alias} "
+        f"(parity max |diff| {registered.parity.max_abs_diff:.2g} on {registered.parity.n:,} rows, "
+        f"sha256 {registered.checksum[:12]}…)"
+    )
+    for key, value in sorted(metrics.items()):
+        out.print(f"  {key:<24} {value:.4f}")
+
+
+def _windows(
+    frame: Any, train_window: tuple[str, str] | None, valid_window: tuple[str, str] | None
+) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The given windows, else the handbook's, else (data elsewhere in time) the most recent weeks."""
+    if train_window and valid_window:
+        return train_window, valid_window
+    first, last = frame["event_time"].min(), frame["event_time"].max()
+    if first.strftime("%Y-%m-%d") <= DEFAULT_TRAIN[0] and last.strftime("%Y-%m-%d") >= DEFAULT_VALID[1]:
+        return train_window or DEFAULT_TRAIN, valid_window or DEFAULT_VALID
+    end = last.normalize()
+    day = timedelta(days=1)
+    recent_valid = ((end - 7 * day).strftime("%Y-%m-%d"), end.strftime("%Y-%m-%d"))
+    recent_train = ((end - 21 * day).strftime("%Y-%m-%d"), (end - 14 * day).strftime("%Y-%m-%d"))
+    return train_window or recent_train, valid_window or recent_valid

@@ -6,7 +6,12 @@
     └── ModelError                      (models)  a model cannot be trained, evaluated or applied
         ├── InvalidInputError           a frame lacks columns, is empty or a value is out of its domain
         │   └── MissingFeaturesError    a frame to score lacks some of the model's features
-        └── UnknownOptionError          an option (protocol, label delay) names no known variant
+        ├── UnknownOptionError          an option (protocol, label delay) names no known variant
+        ├── OnnxExportError             a booster cannot be converted to ONNX
+        ├── ParityError                 ONNX and LightGBM disagree beyond the tolerance (max diff and row named)
+        └── RegistryError               the model registry refused or lost something
+            ├── ArtifactCorruptError    an artifact's sha256 is not the registered one
+            └── FeatureMismatchError    a model's features differ from the definitions (differences named)
 
 Messages quote the bad value, so a log line alone says what to fix.
 """

@@ -147,6 +147,9 @@ def parity_check(
 ) -> ParityReport:
     """Compare ONNX and LightGBM probabilities on ``x_sample`` (LightGBM reads it in double)."""
     matrix = np.asarray(x_sample, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[1] != booster.num_feature():
+        msg = f"the parity sample has shape {matrix.shape}; the model takes {booster.num_feature()} features per row"
+        raise ParityError(msg)
     expected = np.asarray(booster.predict(matrix), dtype=np.float64)
     diff = np.abs(OnnxScorer(onnx_bytes).predict(matrix) - expected)
     if diff.size == 0:

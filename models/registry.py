@@ -33,7 +33,7 @@ from models.artifacts import (
     verify_checksum,
     verify_features,
 )
-from models.exceptions import RegistryError
+from models.exceptions import ParityError, RegistryError
 from models.onnx_export import OnnxScorer, ParityReport, ensure_parity, export_onnx, trimmed
 from schemas.transport import EventProducer
 
@@ -101,12 +101,22 @@ class ModelRegistry:
         data_window: tuple[str, str],
         data_hash: str,
         sample: npt.ArrayLike,
+        producer: EventProducer | None = None,
     ) -> RegisteredModel:
-        """Export to ONNX, refuse unless it matches LightGBM on ``sample`` (:class:`ParityError`), then register."""
+        """Export to ONNX, refuse unless it matches LightGBM on ``sample`` (:class:`ParityError`), then register.
+
+        With a producer, a REGISTERED event (or, when the gate refuses the model, a REFUSED one with the reason)
+        goes to ``model-events``.
+        """
         booster = trimmed(booster)
         onnx_bytes = export_onnx(booster, feature_names)
-        parity = ensure_parity(booster, onnx_bytes, np.asarray(sample, dtype=np.float64))
         checksum = sha256(onnx_bytes)
+        try:
+            parity = ensure_parity(booster, onnx_bytes, np.asarray(sample, dtype=np.float64))
+        except ParityError as exc:
+            if producer is not None:
+                self._announce(producer, "REFUSED", name, "unregistered", checksum, "", reason=str(exc))
+            raise
         card = {
             "name": name,
             "features": list(feature_names),
@@ -153,7 +163,36 @@ class ModelRegistry:
             self.client.create_registered_model(name, description="Registered by Slipstream.")
         source = f"{run.info.artifact_uri}/{ARTIFACT_DIR}"
         version = self.client.create_model_version(name, source, run_id, tags={CHECKSUM_TAG: checksum})
+        if producer is not None:
+            self._announce(producer, "REGISTERED", name, str(version.version), checksum, f"{source}/{ONNX_FILE}")
         return RegisteredModel(name, str(version.version), checksum, run_id, parity)
+
+    def _announce(
+        self,
+        producer: EventProducer,
+        action: str,
+        name: str,
+        version: str,
+        checksum: str,
+        artifact_uri: str,
+        *,
+        reason: str | None = None,
+    ) -> None:
+        record = {
+            "event_id": str(uuid.uuid4()),
+            "event_time": datetime.now(UTC),
+            "action": action,
+            "model_name": name,
+            "alias": "",
+            "version": version,
+            "previous_version": None,
+            "artifact_uri": artifact_uri,
+            "checksum": checksum,
+            "actor": self.actor,
+            "reason": reason,
+        }
+        producer.send(MODEL_EVENTS, record)
+        producer.flush()
 
     def _experiment(self, name: str) -> str:
         title = f"slipstream/{name}"

@@ -14,6 +14,7 @@ from slipstream.cli.common import build, console, friendly_errors, out
 
 if TYPE_CHECKING:
     from models.registry import ModelRegistry
+    from schemas.transport import EventProducer
 
 models_app = typer.Typer(help="Registered models: list versions, promote, roll back.", no_args_is_help=True)
 
@@ -82,8 +83,10 @@ def train(
     valid_window: Annotated[
         tuple[str, str] | None, typer.Option(help="Validate (early stopping, threshold) on START <= t < END.")
     ] = None,
+    publish: Publish = True,
 ) -> None:
-    """Train a model on the simulated data, register it behind the ONNX parity gate, alias it challenger."""
+    """Train a model on the simulated data, register it behind the ONNX parity gate, alias it challenger.
+    REGISTERED / REFUSED / PROMOTED events go to model-events (starting the platform if needed)."""
     if kind not in ("fraud", "reco"):
         msg = f"must be 'fraud' or 'reco', got {kind!r}"
         raise typer.BadParameter(msg, param_hint="KIND")
@@ -91,10 +94,20 @@ def train(
         console.print("[yellow]reco training is not available yet[/yellow] (no recommendation model in models/)")
         raise typer.Exit(2)
     with friendly_errors():
-        _train_fraud(build(), train_window, valid_window)
+        app = build()
+        producer = None
+        if publish:
+            app.ensure_platform()
+            producer = app.producer()
+        _train_fraud(app, train_window, valid_window, producer)
 
 
-def _train_fraud(app: Slipstream, train_window: tuple[str, str] | None, valid_window: tuple[str, str] | None) -> None:
+def _train_fraud(
+    app: Slipstream,
+    train_window: tuple[str, str] | None,
+    valid_window: tuple[str, str] | None,
+    producer: EventProducer | None,
+) -> None:
     import pandas as pd
 
     from features.definitions.fraud import FRAUD
@@ -129,10 +142,11 @@ def _train_fraud(app: Slipstream, train_window: tuple[str, str] | None, valid_wi
         data_window=(train_w[0], valid_w[1]),
         data_hash=data_hash(frame),
         sample=valid_set[names].to_numpy()[:10_000],
+        producer=producer,
     )
     alias = CHALLENGER if registry.alias_version("fraud", CHAMPION) else CHAMPION
     if alias == CHAMPION:
-        registry.promote("fraud", registered.version)
+        registry.promote("fraud", registered.version, producer=producer)
     else:
         registry.set_alias("fraud", alias, registered.version)
     console.print(

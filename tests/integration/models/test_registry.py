@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.artifacts import ONNX_FILE, reference_distribution
-from models.exceptions import ArtifactCorruptError, FeatureMismatchError, RegistryError
+from models.exceptions import ArtifactCorruptError, FeatureMismatchError, ParityError, RegistryError
 from models.registry import ModelRegistry, default_tracking_uri
 from schemas.contracts import Contracts
 from schemas.transport import EventConsumer, EventProducer
@@ -96,3 +96,42 @@ def test_promote_rollback_and_refusals(services: Services, contracts: Contracts,
 
 def registry_run(registry: ModelRegistry, version: str) -> str:
     return str(registry.client.get_model_version("fraud", version).run_id)
+
+
+def test_registration_and_refusal_are_announced(services: Services, contracts: Contracts, tmp_path: Path) -> None:
+    registry = ModelRegistry(default_tracking_uri(tmp_path), tmp_path / "mlruns")
+    producer = EventProducer(services.bootstrap_servers, contracts)
+    booster, x = _booster(3)
+    registered = registry.register(
+        "fraud",
+        booster,
+        NAMES,
+        threshold=0.5,
+        reference={},
+        metrics={},
+        params={},
+        data_window=("2018-07-25", "2018-07-31"),
+        data_hash="h",
+        sample=x[:200],
+        producer=producer,
+    )
+    wrong = x[:200].copy()
+    with pytest.raises(ParityError):  # a sample of the wrong width cannot pass the gate
+        registry.register(
+            "fraud",
+            booster,
+            NAMES,
+            threshold=0.5,
+            reference={},
+            metrics={},
+            params={},
+            data_window=("2018-07-25", "2018-07-31"),
+            data_hash="h",
+            sample=wrong[:, :2],
+            producer=producer,
+        )
+    events = _model_events(services, contracts, 2)
+    assert [e["action"] for e in events] == ["REGISTERED", "REFUSED"]
+    assert events[0]["version"] == registered.version
+    assert events[0]["checksum"] == registered.checksum
+    assert events[1]["reason"]

@@ -25,6 +25,7 @@ COMMANDS = [
     ["bench", "features"],
     ["train"],
     ["evaluate", "fraud"],
+    ["evaluate", "reco"],
     ["models", "list"],
     ["models", "promote"],
     ["models", "rollback"],

@@ -91,5 +91,6 @@ def reco(
         table.add_row("popularity baseline", f"{popularity['ndcg_at_10']:.3f}", f"{popularity['recall_at_10']:.3f}")
         out.print(table)
         out.print(
-            f"{report['users']} held-out users, {report['candidates_per_user']:.0f} candidates each, {report['seconds']} s"
+            f"{report['users']} held-out users, {report['candidates_per_user']:.0f} candidates each, "
+            f"{report['seconds']} s"
         )

@@ -23,6 +23,7 @@ import pandas as pd
 from features.definitions.fraud import FRAUD
 from models.dataset import require_columns
 from models.exceptions import InvalidInputError, MissingFeaturesError
+from models.lgbm import deterministic_params
 
 F64 = npt.NDArray[np.float64]
 
@@ -61,14 +62,7 @@ def _fixed_params(seed: int) -> dict[str, Any]:
     return {
         "objective": "binary",
         "metric": ["average_precision", "auc"],
-        "deterministic": True,
-        "force_row_wise": True,
-        "num_threads": 1,
-        "seed": seed,
-        "bagging_seed": seed,
-        "feature_fraction_seed": seed,
-        "data_random_seed": seed,
-        "verbosity": -1,
+        **deterministic_params(seed),
     }
 
 

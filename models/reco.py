@@ -35,6 +35,7 @@ import pandas as pd
 from features.definitions.reco import RECO, WINDOWS
 from features.offline import EVENT_TIMESTAMP, compute_offline, latest_view_rows
 from models.exceptions import InvalidInputError, MissingFeaturesError
+from models.lgbm import deterministic_params
 from streams.simulate.reco import RecoSimConfig, RecoSimulation, simulate_interactions
 
 F64 = npt.NDArray[np.float64]
@@ -259,14 +260,7 @@ def _fixed_params(seed: int) -> dict[str, Any]:
         "objective": "lambdarank",
         "metric": "ndcg",
         "eval_at": [10],
-        "deterministic": True,
-        "force_row_wise": True,
-        "num_threads": 1,
-        "seed": seed,
-        "bagging_seed": seed,
-        "feature_fraction_seed": seed,
-        "data_random_seed": seed,
-        "verbosity": -1,
+        **deterministic_params(seed),
     }
 
 

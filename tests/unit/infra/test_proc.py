@@ -16,8 +16,11 @@ def test_spawn_owned_terminate(tmp_path: Path) -> None:
     )
     pidfile = tmp_path / "x.pid"
     _proc.write_pidfile(pidfile, pid)
-    deadline = time.monotonic() + 10  # under load the shell may not have run `echo` yet: wait for its output
-    while _proc.tail(tmp_path / "x.out") != "started" and time.monotonic() < deadline:
+    deadline = time.monotonic() + 10  # under load the shell may not have run `echo` and `exec` yet: wait for both
+    while time.monotonic() < deadline:
+        cmdline = _proc.process_cmdline(pid) or ""
+        if _proc.tail(tmp_path / "x.out") == "started" and cmdline.startswith("sleep"):
+            break
         time.sleep(0.01)
     try:
         assert _proc.pid_alive(pid)

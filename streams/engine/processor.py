@@ -97,6 +97,7 @@ class StageProcessor:
         self.states: dict[bytes, EntityState] = {}
         self._dirty: dict[bytes, int] = {}
         self._owner: dict[bytes, int] = {}  # state key -> partition it belongs to
+        self._uncommitted: dict[int, int] = {}  # partition -> oldest event time consumed since the last commit
         self._pending: dict[int, list[tuple[int, int, int, int, _Pending]]] = {}  # heap per partition
         self._seq = 0
         self._partition_wm: dict[tuple[str, int], int] = {}  # direct: (topic, partition) -> newest time
@@ -155,6 +156,7 @@ class StageProcessor:
     ) -> None:
         """One event of ``topic`` (a logical source name), times as epoch microseconds."""
         time_us, order, event_id, known_us = self._place(topic, record)
+        self._uncommitted[partition] = min(self._uncommitted.get(partition, time_us), time_us)
         if self.stage.direct:
             mark = (topic, partition)
             newest = self._partition_wm.get(mark, NO_WATERMARK)
@@ -271,9 +273,28 @@ class StageProcessor:
         return out
 
     def _prune_horizon(self, partition: int, state: EntityState) -> int:
+        """Drop only what no output can need: not the pending ones, nor any event a crash would replay.
+
+        Events since the last commit are replayed after a crash, against the state persisted now; pruning from
+        the newest event alone would drop history those replayed events still need.
+        """
+        oldest = state.newest_us
         pending = self._pending.get(partition)
-        oldest = min(pending[0][0], state.newest_us) if pending else state.newest_us
+        if pending:
+            oldest = min(oldest, pending[0][0])
+        replay_floor = self._uncommitted.get(partition)
+        if replay_floor is not None:
+            oldest = min(oldest, replay_floor)
         return oldest - self._reach - self.lateness_us
+
+    def committed(self, partitions: set[int]) -> None:
+        """The caller committed every offset it consumed on ``partitions``: nothing there will be replayed.
+
+        Partitions still holding pending events commit only up to the oldest of them; a crash replays from there,
+        so their replay floor stays until they are fully committed.
+        """
+        for partition in partitions:
+            self._uncommitted.pop(partition, None)
 
     def pending(self) -> int:
         return sum(len(q) for q in self._pending.values())

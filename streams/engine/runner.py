@@ -368,14 +368,18 @@ class StageRunner:
     def _commit(self, *, wait: bool = False) -> None:
         """Commit what is done; asynchronously on the hot path (outputs were flushed first), synchronously at close."""
         offsets = []
+        behind: set[int] = set()  # partitions committed only up to an event still waiting for its output
         for (topic, partition), nxt in self._next_offsets.items():
             waiting = [r for r in self.processor.pending_refs(partition) if _ref_topic(r) == topic]
             commit_at = min([nxt, *(_ref_offset(r) for r in waiting)])
+            if commit_at < nxt:
+                behind.add(partition)
             offsets.append(TopicPartition(topic, partition, commit_at))
         if offsets and wait:
             self._consumer.commit(offsets=offsets, asynchronous=False)
         elif offsets:
             self._consumer.commit(offsets=offsets, asynchronous=True)
+        self.processor.committed({tp.partition for tp in offsets} - behind)
 
 
 def _ref_topic(ref: Any) -> str:

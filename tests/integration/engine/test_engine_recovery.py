@@ -41,6 +41,20 @@ def _log_size(services: Services, topic: str) -> int:
         consumer.close()
 
 
+def _committed(services: Services, group: str, topics: list[str]) -> int:
+    """Offsets a consumer group has committed, summed over every partition of ``topics``."""
+    consumer = Consumer({"bootstrap.servers": services.bootstrap_servers, "group.id": group})
+    try:
+        wanted = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(wanted, timeout=10))
+    finally:
+        consumer.close()
+
+
 def _engine_process(
     services: Services, contracts: Contracts, project: str, log: Path, *extra: str
 ) -> subprocess.Popen[bytes]:
@@ -61,21 +75,26 @@ def test_sigkill_mid_stream_then_restart_gives_exact_features(
     tx, labels = streams
     _publish(services, contracts, tx, labels)
     project = f"t{uuid.uuid4().hex[:8]}"
-    log_topic = contracts.topic("feature-log")
 
     log = tmp_path / "engine.log"
+    forwards = contracts.topic("engine.fraud.by-terminal")
     worker = _engine_process(services, contracts, project, log)
     try:
         deadline = time.monotonic() + 120
-        while _log_size(services, log_topic) < len(tx) // 10:  # kill early: well before the stream is done
+        # Kill once the first stage is a tenth of the way through its input: mid-stream for both stages.
+        while _log_size(services, forwards) < (len(tx) + len(labels)) // 10:
             assert worker.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the engine made no progress"
             time.sleep(0.005)
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
-    written_before_kill = _log_size(services, log_topic)
-    assert written_before_kill < len(tx), "the kill came after the whole stream was processed"
+    consumed = _committed(
+        services,
+        f"{contracts.catalog.prefix}slipstream-engine-fraud-customer",
+        [contracts.topic("transactions"), contracts.topic("labels")],
+    )
+    assert consumed < len(tx) + len(labels), "the kill came after the first stage had read everything"
 
     restarted = _engine_process(services, contracts, project, log, "--until-idle", "4")
     try:

@@ -23,7 +23,7 @@ import pandas as pd
 from features.definitions.fraud import FRAUD
 from models.dataset import require_columns
 from models.exceptions import InvalidInputError, MissingFeaturesError
-from models.lgbm import deterministic_params
+from models.lgbm import deterministic_params, with_rounds
 
 F64 = npt.NDArray[np.float64]
 
@@ -122,11 +122,7 @@ def train_fraud(
     if y.min() == y.max():
         msg = f"train labels hold a single class ({int(y[0])}) over {len(y):,} rows"
         raise InvalidInputError(msg)
-    chosen = {**DEFAULT_PARAMS, **(params or {})}
-    rounds = int(chosen.pop("n_estimators"))
-    if rounds < 1:
-        msg = f"n_estimators must be >= 1, got {rounds!r}"
-        raise InvalidInputError(msg)
+    chosen, rounds = with_rounds(DEFAULT_PARAMS, params)
     if "max_bin_by_feature" not in chosen:
         chosen["max_bin_by_feature"] = [AMOUNT_MAX_BIN if n == "TX_AMOUNT" else DEFAULT_MAX_BIN for n in names]
     lgb_params = {**chosen, **_fixed_params(seed)}

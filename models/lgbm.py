@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from models.exceptions import InvalidInputError
 
 
 def deterministic_params(seed: int) -> dict[str, Any]:
@@ -17,3 +20,13 @@ def deterministic_params(seed: int) -> dict[str, Any]:
         "data_random_seed": seed,
         "verbosity": -1,
     }
+
+
+def with_rounds(defaults: Mapping[str, Any], params: Mapping[str, Any] | None) -> tuple[dict[str, Any], int]:
+    """``defaults`` overridden by ``params``, with ``n_estimators`` taken out as the number of boosting rounds."""
+    chosen = {**defaults, **(params or {})}
+    rounds = int(chosen.pop("n_estimators"))
+    if rounds < 1:
+        msg = f"n_estimators must be >= 1, got {rounds!r}"
+        raise InvalidInputError(msg)
+    return chosen, rounds

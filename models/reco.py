@@ -35,7 +35,7 @@ import pandas as pd
 from features.definitions.reco import RECO, WINDOWS
 from features.offline import EVENT_TIMESTAMP, compute_offline, latest_view_rows
 from models.exceptions import InvalidInputError, MissingFeaturesError
-from models.lgbm import deterministic_params
+from models.lgbm import deterministic_params, with_rounds
 from streams.simulate.reco import RecoSimConfig, RecoSimulation, simulate_interactions
 
 F64 = npt.NDArray[np.float64]
@@ -283,11 +283,7 @@ def train_ranker(train_frame: pd.DataFrame, *, seed: int = 42, params: Mapping[s
     if not np.isin(y, (0, 1, 2)).all():
         msg = f"labels must be 0, 1 or 2, got {sorted(pd.unique(y).tolist())[:10]}"
         raise InvalidInputError(msg)
-    chosen = {**DEFAULT_PARAMS, **(params or {})}
-    rounds = int(chosen.pop("n_estimators"))
-    if rounds < 1:
-        msg = f"n_estimators must be >= 1, got {rounds!r}"
-        raise InvalidInputError(msg)
+    chosen, rounds = with_rounds(DEFAULT_PARAMS, params)
     groups = frame.groupby(list(QUERY), sort=False).size().to_numpy()
     names = tuple(FEATURES)
     data = lgb.Dataset(_matrix(frame, names), label=y, group=groups, feature_name=list(names), free_raw_data=True)

@@ -211,6 +211,12 @@ class FeatureSet:
             msg = f"feature set {self.name!r}: model_input names unknown features {missing}"
             raise DefinitionError(msg)
 
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Every feature this set computes: request features, each view's, then the derived ones."""
+        names = [r.name for r in self.request] + [n for v in self.views for n in v.feature_names]
+        return (*names, *(r.name for r in self.derived))
+
     def view(self, name: str) -> FeatureView:
         for view in self.views:
             if view.name == name:

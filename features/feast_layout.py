@@ -270,6 +270,15 @@ def timestamp_field(view: str) -> bytes:
     return f"_ts:{view}".encode()
 
 
+def state_field(view: str) -> bytes:
+    """Hash field holding the engine's window state for the entity (``EntityState`` bytes): ``b"_state:<view>"``.
+
+    Not a Feast field: Feast reads only the fields it knows, so this rides along in the same hash, and the scorer
+    reads an entity's features *and* the events behind them in one ``HMGET``.
+    """
+    return f"_state:{view}".encode()
+
+
 _ENTITY_VALUE_TYPES = {Dtype.INT64: 4, Dtype.INT32: 3, Dtype.STRING: 2}  # feast.value_type.ValueType
 
 
@@ -332,6 +341,7 @@ class ViewLayout:
         "fields",
         "join_keys",
         "project",
+        "state_field",
         "timestamp_field",
         "view",
     )
@@ -360,6 +370,7 @@ class ViewLayout:
                 raise LayoutError(msg)
         self.feature_fields = tuple(feature_field(view, n) for n in names)
         self.timestamp_field = timestamp_field(view)
+        self.state_field = state_field(view)
         #: HMGET order: every feature field, then the ``_ts`` field.
         self.fields = (*self.feature_fields, self.timestamp_field)
         self._encoders = tuple(

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from redis import Redis
 
 __all__ = [
+    "EntityStateBlob",
     "FeatureRow",
     "OnlineStoreError",
     "RedisFeatureReader",
@@ -88,6 +89,15 @@ class FeatureRow:
     join_keys: Mapping[str, JoinKeyValue]
     values: Mapping[str, FeatureValue]
     event_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EntityStateBlob:
+    """The engine's window state of one entity and view (``EntityState.to_bytes()``), for the scorer to read."""
+
+    view: str
+    join_keys: Mapping[str, JoinKeyValue]
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,37 +191,56 @@ class RedisFeatureWriter:
             calls.append([len(keys), *keys, *args])
         return calls, rejected
 
-    def _send(self, calls: list[list[Any]], *, load: bool = False) -> list[Any]:
+    def _state_writes(self, states: Sequence[EntityStateBlob]) -> list[tuple[bytes, bytes, bytes]]:
+        out = []
+        for blob in states:
+            layout = self._layouts.get(blob.view)
+            if layout is None:
+                msg = f"no layout for view {blob.view!r}; known: {sorted(self._layouts)!r}"
+                raise OnlineStoreError(msg)
+            out.append((layout.key(blob.join_keys), layout.state_field, blob.data))
+        return out
+
+    def _send(
+        self, calls: list[list[Any]], states: list[tuple[bytes, bytes, bytes]], *, load: bool = False
+    ) -> list[Any]:
         with self._client.pipeline(transaction=False) as pipe:
             if load:
                 pipe.script_load(APPLY_IF_NOT_OLDER)
             for call in calls:
                 pipe.evalsha(_SCRIPT_SHA, *call)
+            for key, field, data in states:
+                pipe.hset(key, field, data)
             results = pipe.execute(raise_on_error=False)
         return results[1:] if load else results
 
-    def write_batch(self, rows: Sequence[FeatureRow]) -> WriteReport:
-        """Write ``rows`` in one pipeline; later rows of the batch see earlier ones (everything runs in order).
+    def write_batch(self, rows: Sequence[FeatureRow], states: Sequence[EntityStateBlob] = ()) -> WriteReport:
+        """Write ``rows`` (and the entities' window ``states``) in one pipeline; later rows of the batch see earlier
+        ones (everything runs in order).
 
         Raises :class:`OnlineStoreError` if Redis fails a call (some rows may be written): every row is safe to
         write again.
         """
         calls, rejected = self._encode(rows)
-        if not calls:
+        state_writes = self._state_writes(states)
+        if not calls and not state_writes:
             return WriteReport(0, 0, tuple(rejected))
         try:
-            results = self._send(calls)
+            results = self._send(calls, state_writes)
             if any(isinstance(r, NoScriptError) for r in results):
                 # First use, a restarted Redis or SCRIPT FLUSH: load it and send the whole batch again (idempotent).
-                results = self._send(calls, load=True)
+                results = self._send(calls, state_writes, load=True)
         except redis.RedisError as exc:
             msg = f"writing {len(rows) - len(rejected)} rows to Redis failed: {exc}"
             raise OnlineStoreError(msg) from exc
         errors = [r for r in results if isinstance(r, Exception)]
         if errors:
-            msg = f"Redis failed {len(errors)} of {len(calls)} script calls for {len(rows)} rows, first: {errors[0]}"
+            msg = (
+                f"Redis failed {len(errors)} of {len(results)} calls for {len(rows)} rows and {len(states)} states, "
+                f"first: {errors[0]}"
+            )
             raise OnlineStoreError(msg) from errors[0]
-        flags = [flag for result in results for flag in result]
+        flags = [flag for result in results[: len(calls)] for flag in result]
         applied = sum(flags)
         return WriteReport(applied, len(flags) - applied, tuple(rejected))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from features.feast_repo import FeastRepoConfig
 from infra.config import PlatformConfig
@@ -14,6 +14,10 @@ from schemas.topics import TopicCatalog
 from schemas.transport import EventConsumer, EventProducer, TopicAdmin, TopicChange
 from slipstream.settings import Settings
 from streams.engine.runner import EngineSettings
+
+if TYPE_CHECKING:
+    from models.registry import ModelRegistry
+    from serving.service import ScoringService
 
 
 class Slipstream:
@@ -121,3 +125,59 @@ class Slipstream:
             dead_letters=dead_letters,
             processor=processor,
         )
+
+    # ------------------------------------------------------------------ models and serving
+    @cached_property
+    def model_registry(self) -> ModelRegistry:
+        """The MLflow registry: ``SLIPSTREAM_MLFLOW_TRACKING_URI``, else SQLite and artifacts in the state dir."""
+        from models.registry import ModelRegistry, default_tracking_uri
+
+        state_dir = self.settings.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        uri = self.settings.mlflow_tracking_uri or default_tracking_uri(state_dir)
+        return ModelRegistry(uri, state_dir / "mlruns")
+
+    def scoring_service(
+        self,
+        *,
+        contracts: Contracts | None = None,
+        project: str | None = None,
+        remember_recent: bool = False,
+        reco: bool = True,
+    ) -> ScoringService:
+        """A scorer process's parts: state store, scorers, model slots, the model-events watcher and metrics.
+
+        ``remember_recent``: add the events this worker scored that the store does not show yet (the Kafka path).
+        """
+        from features.definitions import FRAUD, RECO
+        from features.feast_repo import view_layouts
+        from serving.fraud import FraudScorer
+        from serving.metrics import ScorerMetrics
+        from serving.model_slot import ModelSlot
+        from serving.model_watcher import ModelWatcher
+        from serving.online_state import RedisStateStore
+        from serving.recent import RecentEvents
+        from serving.service import ScoringService
+
+        s = self.settings
+        layouts = view_layouts([FRAUD, RECO], project or s.feast_project)
+        store = RedisStateStore.from_url(self.redis_url, layouts.values(), timeout_s=s.redis_timeout_s)
+        metrics = ScorerMetrics()
+        fraud_slot = ModelSlot(
+            s.fraud_model, FRAUD.feature_names, on_swap=lambda r, m: metrics.record_swap("fraud", r, m)
+        )
+        recent = RecentEvents(s.recent_horizon_s) if remember_recent else None
+        service = ScoringService(store, FraudScorer(store, fraud_slot, FRAUD, recent=recent), fraud_slot, metrics)
+        slots = {s.fraud_model: fraud_slot}
+        if reco:
+            self._add_reco(service, layouts, slots)
+        events_contracts = contracts or self.contracts
+        service.watcher = ModelWatcher(
+            self.model_registry,
+            slots,
+            lambda: self.consumer(["model-events"], from_beginning=False, contracts=events_contracts),
+        )
+        return service
+
+    def _add_reco(self, service: ScoringService, layouts: Any, slots: dict[str, Any]) -> None:
+        """Hook for the recommendations scorer (wired when the reco scorer exists)."""

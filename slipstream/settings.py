@@ -58,6 +58,16 @@ class Settings(BaseSettings):
         None, description="MLflow tracking/registry URI; default sqlite:///<state_dir>/mlflow.db."
     )
     lateness_s: float = Field(2.0, ge=0, description="Allowed lateness of events (out-of-order tolerance), seconds.")
+    serve_host: str = Field("127.0.0.1", description="Address `slipstream serve` listens on.")
+    serve_port: int = Field(8000, ge=1, le=65535, description="Port of `slipstream serve`.")
+    fraud_model: str = Field("fraud", description="Registered model the fraud endpoint serves (its champion).")
+    reco_model: str = Field("reco", description="Registered model the recommendations endpoint serves.")
+    redis_timeout_s: float = Field(
+        0.25, gt=0, le=30, description="The scorer's Redis socket timeout: past it a request gets 503, not a wait."
+    )
+    recent_horizon_s: float = Field(
+        30.0, gt=0, description="How long score-stream remembers scored events the online store may not show yet."
+    )
 
     @field_validator("kafka_heap")
     @classmethod

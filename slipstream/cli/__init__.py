@@ -11,6 +11,7 @@ from slipstream.cli.events import produce, schemas_app, tail
 from slipstream.cli.features import backfill, features_app
 from slipstream.cli.models import models_app, train
 from slipstream.cli.platform import infra_app, topics_app
+from slipstream.cli.serving import score_stream, serve
 from slipstream.cli.simulate import simulate_app
 
 app = typer.Typer(
@@ -37,6 +38,8 @@ app.command()(tail)
 app.command()(demo)
 app.command()(backfill)
 app.command()(train)
+app.command()(serve)
+app.command("score-stream")(score_stream)
 
 
 def main() -> None:

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import redis
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from features.feast_repo import view_layouts
-from features.online_store import RedisFeatureWriter
+from features.online_store import EntityStateBlob, RedisFeatureWriter
 from schemas.contracts import Contracts
 from schemas.dead_letter import RawMessage
 from schemas.exceptions import DecodeError
@@ -124,6 +125,7 @@ class StageRunner:
         self._events = EventProducer(settings.bootstrap_servers, contracts, linger_ms=settings.linger_ms)
         client = redis.Redis.from_url(settings.redis_url)
         self._writer = RedisFeatureWriter(client, view_layouts([topology.feature_set], settings.project).values())
+        self._join_keys = {view.name: view.entity.join_keys for view in stage.views}
         self._ts_fields = {
             logical: timestamp_fields(contracts.serde(logical).schema.raw)
             for logical in self._inputs.values()
@@ -311,10 +313,14 @@ class StageRunner:
         self.stats.vectors += len(out.vectors)
         for (msg, _ref), reason in out.late:
             self._dead_letter(msg, "late_event", reason)
+        states = []
         for partition, key, value in out.changelog:
             self._produce(self._changelog, value, key, partition)
-        if out.rows:
-            report = self._writer.write_batch(out.rows)
+            view, *key_values = orjson.loads(key)
+            join_keys = self._join_keys[view]
+            states.append(EntityStateBlob(view, dict(zip(join_keys, key_values, strict=True)), value))
+        if out.rows or states:
+            report = self._writer.write_batch(out.rows, states)
             self.stats.rows_written += report.applied
             self.stats.rows_stale += report.stale
         self.stats.applied += out.applied

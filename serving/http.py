@@ -1,0 +1,222 @@
+"""The HTTP front end: FastAPI on uvicorn, orjson in and out.
+
+``POST /v1/fraud/score``       a transaction -> score, decision, model version, features, freshness, timings
+``POST /v1/recommendations``   a user and candidate items -> the items ranked by the reco model
+``GET  /healthz``              the process is up
+``GET  /readyz``               a model is loaded and Redis answers (503 otherwise, with what is missing)
+``GET  /metrics``              Prometheus
+
+An invalid request gets 422 naming the field and value. When Redis cannot be read the answer is 503 with the
+reason — never a score computed from missing features. Scoring is a ~0.1 ms CPU-bound call, so it runs on the
+event loop itself: a thread hop would cost more than the work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.windows import to_micros
+from serving.base import FraudScore, Recommendation
+from serving.exceptions import FeaturesUnavailableError, InvalidRequestError, ModelUnavailableError, ServingError
+from serving.service import ScoringService
+
+
+class ORJSON(JSONResponse):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class FraudRequest(BaseModel):
+    """A card transaction to score before it is authorised."""
+
+    model_config = ConfigDict(extra="forbid")
+    transaction_id: Annotated[int, Field(ge=0, description="Unique id of the transaction.")]
+    customer_id: Annotated[int, Field(ge=0)]
+    terminal_id: Annotated[int, Field(ge=0)]
+    amount: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    event_time: datetime | None = Field(None, description="When it happened (timezone-aware); default: now.")
+
+
+class Candidate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    item_id: Annotated[int, Field(ge=0)]
+    category_id: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    retrieval_views_7d: Annotated[
+        float, Field(ge=0, allow_inf_nan=False, description="The retrieval stage's popularity: views in 7 days.")
+    ] = 0.0
+
+
+class RecoRequest(BaseModel):
+    """A user and the candidates a retrieval stage proposed; the ranker orders them."""
+
+    model_config = ConfigDict(extra="forbid")
+    request_id: str | None = Field(None, max_length=200)
+    user_id: Annotated[int, Field(ge=0)]
+    candidates: Annotated[list[Candidate], Field(min_length=1, max_length=2000)]
+    top_k: Annotated[int | None, Field(ge=1)] = None
+    event_time: datetime | None = None
+    include_features: bool = False
+
+
+def fraud_response(score: FraudScore) -> dict[str, Any]:
+    return {
+        "transaction_id": int(score.event_id),
+        "prediction_id": score.prediction_id,
+        "score": score.score,
+        "decision": score.decision,
+        "threshold": score.threshold,
+        "model": {"name": score.model_name, "version": score.model_version},
+        "features": score.features,
+        "freshness": {
+            f.view: {
+                "newest_event_time": None if f.newest_event_us is None else _iso(f.newest_event_us),
+                "age_ms": f.age_ms,
+            }
+            for f in score.freshness
+        },
+        "feature_age_ms": score.feature_age_ms,
+        "event_time": _iso(score.event_time_us),
+        "timings_us": score.timings_us,
+    }
+
+
+def reco_response(reco: Recommendation, top_k: int | None, include_features: bool) -> dict[str, Any]:
+    items = reco.items[:top_k] if top_k else reco.items
+    return {
+        "request_id": reco.request_id,
+        "user_id": reco.user_id,
+        "model": {"name": reco.model_name, "version": reco.model_version},
+        "items": [
+            {
+                "item_id": i.item_id,
+                "score": i.score,
+                "rank": i.rank,
+                **({"features": i.features} if include_features else {}),
+            }
+            for i in items
+        ],
+        "feature_age_ms": reco.feature_age_ms,
+        "event_time": _iso(reco.event_time_us),
+        "timings_us": reco.timings_us,
+    }
+
+
+def _iso(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1e6, tz=UTC).isoformat()
+
+
+def _when(value: datetime | None) -> int:
+    if value is None:
+        return time.time_ns() // 1000
+    if value.tzinfo is None:
+        msg = f"event_time must carry a timezone, got {value.isoformat()!r}"
+        raise InvalidRequestError(msg)
+    return to_micros(value)
+
+
+def create_app(service: ScoringService, *, manage_lifecycle: bool = True) -> FastAPI:
+    """The FastAPI app over ``service``; with ``manage_lifecycle`` it starts/stops the model watcher."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            service.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                service.stop()
+
+    app = FastAPI(
+        title="Slipstream scorer",
+        summary="Fraud scores and recommendations from live features.",
+        default_response_class=ORJSON,
+        lifespan=lifespan,
+    )
+    metrics = service.metrics
+
+    def _error(status: int, kind: str, endpoint: str, detail: str) -> ORJSON:
+        metrics.requests.labels("http", endpoint, kind).inc()
+        return ORJSON({"error": kind, "detail": detail}, status_code=status)
+
+    def _failure(exc: ServingError, endpoint: str) -> ORJSON:
+        if isinstance(exc, FeaturesUnavailableError):
+            return _error(503, "features_unavailable", endpoint, str(exc))
+        if isinstance(exc, ModelUnavailableError):
+            return _error(503, "model_unavailable", endpoint, str(exc))
+        if isinstance(exc, InvalidRequestError):
+            return _error(422, "invalid_request", endpoint, str(exc))
+        return _error(500, "error", endpoint, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> ORJSON:
+        endpoint = "reco" if "recommend" in request.url.path else "fraud"
+        problems = [
+            {
+                "field": ".".join(str(p) for p in err["loc"] if p != "body"),
+                "message": err["msg"],
+                "input": err.get("input"),
+            }
+            for err in exc.errors()
+        ]
+        text = "; ".join(f"{p['field']}={p['input']!r}: {p['message']}" for p in problems)
+        metrics.requests.labels("http", endpoint, "invalid_request").inc()
+        return ORJSON({"error": "invalid_request", "detail": text, "problems": problems}, status_code=422)
+
+    @app.post("/v1/fraud/score", summary="Score one transaction")
+    async def score_fraud(body: FraudRequest) -> Response:
+        try:
+            record = {
+                "transaction_id": body.transaction_id,
+                "customer_id": body.customer_id,
+                "terminal_id": body.terminal_id,
+                "amount": body.amount,
+                "event_time": _when(body.event_time),
+            }
+            score = service.fraud.score(record)
+        except ServingError as exc:
+            return _failure(exc, "fraud")
+        service.observe_fraud("http", [score])
+        return ORJSON(fraud_response(score))
+
+    @app.post("/v1/recommendations", summary="Rank candidate items for a user")
+    async def recommend(body: RecoRequest) -> Response:
+        if service.reco is None:
+            return _error(404, "not_enabled", "reco", "this scorer does not serve recommendations (no reco model)")
+        try:
+            request = body.model_dump()
+            request["event_time"] = _when(body.event_time)
+            reco = service.reco.rank(request)
+        except ServingError as exc:
+            return _failure(exc, "reco")
+        metrics.observe_timings("http", "reco", reco.timings_us)
+        metrics.requests.labels("http", "reco", "ok").inc()
+        return ORJSON(reco_response(reco, body.top_k, body.include_features))
+
+    @app.get("/healthz", summary="The process is up")
+    async def healthz() -> Response:
+        return ORJSON({"status": "ok"})
+
+    @app.get("/readyz", summary="Ready to score: model loaded, Redis reachable")
+    async def readyz() -> Response:
+        report = service.readiness()
+        return ORJSON(report, status_code=200 if report["ready"] else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

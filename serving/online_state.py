@@ -1,0 +1,60 @@
+"""The scorer's read path: each entity's window state from the online store, in one pipelined round trip.
+
+The engine writes an entity's :class:`~features.windows.EntityState` into the same Redis hash as its Feast feature
+row (field ``_state:<view>``; see ``docs/feast-redis-layout.md``), so the scorer reads the events behind the
+features with no more round trips than reading the features would take, and no Feast SDK on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import redis
+
+from features.feast_layout import JoinKeyValue, ViewLayout
+from serving.exceptions import FeaturesUnavailableError
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+
+class RedisStateStore:
+    """:class:`~serving.base.StateStore` on Redis. ``timeout_s`` bounds every read: a hung Redis is an error, fast."""
+
+    def __init__(self, client: Redis[bytes], layouts: Iterable[ViewLayout]) -> None:
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            msg = f"{client!r} decodes responses; the state is binary, create it with decode_responses=False"
+            raise FeaturesUnavailableError(msg)
+        self._client = client
+        self._layouts = {layout.view: layout for layout in layouts}
+
+    @classmethod
+    def from_url(cls, url: str, layouts: Iterable[ViewLayout], *, timeout_s: float = 0.25) -> RedisStateStore:
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=0
+        )
+        return cls(client, layouts)
+
+    @property
+    def client(self) -> Redis[bytes]:
+        return self._client
+
+    def read_states(self, keys: Sequence[tuple[str, Mapping[str, JoinKeyValue]]]) -> list[bytes | None]:
+        layouts = self._layouts
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for view, join_keys in keys:
+                    layout = layouts[view]
+                    pipe.hget(layout.key(join_keys), layout.state_field)
+                replies: list[bytes | None] = pipe.execute()
+        except redis.RedisError as exc:
+            msg = f"the online store (Redis) cannot be read: {type(exc).__name__}: {exc}"
+            raise FeaturesUnavailableError(msg) from exc
+        return replies
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except redis.RedisError:
+            return False

@@ -1,0 +1,71 @@
+"""One scorer process's parts, wired: the scorers, their model slots, the watcher that swaps models, the metrics.
+
+Both front ends use it: the HTTP app (:mod:`serving.http`) and the Kafka path (:mod:`serving.stream`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from serving.base import FraudScore, Recommendation, StateStore
+from serving.fraud import FraudScorer
+from serving.metrics import ScorerMetrics
+from serving.model_slot import ModelSlot
+from serving.model_watcher import ModelWatcher
+
+
+class RecoScorerLike(Protocol):
+    def rank(self, request: Mapping[str, Any]) -> Recommendation: ...
+
+
+@dataclass
+class ScoringService:
+    store: StateStore
+    fraud: FraudScorer
+    fraud_slot: ModelSlot
+    metrics: ScorerMetrics
+    reco: RecoScorerLike | None = None
+    reco_slot: ModelSlot | None = None
+    watcher: ModelWatcher | None = None
+    started: bool = field(default=False, init=False)
+
+    @property
+    def slots(self) -> dict[str, ModelSlot]:
+        out = {"fraud": self.fraud_slot}
+        if self.reco_slot is not None:
+            out["reco"] = self.reco_slot
+        return out
+
+    def start(self) -> None:
+        if self.watcher is not None and not self.started:
+            self.watcher.start()
+        self.started = True
+
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.started = False
+
+    def readiness(self) -> dict[str, Any]:
+        """What /readyz reports: every model loaded and the online store reachable."""
+        models = {
+            endpoint: {"loaded": slot.loaded, **({"version": slot.current.version} if slot.loaded else {})}
+            for endpoint, slot in self.slots.items()
+        }
+        redis_ok = self.store.ping()
+        ready = redis_ok and self.fraud_slot.loaded
+        return {"ready": ready, "redis": redis_ok, "models": models}
+
+    def observe_fraud(self, path: str, scores: Sequence[FraudScore]) -> None:
+        metrics = self.metrics
+        if not scores:
+            return
+        metrics.observe_timings(path, "fraud", scores[0].timings_us)
+        for score in scores:
+            metrics.decisions.labels("flagged" if score.decision else "passed").inc()
+            for fresh in score.freshness:
+                if fresh.age_ms is not None:
+                    metrics.feature_age.labels("fraud", fresh.view).observe(max(fresh.age_ms, 0.0) / 1000.0)
+        metrics.requests.labels(path, "fraud", "ok").inc(len(scores))

@@ -47,9 +47,18 @@ def verify_features(actual: Sequence[str], expected: Sequence[str], what: str) -
 
 
 def reference_distribution(
-    x: npt.ArrayLike, scores: npt.ArrayLike, feature_names: Sequence[str], *, bins: int = 20
+    x: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    feature_names: Sequence[str],
+    *,
+    bins: int = 20,
+    score_range: tuple[float, float] | None = (0.0, 1.0),
 ) -> dict[str, Any]:
-    """Per-feature quantiles and the score histogram of a (training) sample: the baseline drift checks compare to."""
+    """Per-feature quantiles and the score histogram of a (training) sample: the baseline drift checks compare to.
+
+    ``score_range`` bounds the histogram: (0, 1) for probabilities; ``None`` for a ranker's raw scores (unbounded),
+    which takes the scores' own min and max.
+    """
     matrix = np.asarray(x, dtype=np.float64)
     score = np.asarray(scores, dtype=np.float64)
     if matrix.ndim != 2 or matrix.shape[1] != len(feature_names) or matrix.shape[0] == 0:
@@ -63,7 +72,7 @@ def reference_distribution(
             "mean": float(column.mean()),
             "std": float(column.std()),
         }
-    counts, edges = np.histogram(score, bins=bins, range=(0.0, 1.0))
+    counts, edges = np.histogram(score, bins=bins, range=score_range)
     return {
         "n": int(matrix.shape[0]),
         "features": features,

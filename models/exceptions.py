@@ -8,7 +8,8 @@
         │   └── MissingFeaturesError    a frame to score lacks some of the model's features
         ├── UnknownOptionError          an option (protocol, label delay) names no known variant
         ├── OnnxExportError             a booster cannot be converted to ONNX
-        ├── ParityError                 ONNX and LightGBM disagree beyond the tolerance (max diff and row named)
+        ├── ParityError                 ONNX and LightGBM disagree beyond the tolerance (max diff and row named),
+        │                               also against a model card's parity sample, or the card has none
         └── RegistryError               the model registry refused or lost something
             ├── ArtifactCorruptError    an artifact's sha256 is not the registered one
             └── FeatureMismatchError    a model's features differ from the definitions (differences named)
@@ -48,7 +49,10 @@ class OnnxExportError(ModelError):
 
 
 class ParityError(ModelError):
-    """The ONNX artifact's probabilities differ from LightGBM's by more than the tolerance (row and diff named)."""
+    """The ONNX artifact's predictions differ from LightGBM's by more than the tolerance (row and diff named).
+
+    Raised by the registration gate and by ``LoadedModel.check_parity`` (which also names the model and version,
+    and refuses a card without a parity sample)."""
 
 
 class RegistryError(ModelError):

@@ -6,6 +6,13 @@ metrics and the tags ``data_window``, ``data_hash``, ``features``, and the artif
 ``model/model.txt`` and ``model/model_card.json``; one registered-model version per run, tagged ``onnx_sha256``.
 The ``champion`` alias is the serving model; the registered-model tag ``champion_history`` (a JSON list of versions)
 is what :meth:`ModelRegistry.rollback` walks back.
+
+The model card (``model_card.json``) holds what serving needs without LightGBM: ``kind`` (``binary``: the score is
+the class-1 probability and ``threshold`` the decision cut; ``ranking``: the score is the ranker's raw score, only
+its order means something, and ``threshold`` is unused — register rankers with 0.0), ``features`` in input order,
+``onnx_sha256``, ``reference`` distributions, ``metrics``, ``data_window``, ``data_hash``, the registration's parity
+report and a ``parity_sample`` (up to 64 rows and LightGBM's predictions for them) that
+:meth:`LoadedModel.check_parity` replays through the ONNX scorer before a model serves.
 """
 
 from __future__ import annotations
@@ -34,7 +41,18 @@ from models.artifacts import (
     verify_features,
 )
 from models.exceptions import ParityError, RegistryError
-from models.onnx_export import OnnxScorer, ParityReport, ensure_parity, export_onnx, trimmed
+from models.onnx_export import (
+    PARITY_TOL,
+    ModelKind,
+    OnnxScorer,
+    ParityReport,
+    check_parity_sample,
+    ensure_parity,
+    export_onnx,
+    model_kind,
+    parity_sample,
+    trimmed,
+)
 from schemas.transport import EventProducer
 
 CHAMPION = "champion"
@@ -72,6 +90,22 @@ class LoadedModel:
     threshold: float
     card: dict[str, Any]
 
+    @property
+    def kind(self) -> ModelKind:
+        """``binary`` (scores are probabilities) or ``ranking`` (raw scores); cards from before ``kind``: binary."""
+        kind = self.card.get("kind", "binary")
+        if kind not in ("binary", "ranking"):
+            msg = f"{self.name!r} version {self.version}: unknown model kind {kind!r} in its model card"
+            raise RegistryError(msg)
+        return "ranking" if kind == "ranking" else "binary"
+
+    def check_parity(self, tol: float = PARITY_TOL) -> ParityReport:
+        """Score the card's parity sample with :attr:`scorer` and compare with LightGBM's predictions recorded at
+        registration; :class:`ParityError` (model, version, worst row, both values, diff, ``tol``) unless every
+        row agrees within ``tol``, or when the card has no parity sample."""
+        what = f"model {self.name!r} version {self.version}"
+        return check_parity_sample(self.scorer, self.card.get("parity_sample"), what, tol)
+
 
 def default_tracking_uri(state_dir: Path) -> str:
     return f"sqlite:///{(state_dir / 'mlflow.db').resolve()}"
@@ -105,20 +139,26 @@ class ModelRegistry:
     ) -> RegisteredModel:
         """Export to ONNX, refuse unless it matches LightGBM on ``sample`` (:class:`ParityError`), then register.
 
-        With a producer, a REGISTERED event (or, when the gate refuses the model, a REFUSED one with the reason)
-        goes to ``model-events``.
+        A binary booster (objective ``binary``) or a ranker (``lambdarank``, ``rank_xendcg``); the card's ``kind``
+        says which. ``threshold`` is the binary decision cut; a ranker has none (pass 0.0, it is not used). The card
+        keeps :data:`~models.onnx_export.PARITY_ROWS` evenly spaced rows of ``sample`` with LightGBM's predictions
+        (``parity_sample``) for :meth:`LoadedModel.check_parity`. With a producer, a REGISTERED event (or, when the
+        gate refuses the model, a REFUSED one with the reason) goes to ``model-events``.
         """
         booster = trimmed(booster)
+        kind = model_kind(booster)
         onnx_bytes = export_onnx(booster, feature_names)
         checksum = sha256(onnx_bytes)
+        x_sample = np.asarray(sample, dtype=np.float64)
         try:
-            parity = ensure_parity(booster, onnx_bytes, np.asarray(sample, dtype=np.float64))
+            parity = ensure_parity(booster, onnx_bytes, x_sample)
         except ParityError as exc:
             if producer is not None:
                 self._announce(producer, "REFUSED", name, "unregistered", checksum, "", reason=str(exc))
             raise
         card = {
             "name": name,
+            "kind": kind,
             "features": list(feature_names),
             "threshold": float(threshold),
             "onnx_sha256": checksum,
@@ -128,6 +168,7 @@ class ModelRegistry:
             "metrics": {k: float(v) for k, v in metrics.items()},
             "params": {k: str(v) for k, v in params.items()},
             "parity": {"max_abs_diff": parity.max_abs_diff, "n": parity.n, "tol": parity.tol},
+            "parity_sample": parity_sample(booster, x_sample),
             "reference": dict(reference),
         }
         experiment_id = self._experiment(name)
@@ -143,6 +184,7 @@ class ModelRegistry:
                 "data_hash": data_hash,
                 "features": ",".join(feature_names),
                 "threshold": repr(float(threshold)),
+                "kind": kind,
                 CHECKSUM_TAG: checksum,
                 "parity_max_abs_diff": f"{parity.max_abs_diff:.3g}",
             }
@@ -359,6 +401,13 @@ class ModelRegistry:
         if version is None:
             msg = f"model {name!r} has no version with alias {alias!r}"
             raise RegistryError(msg)
+        return self.load_version(name, version, expected_features=expected_features)
+
+    def load_version(
+        self, name: str, version: str | int, *, expected_features: Sequence[str] | None = None
+    ) -> LoadedModel:
+        """Version ``version`` of ``name`` (e.g. from a PROMOTED model event), with the checks of :meth:`load`."""
+        version = str(version)
         model_version = self._version(name, version)
         expected_sum = model_version.tags.get(CHECKSUM_TAG)
         with tempfile.TemporaryDirectory() as tmp:
@@ -374,4 +423,8 @@ class ModelRegistry:
         features = tuple(card["features"])
         if expected_features is not None:
             verify_features(features, expected_features, f"{name!r} version {version}")
-        return LoadedModel(name, version, onnx_bytes, OnnxScorer(onnx_bytes), features, float(card["threshold"]), card)
+        loaded = LoadedModel(
+            name, version, onnx_bytes, OnnxScorer(onnx_bytes), features, float(card["threshold"]), card
+        )
+        _ = loaded.kind  # an unknown kind is refused here, not at the first request
+        return loaded

@@ -236,39 +236,6 @@ class ModelRegistry:
         producer.send(MODEL_EVENTS, record)
         producer.flush()
 
-    def log_run(
-        self,
-        name: str,
-        *,
-        params: Mapping[str, Any],
-        metrics: Mapping[str, float],
-        tags: Mapping[str, str],
-        artifacts: Mapping[str, str | bytes],
-    ) -> str:
-        """Log a training run (params, metrics, tags, files) without registering a servable version; the run id."""
-        run = self.client.create_run(self._experiment(name), run_name=f"{name}-{tags.get('data_window', 'run')}")
-        run_id = str(run.info.run_id)
-        try:
-            for key, value in params.items():
-                self.client.log_param(run_id, key, str(value)[:6000])
-            for key, number in metrics.items():
-                self.client.log_metric(run_id, key, float(number))
-            for key, text in tags.items():
-                self.client.set_tag(run_id, key, text)
-            with tempfile.TemporaryDirectory() as tmp:
-                for file, content in artifacts.items():
-                    path = Path(tmp) / file
-                    if isinstance(content, bytes):
-                        path.write_bytes(content)
-                    else:
-                        path.write_text(content)
-                    self.client.log_artifact(run_id, str(path), ARTIFACT_DIR)
-        except BaseException:
-            self.client.set_terminated(run_id, "FAILED")
-            raise
-        self.client.set_terminated(run_id, "FINISHED")
-        return run_id
-
     def _experiment(self, name: str) -> str:
         title = f"slipstream/{name}"
         found = self.client.get_experiment_by_name(title)

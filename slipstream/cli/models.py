@@ -13,7 +13,7 @@ from slipstream.app import Slipstream
 from slipstream.cli.common import build, console, friendly_errors, out
 
 if TYPE_CHECKING:
-    from models.registry import ModelRegistry
+    from models.registry import ModelRegistry, RegisteredModel
     from schemas.transport import EventProducer
 
 models_app = typer.Typer(help="Registered models: list versions, promote, roll back.", no_args_is_help=True)
@@ -77,40 +77,71 @@ def rollback(
         console.print(f"[green]✓[/green] {name} rolled back to v{event['version']} (from v{event['previous_version']})")
 
 
+Promote = Annotated[
+    bool | None,
+    typer.Option(
+        "--promote/--no-promote",
+        help="Make the new version champion (--promote) or challenger (--no-promote). "
+        "Default: champion when the model has none yet, else challenger.",
+        show_default=False,
+    ),
+]
+
+
 def train(
     kind: Annotated[str, typer.Argument(help="fraud or reco.")] = "fraud",
-    train_window: Annotated[tuple[str, str] | None, typer.Option(help="Train on START <= t < END (UTC dates).")] = None,
-    valid_window: Annotated[
-        tuple[str, str] | None, typer.Option(help="Validate (early stopping, threshold) on START <= t < END.")
+    train_window: Annotated[
+        tuple[str, str] | None, typer.Option(help="fraud: train on START <= t < END (UTC dates).")
     ] = None,
+    valid_window: Annotated[
+        tuple[str, str] | None, typer.Option(help="fraud: validate (early stopping, threshold) on START <= t < END.")
+    ] = None,
+    promote: Promote = None,
     publish: Publish = True,
 ) -> None:
-    """Train a model on the simulated data, register it behind the ONNX parity gate, alias it challenger.
-    REGISTERED / REFUSED / PROMOTED events go to model-events (starting the platform if needed)."""
+    """Train a model on the simulated data and register it behind the ONNX parity gate: fraud (binary LightGBM on
+    the transactions) or reco (LambdaRank ranker on the clickstream). REGISTERED / REFUSED / PROMOTED events go to
+    model-events (starting the platform if needed)."""
     if kind not in ("fraud", "reco"):
         msg = f"must be 'fraud' or 'reco', got {kind!r}"
         raise typer.BadParameter(msg, param_hint="KIND")
-    if kind == "reco":
-        with friendly_errors():
-            _train_reco(build())
-        return
     with friendly_errors():
         app = build()
         producer = None
         if publish:
             app.ensure_platform()
             producer = app.producer()
-        _train_fraud(app, train_window, valid_window, producer)
+        if kind == "reco":
+            _train_reco(app, promote, producer)
+        else:
+            _train_fraud(app, train_window, valid_window, promote, producer)
 
 
-def _train_reco(app: Slipstream) -> None:
-    """LambdaRank on the simulated clickstream; evaluated on held-out users, then logged to MLflow."""
-    import json
+def _place(
+    registry: ModelRegistry, name: str, version: str, promote: bool | None, producer: EventProducer | None
+) -> str:
+    """Alias a new version: champion when asked, or by default when there is none yet; else challenger."""
+    from models.registry import CHALLENGER, CHAMPION
 
+    if promote is None:
+        promote = registry.alias_version(name, CHAMPION) is None
+    if promote:
+        registry.promote(name, version, producer=producer)
+        return CHAMPION
+    registry.set_alias(name, CHALLENGER, version)
+    return CHALLENGER
+
+
+def _train_reco(app: Slipstream, promote: bool | None, producer: EventProducer | None) -> None:
+    """LambdaRank on the simulated clickstream; evaluated on held-out users, then registered as model ``reco``.
+
+    The ranker's score is a raw score (only its order means something), so it has no threshold (0.0 in the card).
+    """
     from features.definitions import RECO
     from features.offline import compute_offline
+    from models.artifacts import reference_distribution
     from models.dataset import data_hash
-    from models.reco import evaluate_reco, train_ranker, training_frame
+    from models.reco import FEATURES, evaluate_reco, predict_scores, train_ranker, training_frame
     from streams.simulate.reco import RecoSimConfig, simulate_interactions
 
     config = RecoSimConfig()
@@ -119,6 +150,7 @@ def _train_reco(app: Slipstream) -> None:
     view_rows = compute_offline(RECO, {"interactions": simulation.events}).view_rows
     frame = training_frame(simulation, view_rows)
     model = train_ranker(frame)
+    names = list(FEATURES)
     metrics = {
         "ndcg_at_10": float(report["ndcg_at_10"]),
         "recall_at_10": float(report["recall_at_10"]),
@@ -126,31 +158,40 @@ def _train_reco(app: Slipstream) -> None:
         "popularity_recall_at_10": float(report["popularity"]["recall_at_10"]),
     }
     window = (str(simulation.events["event_time"].min().date()), str(simulation.events["event_time"].max().date()))
-    run_id = registry_for(app).log_run(
+    x = frame[names].to_numpy()
+    registry = registry_for(app)
+    registered = registry.register(
         "reco",
-        params=model.params,
+        model.booster,
+        names,
+        threshold=0.0,
+        reference=reference_distribution(x, predict_scores(model, frame), names, score_range=None),
         metrics=metrics,
-        tags={
-            "data_window": f"{window[0]}..{window[1]}",
-            "data_hash": data_hash(frame),
-            "features": ",".join(model.feature_names),
-        },
-        artifacts={
-            "model.txt": model.booster.model_to_string(),
-            "model_card.json": json.dumps({"features": list(model.feature_names), "metrics": metrics}, indent=2),
-        },
+        params=model.params,
+        data_window=window,
+        data_hash=data_hash(frame),
+        sample=x[:: max(1, len(x) // 20_000)],
+        producer=producer,
     )
-    console.print(
-        f"[green]✓[/green] reco ranker logged to MLflow (run {run_id[:12]}…); not yet a servable ONNX version"
-    )
+    alias = _place(registry, "reco", registered.version, promote, producer)
+    _registered("reco", registered, alias)
     for key, value in sorted(metrics.items()):
         out.print(f"  {key:<24} {value:.4f}")
+
+
+def _registered(name: str, registered: RegisteredModel, alias: str) -> None:
+    console.print(
+        f"[green]✓[/green] {name} v{registered.version} registered as {alias} "
+        f"(parity max |diff| {registered.parity.max_abs_diff:.2g} on {registered.parity.n:,} rows, "
+        f"sha256 {registered.checksum[:12]}…)"
+    )
 
 
 def _train_fraud(
     app: Slipstream,
     train_window: tuple[str, str] | None,
     valid_window: tuple[str, str] | None,
+    promote: bool | None,
     producer: EventProducer | None,
 ) -> None:
     import pandas as pd
@@ -160,7 +201,6 @@ def _train_fraud(
     from models.dataset import data_hash, fraud_training_frame, window
     from models.evaluation import fraud_metrics
     from models.fraud import predict, train_fraud
-    from models.registry import CHALLENGER, CHAMPION
     from slipstream.cli.simulate import labels_path, simulate_fraud_file
 
     path = app.settings.state_dir / "data" / "fraud.parquet"
@@ -189,16 +229,8 @@ def _train_fraud(
         sample=valid_set[names].to_numpy()[:10_000],
         producer=producer,
     )
-    alias = CHALLENGER if registry.alias_version("fraud", CHAMPION) else CHAMPION
-    if alias == CHAMPION:
-        registry.promote("fraud", registered.version, producer=producer)
-    else:
-        registry.set_alias("fraud", alias, registered.version)
-    console.print(
-        f"[green]✓[/green] fraud v{registered.version} registered as {alias} "
-        f"(parity max |diff| {registered.parity.max_abs_diff:.2g} on {registered.parity.n:,} rows, "
-        f"sha256 {registered.checksum[:12]}…)"
-    )
+    alias = _place(registry, "fraud", registered.version, promote, producer)
+    _registered("fraud", registered, alias)
     for key, value in sorted(metrics.items()):
         out.print(f"  {key:<24} {value:.4f}")
 

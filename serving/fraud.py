@@ -88,14 +88,24 @@ def compute_features(
             key = _recent_key(view.name, view.entity.join_keys, record)
             recent.merge(key, state, source)
             recent.remember(key, record)
-        known = any(len(ring) for ring in state.rings.values())
-        newest = state.newest_us if known else None
+        newest = newest_known(state, t_us)
         freshness.append(ViewFreshness(view.name, newest, None if newest is None else (t_us - newest) / 1000.0))
         state.apply(source, record, 0, 0, prune=False)
         values.update(compute_view(view, state, t_us, trigger, eid))
     values.update(request_features(feature_set.request, record))
     values.update(derived_features(feature_set, values))
     return values, tuple(freshness)
+
+
+def newest_known(state: EntityState, t_us: int) -> int | None:
+    """The newest event time known by ``t_us`` in ``state`` (events after ``t`` — a scorer behind the engine —
+    do not make features fresher); None when there is none."""
+    newest: int | None = None
+    for ring in state.rings.values():
+        best = max((k for k in ring.known if k <= t_us), default=None)
+        if best is not None and (newest is None or best > newest):
+            newest = best
+    return newest
 
 
 def _recent_key(view: str, join_keys: Sequence[str], record: Mapping[str, Any]) -> bytes:

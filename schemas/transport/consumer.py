@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,10 +87,26 @@ class EventConsumer:
         }
         conf.update(config or {})
         self._consumer = Consumer(conf)
+        self._from_beginning = from_beginning
+        #: Set once the group gave this consumer its partitions and their start positions are fixed.
+        self.assigned = threading.Event()
         if group_id is not None:
-            self._consumer.subscribe(list(self._logical))
+            self._consumer.subscribe(list(self._logical), on_assign=self._on_assign)
         else:
             self._assign_all(from_beginning)
+            self.assigned.set()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """A group member starting "from the end" pins the end *now* for partitions the group never committed,
+        so every record produced after :attr:`assigned` is set is read (no race with a lazy offset reset)."""
+        if not self._from_beginning and partitions:
+            committed = consumer.committed(partitions, timeout=10)
+            for tp, done in zip(partitions, committed, strict=True):
+                if done.offset < 0:
+                    _low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
+                    tp.offset = high
+            consumer.assign(partitions)
+        self.assigned.set()
 
     def _assign_all(self, from_beginning: bool) -> None:
         metadata = self._consumer.list_topics(timeout=10)

@@ -80,6 +80,14 @@ def score_stream(
     metrics_port: Annotated[int, typer.Option(help="Serve Prometheus metrics on this port (0: off).")] = 0,
     until_idle: Annotated[float | None, typer.Option(help="Stop after this many seconds without input.")] = None,
     quiet: Annotated[bool, typer.Option(help="No live table.")] = False,
+    from_beginning: Annotated[
+        bool,
+        typer.Option(
+            "--from-beginning/--from-end",
+            help="Where a new scorer group starts: the oldest retained transaction, or the next one to arrive. "
+            "A group that has committed offsets always resumes where it stopped.",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "warning",
 ) -> None:
     """Score every transaction as it arrives and publish to `predictions` (Avro, keyed by customer) with the model
@@ -100,7 +108,7 @@ def score_stream(
         consumer = app.consumer(
             ["transactions"],
             group_id=f"{app.settings.topic_prefix}slipstream-scorer-fraud",
-            from_beginning=True,
+            from_beginning=from_beginning,
             dead_letters=producer,
             processor="score-stream",
         )

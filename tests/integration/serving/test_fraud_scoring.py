@@ -1,0 +1,189 @@
+"""The fraud scorer on the real broker, Redis and MLflow: HTTP and Kafka give the same score, equal to the offline
+features; exact while the engine runs; the response and the prediction carry their lineage."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from schemas.contracts import Contracts
+from schemas.transport import EventConsumer
+from serving.http import create_app
+from serving.stream import ScoreStream
+from tests.conftest import Services
+from tests.integration.serving.fixtures import FraudWorld, build_world, offline_vectors, publish, run_engine
+from tests.integration.serving.http_server import Client, running
+
+pytestmark = pytest.mark.integration
+MODEL_INPUT_TOL = 1e-9
+
+
+def _iso(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1e6, tz=UTC).isoformat()
+
+
+def _body(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "transaction_id": record["transaction_id"],
+        "customer_id": record["customer_id"],
+        "terminal_id": record["terminal_id"],
+        "amount": record["amount"],
+        "event_time": _iso(record["event_time"]),
+    }
+
+
+def _predictions(world: FraudWorld, expected: int) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    with EventConsumer(world.services.bootstrap_servers, world.contracts, ["predictions"]) as consumer:
+        idle = 0
+        while len(out) < expected and idle < 20:
+            batch = consumer.poll_batch(5000, 0.5)
+            assert batch.failures == []
+            for event in batch.events:
+                out[str(event.value["event_id"])] = event.value
+            idle = 0 if batch.events else idle + 1
+    return out
+
+
+@contextmanager
+def score_stream(world: FraudWorld, *, until_idle_s: float = 4.0) -> Iterator[dict[str, Any]]:
+    """``slipstream score-stream``'s runner on a thread, its group pinned to the topic's end before the block runs;
+    after the block it runs until idle. Yields a dict that holds the final stats under "stats"."""
+    app = world.app
+    service = app.scoring_service(contracts=world.contracts, remember_recent=True, reco=False)
+    producer = app.producer(linger_ms=0.5, contracts=world.contracts)
+    consumer = app.consumer(
+        ["transactions"],
+        group_id=f"{world.contracts.catalog.prefix}scorer",
+        from_beginning=False,
+        dead_letters=producer,
+        processor="score-stream",
+        contracts=world.contracts,
+    )
+    service.start()
+    stream = ScoreStream(service, consumer, producer)
+    out: dict[str, Any] = {}
+    go_idle = threading.Event()
+    stop = threading.Event()
+
+    def run() -> None:
+        while not consumer.assigned.is_set() and not stop.is_set():
+            stream.step(stop)
+        go_idle.wait()
+        out["stats"] = stream.run(stop, until_idle_s=until_idle_s)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert consumer.assigned.wait(30), "the scorer group was never assigned its partitions"
+        yield out
+        go_idle.set()
+        thread.join(120)
+    finally:
+        stop.set()
+        go_idle.set()
+        thread.join(30)
+        service.stop()
+        consumer.close()
+
+
+@pytest.fixture
+def world(services: Services, contracts: Contracts, tmp_path: Path) -> FraudWorld:
+    return build_world(services, contracts, tmp_path)
+
+
+def test_http_and_kafka_give_the_same_score_with_the_offline_features(world: FraudWorld) -> None:
+    # Each customer's first live transaction: the store holds exactly its history, for HTTP and Kafka alike.
+    firsts: dict[int, dict[str, Any]] = {}
+    for record in world.live_tx:
+        firsts.setdefault(record["customer_id"], record)
+    chosen = sorted(firsts.values(), key=lambda r: (r["event_time"], r["transaction_id"]))[:30]
+    assert len(chosen) == 30
+    offline = offline_vectors(world.history_tx + chosen, world.history_labels)
+
+    service = world.app.scoring_service(contracts=world.contracts)
+    with running(create_app(service)) as port:
+        client = Client(port)
+        status, ready = client.request("GET", "/readyz")
+        assert status == 200, ready
+        assert ready["models"]["fraud"] == {"loaded": True, "version": world.versions[0]}
+        http = {}
+        for record in chosen:
+            status, body = client.request("POST", "/v1/fraud/score", _body(record))
+            assert status == 200, body
+            http[record["transaction_id"]] = body
+        client.close()
+
+    loaded = world.registry.load_version("fraud", world.versions[0])
+    for record in chosen:
+        tid = record["transaction_id"]
+        body = http[tid]
+        assert body["model"] == {"name": "fraud", "version": world.versions[0]}
+        assert body["prediction_id"] == f"{tid}@{world.versions[0]}"
+        assert list(body["features"]) == list(loaded.feature_names)  # the model's order, the model's names
+        for name, value in body["features"].items():
+            assert value == pytest.approx(offline[tid][name], abs=MODEL_INPUT_TOL), name
+        vector = np.array([[offline[tid][n] for n in loaded.feature_names]])
+        assert body["score"] == pytest.approx(float(loaded.scorer.predict(vector)[0]), abs=1e-12)
+        assert body["decision"] == (body["score"] >= loaded.threshold)
+        customer = body["freshness"]["customer_spending"]
+        assert customer["age_ms"] is not None and customer["age_ms"] > 0  # the newest history event came before
+        assert body["timings_us"]["total_us"] > 0
+
+    with score_stream(world) as result:
+        publish(world.services, world.contracts, "transactions", chosen)
+    stats = result["stats"]
+    assert stats.scored == len(chosen)
+    predictions = _predictions(world, len(chosen))
+    assert set(predictions) == {str(r["transaction_id"]) for r in chosen}
+    for record in chosen:
+        tid = record["transaction_id"]
+        prediction, body = predictions[str(tid)], http[tid]
+        assert prediction["score"] == body["score"]
+        assert prediction["features"] == body["features"]
+        assert prediction["model_version"] == world.versions[0]
+        assert prediction["prediction_id"] == body["prediction_id"]
+        assert prediction["customer_id"] == record["customer_id"]
+        assert prediction["terminal_id"] == record["terminal_id"]
+        assert set(prediction["feature_freshness"]) == {"customer_spending", "terminal_risk"}
+        customer_age = prediction["feature_freshness"]["customer_spending"]
+        assert customer_age == pytest.approx(body["freshness"]["customer_spending"]["age_ms"])
+        assert prediction["feature_age_ms"] >= 0
+        assert prediction["received_at"] <= prediction["scored_at"]
+        assert prediction["source_offset"] is not None
+
+
+def test_kafka_path_is_exact_while_the_engine_runs_beside_it(world: FraudWorld) -> None:
+    """A whole live day (customers paying several times, seconds apart) scored while the engine is updating the
+    same store: every prediction has the offline features, whoever got there first."""
+    live = world.live_tx
+    offline = offline_vectors(world.history_tx + live, world.history_labels)
+    stop = threading.Event()
+    engine = threading.Thread(target=run_engine, args=(world.services, world.contracts, world.project, stop))
+    engine.start()
+    try:
+        with score_stream(world) as result:
+            publish(world.services, world.contracts, "transactions", live)
+        stats = result["stats"]
+    finally:
+        stop.set()
+        engine.join(60)
+    assert stats.scored == len(live)
+    predictions = _predictions(world, len(live))
+    assert len(predictions) == len(live)
+    repeat_customers = len(live) - len({r["customer_id"] for r in live})
+    assert repeat_customers > 50  # the case the read-your-writes overlay exists for
+    mismatches = [
+        (tid, name)
+        for tid, prediction in predictions.items()
+        for name, value in prediction["features"].items()
+        if abs(value - offline[int(tid)][name]) > MODEL_INPUT_TOL
+    ]
+    assert mismatches == []

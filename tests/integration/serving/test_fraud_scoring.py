@@ -7,18 +7,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from schemas.contracts import Contracts
 from schemas.transport import EventConsumer
 from serving.http import create_app
 from serving.stream import ScoreStream
-from tests.conftest import Services
-from tests.integration.serving.fixtures import FraudWorld, build_world, offline_vectors, publish, run_engine
+from tests.integration.serving.fixtures import FraudWorld, offline_vectors, publish, run_engine
 from tests.integration.serving.http_server import Client, running
 
 pytestmark = pytest.mark.integration
@@ -92,11 +89,6 @@ def score_stream(world: FraudWorld, *, until_idle_s: float = 4.0) -> Iterator[di
         thread.join(30)
         service.stop()
         consumer.close()
-
-
-@pytest.fixture
-def world(services: Services, contracts: Contracts, tmp_path: Path) -> FraudWorld:
-    return build_world(services, contracts, tmp_path)
 
 
 def test_http_and_kafka_give_the_same_score_with_the_offline_features(world: FraudWorld) -> None:

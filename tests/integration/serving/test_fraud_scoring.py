@@ -106,6 +106,13 @@ def test_http_and_kafka_give_the_same_score_with_the_offline_features(world: Fra
         status, ready = client.request("GET", "/readyz")
         assert status == 200, ready
         assert ready["models"]["fraud"] == {"loaded": True, "version": world.versions[0]}
+        status, invalid = client.request("POST", "/v1/fraud/score", {**_body(chosen[0]), "amount": -5})
+        assert status == 422 and "amount=-5" in invalid["detail"]
+        status, invalid = client.request("POST", "/v1/fraud/score", {"customer_id": 1})
+        assert status == 422 and {p["field"] for p in invalid["problems"]} >= {"transaction_id", "amount"}
+        naive = {**_body(chosen[0]), "event_time": "2018-05-01T10:00:00"}
+        status, invalid = client.request("POST", "/v1/fraud/score", naive)
+        assert status == 422 and "timezone" in invalid["detail"], invalid
         http = {}
         for record in chosen:
             status, body = client.request("POST", "/v1/fraud/score", _body(record))

@@ -51,6 +51,10 @@ def sample(name: str, i: int = 0) -> dict[str, Any]:
             "received_at": t,
             "scored_at": t + timedelta(microseconds=150),
             "role": "CHAMPION",
+            "terminal_id": 3156,
+            "feature_freshness": {"customer_spending": 3.0, "terminal_risk": 61_000.0},
+            "timings_us": {"redis_us": 60.0, "features_us": 40.0, "model_us": 12.0, "total_us": 112.0},
+            "source_offset": 42,
         },
         "recommendation": {
             "request_id": f"r-{i}",

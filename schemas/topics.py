@@ -77,6 +77,12 @@ TOPICS: tuple[TopicSpec, ...] = (
         retention_ms=30 * DAY_MS,
         description="Fraud scores with features, freshness and model version.",
     ),
+    TopicSpec(
+        "recommendation-requests",
+        "reco_request",
+        "user_id",
+        description="A user and retrieval candidates to rank (score-stream --reco), keyed by user.",
+    ),
     TopicSpec("recommendations", "recommendation", "user_id", description="Ranked items per user with lineage."),
     TopicSpec(
         "model-events",

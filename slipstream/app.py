@@ -180,4 +180,15 @@ class Slipstream:
         return service
 
     def _add_reco(self, service: ScoringService, layouts: Any, slots: dict[str, Any]) -> None:
-        """Hook for the recommendations scorer (wired when the reco scorer exists)."""
+        """The recommendations ranker: its model slot (the champion of ``settings.reco_model``, checked against the
+        features the ranker builds), its Redis reader of the reco views, and the slot handed to the watcher."""
+        from serving.model_slot import ModelSlot
+        from serving.reco import FEATURES, RecoRowReader, RecoScorer
+
+        s = self.settings
+        metrics = service.metrics
+        slot = ModelSlot(s.reco_model, FEATURES, on_swap=lambda r, m: metrics.record_swap("reco", r, m))
+        reader = RecoRowReader.from_url(self.redis_url, layouts, timeout_s=s.redis_timeout_s)
+        service.reco = RecoScorer(reader, slot)
+        service.reco_slot = slot
+        slots[s.reco_model] = slot

@@ -61,11 +61,27 @@ def sample(name: str, i: int = 0) -> dict[str, Any]:
             "user_id": 7,
             "model_name": "reco",
             "model_version": "1",
-            "items": [{"item_id": 5, "score": 1.5, "rank": 1}, {"item_id": 9, "score": 0.5, "rank": 2}],
+            "items": [
+                {"item_id": 5, "score": 1.5, "rank": 1, "features": {"USER_NB_EVENTS_1H": 2.0}},
+                {"item_id": 9, "score": 0.5, "rank": 2, "features": {"USER_NB_EVENTS_1H": 2.0}},
+            ],
             "feature_event_time": None,
             "feature_age_ms": None,
             "event_time": t,
             "scored_at": t,
+            "received_at": None,
+            "timings_us": {"total_us": 180.0},
+            "source_offset": None,
+        },
+        "reco_request": {
+            "request_id": f"r-{i}",
+            "user_id": 7,
+            "event_time": t,
+            "candidates": [
+                {"item_id": 5, "category_id": 3, "retrieval_views_7d": 120.0},
+                {"item_id": 9, "category_id": 1, "retrieval_views_7d": 0.0},
+            ],
+            "top_k": None,
         },
         "model_event": {
             "event_id": f"m-{i}",

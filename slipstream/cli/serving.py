@@ -89,14 +89,23 @@ def score_stream(
         ),
     ] = False,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "warning",
+    reco: Annotated[
+        bool, typer.Option("--reco", help="Rank `recommendation-requests` onto `recommendations` instead.")
+    ] = False,
 ) -> None:
     """Score every transaction as it arrives and publish to `predictions` (Avro, keyed by customer) with the model
     version, the features used, their freshness and timings. At least once; prediction_id = event id @ model
-    version. Run more of the same command to share the partitions; stop with Ctrl-C."""
+    version. Run more of the same command to share the partitions; stop with Ctrl-C.
+
+    With --reco: rank each recommendation request's candidates with the reco champion and publish the ranked
+    items, their features and the model version to `recommendations` (at least once, by request_id)."""
     from prometheus_client import start_http_server
 
     from serving.stream import ScoreStream
 
+    if reco:
+        _reco_stream(metrics_port, until_idle, quiet, from_beginning, log_level)
+        return
     with friendly_errors():
         _logging(log_level)
         app = build()
@@ -135,3 +144,54 @@ def score_stream(
             consumer.close()
             producer.flush()
         console.print(_stream_table(stats, started, stats.last_model_version))
+
+
+def _reco_stream(metrics_port: int, until_idle: float | None, quiet: bool, from_beginning: bool, level: str) -> None:
+    from prometheus_client import start_http_server
+
+    from serving.reco_stream import REQUESTS, RecoStream, RecoStreamStats
+
+    def table(stats: RecoStreamStats) -> Table:
+        elapsed = max(time.monotonic() - stats.started, 1e-9)
+        out = Table(title="score-stream --reco: recommendation-requests -> recommendations")
+        for column in ("consumed", "ranked/s", "ranked", "items", "dead letters", "retries", "model"):
+            out.add_column(column, justify="right")
+        out.add_row(
+            *(f"{n:,}" for n in (stats.consumed, round(stats.ranked / elapsed), stats.ranked, stats.items)),
+            *(f"{n:,}" for n in (stats.invalid, stats.retries)),
+            stats.last_model_version or "-",
+        )
+        return out
+
+    with friendly_errors():
+        _logging(level)
+        app = build()
+        app.ensure_platform()
+        service = app.scoring_service(reco=True)
+        if metrics_port:
+            start_http_server(metrics_port, registry=service.metrics.registry)
+        producer = app.producer(linger_ms=0.5)
+        consumer = app.consumer(
+            [REQUESTS],
+            group_id=f"{app.settings.topic_prefix}slipstream-scorer-reco",
+            from_beginning=from_beginning,
+            dead_letters=producer,
+            processor="score-stream-reco",
+        )
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        service.start()
+        try:
+            with Live(console=console, refresh_per_second=2, transient=quiet) as live:
+                show = None if quiet else lambda stats: live.update(table(stats))
+                stream = RecoStream(service, consumer, producer, on_batch=show)
+                try:
+                    stats = stream.run(stop, until_idle_s=until_idle)
+                except KeyboardInterrupt:
+                    stop.set()
+                    stats = stream.stats
+        finally:
+            service.stop()
+            consumer.close()
+            producer.flush()
+        console.print(table(stats))

@@ -61,11 +61,16 @@ class ScorerMetrics:
             registry=r,
         )
 
+        self._serving: dict[str, tuple[str, str]] = {}
+
     def record_swap(self, endpoint: str, record: SwapRecord, current: ServingModel | None) -> None:
         """Count a swap attempt; on success, move the ``model_info`` gauge to the new version."""
         self.swaps.labels(endpoint, "installed" if record.accepted else "refused").inc()
         if record.accepted and current is not None:
-            self.model_info.clear()
+            previous = self._serving.get(endpoint)
+            if previous is not None:
+                self.model_info.remove(endpoint, *previous)
+            self._serving[endpoint] = (current.name, current.version)
             self.model_info.labels(endpoint, current.name, current.version).set(1)
             self.model_loaded_at.labels(endpoint).set(current.loaded_at_us / 1e6)
 

@@ -45,10 +45,12 @@ class ModelSlot:
         name: str,
         computable: Sequence[str],
         *,
+        kind: str = "binary",
         on_swap: Callable[[SwapRecord, ServingModel | None], None] | None = None,
     ) -> None:
         self.name = name
         self.computable = frozenset(computable)
+        self.kind = kind
         self._current: ServingModel | None = None
         self._lock = threading.Lock()  # serialises installs, never taken by requests
         self._on_swap = on_swap
@@ -100,6 +102,14 @@ class ModelSlot:
         if loaded.name != self.name:
             msg = f"{what} is not a {self.name!r} model"
             raise ModelRefusedError(msg)
+        try:
+            kind = loaded.kind
+        except ModelError as exc:
+            msg = f"{what}: {exc}"
+            raise ModelRefusedError(msg) from exc
+        if kind != self.kind:
+            msg = f"{what} is a {kind} model; this endpoint serves {self.kind} models"
+            raise ModelRefusedError(msg)
         unknown = [name for name in loaded.feature_names if name not in self.computable]
         if unknown:
             msg = f"{what} needs features the scorer does not compute: {unknown!r}"
@@ -127,7 +137,7 @@ class ModelSlot:
             scorer=loaded.scorer,
             feature_names=loaded.feature_names,
             threshold=loaded.threshold,
-            kind=loaded.kind,
+            kind=kind,
             loaded_at_us=time.time_ns() // 1000,
             card=loaded.card,
         )

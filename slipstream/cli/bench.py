@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -54,3 +55,104 @@ def features(
         for key, value in results.items():
             table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
         out.print(table)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as exc:
+        msg = f"expected comma-separated numbers, got {text!r}"
+        raise typer.BadParameter(msg) from exc
+
+
+def _say(as_json: bool) -> Callable[[str], None]:
+    """Progress to stderr, in both modes (stdout carries only the results)."""
+    return lambda text: console.print(text, style="dim", highlight=False, markup=False)
+
+
+def _print_results(title: str, results: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(results))
+        return
+    table = Table("metric", "value", title=title)
+    lists: dict[str, list[dict[str, Any]]] = {}
+    for key, value in results.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            lists[key] = value
+        elif isinstance(value, dict):
+            table.add_row(key, ", ".join(f"{k}={v}" for k, v in value.items()))
+        else:
+            table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
+    out.print(table)
+    for key, rows in lists.items():
+        sub = Table(*rows[0].keys(), title=f"{title}: {key}")
+        for row in rows:
+            sub.add_row(*(f"{v:,}" if isinstance(v, int | float) else str(v) for v in row.values()))
+        out.print(sub)
+
+
+@bench_app.command("scorer")
+def scorer(
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
+    rates: Annotated[str, typer.Option(help="HTTP open-loop rates to test (req/s).")] = "500,1000,2000,3000,4000,5000",
+    seconds: Annotated[float, typer.Option(help="Seconds at each HTTP rate.")] = 5.0,
+    samples: Annotated[int, typer.Option(help="In-process scoring calls measured.")] = 10_000,
+    naive_samples: Annotated[int, typer.Option(help="Naive-stack (Feast SDK + sklearn) calls measured.")] = 3_000,
+    paced_rate: Annotated[float, typer.Option(help="Open-loop rate of the in-process and naive calls (calls/s).")] = (
+        1_000.0
+    ),
+    connections: Annotated[int, typer.Option(help="Keep-alive connections of the HTTP load generator.")] = 8,
+    swap_seconds: Annotated[float, typer.Option(help="Length of the hot-swap run (at 500 req/s).")] = 10.0,
+    load_days: Annotated[int, typer.Option(help="Simulated days loaded through the engine before scoring.")] = 21,
+    parts: Annotated[str, typer.Option(help="Which parts to run: inprocess,http,swap.")] = "inprocess,http,swap",
+    keep: Annotated[bool, typer.Option(help="Keep the run's topics, Redis keys, Feast repo and models.")] = False,
+) -> None:
+    """Fraud scorer latency in-process and over HTTP (open loop, p50/p99/p99.9), the naive stack (Feast SDK read +
+    LightGBM sklearn predict_proba) in the same run, and a model hot swap under load. Builds its own world first:
+    simulated traffic through the real engine into Redis, two trained and registered models."""
+    from slipstream.bench.scorer_bench import ScorerBenchConfig, run_scorer_bench
+
+    with friendly_errors():
+        config = ScorerBenchConfig(
+            load_days=load_days,
+            inprocess_samples=samples,
+            naive_samples=naive_samples,
+            paced_rate=paced_rate,
+            rates=_floats(rates),
+            rate_seconds=seconds,
+            connections=connections,
+            swap_seconds=swap_seconds,
+            parts=tuple(p.strip() for p in parts.split(",") if p.strip()),
+            keep=keep,
+        )
+        results = run_scorer_bench(build(), config, _say(as_json))
+        _print_results("slipstream bench scorer", results, as_json)
+
+
+@bench_app.command("e2e")
+def e2e(
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
+    rates: Annotated[str, typer.Option(help="Open-loop transaction rates to test (events/s).")] = "1000,5000",
+    seconds: Annotated[float, typer.Option(help="Measured seconds at each rate.")] = 25.0,
+    warmup: Annotated[float, typer.Option(help="Unmeasured seconds at each rate before the measured ones.")] = 5.0,
+    drain: Annotated[float, typer.Option(help="Seconds to wait for the last predictions; later ones are lost.")] = 10.0,
+    labels: Annotated[bool, typer.Option(help="Also produce the label events in event-time order (unpaced).")] = True,
+    load_days: Annotated[int, typer.Option(help="Simulated days loaded through the engine first.")] = 21,
+    keep: Annotated[bool, typer.Option(help="Keep the run's topics, Redis keys, Feast repo and models.")] = False,
+) -> None:
+    """Event produced -> prediction on the predictions topic (open loop, p50/p99/p99.9, lost, duplicates), with the
+    engine (one process per stage) and `slipstream score-stream` running beside it on this machine."""
+    from slipstream.bench.e2e_bench import E2EBenchConfig, run_e2e_bench
+
+    with friendly_errors():
+        config = E2EBenchConfig(
+            rates=_floats(rates),
+            seconds=seconds,
+            warmup_seconds=warmup,
+            drain_s=drain,
+            labels=labels,
+            load_days=load_days,
+            keep=keep,
+        )
+        results = run_e2e_bench(build(), config, _say(as_json))
+        _print_results("slipstream bench e2e", results, as_json)

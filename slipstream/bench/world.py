@@ -1,0 +1,279 @@
+"""A benchmark's own small world, built from nothing and removed afterwards: the scorer and end-to-end benchmarks
+measure the real serving code against real state, not mocks.
+
+Per run (tag ``bench-<kind>-<hex>``): its own topics (prefix), Feast project and repository, and registered model
+names, so it neither reads nor disturbs what else runs on the platform. :func:`build_world`
+
+1. simulates a few weeks of the Fraud Handbook's card traffic (transactions and their labels);
+2. publishes the first ``load_days`` and runs the real online engine over them, so Redis holds each customer's and
+   terminal's window state and Feast rows exactly as production would have written them;
+3. trains two fraud models on the same days (point-in-time features from the offline engine; the second with other
+   hyper-parameters, for the hot-swap test), registers both behind the ONNX parity gate and makes the first champion.
+
+The rest of the simulated days are held out: what the benchmarks score or produce.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+
+from features.definitions import FRAUD
+from features.feast_repo import FeastRepoConfig, apply_repo, view_layouts
+from schemas.contracts import Contracts
+from schemas.transport import EventProducer, TopicAdmin
+from slipstream.app import Slipstream
+from streams.engine.app import EngineJob, run_processes
+from streams.engine.runner import StageStats
+from streams.publish import frame_records
+
+Say = Callable[[str], None]
+TX_COLUMNS = ["transaction_id", "event_time", "customer_id", "terminal_id", "amount"]
+
+
+@dataclass
+class World:
+    """One benchmark run's namespace, data, models and (optionally still running) engine."""
+
+    tag: str
+    app: Slipstream  # settings scoped to the run: topic prefix, Feast project, model names
+    feast: FeastRepoConfig
+    model: str
+    versions: list[str]
+    split: pd.Timestamp
+    heldout: pd.DataFrame
+    heldout_labels: pd.DataFrame
+    train: pd.DataFrame
+    fitted: list[Any]  # the FraudModel of each version
+    setup: dict[str, Any] = field(default_factory=dict)
+    engine_stop: threading.Event | None = None
+    engine_thread: threading.Thread | None = None
+    engine_stats: dict[str, StageStats] = field(default_factory=dict)
+    engine_errors: list[BaseException] = field(default_factory=list)
+
+    def check_engine(self) -> None:
+        """Raise the engine's error, if it failed."""
+        if self.engine_errors:
+            raise self.engine_errors[0]
+
+    @property
+    def contracts(self) -> Contracts:
+        return self.app.contracts
+
+    def env(self) -> dict[str, str]:
+        """Environment for a child process (``slipstream serve``, ``score-stream``) that joins this run."""
+        s = self.app.settings
+        return {
+            **os.environ,
+            "SLIPSTREAM_TOPIC_PREFIX": s.topic_prefix,
+            "SLIPSTREAM_FEAST_PROJECT": s.feast_project,
+            "SLIPSTREAM_FRAUD_MODEL": s.fraud_model,
+            "SLIPSTREAM_RECO_MODEL": s.reco_model,
+            "SLIPSTREAM_STATE_DIR": str(s.state_dir.absolute()),
+            "KAFKA_BOOTSTRAP_SERVERS": self.app.bootstrap_servers,  # given: the child never starts a platform
+            "REDIS_URL": self.app.redis_url,
+        }
+
+    def stop_engine(self) -> None:
+        if self.engine_stop is not None and self.engine_thread is not None:
+            self.engine_stop.set()
+            self.engine_thread.join(60)
+            self.engine_stop = self.engine_thread = None
+
+    def cleanup(self, say: Say) -> None:
+        """Remove what the run created: topics, Redis keys, the Feast repository, the registered models."""
+        self.stop_engine()
+        say(f"cleaning up {self.tag}…")
+        TopicAdmin(self.app.bootstrap_servers).delete(self.contracts.catalog.full_names())
+        import redis
+
+        client = redis.Redis.from_url(self.app.redis_url)
+        layouts = view_layouts([FRAUD], self.feast.project)
+        ids = {
+            "customer_spending": ("customer_id", self.setup.get("customer_ids", [])),
+            "terminal_risk": ("terminal_id", self.setup.get("terminal_ids", [])),
+        }
+        for view, (key, values) in ids.items():
+            keys = [layouts[view].key({key: int(v)}) for v in values]
+            for i in range(0, len(keys), 5000):
+                client.delete(*keys[i : i + 5000])
+        shutil.rmtree(self.feast.repo_dir.parent, ignore_errors=True)
+        registry = self.app.model_registry
+        try:
+            registry.client.delete_registered_model(self.model)
+            experiment = registry.client.get_experiment_by_name(f"slipstream/{self.model}")
+            if experiment is not None:
+                registry.client.delete_experiment(experiment.experiment_id)
+        except Exception as exc:  # noqa: BLE001 - best effort: a leftover model is harmless
+            say(f"could not delete model {self.model!r}: {exc}")
+
+
+def _simulate(days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from streams.simulate.fraud import FraudSimConfig, label_events, simulate_transactions, to_transaction_events
+
+    config = FraudSimConfig(nb_days=days, label_delay=timedelta(days=7))
+    frame = simulate_transactions(config)
+    tx = to_transaction_events(frame)
+    tx["tx_fraud"] = frame["TX_FRAUD"].to_numpy()
+    return tx, label_events(frame, config)
+
+
+def _train(world: World, tx: pd.DataFrame, labels: pd.DataFrame, say: Say) -> None:
+    from models.artifacts import reference_distribution
+    from models.dataset import data_hash, fraud_training_frame, window
+    from models.evaluation import fraud_metrics
+    from models.fraud import predict, train_fraud
+
+    started = time.perf_counter()
+    frame = fraud_training_frame(tx, labels)
+    split = world.split
+    train_set = window(frame, split - pd.Timedelta(days=14), split - pd.Timedelta(days=7))
+    valid_set = window(frame, split - pd.Timedelta(days=7), split)
+    names = list(FRAUD.model_input)
+    registry = world.app.model_registry
+    producer = world.app.producer()
+    variants: list[tuple[dict[str, Any] | None, int]] = [(None, 42), ({"num_leaves": 15, "n_estimators": 200}, 7)]
+    try:
+        for params, seed in variants:
+            model = train_fraud(train_set, valid_set, params=params, seed=seed)
+            scores = predict(model, valid_set)
+            metrics = {k: float(v) for k, v in fraud_metrics(valid_set, scores).items() if isinstance(v, int | float)}
+            registered = registry.register(
+                world.model,
+                model.booster,
+                names,
+                threshold=model.threshold,
+                reference=reference_distribution(train_set[names], predict(model, train_set), names),
+                metrics=metrics,
+                params={**model.params, "best_iteration": model.best_iteration},
+                data_window=(str(train_set["event_time"].min().date()), str(valid_set["event_time"].max().date())),
+                data_hash=data_hash(frame),
+                sample=valid_set[names].to_numpy()[:5000],
+                producer=producer,
+            )
+            world.versions.append(registered.version)
+            world.fitted.append(model)
+            say(f"registered {world.model} v{registered.version} ({model.best_iteration} trees)")
+        registry.promote(world.model, world.versions[0], producer=producer)
+    finally:
+        producer.flush()
+    world.train = train_set
+    world.setup["train_rows"] = len(train_set)
+    world.setup["train_seconds"] = round(time.perf_counter() - started, 1)
+
+
+def build_world(app: Slipstream, kind: str, *, load_days: int, heldout_days: int, keep_engine: bool, say: Say) -> World:
+    """Simulate, load the engine, train and register; with ``keep_engine`` the engine keeps running afterwards."""
+    tag = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
+    base = app.settings
+    settings = base.model_copy(
+        update={
+            "topic_prefix": f"{base.topic_prefix}{tag}.",
+            "feast_project": tag.replace("-", "_"),
+            "fraud_model": f"{tag}-fraud",
+            "reco_model": f"{tag}-reco",  # never registered: the reco endpoint stays off
+        }
+    )
+    run = Slipstream(settings)
+    run.apply_topics()
+    bench_dir = (base.state_dir / "bench" / tag).absolute()
+    feast = FeastRepoConfig(
+        project=settings.feast_project,
+        repo_dir=bench_dir / "feast",
+        offline_dir=bench_dir / "offline",
+        redis_url=run.redis_url,
+    )
+    apply_repo(feast, [FRAUD])
+    say(f"{tag}: simulating {load_days + heldout_days} days of card traffic…")
+    tx, labels = _simulate(load_days + heldout_days)
+    split = tx["event_time"].min().normalize() + pd.Timedelta(days=load_days)
+    load_tx, load_labels = tx[tx["event_time"] < split], labels[labels["event_time"] < split]
+    world = World(
+        tag=tag,
+        app=run,
+        feast=feast,
+        model=settings.fraud_model,
+        versions=[],
+        split=split,
+        heldout=tx[tx["event_time"] >= split].reset_index(drop=True),
+        heldout_labels=labels[labels["event_time"] >= split].reset_index(drop=True),
+        train=pd.DataFrame(),
+        fitted=[],
+    )
+    world.setup |= {
+        "tag": tag,
+        "topic_prefix": settings.topic_prefix,
+        "feast_project": settings.feast_project,
+        "model": world.model,
+        "load_days": load_days,
+        "loaded_transactions": len(load_tx),
+        "loaded_labels": len(load_labels),
+        "heldout_transactions": len(world.heldout),
+        "customer_ids": sorted(tx["customer_id"].unique().tolist()),
+        "terminal_ids": sorted(tx["terminal_id"].unique().tolist()),
+    }
+    _start_engine(world, keep_engine)
+    say(f"publishing {len(load_tx):,} transactions and {len(load_labels):,} labels ({load_days} days) to the engine…")
+    started = time.perf_counter()
+    with EventProducer(run.bootstrap_servers, run.contracts, linger_ms=20) as producer:
+        for record in frame_records(load_tx[TX_COLUMNS]):
+            producer.send("transactions", record)
+        for record in frame_records(load_labels):
+            producer.send("labels", record)
+    say("training two fraud models and registering them…")
+    _train(world, load_tx, load_labels, say)
+    _wait_engine(world, len(load_tx) + len(load_labels), keep_engine, say)
+    world.setup["engine_load_seconds"] = round(time.perf_counter() - started, 1)
+    return world
+
+
+def _start_engine(world: World, keep: bool) -> None:
+    job = EngineJob(world.app.engine_settings(project=world.feast.project), world.contracts.catalog.prefix, "fraud")
+    stop = threading.Event()
+
+    def on_batch(stage: str, stats: StageStats) -> None:
+        world.engine_stats[stage] = stats
+
+    def work() -> None:
+        try:
+            run_processes(job, stop, until_idle_s=None if keep else 3.0, on_batch=on_batch)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by whoever waits on the engine
+            world.engine_errors.append(exc)
+
+    world.engine_stop, world.engine_thread = stop, threading.Thread(target=work, name="bench-engine", daemon=True)
+    world.engine_thread.start()
+
+
+def _wait_engine(world: World, events: int, keep: bool, say: Say) -> None:
+    """Until the engine has applied every loaded event (and, without ``keep``, exited once idle)."""
+    say("waiting for the engine to apply them…")
+    deadline = time.monotonic() + 900
+    last_applied, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        world.check_engine()
+        thread = world.engine_thread
+        if not keep and thread is not None and not thread.is_alive():
+            world.check_engine()
+            world.engine_stop = world.engine_thread = None
+            return
+        customer, terminal = world.engine_stats.get("customer"), world.engine_stats.get("terminal")
+        applied = terminal.applied if terminal is not None else -1
+        if applied != last_applied:
+            last_applied, quiet_since = applied, time.monotonic()
+        if keep and customer is not None and customer.consumed >= events and time.monotonic() - quiet_since > 2.0:
+            return
+        time.sleep(0.2)
+    msg = f"the engine did not apply {events:,} events within 15 minutes"
+    raise TimeoutError(msg)
+
+
+__all__ = ["World", "build_world"]

@@ -13,37 +13,28 @@ back-off) until it can be ranked: never a ranking from missing features, and not
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
-from schemas.dead_letter import RawMessage
-from schemas.exceptions import SlipstreamError
 from schemas.transport import EventConsumer, EventProducer
 from schemas.transport.consumer import ConsumedEvent
 from serving.base import Recommendation
-from serving.exceptions import FeaturesUnavailableError, InvalidRequestError, ModelUnavailableError
+from serving.exceptions import InvalidRequestError, ModelUnavailableError
+from serving.kafka_front import FrontStats, KafkaFrontEnd
 from serving.service import ScoringService
 
-log = logging.getLogger(__name__)
 REQUESTS = "recommendation-requests"
 RECOMMENDATIONS = "recommendations"
 PROCESSOR = "score-stream-reco"
 
 
 @dataclass
-class RecoStreamStats:
-    consumed: int = 0
+class RecoStreamStats(FrontStats):
     ranked: int = 0
     items: int = 0
-    invalid: int = 0
-    retries: int = 0
-    batches: int = 0
-    last_model_version: str = ""
-    started: float = field(default_factory=time.monotonic)
 
 
 def recommendation_record(
@@ -73,8 +64,12 @@ def recommendation_record(
     }
 
 
-class RecoStream:
+class RecoStream(KafkaFrontEnd[RecoStreamStats]):
     """Consumes ``recommendation-requests``, ranks each with ``service.reco``, produces to ``recommendations``."""
+
+    endpoint = "reco"
+    processor = PROCESSOR
+    source_topic = REQUESTS
 
     def __init__(
         self,
@@ -89,49 +84,28 @@ class RecoStream:
         if service.reco is None:
             msg = "this scoring service has no reco scorer (build it with reco=True)"
             raise ModelUnavailableError(msg)
-        self.service = service
         self.reco = service.reco
-        self.consumer = consumer
-        self.producer = producer
-        self.commit_interval_s = commit_interval_s
-        self.max_batch = max_batch
-        self.stats = RecoStreamStats()
-        self._on_batch = on_batch
-        self._last_commit = time.monotonic()
-        self._uncommitted = False
-        self._abandoned = False
+        super().__init__(
+            service,
+            consumer,
+            producer,
+            RecoStreamStats(),
+            commit_interval_s=commit_interval_s,
+            max_batch=max_batch,
+            on_batch=on_batch,
+        )
 
-    def run(self, stop: threading.Event, *, until_idle_s: float | None = None) -> RecoStreamStats:
-        """Rank until ``stop`` is set (or nothing arrived for ``until_idle_s``); commit what is done, then return."""
-        idle_since = time.monotonic()
-        try:
-            while not stop.is_set():
-                got = self.step(stop)
-                now = time.monotonic()
-                if got:
-                    idle_since = now
-                elif until_idle_s is not None and now - idle_since >= until_idle_s:
-                    break
-        finally:
-            self.commit()
-        return self.stats
-
-    def step(self, stop: threading.Event | None = None) -> int:
-        """One poll: rank and produce every request in it; returns how many messages were consumed."""
-        batch = self.consumer.poll_batch(self.max_batch, 0.05)
-        received_us = time.time_ns() // 1000
-        self.stats.consumed += len(batch)
-        self.stats.invalid += len(batch.failures)  # already dead-lettered by the consumer
-        for event in batch.events:
+    def handle(self, events: list[ConsumedEvent], received_us: int, stop: threading.Event | None) -> None:
+        for event in events:
             reco = self._rank(event, stop)
-            if reco is False:  # stopped before it could be ranked: it must be consumed again
-                self._abandoned = True
-                break
             if reco is None:
                 continue
-            top_k = event.value.get("top_k")
             record = recommendation_record(
-                reco, top_k=top_k, received_us=received_us, scored_us=time.time_ns() // 1000, offset=event.offset
+                reco,
+                top_k=event.value.get("top_k"),
+                received_us=received_us,
+                scored_us=time.time_ns() // 1000,
+                offset=event.offset,
             )
             self.producer.send(RECOMMENDATIONS, record)
             self.service.metrics.observe_timings("stream", "reco", reco.timings_us)
@@ -139,57 +113,18 @@ class RecoStream:
             self.stats.ranked += 1
             self.stats.items += len(record["items"])
             self.stats.last_model_version = reco.model_version
-        self.producer.poll(0)
-        if len(batch):
-            self._uncommitted = True
-            self.stats.batches += 1
-        if time.monotonic() - self._last_commit >= self.commit_interval_s:
-            self.commit()
-        if self._on_batch is not None and len(batch):
-            self._on_batch(self.stats)
-        return len(batch)
 
-    def _rank(self, event: ConsumedEvent, stop: threading.Event | None) -> Recommendation | None | Literal[False]:
-        """The ranking; None when the request is invalid (dead-lettered); False when stopped while waiting."""
+    def _rank(self, event: ConsumedEvent, stop: threading.Event | None) -> Recommendation | None:
+        """The ranking; None when the request is invalid (dead-lettered). Raises ``Abandoned`` when stopped."""
         request = dict(event.value)
         top_k = request.get("top_k")
         if top_k is not None and top_k < 1:
-            self._dead_letter(event, f"top_k must be >= 1 or null, got {top_k!r}")
+            self.dead_letter(event, f"top_k must be >= 1 or null, got {top_k!r}")
             return None
         if request.get("request_id") is None:
             request["request_id"] = f"{event.topic}/{event.partition}/{event.offset}"
-        delay = 0.05
-        while True:
-            try:
-                return self.reco.rank(request)
-            except InvalidRequestError as exc:
-                self._dead_letter(event, str(exc))
-                return None
-            except (FeaturesUnavailableError, ModelUnavailableError) as exc:
-                self.stats.retries += 1
-                self.service.metrics.requests.labels("stream", "reco", type(exc).__name__).inc()
-                log.warning("cannot rank request %s yet (%s); retrying in %.2f s", request["request_id"], exc, delay)
-                if stop is not None and stop.wait(delay):
-                    return False
-                delay = min(delay * 2, 2.0)
-
-    def _dead_letter(self, event: ConsumedEvent, reason: str) -> None:
         try:
-            value: bytes | None = self.producer.contracts.serde(REQUESTS).encode(event.value)
-        except SlipstreamError:
-            value = None
-        raw = RawMessage(event.topic, event.partition, event.offset, event.timestamp_ms, event.key, value, ())
-        self.producer.dead_letter(raw, error_type="invalid_value", reason=reason, processor=PROCESSOR)
-        self.service.metrics.requests.labels("stream", "reco", "invalid_request").inc()
-        self.stats.invalid += 1
-
-    def commit(self) -> None:
-        """Flush the recommendations, then commit the offsets of everything consumed (at least once)."""
-        self._last_commit = time.monotonic()
-        if not self._uncommitted:
-            return
-        self.producer.flush()
-        if self._abandoned:  # a request was read but never ranked: commit nothing, it is read again on restart
-            return
-        self.consumer.commit()
-        self._uncommitted = False
+            return self.retrying(lambda: self.reco.rank(request), f"request {request['request_id']}", stop)
+        except InvalidRequestError as exc:
+            self.dead_letter(event, str(exc))
+            return None

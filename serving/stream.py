@@ -14,42 +14,30 @@ version), which consumers de-duplicate on. Transactions are keyed by customer, s
 topic's partitions, and a customer's transactions are always scored by one worker, in order.
 
 When Redis cannot be read the batch is retried (with back-off) until it can: a prediction is never made from
-missing features, and nothing is skipped.
+missing features, and nothing is skipped (:mod:`serving.kafka_front`).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
-from schemas.dead_letter import RawMessage
-from schemas.exceptions import SlipstreamError
 from schemas.transport import EventConsumer, EventProducer
 from schemas.transport.consumer import ConsumedEvent
 from serving.base import FraudScore
-from serving.exceptions import FeaturesUnavailableError, InvalidRequestError, ModelUnavailableError
+from serving.exceptions import InvalidRequestError
 from serving.fraud import normalize_transaction
+from serving.kafka_front import FrontStats, KafkaFrontEnd
 from serving.service import ScoringService
-
-log = logging.getLogger(__name__)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
-class StreamStats:
-    consumed: int = 0
+class StreamStats(FrontStats):
     scored: int = 0
     flagged: int = 0
-    invalid: int = 0
-    retries: int = 0
-    batches: int = 0
-    last_model_version: str = ""
-    started: float = field(default_factory=time.monotonic)
 
 
 def prediction_record(score: FraudScore, received_us: int, scored_us: int, offset: int | None) -> dict[str, Any]:
@@ -77,8 +65,12 @@ def prediction_record(score: FraudScore, received_us: int, scored_us: int, offse
     }
 
 
-class ScoreStream:
+class ScoreStream(KafkaFrontEnd[StreamStats]):
     """Consumes ``transactions``, scores each batch with ``service.fraud``, produces to ``predictions``."""
+
+    endpoint = "fraud"
+    processor = "score-stream"
+    source_topic = "transactions"
 
     def __init__(
         self,
@@ -90,99 +82,32 @@ class ScoreStream:
         max_batch: int = 500,
         on_batch: Callable[[StreamStats], None] | None = None,
     ) -> None:
-        self.service = service
-        self.consumer = consumer
-        self.producer = producer
-        self.commit_interval_s = commit_interval_s
-        self.max_batch = max_batch
-        self.stats = StreamStats()
-        self._on_batch = on_batch
-        self._last_commit = time.monotonic()
-        self._uncommitted = False
-        self._abandoned = False
+        super().__init__(
+            service,
+            consumer,
+            producer,
+            StreamStats(),
+            commit_interval_s=commit_interval_s,
+            max_batch=max_batch,
+            on_batch=on_batch,
+        )
 
-    def run(self, stop: threading.Event, *, until_idle_s: float | None = None) -> StreamStats:
-        """Score until ``stop`` is set (or nothing arrived for ``until_idle_s``); commit what is done, then return."""
-        idle_since = time.monotonic()
-        try:
-            while not stop.is_set():
-                got = self.step(stop)
-                now = time.monotonic()
-                if got:
-                    idle_since = now
-                elif until_idle_s is not None and now - idle_since >= until_idle_s:
-                    break
-        finally:
-            self.commit()
-        return self.stats
-
-    def step(self, stop: threading.Event | None = None) -> int:
-        batch = self.consumer.poll_batch(self.max_batch, 0.05)
-        received_us = time.time_ns() // 1000
-        self.stats.consumed += len(batch)
-        self.stats.invalid += len(batch.failures)  # already dead-lettered by the consumer
+    def handle(self, events: list[ConsumedEvent], received_us: int, stop: threading.Event | None) -> None:
         records: list[dict[str, Any]] = []
         offsets: list[int] = []
-        for event in batch.events:
-            record = self._record(event)
-            if record is not None:
-                records.append(record)
+        for event in events:
+            try:
+                records.append(normalize_transaction(event.value))
                 offsets.append(event.offset)
-        if records:
-            scores = self._score(records, stop)
-            if scores is None:  # stopped before Redis came back: this batch must be consumed again
-                self._abandoned = True
-                return len(batch)
-            scored_us = time.time_ns() // 1000
-            for score, offset in zip(scores, offsets, strict=True):
-                self.producer.send("predictions", prediction_record(score, received_us, scored_us, offset))
-            self.producer.poll(0)
-            self.service.observe_fraud("stream", scores)
-            self.stats.scored += len(scores)
-            self.stats.flagged += sum(s.decision for s in scores)
-            self.stats.last_model_version = scores[-1].model_version
-        if len(batch):
-            self._uncommitted = True
-            self.stats.batches += 1
-        if time.monotonic() - self._last_commit >= self.commit_interval_s:
-            self.commit()
-        if self._on_batch is not None and len(batch):
-            self._on_batch(self.stats)
-        return len(batch)
-
-    def _record(self, event: ConsumedEvent) -> dict[str, Any] | None:
-        try:
-            return normalize_transaction(event.value)
-        except InvalidRequestError as exc:  # the contract let it through; the scorer cannot use it: dead-letter
-            try:
-                value: bytes | None = self.producer.contracts.serde("transactions").encode(event.value)
-            except SlipstreamError:
-                value = None
-            raw = RawMessage(event.topic, event.partition, event.offset, event.timestamp_ms, event.key, value, ())
-            self.producer.dead_letter(raw, error_type="invalid_value", reason=str(exc), processor="score-stream")
-            self.stats.invalid += 1
-            return None
-
-    def _score(self, records: list[dict[str, Any]], stop: threading.Event | None) -> list[FraudScore] | None:
-        delay = 0.05
-        while True:
-            try:
-                return self.service.fraud.score_batch(records)
-            except (FeaturesUnavailableError, ModelUnavailableError) as exc:
-                self.stats.retries += 1
-                self.service.metrics.requests.labels("stream", "fraud", type(exc).__name__).inc()
-                log.warning("cannot score %d transactions yet (%s); retrying in %.2f s", len(records), exc, delay)
-                if stop is not None and stop.wait(delay):
-                    return None
-                delay = min(delay * 2, 2.0)
-
-    def commit(self) -> None:
-        """Flush the predictions, then commit the offsets of everything consumed (at least once)."""
-        self._last_commit = time.monotonic()
-        if not self._uncommitted:
+            except InvalidRequestError as exc:
+                self.dead_letter(event, str(exc))
+        if not records:
             return
-        self.producer.flush()
-        if self._abandoned:  # a batch was read but never scored: commit nothing, it is read again on restart
-            return
-        self.consumer.commit()
-        self._uncommitted = False
+        scores = self.retrying(lambda: self.service.fraud.score_batch(records), f"{len(records)} transactions", stop)
+        scored_us = time.time_ns() // 1000
+        for score, offset in zip(scores, offsets, strict=True):
+            self.producer.send("predictions", prediction_record(score, received_us, scored_us, offset))
+        self.service.observe_fraud("stream", scores)
+        self.stats.scored += len(scores)
+        self.stats.flagged += sum(s.decision for s in scores)
+        self.stats.last_model_version = scores[-1].model_version

@@ -1,0 +1,153 @@
+"""What both Kafka front ends share: poll a batch, handle it, produce, and commit only what is done.
+
+Delivery is at least once. Offsets are committed every ``commit_interval_s`` and only after everything produced for
+the consumed records is acknowledged (a flush). When a record cannot be handled yet — Redis unreachable, no model
+loaded — it is retried with back-off until it can; if the front end is stopped meanwhile, the batch is *abandoned*:
+nothing more is committed, so a restart reads it again. Records the contract let through but the scorer cannot use
+go to ``dead-letter`` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from schemas.dead_letter import RawMessage
+from schemas.exceptions import SlipstreamError
+from schemas.transport import EventConsumer, EventProducer
+from schemas.transport.consumer import ConsumedBatch, ConsumedEvent
+from serving.exceptions import FeaturesUnavailableError, ModelUnavailableError
+from serving.service import ScoringService
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_BACKOFF_S = 2.0
+
+
+@dataclass
+class FrontStats:
+    consumed: int = 0
+    invalid: int = 0  # dead-lettered: undecodable, or unusable by the scorer
+    retries: int = 0
+    batches: int = 0
+    last_model_version: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+
+S = TypeVar("S", bound=FrontStats)
+
+
+class Abandoned(Exception):
+    """Stopped while a record waited for Redis or a model: the batch must be consumed again."""
+
+
+class KafkaFrontEnd(ABC, Generic[S]):
+    """Template of a Kafka front end: subclasses say how a batch of decoded events becomes produced records."""
+
+    endpoint: str = ""
+    processor: str = ""
+    source_topic: str = ""
+
+    def __init__(
+        self,
+        service: ScoringService,
+        consumer: EventConsumer,
+        producer: EventProducer,
+        stats: S,
+        *,
+        commit_interval_s: float = 0.2,
+        max_batch: int = 500,
+        on_batch: Callable[[S], None] | None = None,
+    ) -> None:
+        self.service = service
+        self.consumer = consumer
+        self.producer = producer
+        self.stats = stats
+        self.commit_interval_s = commit_interval_s
+        self.max_batch = max_batch
+        self._on_batch = on_batch
+        self._last_commit = time.monotonic()
+        self._uncommitted = False
+        self._abandoned = False
+
+    @abstractmethod
+    def handle(self, events: list[ConsumedEvent], received_us: int, stop: threading.Event | None) -> None:
+        """Score ``events`` and produce the results; raise :class:`Abandoned` if stopped while waiting."""
+
+    def run(self, stop: threading.Event, *, until_idle_s: float | None = None) -> S:
+        """Work until ``stop`` is set (or nothing arrived for ``until_idle_s``); commit what is done, then return."""
+        idle_since = time.monotonic()
+        try:
+            while not stop.is_set():
+                got = self.step(stop)
+                now = time.monotonic()
+                if got:
+                    idle_since = now
+                elif until_idle_s is not None and now - idle_since >= until_idle_s:
+                    break
+        finally:
+            self.commit()
+        return self.stats
+
+    def step(self, stop: threading.Event | None = None) -> int:
+        """One poll: handle every record in it; returns how many messages were consumed."""
+        batch: ConsumedBatch = self.consumer.poll_batch(self.max_batch, 0.05)
+        received_us = time.time_ns() // 1000
+        self.stats.consumed += len(batch)
+        self.stats.invalid += len(batch.failures)  # already dead-lettered by the consumer
+        if batch.events:
+            try:
+                self.handle(batch.events, received_us, stop)
+            except Abandoned:
+                self._abandoned = True
+                return len(batch)
+            self.producer.poll(0)
+        if len(batch):
+            self._uncommitted = True
+            self.stats.batches += 1
+        if time.monotonic() - self._last_commit >= self.commit_interval_s:
+            self.commit()
+        if self._on_batch is not None and len(batch):
+            self._on_batch(self.stats)
+        return len(batch)
+
+    def retrying(self, call: Callable[[], T], what: str, stop: threading.Event | None) -> T:
+        """``call()``, retried with back-off while Redis or the model is unavailable; :class:`Abandoned` on stop."""
+        delay = 0.05
+        while True:
+            try:
+                return call()
+            except (FeaturesUnavailableError, ModelUnavailableError) as exc:
+                self.stats.retries += 1
+                self.service.metrics.requests.labels("stream", self.endpoint, type(exc).__name__).inc()
+                log.warning("cannot score %s yet (%s); retrying in %.2f s", what, exc, delay)
+                if stop is not None and stop.wait(delay):
+                    raise Abandoned from exc
+                delay = min(delay * 2, MAX_BACKOFF_S)
+
+    def dead_letter(self, event: ConsumedEvent, reason: str) -> None:
+        """Send ``event`` (re-encoded: the contract accepted it) to ``dead-letter`` with the reason."""
+        try:
+            value: bytes | None = self.producer.contracts.serde(self.source_topic).encode(event.value)
+        except SlipstreamError:
+            value = None
+        raw = RawMessage(event.topic, event.partition, event.offset, event.timestamp_ms, event.key, value, ())
+        self.producer.dead_letter(raw, error_type="invalid_value", reason=reason, processor=self.processor)
+        self.service.metrics.requests.labels("stream", self.endpoint, "invalid_request").inc()
+        self.stats.invalid += 1
+
+    def commit(self) -> None:
+        """Flush what was produced, then commit the offsets of everything consumed (at least once)."""
+        self._last_commit = time.monotonic()
+        if not self._uncommitted:
+            return
+        self.producer.flush()
+        if self._abandoned:  # a record was read but never handled: commit nothing, it is read again on restart
+            return
+        self.consumer.commit()
+        self._uncommitted = False

@@ -6,13 +6,16 @@ import logging
 import signal
 import threading
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
 from slipstream.cli.common import build, console, friendly_errors
+
+if TYPE_CHECKING:  # the serving stack (numpy, onnxruntime) loads only for the commands that need it
+    from serving.kafka_front import FrontStats, KafkaFrontEnd
 
 Port = Annotated[int | None, typer.Option(help="Port (default: SLIPSTREAM_SERVE_PORT, 8000).")]
 
@@ -56,26 +59,6 @@ def serve(
         )
 
 
-def _stream_table(stats: object, started: float, version: str) -> Table:
-    from serving.stream import StreamStats
-
-    assert isinstance(stats, StreamStats)  # noqa: S101 - the only caller passes one
-    elapsed = max(time.monotonic() - started, 1e-9)
-    table = Table(title="score-stream: transactions -> predictions")
-    for column in ("consumed", "scored/s", "scored", "flagged", "dead letters", "retries", "model"):
-        table.add_column(column, justify="right")
-    table.add_row(
-        f"{stats.consumed:,}",
-        f"{stats.scored / elapsed:,.0f}",
-        f"{stats.scored:,}",
-        f"{stats.flagged:,}",
-        f"{stats.invalid:,}",
-        f"{stats.retries:,}",
-        version or "-",
-    )
-    return table
-
-
 def score_stream(
     metrics_port: Annotated[int, typer.Option(help="Serve Prometheus metrics on this port (0: off).")] = 0,
     until_idle: Annotated[float | None, typer.Option(help="Stop after this many seconds without input.")] = None,
@@ -99,99 +82,73 @@ def score_stream(
 
     With --reco: rank each recommendation request's candidates with the reco champion and publish the ranked
     items, their features and the model version to `recommendations` (at least once, by request_id)."""
-    from prometheus_client import start_http_server
-
-    from serving.stream import ScoreStream
-
-    if reco:
-        _reco_stream(metrics_port, until_idle, quiet, from_beginning, log_level)
-        return
     with friendly_errors():
         _logging(log_level)
-        app = build()
-        app.ensure_platform()
-        service = app.scoring_service(remember_recent=True, reco=False)
-        if metrics_port:
-            start_http_server(metrics_port, registry=service.metrics.registry)
-        producer = app.producer(linger_ms=0.5, client_id="slipstream-score-stream")
-        consumer = app.consumer(
-            ["transactions"],
-            group_id=f"{app.settings.topic_prefix}slipstream-scorer-fraud",
-            from_beginning=from_beginning,
-            dead_letters=producer,
-            processor="score-stream",
+        _run_front(
+            reco=reco, metrics_port=metrics_port, until_idle=until_idle, quiet=quiet, from_beginning=from_beginning
         )
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        service.start()
-        started = time.monotonic()
-        try:
-            with Live(console=console, refresh_per_second=2, transient=quiet) as live:
-
-                def on_batch(stats: object) -> None:
-                    if not quiet:
-                        slot = service.fraud_slot
-                        live.update(_stream_table(stats, started, slot.current.version if slot.loaded else ""))
-
-                stream = ScoreStream(service, consumer, producer, on_batch=on_batch)
-                try:
-                    stats = stream.run(stop, until_idle_s=until_idle)
-                except KeyboardInterrupt:
-                    stop.set()
-                    stats = stream.stats
-        finally:
-            service.stop()
-            consumer.close()
-            producer.flush()
-        console.print(_stream_table(stats, started, stats.last_model_version))
 
 
-def _reco_stream(metrics_port: int, until_idle: float | None, quiet: bool, from_beginning: bool, level: str) -> None:
+def _table(stats: FrontStats, reco: bool) -> Table:
+    from serving.reco_stream import RecoStreamStats
+    from serving.stream import StreamStats
+
+    elapsed = max(time.monotonic() - stats.started, 1e-9)
+    if isinstance(stats, RecoStreamStats):
+        title, done, extra = "recommendation-requests -> recommendations", stats.ranked, ("items", stats.items)
+    else:
+        assert isinstance(stats, StreamStats)  # noqa: S101 - the only other kind
+        title, done, extra = "transactions -> predictions", stats.scored, ("flagged", stats.flagged)
+    out = Table(title=f"score-stream: {title}")
+    for column in ("consumed", "scored/s", "scored", extra[0], "dead letters", "retries", "model"):
+        out.add_column(column, justify="right")
+    numbers = (stats.consumed, round(done / elapsed), done, extra[1], stats.invalid, stats.retries)
+    out.add_row(*(f"{n:,}" for n in numbers), stats.last_model_version or "-")
+    return out
+
+
+def _run_front(*, reco: bool, metrics_port: int, until_idle: float | None, quiet: bool, from_beginning: bool) -> None:
     from prometheus_client import start_http_server
 
-    from serving.reco_stream import REQUESTS, RecoStream, RecoStreamStats
+    from serving.reco_stream import REQUESTS, RecoStream
+    from serving.stream import ScoreStream
 
-    def table(stats: RecoStreamStats) -> Table:
-        elapsed = max(time.monotonic() - stats.started, 1e-9)
-        out = Table(title="score-stream --reco: recommendation-requests -> recommendations")
-        for column in ("consumed", "ranked/s", "ranked", "items", "dead letters", "retries", "model"):
-            out.add_column(column, justify="right")
-        out.add_row(
-            *(f"{n:,}" for n in (stats.consumed, round(stats.ranked / elapsed), stats.ranked, stats.items)),
-            *(f"{n:,}" for n in (stats.invalid, stats.retries)),
-            stats.last_model_version or "-",
-        )
-        return out
+    app = build()
+    app.ensure_platform()
+    service = app.scoring_service(remember_recent=not reco, reco=reco)
+    if metrics_port:
+        start_http_server(metrics_port, registry=service.metrics.registry)
+    kind = "reco" if reco else "fraud"
+    producer = app.producer(linger_ms=0.5, client_id=f"slipstream-score-stream-{kind}")
+    consumer = app.consumer(
+        [REQUESTS if reco else "transactions"],
+        group_id=f"{app.settings.topic_prefix}slipstream-scorer-{kind}",
+        from_beginning=from_beginning,
+        dead_letters=producer,
+        processor="score-stream-reco" if reco else "score-stream",
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    service.start()
+    stream: KafkaFrontEnd[Any]
+    try:
+        with Live(console=console, refresh_per_second=2, transient=quiet) as live:
 
-    with friendly_errors():
-        _logging(level)
-        app = build()
-        app.ensure_platform()
-        service = app.scoring_service(reco=True)
-        if metrics_port:
-            start_http_server(metrics_port, registry=service.metrics.registry)
-        producer = app.producer(linger_ms=0.5)
-        consumer = app.consumer(
-            [REQUESTS],
-            group_id=f"{app.settings.topic_prefix}slipstream-scorer-reco",
-            from_beginning=from_beginning,
-            dead_letters=producer,
-            processor="score-stream-reco",
-        )
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        service.start()
-        try:
-            with Live(console=console, refresh_per_second=2, transient=quiet) as live:
-                show = None if quiet else lambda stats: live.update(table(stats))
+            def show(stats: FrontStats) -> None:
+                if not quiet:
+                    live.update(_table(stats, reco))
+
+            if reco:
                 stream = RecoStream(service, consumer, producer, on_batch=show)
-                try:
-                    stats = stream.run(stop, until_idle_s=until_idle)
-                except KeyboardInterrupt:
-                    stop.set()
-                    stats = stream.stats
-        finally:
-            service.stop()
-            consumer.close()
-            producer.flush()
-        console.print(table(stats))
+            else:
+                stream = ScoreStream(service, consumer, producer, on_batch=show)
+            try:
+                stats = stream.run(stop, until_idle_s=until_idle)
+            except KeyboardInterrupt:
+                stop.set()
+                stats = stream.stats
+    finally:
+        service.stop()
+        consumer.close()
+        producer.flush()
+    console.print(_table(stats, reco))

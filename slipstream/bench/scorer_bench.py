@@ -37,7 +37,7 @@ import orjson
 
 from features.definitions import FRAUD
 from features.windows import request_features
-from slipstream.bench.loadgen import LoadProcess, LoadResult, LoadSpec, post_request, schedule, sleep_until
+from slipstream.bench.loadgen import LoadProcess, LoadResult, LoadSpec, fine_timers, post_request, schedule, sleep_until
 from slipstream.bench.stats import percentiles
 from slipstream.bench.world import World, build_world
 from streams.publish import frame_records
@@ -272,6 +272,7 @@ def _rate_row(result: LoadResult) -> dict[str, Any]:
         "answered": result.answered,
         "achieved_rps": round(result.achieved_rps, 1),
         "max_backlog": result.max_backlog,
+        "client_lag_p99_ms": percentiles(result.send_lag_ms)["p99_ms"],
     }
 
 
@@ -372,10 +373,12 @@ def swap_summary(result: LoadResult, old: str, new: str, promoted_at: float, pub
 
 def run_scorer_bench(app: Any, config: ScorerBenchConfig, say: Say) -> dict[str, Any]:
     app.ensure_platform()
+    fine_timers()
+    load_start = os.getloadavg()[0]
     world = build_world(
         app, "scorer", load_days=config.load_days, heldout_days=config.heldout_days, keep_engine=False, say=say
     )
-    results: dict[str, Any] = {"machine_cores": os.cpu_count() or 0}
+    results: dict[str, Any] = {"machine_cores": os.cpu_count() or 0, "load_avg_1m_at_start": round(load_start, 2)}
     try:
         if "inprocess" in config.parts:
             results |= inprocess_and_naive(world, config, say)
@@ -389,7 +392,8 @@ def run_scorer_bench(app: Any, config: ScorerBenchConfig, say: Say) -> dict[str,
                     results["swap"] = hot_swap(world, server, requests, config, say)
             finally:
                 server.stop()
-        results["setup"] = {k: v for k, v in world.setup.items() if not k.endswith("_ids")}
+        results["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+        results["setup"] = world.setup
     finally:
         if not config.keep:
             world.cleanup(say)

@@ -72,8 +72,14 @@ class World:
     def env(self) -> dict[str, str]:
         """Environment for a child process (``slipstream serve``, ``score-stream``) that joins this run."""
         s = self.app.settings
+        inherited = {
+            k: v
+            for k, v in os.environ.items()  # importing Feast (this process did) sets these to a temp dir of its own,
+            # which would put a child's prometheus_client in multi-process mode (mmap-backed, slower): not ours
+            if not (k.startswith("PROMETHEUS_MULTIPROC") and os.path.basename(v).startswith("feast_metrics_"))
+        }
         return {
-            **os.environ,
+            **inherited,
             "SLIPSTREAM_TOPIC_PREFIX": s.topic_prefix,
             "SLIPSTREAM_FEAST_PROJECT": s.feast_project,
             "SLIPSTREAM_FRAUD_MODEL": s.fraud_model,
@@ -92,29 +98,51 @@ class World:
     def cleanup(self, say: Say) -> None:
         """Remove what the run created: topics, Redis keys, the Feast repository, the registered models."""
         self.stop_engine()
-        say(f"cleaning up {self.tag}…")
-        TopicAdmin(self.app.bootstrap_servers).delete(self.contracts.catalog.full_names())
-        import redis
+        remove_run(self.app, self.tag, say)
 
-        client = redis.Redis.from_url(self.app.redis_url)
-        layouts = view_layouts([FRAUD], self.feast.project)
-        ids = {
-            "customer_spending": ("customer_id", self.setup.get("customer_ids", [])),
-            "terminal_risk": ("terminal_id", self.setup.get("terminal_ids", [])),
+
+def run_settings(app: Slipstream, tag: str) -> Slipstream:
+    """The composition root of run ``tag``: its topic prefix, Feast project and model names."""
+    base = app.settings
+    settings = base.model_copy(
+        update={
+            "topic_prefix": f"{base.topic_prefix}{tag}.",
+            "feast_project": tag.replace("-", "_"),
+            "fraud_model": f"{tag}-fraud",
+            "reco_model": f"{tag}-reco",  # never registered: the reco endpoint stays off
         }
-        for view, (key, values) in ids.items():
-            keys = [layouts[view].key({key: int(v)}) for v in values]
-            for i in range(0, len(keys), 5000):
-                client.delete(*keys[i : i + 5000])
-        shutil.rmtree(self.feast.repo_dir.parent, ignore_errors=True)
-        registry = self.app.model_registry
-        try:
-            registry.client.delete_registered_model(self.model)
-            experiment = registry.client.get_experiment_by_name(f"slipstream/{self.model}")
-            if experiment is not None:
-                registry.client.delete_experiment(experiment.experiment_id)
-        except Exception as exc:  # noqa: BLE001 - best effort: a leftover model is harmless
-            say(f"could not delete model {self.model!r}: {exc}")
+    )
+    return Slipstream(settings)
+
+
+def remove_run(app: Slipstream, tag: str, say: Say) -> None:
+    """Delete run ``tag``'s topics, Redis keys (every simulated customer and terminal), Feast repo and models."""
+    import redis
+
+    from streams.simulate.fraud import FraudSimConfig
+
+    run = run_settings(app, tag)
+    say(f"cleaning up {tag}…")
+    TopicAdmin(run.bootstrap_servers).delete(run.contracts.catalog.full_names())
+    client = redis.Redis.from_url(run.redis_url)
+    layouts = view_layouts([FRAUD], run.settings.feast_project)
+    sim = FraudSimConfig()
+    for view, key, n in (
+        ("customer_spending", "customer_id", sim.n_customers),
+        ("terminal_risk", "terminal_id", sim.n_terminals),
+    ):
+        keys = [layouts[view].key({key: i}) for i in range(n)]
+        for i in range(0, len(keys), 5000):
+            client.delete(*keys[i : i + 5000])
+    shutil.rmtree((app.settings.state_dir / "bench" / tag).absolute(), ignore_errors=True)
+    registry = run.model_registry
+    try:
+        registry.client.delete_registered_model(run.settings.fraud_model)
+    except Exception as exc:  # noqa: BLE001 - best effort: a leftover model is harmless
+        say(f"could not delete model {run.settings.fraud_model!r}: {exc}")
+    experiment = registry.client.get_experiment_by_name(f"slipstream/{run.settings.fraud_model}")
+    if experiment is not None:
+        registry.client.delete_experiment(experiment.experiment_id)
 
 
 def _simulate(days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -174,18 +202,20 @@ def _train(world: World, tx: pd.DataFrame, labels: pd.DataFrame, say: Say) -> No
 def build_world(app: Slipstream, kind: str, *, load_days: int, heldout_days: int, keep_engine: bool, say: Say) -> World:
     """Simulate, load the engine, train and register; with ``keep_engine`` the engine keeps running afterwards."""
     tag = f"bench-{kind}-{uuid.uuid4().hex[:6]}"
-    base = app.settings
-    settings = base.model_copy(
-        update={
-            "topic_prefix": f"{base.topic_prefix}{tag}.",
-            "feast_project": tag.replace("-", "_"),
-            "fraud_model": f"{tag}-fraud",
-            "reco_model": f"{tag}-reco",  # never registered: the reco endpoint stays off
-        }
-    )
-    run = Slipstream(settings)
+    run = run_settings(app, tag)
+    try:
+        return _build(app, run, tag, load_days, heldout_days, keep_engine, say)
+    except BaseException:
+        remove_run(app, tag, say)
+        raise
+
+
+def _build(
+    app: Slipstream, run: Slipstream, tag: str, load_days: int, heldout_days: int, keep_engine: bool, say: Say
+) -> World:
+    settings = run.settings
     run.apply_topics()
-    bench_dir = (base.state_dir / "bench" / tag).absolute()
+    bench_dir = (app.settings.state_dir / "bench" / tag).absolute()
     feast = FeastRepoConfig(
         project=settings.feast_project,
         repo_dir=bench_dir / "feast",
@@ -218,10 +248,18 @@ def build_world(app: Slipstream, kind: str, *, load_days: int, heldout_days: int
         "loaded_transactions": len(load_tx),
         "loaded_labels": len(load_labels),
         "heldout_transactions": len(world.heldout),
-        "customer_ids": sorted(tx["customer_id"].unique().tolist()),
-        "terminal_ids": sorted(tx["terminal_id"].unique().tolist()),
     }
     _start_engine(world, keep_engine)
+    try:
+        _load(world, load_tx, load_labels, keep_engine, say)
+    except BaseException:
+        world.stop_engine()
+        raise
+    return world
+
+
+def _load(world: World, load_tx: pd.DataFrame, load_labels: pd.DataFrame, keep_engine: bool, say: Say) -> None:
+    run, load_days = world.app, world.setup["load_days"]
     say(f"publishing {len(load_tx):,} transactions and {len(load_labels):,} labels ({load_days} days) to the engine…")
     started = time.perf_counter()
     with EventProducer(run.bootstrap_servers, run.contracts, linger_ms=20) as producer:
@@ -233,7 +271,6 @@ def build_world(app: Slipstream, kind: str, *, load_days: int, heldout_days: int
     _train(world, load_tx, load_labels, say)
     _wait_engine(world, len(load_tx) + len(load_labels), keep_engine, say)
     world.setup["engine_load_seconds"] = round(time.perf_counter() - started, 1)
-    return world
 
 
 def _start_engine(world: World, keep: bool) -> None:

@@ -102,7 +102,11 @@ def newest_known(state: EntityState, t_us: int) -> int | None:
     do not make features fresher); None when there is none."""
     newest: int | None = None
     for ring in state.rings.values():
-        best = max((k for k in ring.known if k <= t_us), default=None)
+        if not ring.known:
+            continue
+        best: int | None = max(ring.known)  # usually nothing is after t: one C-speed pass, no generator
+        if best is not None and best > t_us:
+            best = max((k for k in ring.known if k <= t_us), default=None)
         if best is not None and (newest is None or best > newest):
             newest = best
     return newest

@@ -13,6 +13,7 @@ event loop itself: a thread hop would cost more than the work.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -134,6 +135,10 @@ def create_app(service: ScoringService, *, manage_lifecycle: bool = True) -> Fas
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if manage_lifecycle:
             service.start()
+            # Start-up leaves ~360k GC-tracked objects (MLflow, SQLAlchemy, ONNX, FastAPI); a full collection over
+            # them stalls every request for 100-300 ms. None of it is garbage: take it out of the collector's passes.
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:

@@ -1,81 +1,274 @@
-"""`slipstream demo`: the main job, end to end as far as Slipstream goes today."""
+"""`slipstream demo`: the main job, end to end, with a live terminal summary (see :mod:`slipstream.demo`)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
+import signal
+import threading
+import time
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, Any
 
 import typer
 from rich.console import Group
 from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.status import Status
 from rich.table import Table
+from rich.text import Text
 
 from slipstream.cli.common import build, console, friendly_errors
-from slipstream.cli.simulate import simulate_fraud_file
-from slipstream.demo import DemoStats, run_demo
+from slipstream.demo import DemoOptions, DemoReport, DemoRun, LiveStats
+from slipstream.demo.timeline import DAY_US, REACH_US, iso, labels_path
 
 
-def _view(stats: DemoStats) -> Group:
-    table = Table(
-        title="Slipstream: card transactions → Kafka → feature engine → Feast/Redis + feature log", min_width=78
+def _ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:,.1f}"
+
+
+def _share(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.1%}"
+
+
+def live_view(stats: LiveStats, *, rate: float, stopping: bool = False, final: bool = False) -> Group:
+    """The live summary: throughput, latency, what the model catches, which model, how fresh, what was rejected."""
+    produced_rate, scored_rate = stats.rates()
+    minutes, seconds = divmod(int(stats.elapsed), 60)
+    state = "final" if final else "stopping: scoring what is in flight…" if stopping else "Ctrl-C stops"
+    table = Table(title=f"Slipstream live: card traffic → Kafka → features → fraud scores   ({state})", min_width=100)
+    table.add_column("", style="bold")
+    table.add_column("now", justify="right")
+    clock = iso(stats.shown_time_us)[:19].replace("T", " ") if stats.shown_time_us else "-"
+    table.add_row("live for", f"{minutes}:{seconds:02d}   event time {clock} UTC (simulated ×{stats.speedup:,.0f})")
+    table.add_row(
+        "transactions produced",
+        f"{stats.produced:,} of {stats.planned:,}  {produced_rate:,.0f}/s (target {rate:g}/s)  "
+        f"+ {stats.labels:,} delayed labels{'  [data exhausted]' if stats.exhausted else ''}",
     )
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    rate = stats.vectors / stats.elapsed if stats.elapsed > 0 else 0.0
-    table.add_row("transactions sent / planned", f"{stats.sent:,} / {stats.planned:,}")
-    table.add_row("frauds among them (ground truth)", f"{stats.frauds_sent:,}")
-    table.add_row("feature vectors on the feature log", f"{stats.vectors:,} ({rate:,.0f}/s)")
-    table.add_row("produced → vector latency p50 / p99", f"{stats.percentile(50):.1f} / {stats.percentile(99):.1f} ms")
-    table.add_row("poison messages injected / dead-lettered", f"{stats.poisoned:,} / {stats.dead_lettered:,}")
-    for stage, s in stats.stages.items():
-        table.add_row(f"stage {stage}", f"{s.applied:,} applied, {s.rows_written:,} Redis rows")
-    sample = Table(title="latest customer, read back from Redis (Feast layout)", min_width=78)
-    sample.add_column("feature")
-    sample.add_column("value", justify="right")
-    for name, value in list(stats.sample.items())[:7]:
-        sample.add_row(name, f"{value:,.2f}" if isinstance(value, float) else str(value))
-    return Group(table, sample)
+    table.add_row("scored by score-stream", f"{stats.scored:,}  {scored_rate:,.0f}/s")
+    table.add_row(
+        "latency produce → prediction p50 / p99",
+        f"{_ms(stats.percentile('e2e_ms', 50))} / {_ms(stats.percentile('e2e_ms', 99))} ms  "
+        f"(scorer batch p50 {_ms(stats.percentile('scorer_ms', 50))} ms)",
+    )
+    table.add_row(
+        "HTTP scorer round trip p50 / p99",
+        f"{_ms(stats.percentile('http_ms', 50))} / {_ms(stats.percentile('http_ms', 99))} ms  "
+        f"({len(stats.http_ms):,} requests, {stats.http_errors} errors, port {stats.http_port})",
+    )
+    table.add_row(
+        "frauds in the stream / flagged / caught",
+        f"{stats.frauds_scored:,} / {stats.flagged:,} / {stats.caught:,}   "
+        f"precision {_share(stats.precision)}  recall {_share(stats.recall)}",
+    )
+    table.add_row("model (from predictions)", stats.model or "-")
+    table.add_row(
+        "feature freshness p50 / p99",
+        f"{_ms(stats.percentile('freshness_ms', 50))} / {_ms(stats.percentile('freshness_ms', 99))} ms "
+        "(produce → engine's feature vector)",
+    )
+    letters = ", ".join(f"{name} {n:,}" for name, n in sorted(stats.dead_letters.items())) or "none"
+    table.add_row("dead letters", f"{stats.poisoned:,} poison messages injected → {letters}")
+    engine = ", ".join(f"{stage} {s.applied:,}" for stage, s in stats.stages.items())
+    table.add_row("engine: events applied per stage", engine or "-")
+    return Group(table, _http_view(stats))
+
+
+def _http_view(stats: LiveStats) -> Text:
+    last = stats.http_last
+    text = Text("HTTP  POST /v1/fraud/score  ", style="bold")
+    if not last:
+        return text.append("(the first live transaction is scored shortly)", style="dim")
+    flagged = bool(last.get("decision"))
+    text.append(f"transaction {last.get('transaction_id')}, customer {last.get('customer_id')}, ")
+    text.append(f"amount {last.get('amount', 0.0):,.2f} → score {last.get('score', 0.0):.4f} ")
+    text.append("FLAGGED" if flagged else "passed", style="bold red" if flagged else "green")
+    text.append(f" (truth: {'fraud' if last.get('is_fraud') else 'genuine'}) by {_model(last)}, ")
+    server = (last.get("timings_us") or {}).get("total_us", float("nan")) / 1000
+    text.append(f"{last.get('round_trip_ms', 0.0):.1f} ms round trip ({server:.2f} ms scoring)")
+    return text
+
+
+def _model(answer: dict[str, Any]) -> str:
+    model = answer.get("model") or {}
+    return f"{model.get('name', '?')} v{model.get('version', '?')}"
+
+
+class ConsoleUI:
+    """Start-up steps with a spinner and their times, the warm-up as a progress bar, then the live view."""
+
+    def __init__(self, stop: threading.Event, rate: float) -> None:
+        self.stop = stop
+        self.rate = rate
+        self._status: Status | None = None
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._live: Live | None = None
+        self._since = time.perf_counter()
+
+    def _clear(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def step(self, text: str) -> None:
+        self._clear()
+        self._since = time.perf_counter()
+        self._status = console.status(f"{text} …")
+        self._status.start()
+
+    def done(self, text: str) -> None:
+        self._clear()
+        console.print(f"[green]✓[/green] {text} [dim]({time.perf_counter() - self._since:.1f} s)[/dim]")
+        self._since = time.perf_counter()
+
+    def warm(self, applied: int, total: int) -> None:
+        if self._progress is None:
+            self._clear()
+            columns = (TextColumn("[bold]warm-up"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            self._progress = Progress(*columns, console=console, transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task("warm-up", total=total)
+        self._progress.update(self._task, completed=applied)
+
+    def live(self, stats: LiveStats) -> None:
+        view = live_view(stats, rate=self.rate, stopping=self.stop.is_set())
+        if self._live is None:
+            self._clear()
+            self._live = Live(view, console=console, refresh_per_second=2, transient=True)
+            self._live.start()
+        else:
+            self._live.update(view)
+
+    def close(self, report: DemoReport) -> None:
+        self._clear()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        if report.live:
+            console.print(live_view(report.stats, rate=self.rate, final=True))
+
+
+def _signals(stop: threading.Event) -> dict[int, Any]:
+    """First Ctrl-C (or SIGTERM): stop cleanly; a second one: stop now."""
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _ensure_data(data: Path) -> None:
+    from slipstream.cli.simulate import simulate_fraud_file
+
+    if data.exists() and labels_path(data).exists():
+        console.print(f"[green]✓[/green] simulated data cached in {data}")
+        return
+    console.print(f"simulating the Fraud Detection Handbook data set once (cached in {data}) …")
+    started = time.perf_counter()
+    n, frauds = simulate_fraud_file(data)
+    console.print(
+        f"[green]✓[/green] {n:,} transactions, {frauds:,} frauds [dim]({time.perf_counter() - started:.1f} s)[/dim]"
+    )
+
+
+def _exit(code: int) -> str:
+    if code < 0:  # uvicorn re-raises the signal it shut down on, after shutting down cleanly
+        with contextlib.suppress(ValueError):
+            return f"ended on {signal.Signals(-code).name}"
+    return f"exit {code}"
+
+
+def _farewell(report: DemoReport, *, external: bool, keep: bool) -> bool:
+    """Say how it ended; True when it ended well."""
+    t = report.timings
+    if "startup" in t:
+        parts = ", ".join(f"{k} {t[k]:.0f}" for k in ("platform", "data", "train", "warmup", "scorers") if k in t)
+        console.print(f"start-up to live traffic: {t['startup']:.0f} s ({parts} s)")
+    stopped = ", ".join(f"{name} ({_exit(code)})" for name, code in report.exit_codes.items())
+    if report.left_running:
+        console.print(f"[red]✗[/red] still running after the stop: pids {report.left_running}")
+    elif stopped:
+        console.print(f"[green]✓[/green] stopped {stopped}: no child process left running")
+    prefix = report.namespace.prefix
+    if report.cleaned:
+        console.print(f"[green]✓[/green] deleted this run's topics ({prefix}*) and Redis keys")
+    elif keep:
+        console.print(f"kept this run's topics: `SLIPSTREAM_TOPIC_PREFIX={prefix} slipstream tail predictions`")
+    else:
+        console.print(f"[yellow]could not delete this run's topics ({prefix}*) yet: the next run does[/yellow]")
+    if external:
+        console.print("Kafka and Redis were given (KAFKA_BOOTSTRAP_SERVERS, REDIS_URL) and are left as they are.")
+    else:
+        console.print(
+            "Kafka and Redis keep running for the next run: "
+            "[bold]slipstream infra down[/bold] (or [bold]make down[/bold]) stops them."
+        )
+    if report.error:
+        console.print(f"[bold red]error:[/bold red] {report.error}", highlight=False)
+    scored_nothing = report.live and report.stats.scored == 0
+    if scored_nothing:
+        console.print("[red]✗[/red] nothing was scored")
+    return report.error is None and not report.left_running and not scored_nothing
 
 
 def demo(
-    days: Annotated[float, typer.Option(help="How many simulated days of traffic to stream.")] = 1.0,
-    rate: Annotated[float, typer.Option(help="Events per second (open loop).")] = 1000.0,
-    poison_every: Annotated[int, typer.Option(help="Inject a truncated message after every N events (0: none).")] = 500,
-    data: Annotated[Path, typer.Option(help="Simulated transactions (made once, then reused).")] = Path(
-        ".slipstream/data/fraud.parquet"
-    ),
-    keep: Annotated[bool, typer.Option(help="Keep this run's topics (demo-<time>.*) afterwards.")] = False,
+    rate: Annotated[float, typer.Option(min=0.1, help="Live transactions per second (open loop).")] = 200.0,
+    duration: Annotated[
+        float | None, typer.Option(min=1, help="Seconds of live traffic, then stop (default: until Ctrl-C).")
+    ] = None,
+    warmup_days: Annotated[
+        float,
+        typer.Option(min=0, help="Simulated days before live run through the engine first (37: every window full)."),
+    ] = REACH_US / DAY_US,
+    poison_every: Annotated[
+        int, typer.Option(min=0, help="A truncated message after every N transactions (0: none).")
+    ] = 1000,
+    data: Annotated[
+        Path | None, typer.Option(help="Simulated transactions (default <state dir>/data/fraud.parquet; made once).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port of the HTTP scorer (default: a free one).")] = None,
+    keep: Annotated[bool, typer.Option(help="Keep this run's topics and Redis keys afterwards.")] = False,
+    report_json: Annotated[
+        Path | None, typer.Option("--report", help="Also write the final summary as JSON here.")
+    ] = None,
 ) -> None:
-    """Start Kafka + Redis, apply the Feast repo, run the feature engine, stream the Fraud Handbook's simulated card
-    traffic live (with poison messages), and watch exact features arrive on the feature log and in Redis."""
+    """Everything, live: start Kafka + Redis, simulate the Fraud Handbook's card traffic, backfill features, train a
+    LightGBM model and register it in MLflow behind the ONNX parity gate as champion, warm the online store through
+    the feature engine, start the engine, score-stream and the HTTP scorer, then stream transactions (and their
+    delayed labels) at --rate and watch throughput, latency, frauds caught and the model version live. Ctrl-C stops
+    every process the demo started; Kafka and Redis keep running (`slipstream infra down`)."""
     with friendly_errors():
         app = build()
-        if not app.external:
-            for status in app.platform.up().values():
-                console.print(f"[green]✓[/green] {status.name} {status.version or ''} at {status.address}")
-        app.apply_topics()
-        console.print(f"[green]✓[/green] topics applied ({len(app.contracts.catalog.specs)} declared)")
-        if not data.exists():
-            console.print(f"simulating the Fraud Detection Handbook data set (once; cached in {data})…")
-            n, frauds = simulate_fraud_file(data)
-            console.print(f"[green]✓[/green] {n:,} transactions, {frauds:,} frauds")
-        console.print("starting the feature engine (one process per stage)…")
-        with Live(console=console, refresh_per_second=4) as live:
-            stats = run_demo(
-                app,
-                data,
-                days=days,
-                rate=rate,
-                poison_every=poison_every,
-                render=lambda s: live.update(_view(s)),
-                keep=keep,
-            )
-        missing = stats.sent - stats.vectors
-        ok = missing <= 0 and stats.dead_lettered >= stats.poisoned
-        colour = "green" if ok else "red"
-        console.print(
-            f"[{colour}]{'✓' if ok else '✗'}[/{colour}] {stats.sent:,} sent, {stats.vectors:,} feature vectors, "
-            f"{stats.dead_lettered:,} dead-lettered (run with --keep, then `slipstream tail` the demo-* topics)"
+        options = DemoOptions(
+            rate=rate,
+            duration_s=duration,
+            warmup_days=warmup_days,
+            poison_every=poison_every,
+            data=data or app.settings.state_dir / "data" / "fraud.parquet",
+            keep=keep,
+            port=port,
         )
-        if not ok:
+        _ensure_data(options.data)
+        stop = threading.Event()
+        ui = ConsoleUI(stop, rate)
+        previous = _signals(stop)
+        run = DemoRun(app, options, ui, stop)
+        try:
+            report = run.run()
+        finally:
+            ui.close(run.report)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if report_json is not None:
+            report_json.write_text(json.dumps(report.summary(), indent=2, default=str))
+        if not _farewell(report, external=app.external, keep=keep):
             raise typer.Exit(1)

@@ -1,0 +1,459 @@
+"""One demo run, from an empty broker to live scoring and back: see :mod:`slipstream.demo` for the story.
+
+Start-up, in order (the slow parts overlap): the platform and this run's topics; the feature engine (one process per
+stage) starts and waits for input; the simulated data is read and split along the timeline; the warm-up is produced
+on a thread while the main thread backfills, trains, registers and promotes the champion; the scorer group is set to
+start at the live point; `score-stream` and `serve` start as child processes while the engine works through the
+warm-up; live traffic starts once the engine has applied every warm-up event and both scorers answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import redis
+
+from schemas.exceptions import SlipstreamError
+from schemas.transport import EventProducer
+from slipstream.app import Slipstream
+from slipstream.demo.exceptions import DemoError, DemoStopped
+from slipstream.demo.namespace import RunFiles, admin_client, cleanup, group_assigned, start_group_at_end
+from slipstream.demo.probe import HttpScorer, probe_http
+from slipstream.demo.processes import (
+    RUN_VARIABLE,
+    Child,
+    child_env,
+    children_of,
+    free_port,
+    processes_of_run,
+    terminate,
+)
+from slipstream.demo.stats import LiveStats
+from slipstream.demo.timeline import (
+    DAY_US,
+    LABEL_FIELDS_ALL,
+    REACH_US,
+    TX_FIELDS,
+    WEEK_US,
+    Events,
+    Namespace,
+    Timeline,
+    iso,
+    labels_path,
+    micros,
+    plan_timeline,
+    slice_events,
+)
+from slipstream.demo.traffic import produce_all, stream_live
+from slipstream.demo.training import Champion, train_champion
+from streams.engine.runner import StageStats
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    rate: float = 200.0
+    duration_s: float | None = None
+    warmup_days: float = REACH_US / DAY_US
+    poison_every: int = 1000
+    http_every_s: float = 0.25
+    data: Path = Path(".slipstream/data/fraud.parquet")
+    keep: bool = False
+    port: int | None = None
+
+
+class DemoUI(Protocol):
+    def step(self, text: str) -> None:
+        """A phase starts."""
+
+    def done(self, text: str) -> None:
+        """A phase ended well."""
+
+    def warm(self, applied: int, total: int) -> None:
+        """Warm-up progress: events the engine applied so far."""
+
+    def live(self, stats: LiveStats) -> None:
+        """Refresh the live view (about twice a second)."""
+
+
+@dataclass
+class DemoReport:
+    namespace: Namespace
+    timings: dict[str, float] = field(default_factory=dict)
+    champion: Champion | None = None
+    stats: LiveStats = field(default_factory=LiveStats)
+    exit_codes: dict[str, int] = field(default_factory=dict)
+    left_running: list[int] = field(default_factory=list)
+    cleaned: bool = False
+    http_port: int = 0
+    live: bool = False
+    error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "prefix": self.namespace.prefix,
+            "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
+            "registered_version": self.champion.version if self.champion else None,
+            "model": s.model,
+            "produced": s.produced,
+            "labels": s.labels,
+            "scored": s.scored,
+            "flagged": s.flagged,
+            "frauds_scored": s.frauds_scored,
+            "caught": s.caught,
+            "precision": s.precision,
+            "recall": s.recall,
+            "e2e_p50_ms": s.percentile("e2e_ms", 50),
+            "e2e_p99_ms": s.percentile("e2e_ms", 99),
+            "http_requests": len(s.http_ms),
+            "http_p50_ms": s.percentile("http_ms", 50),
+            "http_p99_ms": s.percentile("http_ms", 99),
+            "http_model": (s.http_last.get("model") or {}).get("version"),
+            "freshness_p50_ms": s.percentile("freshness_ms", 50),
+            "project": self.namespace.project,
+            "poisoned": s.poisoned,
+            "dead_letters": dict(s.dead_letters),
+            "exit_codes": self.exit_codes,
+            "left_running": self.left_running,
+            "cleaned": self.cleaned,
+            "error": self.error,
+        }
+
+
+class DemoRun:
+    """One run: :meth:`run` starts everything, streams until ``stop`` is set or the duration is over, then stops
+    every child it started and deletes its namespace."""
+
+    def __init__(self, app: Slipstream, options: DemoOptions, ui: DemoUI, stop: threading.Event) -> None:
+        self.app = app
+        self.options = options
+        self.ui = ui
+        self.stop = stop
+        self.ns = Namespace.new(app.settings.topic_prefix, datetime.now(UTC))
+        self.contracts = app.with_prefix(self.ns.prefix)
+        self.report = DemoReport(self.ns)
+        self.stats = self.report.stats
+        self.children: dict[str, Child] = {}
+        self.live_events: tuple[Events, Events] | None = None
+        self._scorer_group = f"{self.ns.prefix}slipstream-scorer-fraud"
+        self._engine_stop = threading.Event()
+        self._engine_error: list[BaseException] = []
+        self._engine: threading.Thread | None = None
+        self._live_stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._producer: EventProducer | None = None
+        self._run_file: Path | None = None
+        self._clock = time.perf_counter()
+
+    def run(self) -> DemoReport:
+        started = time.perf_counter()
+        os.environ[RUN_VARIABLE] = self.ns.run_id  # inherited by every process of the run
+        preload = threading.Thread(target=self._preload, name="demo-preload", daemon=True)
+        preload.start()  # the model stack imports while Kafka boots
+        try:
+            producer = self._platform()
+            tx, labels, timeline, warm = self._data()
+            preload.join()
+            self._train_while_warming(producer, tx, labels, timeline, warm)
+            del tx, labels
+            self._wait_warm(warm)
+            self._wait_scorers()
+            self.report.timings["startup"] = time.perf_counter() - started
+            self._live(producer)
+        except DemoStopped:
+            pass
+        except (SlipstreamError, OSError) as exc:
+            self.report.error = str(exc)
+        finally:
+            self._shutdown()
+        return self.report
+
+    # ------------------------------------------------------------------ start-up
+    def _preload(self) -> None:
+        """Import LightGBM, MLflow and the offline engine, open the registry: seconds of work that need no broker."""
+        with contextlib.suppress(Exception):
+            import features.offline
+            import models.evaluation
+            import models.fraud
+
+            del features.offline, models.evaluation, models.fraud
+            _ = self.app.model_registry
+
+    def _phase(self, name: str) -> None:
+        now = time.perf_counter()
+        self.report.timings[name] = now - self._clock
+        self._clock = now
+        self._check()
+
+    def _platform(self) -> EventProducer:
+        app, ns = self.app, self.ns
+        self.ui.step("starting Kafka + Redis" if not app.external else f"using Kafka at {app.bootstrap_servers}")
+        if not app.external:
+            app.platform.up()
+        runs = RunFiles(app.settings.state_dir)
+        for path, stale in runs.stale():
+            orphans = processes_of_run(stale.run_id)
+            if orphans:
+                stuck = terminate(orphans)
+                self.ui.done(f"stopped {len(orphans) - len(stuck)} leftover processes of an interrupted run")
+            try:
+                keys = cleanup(app, stale)
+            except (SlipstreamError, redis.RedisError) as exc:
+                self.ui.done(f"could not yet delete the leftovers of an interrupted run ({stale.prefix}*): {exc}")
+                continue
+            path.unlink(missing_ok=True)
+            self.ui.done(f"deleted the leftovers of an interrupted run: topics {stale.prefix}*, {keys:,} Redis keys")
+        self._run_file = runs.claim(ns)
+        app.apply_topics(self.contracts)
+        self._producer = app.producer(linger_ms=1.0, contracts=self.contracts, log_level=3)
+        self._start_engine()
+        self._phase("platform")
+        self.ui.done(
+            f"Kafka + Redis up; this run's topics: {ns.prefix}*; feature engine starting (a process per stage)"
+        )
+        return self._producer
+
+    def _data(self) -> tuple[Any, Any, Timeline, tuple[Events, Events]]:
+        import pandas as pd
+
+        from slipstream.cli.models import _windows  # the windows `slipstream train fraud` uses
+
+        data = self.options.data
+        self.ui.step(f"reading the simulated card traffic ({data})")
+        tx = pd.read_parquet(data, columns=[*TX_FIELDS, "tx_fraud"])
+        labels = pd.read_parquet(labels_path(data), columns=list(LABEL_FIELDS_ALL))
+        train, valid = _windows(tx, None, None)
+        warmup_us = int(self.options.warmup_days * DAY_US)
+        timeline = plan_timeline(micros(datetime.now(UTC)), train, valid, warmup_us)
+        events = slice_events(tx, labels, timeline)
+        live_tx = events["live_tx"]
+        if not len(live_tx):
+            msg = f"{data} holds no transactions after {iso(timeline.live_start_us)} to stream live"
+            raise DemoError(msg)
+        self.live_events = (live_tx, events["live_labels"])
+        times = live_tx.columns["event_time"]
+        simulated_s_per_tx = (int(times[-1]) - int(times[0])) / 1e6 / max(len(times) - 1, 1)
+        self.stats.planned, self.stats.speedup = len(live_tx), simulated_s_per_tx * self.options.rate
+        self._phase("data")
+        self.ui.done(
+            f"{len(tx):,} simulated transactions; live from simulated {iso(timeline.live_start_us)[:16]}, moved "
+            f"{timeline.shift_us // WEEK_US:,} weeks to now: {len(live_tx):,} transactions to stream"
+        )
+        return tx, labels, timeline, (events["warm_tx"], events["warm_labels"])
+
+    def _train_while_warming(
+        self, producer: EventProducer, tx: Any, labels: Any, timeline: Timeline, warm: tuple[Events, Events]
+    ) -> None:
+        """Produce the warm-up on a thread (the engine takes it from there) while the champion is trained here."""
+        warm_tx, warm_labels = warm
+
+        warming = threading.Thread(
+            target=produce_all, args=(producer, warm_tx, warm_labels, self.stop), name="demo-warmup", daemon=True
+        )
+        warming.start()
+        train, valid = timeline.train, timeline.valid
+        self.ui.step(
+            f"backfilling offline features; training on {train[0]}..{train[1]}, validating on {valid[0]}..{valid[1]}"
+        )
+        champion = train_champion(self.app, producer, tx, labels, timeline)
+        self.report.champion = champion
+        self._phase("train")
+        self.ui.done(
+            f"{self.app.settings.fraud_model} v{champion.version} registered in MLflow and promoted to champion "
+            f"(REGISTERED, PROMOTED on model-events): trained on {champion.train_rows:,} transactions, validation "
+            f"AP {champion.metrics.get('average_precision', float('nan')):.3f}, threshold {champion.threshold:.3f}, "
+            f"ONNX parity max |diff| {champion.parity_max_abs_diff:.1g}; {champion.backfill_vectors:,} offline "
+            f"feature vectors in {self.app.settings.offline_dir}"
+        )
+        warming.join()
+        producer.flush(120)
+        start_group_at_end(self.app.bootstrap_servers, self._scorer_group, self.contracts.topic("transactions"))
+        self._start_scorers()
+
+    def _wait_warm(self, warm: tuple[Events, Events]) -> None:
+        warm_tx, warm_labels = warm
+        # customer stage: the transactions; terminal stage: both, and a feature vector per transaction
+        total = 3 * len(warm_tx) + len(warm_labels)
+        self.ui.step(
+            f"warming the online store: {len(warm_tx):,} transactions and {len(warm_labels):,} labels of the "
+            f"{self.options.warmup_days:g} days before live, through the engine into Redis"
+        )
+        last, idle_since = -1, time.monotonic()
+        while (done := self._warm_done()) < total:
+            self._check()
+            self.ui.warm(done, total)
+            if done != last:
+                last, idle_since = done, time.monotonic()
+            elif done >= total - len(warm_tx) and time.monotonic() - idle_since > 5:
+                break  # every event applied; the last vectors wait for live labels (at most the lateness)
+            self.stop.wait(0.2)
+        self.ui.warm(total, total)
+        self._phase("warmup")
+        self.ui.done(f"online store warm: {len(warm_tx) + len(warm_labels):,} events applied by the engine")
+
+    def _warm_done(self) -> int:
+        stages = self.stats.stages
+        terminal = stages.get("terminal")
+        return sum(s.applied for s in stages.values()) + (terminal.vectors if terminal else 0)
+
+    def _wait_scorers(self, timeout_s: float = 180.0) -> None:
+        port = self.report.http_port
+        self.ui.step(f"waiting for the scorers: score-stream (Kafka) and serve (HTTP, port {port})")
+        http, admin = HttpScorer(port), admin_client(self.app.bootstrap_servers)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while not (http.ready() and group_assigned(admin, self._scorer_group)):
+                self._check()
+                if time.monotonic() > deadline:
+                    logs = "; ".join(f"{c.name} ({c.log}): {c.tail(5)}" for c in self.children.values())
+                    msg = f"the scorers were not ready after {timeout_s:g} s: {logs}"
+                    raise DemoError(msg)
+                self.stop.wait(0.3)
+        finally:
+            http.close()
+        self._phase("scorers")
+        version = self.report.champion.version if self.report.champion else "?"
+        self.ui.done(f"scorers ready with v{version}: score-stream → predictions, http://127.0.0.1:{port}")
+
+    def _start_engine(self) -> None:
+        from streams.engine.app import EngineJob, run_processes
+
+        job = EngineJob(self.app.engine_settings(project=self.ns.project), self.ns.prefix, "fraud")
+
+        def on_batch(stage: str, stats: StageStats) -> None:
+            self.stats.stages[stage] = stats
+
+        def work() -> None:
+            try:
+                run_processes(job, self._engine_stop, on_batch=on_batch)
+            except BaseException as exc:  # noqa: BLE001 - reported by _check in the main thread
+                self._engine_error.append(exc)
+
+        self._engine = threading.Thread(target=work, name="demo-engine", daemon=True)
+        self._engine.start()
+
+    def _start_scorers(self) -> None:
+        env = child_env(self.app, self.ns)
+        logs = self.app.settings.state_dir / "demo" / self.ns.run_id
+        port = self.options.port or free_port()
+        self.report.http_port = self.stats.http_port = port
+        self.children["score-stream"] = Child.start(
+            "score-stream", ["score-stream", "--quiet", "--log-level", "warning"], env, logs / "score-stream.log"
+        )
+        self.children["serve"] = Child.start(
+            "serve", ["serve", "--port", str(port), "--log-level", "warning"], env, logs / "serve.log"
+        )
+
+    def _check(self) -> None:
+        """Raise if the run cannot go on: stopped, the engine failed, or a child exited."""
+        if self.stop.is_set():
+            raise DemoStopped
+        if self._engine_error:
+            msg = f"the feature engine failed: {self._engine_error[0]}"
+            raise DemoError(msg)
+        if self._engine is not None and not self._engine.is_alive():
+            msg = "the feature engine stopped"
+            raise DemoError(msg)
+        for child in self.children.values():
+            if not child.alive:
+                msg = f"{child.name} exited with code {child.proc.returncode}; its log ({child.log}):\n{child.tail()}"
+                raise DemoError(msg)
+
+    # ------------------------------------------------------------------ live
+    def _live(self, producer: EventProducer) -> None:
+        if self.live_events is None:
+            return
+        stats, options = self.stats, self.options
+        live_tx, live_labels = self.live_events
+        self.report.live = True
+        names = ("predictions", "feature-log", "dead-letter")
+        # From the end: the feature log holds a vector of every warm-up transaction, and nothing else is ours yet.
+        reader = self.app.consumer(names, from_beginning=False, contracts=self.contracts)
+        topics = {self.contracts.topic(t): t for t in names}
+        stats.started = time.perf_counter()
+        self._spawn(
+            "demo-live",
+            lambda: stream_live(
+                producer,
+                live_tx,
+                live_labels,
+                stats,
+                self._live_stop,
+                rate=options.rate,
+                poison_every=options.poison_every,
+            ),
+        )
+        http = HttpScorer(self.report.http_port)
+        self._spawn("demo-http", lambda: probe_http(http, stats, self._live_stop, options.http_every_s))
+        last_render = 0.0
+        drain_until: float | None = None
+        try:
+            while True:
+                batch = reader.poll_batch(max_records=2000, timeout=0.1)
+                now = time.perf_counter()
+                for event in batch.events:
+                    kind = topics[event.topic]
+                    if kind == "predictions":
+                        stats.on_prediction(event.value, now)
+                    elif kind == "feature-log":
+                        stats.on_vector(event.value, now)
+                    else:
+                        stats.dead_letters[str(event.value["processor"])] += 1
+                if now - last_render >= 0.5:
+                    self.ui.live(stats)
+                    last_render = now
+                if drain_until is None:
+                    over = options.duration_s is not None and stats.elapsed >= options.duration_s
+                    if over or self.stop.is_set():
+                        self._live_stop.set()  # stop producing; what is in flight gets a moment to be scored
+                        stats.stopped = now
+                        drain_until = now + 5.0
+                    else:
+                        self._check()
+                elif now > drain_until or (stats.scored >= stats.produced and not self._busy()):
+                    break
+        finally:
+            reader.close()
+            self.ui.live(stats)
+
+    def _busy(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # ------------------------------------------------------------------ stop
+    def _shutdown(self) -> None:
+        """Stop producing, stop every child (SIGTERM, then SIGKILL), delete the namespace, list what is left."""
+        self._live_stop.set()
+        for thread in self._threads:
+            thread.join(10)
+        for name, child in self.children.items():
+            self.report.exit_codes[name] = child.stop()
+        self._engine_stop.set()
+        if self._engine is not None:
+            self._engine.join(60)
+            self.report.exit_codes["engine"] = 0 if not self._engine_error and not self._engine.is_alive() else 1
+        if self._producer is not None:
+            with contextlib.suppress(SlipstreamError):
+                self._producer.flush(10)
+        if self.stats.stopped is None:
+            self.stats.stopped = time.perf_counter()
+        self.report.left_running = sorted(set(children_of(os.getpid())) | set(processes_of_run(self.ns.run_id)))
+        os.environ.pop(RUN_VARIABLE, None)
+        if not self.options.keep:
+            with contextlib.suppress(SlipstreamError, redis.RedisError, OSError):
+                cleanup(self.app, self.ns)
+                self.report.cleaned = True
+        if self._run_file is not None and (self.report.cleaned or self.options.keep):
+            self._run_file.unlink(missing_ok=True)  # else the next run finds it and deletes what is left

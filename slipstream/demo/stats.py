@@ -1,0 +1,112 @@
+"""What the live table shows, measured where the demo can see it: transactions as they are produced, and the
+``predictions``, ``feature-log`` and ``dead-letter`` topics as they are read back. Ground truth comes from the
+simulation (every transaction sent knows whether it is a fraud), so precision and recall are exact so far."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streams.engine.runner import StageStats
+
+
+def _pct(samples: deque[float], q: float) -> float:
+    return float(np.percentile(np.fromiter(samples, float), q)) if samples else float("nan")
+
+
+@dataclass
+class LiveStats:
+    """What the live table shows; fed by the producer thread, the reader (main thread) and the HTTP prober."""
+
+    planned: int = 0
+    http_port: int = 0
+    speedup: float = 0.0
+    produced: int = 0
+    labels: int = 0
+    poisoned: int = 0
+    frauds_produced: int = 0
+    scored: int = 0
+    flagged: int = 0
+    caught: int = 0
+    frauds_scored: int = 0
+    model: str = ""
+    exhausted: bool = False
+    shown_time_us: int = 0
+    e2e_ms: deque[float] = field(default_factory=lambda: deque(maxlen=20_000))
+    scorer_ms: deque[float] = field(default_factory=lambda: deque(maxlen=20_000))
+    freshness_ms: deque[float] = field(default_factory=lambda: deque(maxlen=20_000))
+    http_ms: deque[float] = field(default_factory=lambda: deque(maxlen=5_000))
+    http_errors: int = 0
+    http_last: dict[str, Any] = field(default_factory=dict)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    stages: dict[str, StageStats] = field(default_factory=dict)
+    sent: dict[str, tuple[float, bool]] = field(default_factory=dict)  # transaction id -> (sent at, is fraud)
+    vectors_pending: dict[str, float] = field(default_factory=dict)
+    last_tx: dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    stopped: float | None = None
+    _marks: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=64))
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds of live traffic so far (to the stop, once stopped)."""
+        return (self.stopped or time.perf_counter()) - self.started
+
+    @property
+    def precision(self) -> float:
+        return self.caught / self.flagged if self.flagged else float("nan")
+
+    @property
+    def recall(self) -> float:
+        return self.caught / self.frauds_scored if self.frauds_scored else float("nan")
+
+    def percentile(self, name: str, q: float) -> float:
+        samples: deque[float] = getattr(self, name)
+        return _pct(samples, q)
+
+    def on_sent(self, record: Mapping[str, Any], fraud: bool, now: float) -> None:
+        key = str(record["transaction_id"])
+        self.sent[key] = (now, fraud)
+        self.vectors_pending[key] = now
+        self.frauds_produced += fraud
+        self.produced += 1
+        self.shown_time_us = int(record["event_time"])
+        self.last_tx = {**record, "is_fraud": fraud}
+
+    def on_prediction(self, value: Mapping[str, Any], now: float) -> None:
+        sent = self.sent.pop(str(value["event_id"]), None)
+        if sent is None:  # a re-delivered prediction: counted once
+            return
+        self.scored += 1
+        self.e2e_ms.append((now - sent[0]) * 1000)
+        self.scorer_ms.append(float(value["timings_us"].get("total_us", float("nan"))) / 1000)
+        decision, fraud = bool(value["decision"]), sent[1]
+        self.flagged += decision
+        self.frauds_scored += fraud
+        self.caught += decision and fraud
+        self.model = f"{value['model_name']} v{value['model_version']}"
+
+    def on_vector(self, value: Mapping[str, Any], now: float) -> None:
+        sent = self.vectors_pending.pop(str(value["event_id"]), None)
+        if sent is not None:
+            self.freshness_ms.append((now - sent) * 1000)
+
+    def rates(self) -> tuple[float, float]:
+        """Transactions produced and scored per second over the last ~3 s; once stopped, over the whole run."""
+        if self.stopped is not None:
+            elapsed = max(self.elapsed, 1e-9)
+            return self.produced / elapsed, self.scored / elapsed
+        now = time.perf_counter()
+        self._marks.append((now, self.produced, self.scored))
+        while len(self._marks) > 2 and now - self._marks[1][0] > 3.0:
+            self._marks.popleft()
+        t0, produced0, scored0 = self._marks[0]
+        span = now - t0
+        if span < 0.2:
+            return 0.0, 0.0
+        return (self.produced - produced0) / span, (self.scored - scored0) / span

@@ -1,0 +1,114 @@
+"""`slipstream demo`, the whole story in a short mode, against the test platform: platform, data, a trained and
+promoted champion, a (2-day) warm-up through the engine, score-stream and the HTTP scorer as child processes, live
+traffic for a few seconds, then a clean stop — nothing of the run left running, its topics and Redis keys gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from confluent_kafka.admin import AdminClient
+
+from tests.conftest import REPO, Services
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+LIVE_SECONDS = 15
+
+
+def _marked(marker: str) -> list[int]:
+    """Processes whose environment carries ``marker`` (the demo and every process it started inherit it)."""
+    found = []
+    needle = f"SLIPSTREAM_E2E_MARKER={marker}".encode()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if needle in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_demo_end_to_end(services: Services, tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    report_path = tmp_path / "report.json"
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers,
+        "REDIS_URL": services.redis_url,
+        "SLIPSTREAM_STATE_DIR": str(tmp_path / "state"),
+        "SLIPSTREAM_OFFLINE_DIR": str(tmp_path / "offline"),
+        "SLIPSTREAM_FEAST_REPO_DIR": str(tmp_path / "feast"),
+        "SLIPSTREAM_TOPIC_PREFIX": "",
+        "SLIPSTREAM_E2E_MARKER": marker,
+        "COLUMNS": "160",
+    }
+    data = REPO / ".slipstream" / "data" / "fraud.parquet"  # the demo simulates it once if it is missing
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "slipstream",
+            "demo",
+            "--duration",
+            str(LIVE_SECONDS),
+            "--warmup-days",
+            "2",
+            "--rate",
+            "200",
+            "--data",
+            str(data),
+            "--report",
+            str(report_path),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=220,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    report = json.loads(report_path.read_text())
+
+    # the story happened: a champion was registered, and the live traffic was scored with it, on both paths
+    version = report["registered_version"]
+    assert version, output[-2000:]
+    assert report["model"] == f"fraud v{version}"
+    assert report["http_model"] == version
+    assert report["http_requests"] > 0
+    assert report["produced"] >= LIVE_SECONDS * 200 * 0.8
+    assert report["scored"] >= report["produced"] * 0.99, report
+    assert report["e2e_p50_ms"] > 0
+    assert report["frauds_scored"] >= 0 and report["caught"] <= report["flagged"]
+    assert report["poisoned"] > 0
+    assert report["dead_letters"].get("score-stream", 0) > 0  # poison reached the scorer, and was dead-lettered
+    assert report["error"] is None
+    assert "start-up to live traffic" in output
+    assert "slipstream infra down" not in output  # the services were given: the demo says it leaves them be
+
+    # a clean stop: every child ended, nothing of this run left running, its namespace deleted
+    assert set(report["exit_codes"]) == {"score-stream", "serve", "engine"}
+    assert report["exit_codes"]["score-stream"] == 0
+    assert report["exit_codes"]["engine"] == 0
+    assert report["left_running"] == []
+    deadline = time.monotonic() + 10  # multiprocessing's resource tracker exits just after its parent
+    while _marked(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _marked(marker) == []
+    assert report["cleaned"]
+    topics = AdminClient({"bootstrap.servers": services.bootstrap_servers}).list_topics(timeout=10).topics
+    assert not [t for t in topics if t.startswith(report["prefix"])]
+    client = redis.Redis.from_url(services.redis_url)
+    assert not list(client.scan_iter(match=f"*{report['project']}".encode(), count=1000))
+    client.close()
+    print(f"demo e2e: {elapsed:.0f} s in all; start-up {report['timings_s']}")

@@ -19,7 +19,6 @@ missing features, and nothing is skipped (:mod:`serving.kafka_front`).
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from collections.abc import Callable
@@ -92,13 +91,6 @@ class ScoreStream(KafkaFrontEnd[StreamStats]):
             max_batch=max_batch,
             on_batch=on_batch,
         )
-
-    def run(self, stop: threading.Event, *, until_idle_s: float | None = None) -> StreamStats:
-        # The start-up heap (MLflow, SQLAlchemy, ONNX: ~360k GC-tracked objects) is never garbage; left in the
-        # cyclic collector, every full pass over it stalls scoring for 100-300 ms. Freeze it (see serving.http).
-        gc.collect()
-        gc.freeze()
-        return super().run(stop, until_idle_s=until_idle_s)
 
     def handle(self, events: list[ConsumedEvent], received_us: int, stop: threading.Event | None) -> None:
         records: list[dict[str, Any]] = []

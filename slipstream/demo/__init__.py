@@ -18,8 +18,9 @@ run ends: replaying the same simulated events into topics or entity state that a
 duplicates (or late). A run killed before it could clean up is swept by the next one.
 """
 
+from slipstream.demo.base import DemoOptions, DemoReport, DemoUI
 from slipstream.demo.exceptions import DemoError
-from slipstream.demo.run import DemoOptions, DemoReport, DemoRun, DemoUI
+from slipstream.demo.run import DemoRun
 from slipstream.demo.stats import LiveStats
 
 __all__ = ["DemoError", "DemoOptions", "DemoReport", "DemoRun", "DemoUI", "LiveStats"]

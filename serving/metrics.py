@@ -44,7 +44,7 @@ class ScorerMetrics:
         )
         self.model_info = Gauge(
             "slipstream_model_info",
-            "1 for the model version an endpoint serves.",
+            "1 for the model version an endpoint serves, 0 for versions it served before.",
             ("endpoint", "model", "version"),
             registry=r,
         )
@@ -68,8 +68,8 @@ class ScorerMetrics:
         self.swaps.labels(endpoint, "installed" if record.accepted else "refused").inc()
         if record.accepted and current is not None:
             previous = self._serving.get(endpoint)
-            if previous is not None:
-                self.model_info.remove(endpoint, *previous)
+            if previous is not None:  # 0, not removed: removal is unsupported in prometheus multi-process mode
+                self.model_info.labels(endpoint, *previous).set(0)
             self._serving[endpoint] = (current.name, current.version)
             self.model_info.labels(endpoint, current.name, current.version).set(1)
             self.model_loaded_at.labels(endpoint).set(current.loaded_at_us / 1e6)

@@ -85,5 +85,5 @@ def test_the_model_info_gauge_follows_each_endpoint_apart() -> None:
     fraud.install(_loaded("2", seed=1))
     value = metrics.registry.get_sample_value
     assert value("slipstream_model_info", {"endpoint": "fraud", "model": "fraud", "version": "2"}) == 1
-    assert value("slipstream_model_info", {"endpoint": "fraud", "model": "fraud", "version": "1"}) is None
+    assert value("slipstream_model_info", {"endpoint": "fraud", "model": "fraud", "version": "1"}) == 0
     assert value("slipstream_model_info", {"endpoint": "other", "model": "fraud", "version": "7"}) == 1

@@ -34,7 +34,8 @@ class TopicAdmin:
     """Creates missing topics, grows partitions and aligns configs; never deletes or shrinks on its own."""
 
     def __init__(self, bootstrap_servers: str, *, replication_factor: int = 1, timeout_s: float = 30.0) -> None:
-        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+        # log_level 4 (warning): librdkafka prints an info line ("Purging 1 unserved events") at every close.
+        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 4})
         self._rf = replication_factor
         self._timeout = timeout_s
 

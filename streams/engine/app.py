@@ -3,9 +3,12 @@ every core; stages scale further by starting more workers, which share partition
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
+import os
 import queue as queue_module
 import signal
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +19,8 @@ from schemas.topics import TopicCatalog
 from streams.engine.exceptions import EngineError
 from streams.engine.runner import EngineSettings, StageRunner, StageStats
 from streams.engine.topology import topology_for
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +72,24 @@ def run_threads(
     return results
 
 
-def _stage_process(job: EngineJob, stage: str, until_idle_s: float | None, queue: Any) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to send SIGTERM when the parent dies (a killed ``features run`` must not leave stages running)."""
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _stage_process(job: EngineJob, stage: str, until_idle_s: float | None, queue: Any, parent: int) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    _die_with_parent(parent)
     contracts = Contracts(TopicCatalog(job.prefix), Contracts.default().registry, Contracts.default().framing)
 
     def report(stats: StageStats) -> None:
@@ -91,7 +110,7 @@ def run_processes(
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     procs = {
-        s: ctx.Process(target=_stage_process, args=(job, s, until_idle_s, queue), name=f"engine-{s}")
+        s: ctx.Process(target=_stage_process, args=(job, s, until_idle_s, queue, os.getpid()), name=f"engine-{s}")
         for s in job.stage_names()
     }
     for proc in procs.values():

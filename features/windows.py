@@ -174,10 +174,7 @@ class EntityState:
     @classmethod
     def from_bytes(cls, data: bytes) -> EntityState:
         raw = orjson.loads(data)
-        rings = {
-            k: Ring(list(t), list(i), list(kn), {f: list(v) for f, v in vals.items()})
-            for k, (t, i, kn, vals) in raw["r"].items()
-        }
+        rings = {k: Ring(t, i, kn, vals) for k, (t, i, kn, vals) in raw["r"].items()}  # orjson's lists are new
         return cls(rings, int(raw["n"]))
 
 

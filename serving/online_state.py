@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from redis import Redis
 
 
+def _unavailable(exc: Exception) -> FeaturesUnavailableError:
+    return FeaturesUnavailableError(f"the online store (Redis) cannot be read: {type(exc).__name__}: {exc}")
+
+
 class RedisStateStore:
     """:class:`~serving.base.StateStore` on Redis. ``timeout_s`` bounds every read: a hung Redis is an error, fast."""
 
@@ -41,16 +45,29 @@ class RedisStateStore:
         return self._client
 
     def read_states(self, keys: Sequence[tuple[str, Mapping[str, JoinKeyValue]]]) -> list[bytes | None]:
+        """One write of every ``HGET`` and one read of the replies on a pooled connection.
+
+        redis-py's ``Pipeline`` object costs ~90 µs of Python per call on this path (measured: 150 vs 65 µs for two
+        ``HGET``s at 1,000 calls/s); the raw connection API does the same round trip without it.
+        """
         layouts = self._layouts
+        commands = []
+        for view, join_keys in keys:
+            layout = layouts[view]
+            commands.append((b"HGET", layout.key(join_keys), layout.state_field))
+        pool = self._client.connection_pool
         try:
-            with self._client.pipeline(transaction=False) as pipe:
-                for view, join_keys in keys:
-                    layout = layouts[view]
-                    pipe.hget(layout.key(join_keys), layout.state_field)
-                replies: list[bytes | None] = pipe.execute()
+            conn = pool.get_connection()
         except redis.RedisError as exc:
-            msg = f"the online store (Redis) cannot be read: {type(exc).__name__}: {exc}"
-            raise FeaturesUnavailableError(msg) from exc
+            raise _unavailable(exc) from exc
+        try:
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            replies: list[bytes | None] = [conn.read_response() for _ in commands]
+        except (redis.RedisError, OSError) as exc:
+            conn.disconnect()  # replies may be left unread on it: never reuse it as is
+            raise _unavailable(exc) from exc
+        finally:
+            pool.release(conn)
         return replies
 
     def ping(self) -> bool:

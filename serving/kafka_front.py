@@ -96,7 +96,7 @@ class KafkaFrontEnd(ABC, Generic[S]):
                 elif until_idle_s is not None and now - idle_since >= until_idle_s:
                     break
         finally:
-            self.commit()
+            self.commit(final=True)
         return self.stats
 
     def step(self, stop: threading.Event | None = None) -> int:
@@ -146,13 +146,14 @@ class KafkaFrontEnd(ABC, Generic[S]):
         self.service.metrics.requests.labels("stream", self.endpoint, "invalid_request").inc()
         self.stats.invalid += 1
 
-    def commit(self) -> None:
-        """Flush what was produced, then commit the offsets of everything consumed (at least once)."""
+    def commit(self, *, final: bool = False) -> None:
+        """Flush what was produced, then commit the offsets of everything consumed (at least once); on the hot
+        path without waiting for the coordinator, the last time (``final``) waiting for it."""
         self._last_commit = time.monotonic()
         if not self._uncommitted:
             return
         self.producer.flush()
         if self._abandoned:  # a record was read but never handled: commit nothing, it is read again on restart
             return
-        self.consumer.commit()
+        self.consumer.commit(asynchronous=not final)
         self._uncommitted = False

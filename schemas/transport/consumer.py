@@ -168,9 +168,16 @@ class EventConsumer:
             batch.events.append(ConsumedEvent(full, partition, offset, ts if ts_type else None, msg.key(), value))
         return batch
 
-    def commit(self) -> None:
-        """Commit the offsets of everything returned so far (after its effects are durable)."""
-        self._consumer.commit(asynchronous=False)
+    def commit(self, *, asynchronous: bool = False) -> None:
+        """Commit the offsets of everything returned so far (after its effects are durable).
+
+        ``asynchronous``: don't wait for the coordinator (a hot loop's choice): a commit that fails is retried by
+        the next one, and at worst records are read again, which at-least-once consumers already tolerate.
+        """
+        if asynchronous:
+            self._consumer.commit(asynchronous=True)
+        else:
+            self._consumer.commit(asynchronous=False)
 
     def close(self) -> None:
         self._consumer.close()

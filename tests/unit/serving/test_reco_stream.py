@@ -58,7 +58,7 @@ class Consumer:
     def poll_batch(self, max_records: int = 1000, timeout: float = 1.0) -> ConsumedBatch:
         return self.batches.pop(0) if self.batches else ConsumedBatch()
 
-    def commit(self) -> None:
+    def commit(self, *, asynchronous: bool = False) -> None:
         self.log.append("commit")
 
 

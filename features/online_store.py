@@ -80,6 +80,17 @@ return out
 """
 _SCRIPT_SHA = hashlib.sha1(APPLY_IF_NOT_OLDER.encode(), usedforsecurity=False).hexdigest()
 
+# The engine's window states, one command for many entities: KEYS are the entities' keys, ARGV field/value pairs in
+# the same order. One packed command instead of one HSET each: redis-py spends ~10 us of Python per command.
+HSET_MANY = """
+for k = 1, #KEYS do
+  redis.call('HSET', KEYS[k], ARGV[2 * k - 1], ARGV[2 * k])
+end
+return #KEYS
+"""
+_HSET_MANY_SHA = hashlib.sha1(HSET_MANY.encode(), usedforsecurity=False).hexdigest()
+STATES_PER_CALL = 256
+
 
 @dataclass(frozen=True, slots=True)
 class FeatureRow:
@@ -191,28 +202,36 @@ class RedisFeatureWriter:
             calls.append([len(keys), *keys, *args])
         return calls, rejected
 
-    def _state_writes(self, states: Sequence[EntityStateBlob]) -> list[tuple[bytes, bytes, bytes]]:
-        out = []
+    def _state_calls(self, states: Sequence[EntityStateBlob]) -> list[list[Any]]:
+        """``HSET_MANY`` calls (``numkeys`` first) writing each blob into its entity's hash, 256 per call."""
+        calls: list[list[Any]] = []
+        keys: list[bytes] = []
+        args: list[bytes] = []
         for blob in states:
             layout = self._layouts.get(blob.view)
             if layout is None:
                 msg = f"no layout for view {blob.view!r}; known: {sorted(self._layouts)!r}"
                 raise OnlineStoreError(msg)
-            out.append((layout.key(blob.join_keys), layout.state_field, blob.data))
-        return out
+            keys.append(layout.key(blob.join_keys))
+            args += (layout.state_field, blob.data)
+            if len(keys) == STATES_PER_CALL:
+                calls.append([len(keys), *keys, *args])
+                keys, args = [], []
+        if keys:
+            calls.append([len(keys), *keys, *args])
+        return calls
 
-    def _send(
-        self, calls: list[list[Any]], states: list[tuple[bytes, bytes, bytes]], *, load: bool = False
-    ) -> list[Any]:
+    def _send(self, calls: list[list[Any]], state_calls: list[list[Any]], *, load: bool = False) -> list[Any]:
         with self._client.pipeline(transaction=False) as pipe:
             if load:
                 pipe.script_load(APPLY_IF_NOT_OLDER)
+                pipe.script_load(HSET_MANY)
             for call in calls:
                 pipe.evalsha(_SCRIPT_SHA, *call)
-            for key, field, data in states:
-                pipe.hset(key, field, data)
+            for call in state_calls:
+                pipe.evalsha(_HSET_MANY_SHA, *call)
             results = pipe.execute(raise_on_error=False)
-        return results[1:] if load else results
+        return results[2:] if load else results
 
     def write_batch(self, rows: Sequence[FeatureRow], states: Sequence[EntityStateBlob] = ()) -> WriteReport:
         """Write ``rows`` (and the entities' window ``states``) in one pipeline; later rows of the batch see earlier
@@ -222,14 +241,14 @@ class RedisFeatureWriter:
         write again.
         """
         calls, rejected = self._encode(rows)
-        state_writes = self._state_writes(states)
-        if not calls and not state_writes:
+        state_calls = self._state_calls(states)
+        if not calls and not state_calls:
             return WriteReport(0, 0, tuple(rejected))
         try:
-            results = self._send(calls, state_writes)
+            results = self._send(calls, state_calls)
             if any(isinstance(r, NoScriptError) for r in results):
-                # First use, a restarted Redis or SCRIPT FLUSH: load it and send the whole batch again (idempotent).
-                results = self._send(calls, state_writes, load=True)
+                # First use, a restarted Redis or SCRIPT FLUSH: load them and send the whole batch again (idempotent).
+                results = self._send(calls, state_calls, load=True)
         except redis.RedisError as exc:
             msg = f"writing {len(rows) - len(rejected)} rows to Redis failed: {exc}"
             raise OnlineStoreError(msg) from exc

@@ -55,6 +55,7 @@ class StageOutput:
     rows: list[FeatureRow] = field(default_factory=list)  # online-store rows
     late: list[tuple[Any, str]] = field(default_factory=list)  # (message ref, reason) to dead-letter
     changelog: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, state)
+    states: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)  # (view, key values) per changelog entry
     applied: int = 0
     duplicates: int = 0
 
@@ -96,6 +97,7 @@ class StageProcessor:
         self.lateness_us = lateness_us
         self.states: dict[bytes, EntityState] = {}
         self._dirty: dict[bytes, int] = {}
+        self._parts: dict[bytes, tuple[str, tuple[Any, ...]]] = {}  # state key -> (view, key values)
         self._owner: dict[bytes, int] = {}  # state key -> partition it belongs to
         self._uncommitted: dict[int, int] = {}  # partition -> oldest event time consumed since the last commit
         self._pending: dict[int, list[tuple[int, int, int, int, _Pending]]] = {}  # heap per partition
@@ -141,6 +143,7 @@ class StageProcessor:
             state = self.states[key] = EntityState()
         self._dirty[key] = partition
         self._owner[key] = partition
+        self._parts[key] = (view.name, key_values)
         return key_values, state
 
     # ------------------------------------------------------------------ input
@@ -268,6 +271,7 @@ class StageProcessor:
             horizon = self._prune_horizon(partition, state)
             state.prune(horizon)
             self._out.changelog.append((partition, key, state.to_bytes()))
+            self._out.states.append(self._parts[key])
         self._dirty.clear()
         out, self._out = self._out, StageOutput()
         return out
@@ -311,6 +315,7 @@ class StageProcessor:
         for key in [k for k, p in self._owner.items() if p in partitions]:
             self.states.pop(key, None)
             self._owner.pop(key, None)
+            self._parts.pop(key, None)
         self._partition_wm = {k: v for k, v in self._partition_wm.items() if k[1] not in partitions}
 
     def _emit(self, partition: int, item: _Pending, computed_at: datetime) -> None:

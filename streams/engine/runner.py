@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import redis
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
@@ -314,11 +313,9 @@ class StageRunner:
         for (msg, _ref), reason in out.late:
             self._dead_letter(msg, "late_event", reason)
         states = []
-        for partition, key, value in out.changelog:
+        for (partition, key, value), (view, key_values) in zip(out.changelog, out.states, strict=True):
             self._produce(self._changelog, value, key, partition)
-            view, *key_values = orjson.loads(key)
-            join_keys = self._join_keys[view]
-            states.append(EntityStateBlob(view, dict(zip(join_keys, key_values, strict=True)), value))
+            states.append(EntityStateBlob(view, dict(zip(self._join_keys[view], key_values, strict=True)), value))
         if out.rows or states:
             report = self._writer.write_batch(out.rows, states)
             self.stats.rows_written += report.applied

@@ -38,6 +38,9 @@ class FrontStats:
     batches: int = 0
     last_model_version: str = ""
     started: float = field(default_factory=time.monotonic)
+    poll_s: float = 0.0  # wall time waiting for and decoding input
+    handle_s: float = 0.0  # scoring and producing
+    commit_s: float = 0.0  # flushing outputs and committing offsets
 
 
 S = TypeVar("S", bound=FrontStats)
@@ -101,8 +104,11 @@ class KafkaFrontEnd(ABC, Generic[S]):
 
     def step(self, stop: threading.Event | None = None) -> int:
         """One poll: handle every record in it; returns how many messages were consumed."""
+        t0 = time.perf_counter()
         batch: ConsumedBatch = self.consumer.poll_batch(self.max_batch, 0.05)
         received_us = time.time_ns() // 1000
+        t1 = time.perf_counter()
+        self.stats.poll_s += t1 - t0
         self.stats.consumed += len(batch)
         self.stats.invalid += len(batch.failures)  # already dead-lettered by the consumer
         if batch.events:
@@ -112,6 +118,7 @@ class KafkaFrontEnd(ABC, Generic[S]):
                 self._abandoned = True
                 return len(batch)
             self.producer.poll(0)
+            self.stats.handle_s += time.perf_counter() - t1
         if len(batch):
             self._uncommitted = True
             self.stats.batches += 1
@@ -149,11 +156,14 @@ class KafkaFrontEnd(ABC, Generic[S]):
     def commit(self, *, final: bool = False) -> None:
         """Flush what was produced, then commit the offsets of everything consumed (at least once); on the hot
         path without waiting for the coordinator, the last time (``final``) waiting for it."""
-        self._last_commit = time.monotonic()
+        self._last_commit = started = time.monotonic()
         if not self._uncommitted:
             return
-        self.producer.flush()
-        if self._abandoned:  # a record was read but never handled: commit nothing, it is read again on restart
-            return
-        self.consumer.commit(asynchronous=not final)
-        self._uncommitted = False
+        try:
+            self.producer.flush()
+            if self._abandoned:  # a record was read but never handled: commit nothing, it is read again on restart
+                return
+            self.consumer.commit(asynchronous=not final)
+            self._uncommitted = False
+        finally:
+            self.stats.commit_s += time.monotonic() - started

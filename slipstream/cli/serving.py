@@ -100,10 +100,21 @@ def _table(stats: FrontStats, reco: bool) -> Table:
         assert isinstance(stats, StreamStats)  # noqa: S101 - the only other kind
         title, done, extra = "transactions -> predictions", stats.scored, ("flagged", stats.flagged)
     out = Table(title=f"score-stream: {title}")
-    for column in ("consumed", "scored/s", "scored", extra[0], "dead letters", "retries", "model"):
+    columns = (
+        "consumed",
+        "scored/s",
+        "scored",
+        extra[0],
+        "dead letters",
+        "retries",
+        "model",
+        "time: poll/score/commit",
+    )
+    for column in columns:
         out.add_column(column, justify="right")
     numbers = (stats.consumed, round(done / elapsed), done, extra[1], stats.invalid, stats.retries)
-    out.add_row(*(f"{n:,}" for n in numbers), stats.last_model_version or "-")
+    split = f"{stats.poll_s:.1f}/{stats.handle_s:.1f}/{stats.commit_s:.1f} s"
+    out.add_row(*(f"{n:,}" for n in numbers), stats.last_model_version or "-", split)
     return out
 
 

@@ -84,6 +84,7 @@ class EventConsumer:
             "auto.offset.reset": "earliest" if from_beginning else "latest",
             "enable.partition.eof": False,
             "fetch.wait.max.ms": 50,
+            "socket.nagle.disable": True,  # no Nagle delay on small, latency-bound requests
         }
         conf.update(config or {})
         self._consumer = Consumer(conf)

@@ -39,6 +39,7 @@ class EventProducer:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": linger_ms,
+            "socket.nagle.disable": True,  # no Nagle delay on small, latency-bound requests
             "compression.type": "lz4",
             "queue.buffering.max.messages": 500_000,
             "queue.buffering.max.kbytes": 512 * 1024,

@@ -108,6 +108,7 @@ class StageRunner:
                 "group.instance.id": f"{group}-worker-{settings.worker_id}",
                 "session.timeout.ms": settings.session_timeout_ms,
                 "fetch.wait.max.ms": 20,
+                "socket.nagle.disable": True,  # no Nagle delay on small, latency-bound requests
                 "queued.max.messages.kbytes": 65536,
             }
         )
@@ -116,6 +117,7 @@ class StageRunner:
                 "bootstrap.servers": settings.bootstrap_servers,
                 "enable.idempotence": True,
                 "linger.ms": settings.linger_ms,
+                "socket.nagle.disable": True,  # no Nagle delay on small, latency-bound requests
                 "compression.type": "lz4",
                 "partitioner": "murmur2_random",
                 "queue.buffering.max.messages": 1_000_000,

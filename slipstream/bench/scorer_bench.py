@@ -58,6 +58,7 @@ class ScorerBenchConfig:
     rates: tuple[float, ...] = (500, 1_000, 2_000, 3_000, 4_000, 5_000)
     rate_seconds: float = 5.0
     connections: int = 8
+    workers: int = 1  # `slipstream serve --workers`
     http_p99_target_ms: float = 2.0
     swap_rate: float = 500.0
     swap_seconds: float = 10.0
@@ -206,14 +207,17 @@ def _get(port: int, path: str) -> tuple[int, dict[str, Any]]:
 class Server:
     """``slipstream serve`` in a child process joined to the run (its topics, Feast project and model names)."""
 
-    def __init__(self, world: World, say: Say) -> None:
+    def __init__(self, world: World, say: Say, workers: int = 1) -> None:
         self.port = _free_port()
         self.log_path = world.feast.repo_dir.parent.with_name(f"{world.tag}.serve.log")  # kept after the cleanup
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         say(f"starting `slipstream serve` on port {self.port} (log: {self.log_path})…")
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(  # noqa: S603 - our own command, our own arguments
-            [sys.executable, "-m", "slipstream", "serve", "--port", str(self.port), "--log-level", "warning"],
+            [
+                *(sys.executable, "-m", "slipstream", "serve", "--port", str(self.port)),
+                *("--workers", str(workers), "--log-level", "warning"),
+            ],
             env=world.env(),
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -290,7 +294,8 @@ def http_rates(server: Server, requests: list[bytes], config: ScorerBenchConfig,
             f"  {rate:>6,.0f} req/s: p50 {rows[-1]['p50_ms']} ms, p99 {rows[-1]['p99_ms']} ms, "
             f"achieved {rows[-1]['achieved_rps']:,.0f}/s, errors {rows[-1]['errors']}"
         )
-    return {"http": rows} | http_summary(rows, config.http_p99_target_ms) | {"http_connections": config.connections}
+    extra = {"http_connections": config.connections, "http_workers": config.workers}
+    return {"http": rows} | http_summary(rows, config.http_p99_target_ms) | extra
 
 
 def http_summary(rows: Sequence[Mapping[str, Any]], p99_target_ms: float) -> dict[str, Any]:
@@ -384,7 +389,7 @@ def run_scorer_bench(app: Any, config: ScorerBenchConfig, say: Say) -> dict[str,
             results |= inprocess_and_naive(world, config, say)
         if "http" in config.parts or "swap" in config.parts:
             requests = _bodies(world, 20_000)
-            server = Server(world, say)
+            server = Server(world, say, config.workers)
             try:
                 if "http" in config.parts:
                     results |= http_rates(server, requests, config, say)

@@ -102,6 +102,7 @@ def scorer(
         1_000.0
     ),
     connections: Annotated[int, typer.Option(help="Keep-alive connections of the HTTP load generator.")] = 8,
+    workers: Annotated[int, typer.Option(min=1, help="`slipstream serve --workers` for the HTTP parts.")] = 1,
     swap_seconds: Annotated[float, typer.Option(help="Length of the hot-swap run (at 500 req/s).")] = 10.0,
     load_days: Annotated[int, typer.Option(help="Simulated days loaded through the engine before scoring.")] = 21,
     parts: Annotated[str, typer.Option(help="Which parts to run: inprocess,http,swap.")] = "inprocess,http,swap",
@@ -121,6 +122,7 @@ def scorer(
             rates=_floats(rates),
             rate_seconds=seconds,
             connections=connections,
+            workers=workers,
             swap_seconds=swap_seconds,
             parts=tuple(p.strip() for p in parts.split(",") if p.strip()),
             keep=keep,

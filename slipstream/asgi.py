@@ -1,0 +1,17 @@
+"""The HTTP scorer as an ASGI app factory, for `slipstream serve --workers N` (uvicorn imports it in each worker;
+each builds its own scorer, model slots and model-events watcher from the same settings)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+def create() -> FastAPI:
+    from serving.http import create_app
+    from slipstream.app import Slipstream
+    from slipstream.settings import load_settings
+
+    return create_app(Slipstream(load_settings()).scoring_service())

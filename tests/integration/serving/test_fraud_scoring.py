@@ -230,3 +230,52 @@ def test_score_stream_command_scores_a_replayed_topic(world: FraudWorld, monkeyp
             got = len(consumer.poll_batch(5000, 0.5).events)
             records, idle = records + got, 0 if got else idle + 1
     assert records == total  # the second run resumed at its committed offsets: nothing scored twice
+
+
+def test_serve_command_with_two_workers(world: FraudWorld) -> None:
+    """`slipstream serve --workers 2`: each worker builds its scorer from the settings and answers with the champion."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.integration.serving.http_server import free_port
+
+    s = world.app.settings
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": world.services.bootstrap_servers,
+        "REDIS_URL": world.services.redis_url,
+        "SLIPSTREAM_STATE_DIR": str(s.state_dir),
+        "SLIPSTREAM_TOPIC_PREFIX": s.topic_prefix,
+        "SLIPSTREAM_FEAST_PROJECT": world.project,
+    }
+    port = free_port()
+    cmd = [sys.executable, "-m", "slipstream", "serve", "--port", str(port), "--workers", "2", "--log-level", "warning"]
+    log_path = s.state_dir / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline, ready = time.monotonic() + 90, False
+        while time.monotonic() < deadline and not ready:
+            time.sleep(0.5)
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                client = Client(port)
+                status, _ = client.request("GET", "/readyz")
+                client.close()
+                ready = status == 200
+            except OSError:
+                continue
+        assert ready, "serve --workers 2 never became ready"
+        versions = set()
+        for record in world.live_tx[:40]:  # new connections: both workers get some
+            client = Client(port)
+            status, body = client.request("POST", "/v1/fraud/score", _body(record))
+            client.close()
+            assert status == 200, body
+            versions.add(body["model"]["version"])
+        assert versions == {world.versions[0]}
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -56,28 +56,32 @@ class KafkaFrontEnd(ABC, Generic[S]):
     endpoint: str = ""
     processor: str = ""
     source_topic: str = ""
+    default_max_batch: int = 500
 
     def __init__(
         self,
         service: ScoringService,
         consumer: EventConsumer,
         producer: EventProducer,
-        stats: S,
         *,
         commit_interval_s: float = 0.2,
-        max_batch: int = 500,
+        max_batch: int | None = None,
         on_batch: Callable[[S], None] | None = None,
     ) -> None:
         self.service = service
         self.consumer = consumer
         self.producer = producer
-        self.stats = stats
+        self.stats = self.new_stats()
         self.commit_interval_s = commit_interval_s
-        self.max_batch = max_batch
+        self.max_batch = max_batch or self.default_max_batch
         self._on_batch = on_batch
         self._last_commit = time.monotonic()
         self._uncommitted = False
         self._abandoned = False
+
+    @abstractmethod
+    def new_stats(self) -> S:
+        """This front end's counters, zeroed."""
 
     @abstractmethod
     def handle(self, events: list[ConsumedEvent], received_us: int, stop: threading.Event | None) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from serving.base import ServingModel
@@ -62,6 +64,7 @@ class ScorerMetrics:
         )
 
         self._serving: dict[str, tuple[str, str]] = {}
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
 
     def record_swap(self, endpoint: str, record: SwapRecord, current: ServingModel | None) -> None:
         """Count a swap attempt; on success, move the ``model_info`` gauge to the new version."""
@@ -74,6 +77,14 @@ class ScorerMetrics:
             self.model_info.labels(endpoint, current.name, current.version).set(1)
             self.model_loaded_at.labels(endpoint).set(current.loaded_at_us / 1e6)
 
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once per process: the hot path observes without the lookup."""
+        key = (metric._name, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
     def observe_timings(self, path: str, endpoint: str, timings_us: dict[str, float]) -> None:
         for stage, micros in timings_us.items():
-            self.latency.labels(path, endpoint, stage.removesuffix("_us")).observe(micros / 1e6)
+            self.child(self.latency, path, endpoint, stage.removesuffix("_us")).observe(micros / 1e6)

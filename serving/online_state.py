@@ -19,26 +19,43 @@ if TYPE_CHECKING:
     from redis import Redis
 
 
-def _unavailable(exc: Exception) -> FeaturesUnavailableError:
+def unavailable(exc: Exception) -> FeaturesUnavailableError:
+    """The error every scorer read raises when Redis fails (HTTP 503), naming what went wrong."""
     return FeaturesUnavailableError(f"the online store (Redis) cannot be read: {type(exc).__name__}: {exc}")
+
+
+def scorer_client(url: str, timeout_s: float = 0.25) -> Redis[bytes]:
+    """A binary Redis client whose every call is bounded by ``timeout_s``: a hung Redis is a fast 503, not a wait."""
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=0
+    )
+
+
+def check_binary(client: Redis[bytes]) -> None:
+    if client.connection_pool.connection_kwargs.get("decode_responses"):
+        msg = f"{client!r} decodes responses; Feast's layout is binary, create it with decode_responses=False"
+        raise FeaturesUnavailableError(msg)
+
+
+def answers(client: Redis[bytes]) -> bool:
+    """Redis answers a PING (readiness)."""
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
 
 
 class RedisStateStore:
     """:class:`~serving.base.StateStore` on Redis. ``timeout_s`` bounds every read: a hung Redis is an error, fast."""
 
     def __init__(self, client: Redis[bytes], layouts: Iterable[ViewLayout]) -> None:
-        if client.connection_pool.connection_kwargs.get("decode_responses"):
-            msg = f"{client!r} decodes responses; the state is binary, create it with decode_responses=False"
-            raise FeaturesUnavailableError(msg)
+        check_binary(client)
         self._client = client
         self._layouts = {layout.view: layout for layout in layouts}
 
     @classmethod
     def from_url(cls, url: str, layouts: Iterable[ViewLayout], *, timeout_s: float = 0.25) -> RedisStateStore:
-        client = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=0
-        )
-        return cls(client, layouts)
+        return cls(scorer_client(url, timeout_s), layouts)
 
     @property
     def client(self) -> Redis[bytes]:
@@ -59,19 +76,16 @@ class RedisStateStore:
         try:
             conn = pool.get_connection()
         except redis.RedisError as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         try:
             conn.send_packed_command(conn.pack_commands(commands), check_health=False)
             replies: list[bytes | None] = [conn.read_response() for _ in commands]
         except (redis.RedisError, OSError) as exc:
             conn.disconnect()  # replies may be left unread on it: never reuse it as is
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         finally:
             pool.release(conn)
         return replies
 
     def ping(self) -> bool:
-        try:
-            return bool(self._client.ping())
-        except redis.RedisError:
-            return False
+        return answers(self._client)

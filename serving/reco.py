@@ -41,6 +41,7 @@ from features.feast_layout import FeatureValue, ViewLayout, epoch_micros
 from features.windows import to_micros
 from serving.base import ModelProvider, RankedItem, Recommendation, ServingModel
 from serving.exceptions import FeaturesUnavailableError, InvalidRequestError, ModelUnavailableError
+from serving.online_state import answers, check_binary, scorer_client, unavailable
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -310,9 +311,7 @@ class RecoRowReader:
     """
 
     def __init__(self, client: Redis[bytes], layouts: Mapping[str, ViewLayout]) -> None:
-        if client.connection_pool.connection_kwargs.get("decode_responses"):
-            msg = f"{client!r} decodes responses; Feast's layout is binary, create it with decode_responses=False"
-            raise FeaturesUnavailableError(msg)
+        check_binary(client)
         missing = [view.name for view in VIEWS if view.name not in layouts]
         if missing:
             msg = f"no Redis layout for the reco views {missing!r}; known: {sorted(layouts)!r}"
@@ -327,10 +326,7 @@ class RecoRowReader:
     @classmethod
     def from_url(cls, url: str, layouts: Mapping[str, ViewLayout], *, timeout_s: float = 0.25) -> RecoRowReader:
         """A reader on its own client; ``timeout_s`` bounds every read, so a hung Redis is a fast 503."""
-        client = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=0
-        )
-        return cls(client, layouts)
+        return cls(scorer_client(url, timeout_s), layouts)
 
     @property
     def client(self) -> Redis[bytes]:
@@ -347,8 +343,7 @@ class RecoRowReader:
         try:
             replies: list[list[bytes | None]] = self._read(keys=keys, args=[*self._field_args, *views])
         except redis.RedisError as exc:
-            msg = f"the online store (Redis) cannot be read: {type(exc).__name__}: {exc}"
-            raise FeaturesUnavailableError(msg) from exc
+            raise unavailable(exc) from exc
         try:
             user = _decode(self._user, replies[0])
             k = 1 + len(categories)
@@ -361,10 +356,7 @@ class RecoRowReader:
         return RecoRows(user, by_category, user_items, items)
 
     def ping(self) -> bool:
-        try:
-            return bool(self._client.ping())
-        except redis.RedisError:
-            return False
+        return answers(self._client)
 
 
 def _decode(layout: ViewLayout, reply: Sequence[bytes | None]) -> StoredRow | None:

@@ -71,6 +71,8 @@ class RecoStream(KafkaFrontEnd[RecoStreamStats]):
     processor = PROCESSOR
     source_topic = REQUESTS
 
+    default_max_batch = 100
+
     def __init__(
         self,
         service: ScoringService,
@@ -78,7 +80,7 @@ class RecoStream(KafkaFrontEnd[RecoStreamStats]):
         producer: EventProducer,
         *,
         commit_interval_s: float = 0.2,
-        max_batch: int = 100,
+        max_batch: int | None = None,
         on_batch: Callable[[RecoStreamStats], None] | None = None,
     ) -> None:
         if service.reco is None:
@@ -86,14 +88,11 @@ class RecoStream(KafkaFrontEnd[RecoStreamStats]):
             raise ModelUnavailableError(msg)
         self.reco = service.reco
         super().__init__(
-            service,
-            consumer,
-            producer,
-            RecoStreamStats(),
-            commit_interval_s=commit_interval_s,
-            max_batch=max_batch,
-            on_batch=on_batch,
+            service, consumer, producer, commit_interval_s=commit_interval_s, max_batch=max_batch, on_batch=on_batch
         )
+
+    def new_stats(self) -> RecoStreamStats:
+        return RecoStreamStats()
 
     def handle(self, events: list[ConsumedEvent], received_us: int, stop: threading.Event | None) -> None:
         for event in events:

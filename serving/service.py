@@ -30,7 +30,6 @@ class ScoringService:
     reco_slot: ModelSlot | None = None
     watcher: ModelWatcher | None = None
     started: bool = field(default=False, init=False)
-    _children: dict[Any, Any] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def slots(self) -> dict[str, ModelSlot]:
@@ -60,37 +59,18 @@ class ScoringService:
         return {"ready": ready, "redis": redis_ok, "models": models}
 
     def observe_fraud(self, path: str, scores: Sequence[FraudScore]) -> None:
-        """Count and time a batch of fraud scores (label children are looked up once per process, not per call)."""
+        """Count and time a batch of fraud scores."""
         if not scores:
             return
-        cache = self._children
-        latency = cache.get(("latency", path))
-        if latency is None:
-            metrics = self.metrics
-            for front in ("http", "stream"):
-                cache[("latency", front)] = {
-                    stage: metrics.latency.labels(front, "fraud", stage.removesuffix("_us"))
-                    for stage in ("redis_us", "features_us", "model_us", "total_us")
-                }
-                cache[("ok", front)] = metrics.requests.labels(front, "fraud", "ok")
-            cache["flagged"] = metrics.decisions.labels("flagged")
-            cache["passed"] = metrics.decisions.labels("passed")
-            latency = cache[("latency", path)]
-        for stage, micros in scores[0].timings_us.items():
-            child = latency.get(stage)
-            if child is not None:
-                child.observe(micros / 1e6)
+        metrics = self.metrics
+        metrics.observe_timings(path, "fraud", scores[0].timings_us)
         flagged = sum(s.decision for s in scores)
         if flagged:
-            cache["flagged"].inc(flagged)
+            metrics.child(metrics.decisions, "flagged").inc(flagged)
         if len(scores) > flagged:
-            cache["passed"].inc(len(scores) - flagged)
-        ages = self.metrics.feature_age
+            metrics.child(metrics.decisions, "passed").inc(len(scores) - flagged)
         for score in scores:
             for fresh in score.freshness:
                 if fresh.age_ms is not None:
-                    child = cache.get(("age", fresh.view))
-                    if child is None:
-                        child = cache[("age", fresh.view)] = ages.labels("fraud", fresh.view)
-                    child.observe(max(fresh.age_ms, 0.0) / 1000.0)
-        cache[("ok", path)].inc(len(scores))
+                    metrics.child(metrics.feature_age, "fraud", fresh.view).observe(max(fresh.age_ms, 0.0) / 1000.0)
+        metrics.child(metrics.requests, path, "fraud", "ok").inc(len(scores))

@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.transport import EventConsumer, EventProducer
 from schemas.transport.consumer import ConsumedEvent
 from serving.base import FraudScore
 from serving.exceptions import InvalidRequestError
 from serving.fraud import normalize_transaction
 from serving.kafka_front import FrontStats, KafkaFrontEnd
-from serving.service import ScoringService
 
 
 @dataclass
@@ -72,25 +69,8 @@ class ScoreStream(KafkaFrontEnd[StreamStats]):
     processor = "score-stream"
     source_topic = "transactions"
 
-    def __init__(
-        self,
-        service: ScoringService,
-        consumer: EventConsumer,
-        producer: EventProducer,
-        *,
-        commit_interval_s: float = 0.2,
-        max_batch: int = 500,
-        on_batch: Callable[[StreamStats], None] | None = None,
-    ) -> None:
-        super().__init__(
-            service,
-            consumer,
-            producer,
-            StreamStats(),
-            commit_interval_s=commit_interval_s,
-            max_batch=max_batch,
-            on_batch=on_batch,
-        )
+    def new_stats(self) -> StreamStats:
+        return StreamStats()
 
     def handle(self, events: list[ConsumedEvent], received_us: int, stop: threading.Event | None) -> None:
         records: list[dict[str, Any]] = []

@@ -162,13 +162,14 @@ class Slipstream:
         from serving.metrics import ScorerMetrics
         from serving.model_slot import ModelSlot
         from serving.model_watcher import ModelWatcher
-        from serving.online_state import RedisStateStore
+        from serving.online_state import RedisStateStore, scorer_client
         from serving.recent import RecentEvents
         from serving.service import ScoringService
 
         s = self.settings
         layouts = view_layouts([FRAUD, RECO], project or s.feast_project)
-        store = RedisStateStore.from_url(self.redis_url, layouts.values(), timeout_s=s.redis_timeout_s)
+        client = scorer_client(self.redis_url, s.redis_timeout_s)  # one connection pool for every scorer read
+        store = RedisStateStore(client, layouts.values())
         metrics = ScorerMetrics()
         fraud_slot = ModelSlot(
             s.fraud_model, FRAUD.feature_names, on_swap=lambda r, m: metrics.record_swap("fraud", r, m)
@@ -177,7 +178,7 @@ class Slipstream:
         service = ScoringService(store, FraudScorer(store, fraud_slot, FRAUD, recent=recent), fraud_slot, metrics)
         slots = {s.fraud_model: fraud_slot}
         if reco:
-            self._add_reco(service, layouts, slots)
+            self._add_reco(service, client, layouts, slots)
         events_contracts = contracts or self.contracts
         service.watcher = ModelWatcher(
             self.model_registry,
@@ -186,7 +187,7 @@ class Slipstream:
         )
         return service
 
-    def _add_reco(self, service: ScoringService, layouts: Any, slots: dict[str, Any]) -> None:
+    def _add_reco(self, service: ScoringService, client: Any, layouts: Any, slots: dict[str, Any]) -> None:
         """The recommendations ranker: its model slot (the champion of ``settings.reco_model``, checked against the
         features the ranker builds), its Redis reader of the reco views, and the slot handed to the watcher."""
         from serving.model_slot import ModelSlot
@@ -195,7 +196,7 @@ class Slipstream:
         s = self.settings
         metrics = service.metrics
         slot = ModelSlot(s.reco_model, FEATURES, kind="ranking", on_swap=lambda r, m: metrics.record_swap("reco", r, m))
-        reader = RecoRowReader.from_url(self.redis_url, layouts, timeout_s=s.redis_timeout_s)
+        reader = RecoRowReader(client, layouts)
         service.reco = RecoScorer(reader, slot)
         service.reco_slot = slot
         slots[s.reco_model] = slot

@@ -20,7 +20,6 @@ import gc
 import math
 import multiprocessing as mp
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -34,7 +33,7 @@ from confluent_kafka import Consumer, TopicPartition
 from features.windows import to_micros
 from slipstream.bench.loadgen import fine_timers, sleep_until
 from slipstream.bench.stats import percentiles
-from slipstream.bench.world import World, build_world
+from slipstream.bench.world import World, build_world, stop_child
 from streams.publish import frame_records
 
 Say = Callable[[str], None]
@@ -207,13 +206,7 @@ class ScoreStream:
             raise RuntimeError(msg)
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._log.close()
+        stop_child(self.proc, self._log)
 
 
 @dataclass

@@ -39,7 +39,7 @@ from features.definitions import FRAUD
 from features.windows import request_features
 from slipstream.bench.loadgen import LoadProcess, LoadResult, LoadSpec, fine_timers, post_request, schedule, sleep_until
 from slipstream.bench.stats import percentiles
-from slipstream.bench.world import World, build_world
+from slipstream.bench.world import World, build_world, stop_child
 from streams.publish import frame_records
 
 Say = Callable[[str], None]
@@ -243,13 +243,7 @@ class Server:
         return str(_get(self.port, "/readyz")[1]["models"]["fraud"]["version"])
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self._log.close()
+        stop_child(self.proc, self._log)
 
 
 def _bodies(world: World, n: int) -> list[bytes]:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
@@ -101,6 +102,17 @@ class World:
         remove_run(self.app, self.tag, say)
 
 
+def stop_child(proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    """SIGTERM a benchmark's child command, wait for it (kill after 30 s), then close its log."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+    log.close()
+
+
 def run_settings(app: Slipstream, tag: str) -> Slipstream:
     """The composition root of run ``tag``: its topic prefix, Feast project and model names."""
     base = app.settings
@@ -156,37 +168,33 @@ def _simulate(days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _train(world: World, tx: pd.DataFrame, labels: pd.DataFrame, say: Say) -> None:
-    from models.artifacts import reference_distribution
     from models.dataset import data_hash, fraud_training_frame, window
-    from models.evaluation import fraud_metrics
-    from models.fraud import predict, train_fraud
+    from models.fraud import train_fraud
+    from models.publish import register_fraud
 
     started = time.perf_counter()
     frame = fraud_training_frame(tx, labels)
     split = world.split
     train_set = window(frame, split - pd.Timedelta(days=14), split - pd.Timedelta(days=7))
     valid_set = window(frame, split - pd.Timedelta(days=7), split)
-    names = list(FRAUD.model_input)
+    window_dates = (str(train_set["event_time"].min().date()), str(valid_set["event_time"].max().date()))
+    frame_hash = data_hash(frame)
     registry = world.app.model_registry
     producer = world.app.producer()
     variants: list[tuple[dict[str, Any] | None, int]] = [(None, 42), ({"num_leaves": 15, "n_estimators": 200}, 7)]
     try:
         for params, seed in variants:
             model = train_fraud(train_set, valid_set, params=params, seed=seed)
-            scores = predict(model, valid_set)
-            metrics = {k: float(v) for k, v in fraud_metrics(valid_set, scores).items() if isinstance(v, int | float)}
-            registered = registry.register(
+            registered, _ = register_fraud(
+                registry,
                 world.model,
-                model.booster,
-                names,
-                threshold=model.threshold,
-                reference=reference_distribution(train_set[names], predict(model, train_set), names),
-                metrics=metrics,
-                params={**model.params, "best_iteration": model.best_iteration},
-                data_window=(str(train_set["event_time"].min().date()), str(valid_set["event_time"].max().date())),
-                data_hash=data_hash(frame),
-                sample=valid_set[names].to_numpy()[:5000],
+                model,
+                train_set,
+                valid_set,
+                data_window=window_dates,
+                data_hash=frame_hash,
                 producer=producer,
+                sample_rows=5000,
             )
             world.versions.append(registered.version)
             world.fitted.append(model)

@@ -196,11 +196,9 @@ def _train_fraud(
 ) -> None:
     import pandas as pd
 
-    from features.definitions.fraud import FRAUD
-    from models.artifacts import reference_distribution
     from models.dataset import data_hash, fraud_training_frame, window
-    from models.evaluation import fraud_metrics
-    from models.fraud import predict, train_fraud
+    from models.fraud import train_fraud
+    from models.publish import register_fraud
     from slipstream.cli.simulate import labels_path, simulate_fraud_file
 
     path = app.settings.state_dir / "data" / "fraud.parquet"
@@ -212,21 +210,15 @@ def _train_fraud(
     train_w, valid_w = _windows(frame, train_window, valid_window)
     train_set, valid_set = window(frame, *train_w), window(frame, *valid_w)
     model = train_fraud(train_set, valid_set, progress=lambda text: console.print(f"[dim]{text}[/dim]"))
-    names = list(FRAUD.model_input)
-    scores = predict(model, valid_set)
-    metrics = {k: float(v) for k, v in fraud_metrics(valid_set, scores).items() if isinstance(v, int | float)}
     registry = registry_for(app)
-    registered = registry.register(
+    registered, metrics = register_fraud(
+        registry,
         "fraud",
-        model.booster,
-        names,
-        threshold=model.threshold,
-        reference=reference_distribution(train_set[names], predict(model, train_set), names),
-        metrics=metrics,
-        params={**model.params, "best_iteration": model.best_iteration},
+        model,
+        train_set,
+        valid_set,
         data_window=(train_w[0], valid_w[1]),
         data_hash=data_hash(frame),
-        sample=valid_set[names].to_numpy()[:10_000],
         producer=producer,
     )
     alias = _place(registry, "fraud", registered.version, promote, producer)

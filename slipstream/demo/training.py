@@ -35,10 +35,9 @@ def train_champion(
     """What `slipstream train fraud --promote` does, on the events the windows need: backfill the offline features
     (Feast file sources), train LightGBM, register it behind the ONNX parity gate, promote it (model-events)."""
     from features.offline import compute_offline, write_offline
-    from models.artifacts import reference_distribution
     from models.dataset import data_hash, fraud_training_frame, window
-    from models.evaluation import fraud_metrics
-    from models.fraud import predict, train_fraud
+    from models.fraud import train_fraud
+    from models.publish import register_fraud
 
     for noisy in ("mlflow", "alembic"):  # "creating initial MLflow database tables" and such
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -54,24 +53,15 @@ def train_champion(
     frame = fraud_training_frame(tx_part, label_part)
     train_set, valid_set = window(frame, *timeline.train), window(frame, *timeline.valid)
     model = train_fraud(train_set, valid_set)
-    names = list(FRAUD.model_input)
-    metrics = {
-        k: float(v)
-        for k, v in fraud_metrics(valid_set, predict(model, valid_set)).items()
-        if isinstance(v, int | float)
-    }
     registry, name = app.model_registry, app.settings.fraud_model
-    registered = registry.register(
+    registered, metrics = register_fraud(
+        registry,
         name,
-        model.booster,
-        names,
-        threshold=model.threshold,
-        reference=reference_distribution(train_set[names], predict(model, train_set), names),
-        metrics=metrics,
-        params={**model.params, "best_iteration": model.best_iteration},
+        model,
+        train_set,
+        valid_set,
         data_window=(timeline.train[0], timeline.valid[1]),
         data_hash=data_hash(frame),
-        sample=valid_set[names].to_numpy()[:10_000],
         producer=producer,
     )
     registry.promote(name, registered.version, producer=producer)

@@ -99,7 +99,7 @@ class World:
     def cleanup(self, say: Say) -> None:
         """Remove what the run created: topics, Redis keys, the Feast repository, the registered models."""
         self.stop_engine()
-        remove_run(self.app, self.tag, say)
+        remove_run(self.app, self.tag, say)  # self.app is already scoped to the run
 
 
 def stop_child(proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
@@ -127,13 +127,15 @@ def run_settings(app: Slipstream, tag: str) -> Slipstream:
     return Slipstream(settings)
 
 
-def remove_run(app: Slipstream, tag: str, say: Say) -> None:
-    """Delete run ``tag``'s topics, Redis keys (every simulated customer and terminal), Feast repo and models."""
+def remove_run(run: Slipstream, tag: str, say: Say) -> None:
+    """Delete run ``tag``'s topics, Redis keys (every simulated customer and terminal), Feast repo and models.
+
+    ``run`` is the run's own composition root (:func:`run_settings`), whose names are the run's.
+    """
     import redis
 
     from streams.simulate.fraud import FraudSimConfig
 
-    run = run_settings(app, tag)
     say(f"cleaning up {tag}…")
     TopicAdmin(run.bootstrap_servers).delete(run.contracts.catalog.full_names())
     client = redis.Redis.from_url(run.redis_url)
@@ -146,14 +148,14 @@ def remove_run(app: Slipstream, tag: str, say: Say) -> None:
         keys = [layouts[view].key({key: i}) for i in range(n)]
         for i in range(0, len(keys), 5000):
             client.delete(*keys[i : i + 5000])
-    shutil.rmtree((app.settings.state_dir / "bench" / tag).absolute(), ignore_errors=True)
+    shutil.rmtree((run.settings.state_dir / "bench" / tag).absolute(), ignore_errors=True)
     registry = run.model_registry
     try:
         registry.client.delete_registered_model(run.settings.fraud_model)
     except Exception as exc:  # noqa: BLE001 - best effort: a leftover model is harmless
         say(f"could not delete model {run.settings.fraud_model!r}: {exc}")
     experiment = registry.client.get_experiment_by_name(f"slipstream/{run.settings.fraud_model}")
-    if experiment is not None:
+    if experiment is not None and experiment.lifecycle_stage == "active":
         registry.client.delete_experiment(experiment.experiment_id)
 
 
@@ -214,7 +216,7 @@ def build_world(app: Slipstream, kind: str, *, load_days: int, heldout_days: int
     try:
         return _build(app, run, tag, load_days, heldout_days, keep_engine, say)
     except BaseException:
-        remove_run(app, tag, say)
+        remove_run(run, tag, say)
         raise
 
 

@@ -116,6 +116,10 @@ class StateStore(Protocol):
 
     def ping(self) -> bool: ...
 
+    def close(self) -> None:
+        """Release its connections (a later read opens new ones)."""
+        ...
+
 
 class ModelProvider(Protocol):
     """Holds the model that serves now; reading it is atomic, so a request keeps the model it started with."""

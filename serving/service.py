@@ -46,6 +46,7 @@ class ScoringService:
     def stop(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
+        self.store.close()
         self.started = False
 
     def readiness(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from schemas.contracts import Contracts
 from schemas.topics import TopicCatalog
 from schemas.transport import EventConsumer, EventProducer, TopicAdmin, TopicChange
 from slipstream.settings import Settings
-from streams.engine.runner import EngineSettings
+from streams.engine.runner import COLOCATED_NICE, EngineSettings
 
 if TYPE_CHECKING:
     from models.registry import ModelRegistry
@@ -75,13 +75,18 @@ class Slipstream:
             redis_url=self.redis_url,
         )
 
-    def engine_settings(self, *, project: str | None = None, lateness_s: float | None = None) -> EngineSettings:
+    def engine_settings(
+        self, *, project: str | None = None, lateness_s: float | None = None, colocated: bool = False
+    ) -> EngineSettings:
+        """The engine's settings; ``colocated``: it shares the machine with a scorer (demo, benchmarks), so its
+        stages run at least at :data:`~streams.engine.runner.COLOCATED_NICE`."""
         s = self.settings
         return EngineSettings(
             self.bootstrap_servers,
             self.redis_url,
             project=project or s.feast_project,
             lateness_s=s.lateness_s if lateness_s is None else lateness_s,
+            nice=max(s.engine_nice, COLOCATED_NICE) if colocated else s.engine_nice,
         )
 
     def ensure_platform(self) -> None:

@@ -58,6 +58,15 @@ class Settings(BaseSettings):
         None, description="MLflow tracking/registry URI; default sqlite:///<state_dir>/mlflow.db."
     )
     lateness_s: float = Field(2.0, ge=0, description="Allowed lateness of events (out-of-order tolerance), seconds.")
+    engine_nice: int = Field(
+        0,
+        ge=0,
+        le=19,
+        description=(
+            "Nice value of the feature engine's stage processes. Co-located with the scorer (the demo, the end-to-end "
+            "benchmark), 10 lets the scorer and the broker take the CPU first; the engine catches up when it is free."
+        ),
+    )
     serve_host: str = Field("127.0.0.1", description="Address `slipstream serve` listens on.")
     serve_port: int = Field(8000, ge=1, le=65535, description="Port of `slipstream serve`.")
     fraud_model: str = Field("fraud", description="Registered model the fraud endpoint serves (its champion).")

@@ -284,7 +284,9 @@ def _load(world: World, load_tx: pd.DataFrame, load_labels: pd.DataFrame, keep_e
 
 
 def _start_engine(world: World, keep: bool) -> None:
-    job = EngineJob(world.app.engine_settings(project=world.feast.project), world.contracts.catalog.prefix, "fraud")
+    job = EngineJob(
+        world.app.engine_settings(project=world.feast.project, colocated=True), world.contracts.catalog.prefix, "fraud"
+    )
     stop = threading.Event()
 
     def on_batch(stage: str, stats: StageStats) -> None:

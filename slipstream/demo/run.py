@@ -253,7 +253,7 @@ class DemoRun:
     def _start_engine(self) -> None:
         from streams.engine.app import EngineJob, run_processes
 
-        job = EngineJob(self.app.engine_settings(project=self.ns.project), self.ns.prefix, "fraud")
+        job = EngineJob(self.app.engine_settings(project=self.ns.project, colocated=True), self.ns.prefix, "fraud")
 
         def on_batch(stage: str, stats: StageStats) -> None:
             self.stats.stages[stage] = stats

@@ -90,6 +90,8 @@ def _stage_process(job: EngineJob, stage: str, until_idle_s: float | None, queue
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     _die_with_parent(parent)
+    if job.settings.nice:
+        os.nice(job.settings.nice)  # co-located with a scorer: yield the CPU to it (see Settings.engine_nice)
     contracts = Contracts(TopicCatalog(job.prefix), Contracts.default().registry, Contracts.default().framing)
 
     def report(stats: StageStats) -> None:

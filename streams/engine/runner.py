@@ -43,6 +43,9 @@ def _micros(value: datetime) -> int:
     return (value - EPOCH) // _ONE_US
 
 
+COLOCATED_NICE = 10  # an engine beside a scorer yields the CPU to it: serving is latency-bound, the engine is not
+
+
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
     bootstrap_servers: str
@@ -58,7 +61,13 @@ class EngineSettings:
     # Changelogs and feature-log are on no one's latency path (restore, training, audit): batching them spares the
     # broker one produce request per event, which at 1k events/s was most of its CPU.
     bulk_linger_ms: float = 20.0
+    # The broker answers a fetch once it holds fetch_min_bytes or after fetch_wait_max_ms: the stages read in
+    # batches of up to 5 ms rather than one request per event, which costs the broker a request per event (and
+    # per consumer) — the scorer, on the latency path, keeps reading each event as it lands.
+    fetch_min_bytes: int = 64 * 1024
+    fetch_wait_max_ms: int = 5
     worker_id: str = "0"
+    nice: int = 0  # added to each stage process's nice value (process mode; threads share their process's)
     session_timeout_ms: int = 10_000
 
 
@@ -110,7 +119,8 @@ class StageRunner:
                 # Static membership: a restarted worker takes its partitions back at once, no rebalance wait.
                 "group.instance.id": f"{group}-worker-{settings.worker_id}",
                 "session.timeout.ms": settings.session_timeout_ms,
-                "fetch.wait.max.ms": 20,
+                "fetch.wait.max.ms": settings.fetch_wait_max_ms,
+                "fetch.min.bytes": settings.fetch_min_bytes,
                 "socket.nagle.disable": True,  # no Nagle delay on small, latency-bound requests
                 "queued.max.messages.kbytes": 65536,
             }

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from serving.http import FraudFastPath
 
 
-def create() -> FastAPI:
+def create() -> FraudFastPath:
     from serving.http import create_app
     from slipstream.app import Slipstream
     from slipstream.settings import load_settings

@@ -62,10 +62,10 @@ class EngineSettings:
     # broker one produce request per event, which at 1k events/s was most of its CPU.
     bulk_linger_ms: float = 20.0
     # The broker answers a fetch once it holds fetch_min_bytes or after fetch_wait_max_ms: the stages read in
-    # batches of up to 5 ms rather than one request per event, which costs the broker a request per event (and
+    # batches of up to 2 ms rather than one request per event, which costs the broker a request per event (and
     # per consumer) — the scorer, on the latency path, keeps reading each event as it lands.
     fetch_min_bytes: int = 64 * 1024
-    fetch_wait_max_ms: int = 5
+    fetch_wait_max_ms: int = 2
     worker_id: str = "0"
     nice: int = 0  # added to each stage process's nice value (process mode; threads share their process's)
     session_timeout_ms: int = 10_000

@@ -53,13 +53,18 @@ class RawReads:
     redis-py's connection objects cost ~30 µs of Python per call here (pool checkout, health and timeout bookkeeping,
     a parser wrapper per reply); a call on this path is one ``sendall`` and ``recv_into`` until every reply is parsed.
     Sockets are pooled (a list: ``pop``/``append`` are atomic), so threads may share it. Connection settings (host and
-    port or Unix socket, AUTH, SELECT, timeout) come from the redis-py client's; TLS is not supported on this path.
+    port or Unix socket, AUTH, SELECT, timeout) come from the redis-py client's; a TLS Redis is read through
+    :class:`PooledReads` instead (see :func:`reads_for`).
     """
+
+    @staticmethod
+    def supports(client: Redis[bytes]) -> bool:
+        return client.connection_pool.connection_class in (redis.Connection, redis.UnixDomainSocketConnection)
 
     def __init__(self, client: Redis[bytes]) -> None:
         kwargs: dict[str, Any] = dict(client.connection_pool.connection_kwargs)
-        if client.connection_pool.connection_class is not redis.Connection and "path" not in kwargs:
-            msg = f"the scorer's raw reads need a plain TCP or Unix-socket Redis, got {client.connection_pool!r}"
+        if not self.supports(client):
+            msg = f"raw reads need a plain TCP or Unix-socket Redis, got {client.connection_pool!r}"
             raise FeaturesUnavailableError(msg)
         self._path: str | None = kwargs.get("path")
         self._address = (str(kwargs.get("host", "localhost")), int(kwargs.get("port", 6379)))
@@ -150,13 +155,44 @@ def _pack(command: tuple[bytes, ...]) -> bytes:
     return b"".join(parts)
 
 
+class PooledReads:
+    """The same calls through redis-py's connection pool (packed commands, no ``Pipeline`` object): for a Redis
+    :class:`RawReads` does not speak to (TLS)."""
+
+    def __init__(self, client: Redis[bytes]) -> None:
+        self._client = client
+
+    def call(self, commands: Sequence[tuple[bytes, ...]]) -> list[Any]:
+        pool = self._client.connection_pool
+        try:
+            conn = pool.get_connection()
+        except redis.RedisError as exc:
+            raise unavailable(exc) from exc
+        try:
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            return [conn.read_response() for _ in commands]
+        except (redis.RedisError, OSError) as exc:
+            conn.disconnect()  # replies may be left unread on it: never reuse it as is
+            raise unavailable(exc) from exc
+        finally:
+            pool.release(conn)
+
+    def close(self) -> None:
+        self._client.connection_pool.disconnect()
+
+
+def reads_for(client: Redis[bytes]) -> RawReads | PooledReads:
+    """The fastest reader that speaks to ``client``'s Redis."""
+    return RawReads(client) if RawReads.supports(client) else PooledReads(client)
+
+
 class RedisStateStore:
     """:class:`~serving.base.StateStore` on Redis. ``timeout_s`` bounds every read: a hung Redis is an error, fast."""
 
     def __init__(self, client: Redis[bytes], layouts: Iterable[ViewLayout]) -> None:
         check_binary(client)
         self._client = client
-        self._raw = RawReads(client)
+        self._reads = reads_for(client)
         self._layouts = {layout.view: layout for layout in layouts}
 
     @classmethod
@@ -168,17 +204,17 @@ class RedisStateStore:
         return self._client
 
     def read_states(self, keys: Sequence[tuple[str, Mapping[str, JoinKeyValue]]]) -> list[bytes | None]:
-        """Every ``HGET`` in one write, the replies in one read (see :class:`RawReads`)."""
+        """Every ``HGET`` in one write, the replies in one read (see :func:`reads_for`)."""
         layouts = self._layouts
         commands = []
         for view, join_keys in keys:
             layout = layouts[view]
             commands.append((b"HGET", layout.key(join_keys), layout.state_field))
-        replies: list[bytes | None] = self._raw.call(commands)
+        replies: list[bytes | None] = self._reads.call(commands)
         return replies
 
     def ping(self) -> bool:
         return answers(self._client)
 
     def close(self) -> None:
-        self._raw.close()
+        self._reads.close()

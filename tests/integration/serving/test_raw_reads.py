@@ -12,7 +12,7 @@ import redis
 from infra.config import PlatformConfig
 from infra.redis_local import LocalRedis
 from serving.exceptions import FeaturesUnavailableError
-from serving.online_state import RawReads, scorer_client
+from serving.online_state import PooledReads, RawReads, reads_for, scorer_client
 from tests.conftest import Services
 from tests.integration.serving.http_server import free_port
 
@@ -58,3 +58,22 @@ def test_auth_and_database(tmp_path: Path) -> None:
         own.down()
     with pytest.raises(FeaturesUnavailableError, match="cannot be read: .*(Connection|refused|closed)"):
         raw.call([(b"GET", b"k")])  # its pooled socket is dead and a new one is refused
+
+
+def test_pooled_reads_answer_the_same_and_tls_is_read_through_them(services: Services) -> None:
+    client = scorer_client(services.redis_url)
+    key = f"pooled-{uuid.uuid4().hex}".encode()
+    client.hset(key, b"a", b"1")
+    try:
+        commands = [(b"HGET", key, b"a"), (b"HGET", key, b"missing")]
+        pooled, raw = PooledReads(client), reads_for(client)
+        assert isinstance(raw, RawReads)
+        assert pooled.call(commands) == raw.call(commands) == [b"1", None]
+        with pytest.raises(FeaturesUnavailableError, match="WRONGTYPE|wrong kind"):
+            pooled.call([(b"GET", key)])
+        pooled.close()
+        raw.close()
+    finally:
+        client.delete(key)
+    tls = redis.Redis(host="127.0.0.1", port=1, ssl=True)  # never connected: only which reader serves it
+    assert isinstance(reads_for(tls), PooledReads)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -32,6 +33,8 @@ from features.windows import to_micros
 from serving.base import FraudScore, Recommendation
 from serving.exceptions import FeaturesUnavailableError, InvalidRequestError, ModelUnavailableError, ServingError
 from serving.service import ScoringService
+
+log = logging.getLogger(__name__)
 
 
 class ORJSON(JSONResponse):
@@ -214,16 +217,40 @@ class FraudBatcher:
         if not batch:
             return
         try:
-            scores = self.service.fraud.score_batch([record for record, _ in batch])
-        except Exception as exc:  # noqa: BLE001 - every waiting request gets it (a 503, or a 500 if a bug)
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        self.service.observe_fraud("http", scores)
-        for (_, future), score in zip(batch, scores, strict=True):
-            if not future.done():  # its client may have gone: the task was cancelled
-                future.set_result(score)
+            outcomes = self._score([record for record, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - never leave a request waiting: each one gets the error
+            outcomes = [exc] * len(batch)
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():  # its client may have gone: the task was cancelled
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+    def _score(self, records: list[dict[str, Any]]) -> list[FraudScore | Exception]:
+        """Each record's score or error. A batch that fails for another reason than the store or the model (a bug
+        one record triggers) is scored record by record, so that only that record fails."""
+        try:
+            scores: list[FraudScore | Exception] = list(self.service.fraud.score_batch(records))
+        except ServingError as exc:
+            return [exc] * len(records)
+        except Exception:
+            if len(records) == 1:
+                raise
+            scores = []
+            for record in records:
+                try:
+                    scores.append(self.service.fraud.score_batch([record])[0])
+                except Exception as exc:  # noqa: BLE001 - this record's answer
+                    scores.append(exc)
+        if len(scores) != len(records):
+            msg = f"the scorer returned {len(scores)} scores for {len(records)} requests"
+            raise RuntimeError(msg)
+        scored = [s for s in scores if not isinstance(s, Exception)]
+        if scored:
+            self.service.observe_fraud("http", scored)
+        return scores
 
 
 class FraudFastPath:
@@ -263,6 +290,9 @@ class FraudFastPath:
                 status, payload = 200, fraud_response(await self.batcher.score(record))
             except ServingError as exc:
                 status, payload = fraud_failure(self.service, exc)
+            except Exception as exc:  # a bug: a 500 that says so, counted as an error, not a dropped connection
+                log.exception("scoring failed")
+                status, payload = fraud_failure(self.service, ServingError(f"{type(exc).__name__}: {exc}"))
         data = orjson.dumps(payload)
         headers = [*_JSON_HEADERS, (b"content-length", str(len(data)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})

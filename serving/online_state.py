@@ -69,6 +69,7 @@ class RawReads:
         self._path: str | None = kwargs.get("path")
         self._address = (str(kwargs.get("host", "localhost")), int(kwargs.get("port", 6379)))
         self._timeout: float | None = kwargs.get("socket_timeout")
+        self._connect_timeout: float | None = kwargs.get("socket_connect_timeout") or self._timeout
         self._hello: list[tuple[bytes, ...]] = []
         if kwargs.get("password") is not None:
             user = kwargs.get("username")
@@ -80,22 +81,26 @@ class RawReads:
 
     def call(self, commands: Sequence[tuple[bytes, ...]]) -> list[Any]:
         """Send ``commands`` in one write; their replies, in order. Raises :class:`FeaturesUnavailableError`."""
+        payload = b"".join(
+            _pack(command) for command in commands
+        )  # before a socket is taken: a bad argument loses none
         try:
-            conn = self._idle.pop()
+            conn: _Conn | None = self._idle.pop()
         except IndexError:
             conn = None
+        pooled = conn is not None
         try:
             try:
                 if conn is None:
                     conn = self._connect()
-                replies = self._roundtrip(conn, commands)
+                replies = self._roundtrip(conn, payload, len(commands))
             except ConnectionError:  # not a timeout: a hung Redis gets no second wait
-                if conn is None:
+                if not pooled or conn is None:
                     raise
                 conn[0].close()  # a pooled socket Redis closed meanwhile (a restart): reads are safe to send again
                 conn = None
                 conn = self._connect()
-                replies = self._roundtrip(conn, commands)
+                replies = self._roundtrip(conn, payload, len(commands))
         except (OSError, redis.RedisError, hiredis.ProtocolError) as exc:
             if conn is not None:
                 conn[0].close()  # replies may be left unread on it: never reuse it
@@ -107,12 +112,12 @@ class RawReads:
         return replies
 
     @staticmethod
-    def _roundtrip(conn: _Conn, commands: Sequence[tuple[bytes, ...]]) -> list[Any]:
+    def _roundtrip(conn: _Conn, payload: bytes, n_replies: int) -> list[Any]:
         sock, buffer = conn
-        sock.sendall(b"".join(_pack(command) for command in commands))
+        sock.sendall(payload)
         reader = hiredis.Reader()
         replies: list[Any] = []
-        while len(replies) < len(commands):
+        while len(replies) < n_replies:
             reply = reader.gets()
             if reply is False:
                 n = sock.recv_into(buffer)
@@ -127,17 +132,27 @@ class RawReads:
     def _connect(self) -> _Conn:
         if self._path is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(self._timeout)
-            sock.connect(self._path)
+            try:
+                sock.settimeout(self._connect_timeout)
+                sock.connect(self._path)
+            except BaseException:
+                sock.close()
+                raise
         else:
-            sock = socket.create_connection(self._address, timeout=self._timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        conn = (sock, bytearray(1 << 16))  # the socket's own receive buffer (hiredis copies what it is fed)
-        if self._hello:
-            for reply in self._roundtrip(conn, self._hello):
-                if isinstance(reply, hiredis.ReplyError):
-                    sock.close()
-                    raise redis.AuthenticationError(str(reply))
+            sock = socket.create_connection(self._address, timeout=self._connect_timeout)  # closes it if it fails
+        try:
+            if self._path is None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(self._timeout)
+            conn = (sock, bytearray(1 << 16))  # the socket's own receive buffer (hiredis copies what it is fed)
+            if self._hello:
+                hello = b"".join(_pack(command) for command in self._hello)
+                for reply in self._roundtrip(conn, hello, len(self._hello)):
+                    if isinstance(reply, hiredis.ReplyError):
+                        raise redis.AuthenticationError(str(reply))
+        except BaseException:
+            sock.close()
+            raise
         return conn
 
     def close(self) -> None:

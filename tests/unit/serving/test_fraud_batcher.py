@@ -13,14 +13,18 @@ from serving.http import FraudBatcher
 
 
 class _Fraud:
-    def __init__(self, fail: Exception | None = None) -> None:
+    def __init__(self, fail: Exception | None = None, poison: int | None = None) -> None:
         self.batches: list[list[int]] = []
         self.fail = fail
+        self.poison = poison
 
     def score_batch(self, records: list[dict[str, Any]]) -> list[str]:
         self.batches.append([r["transaction_id"] for r in records])
         if self.fail is not None:
             raise self.fail
+        if any(r["transaction_id"] == self.poison for r in records):
+            msg = f"record {self.poison} breaks the scorer"
+            raise ValueError(msg)
         return [f"score-{r['transaction_id']}" for r in records]
 
 
@@ -75,3 +79,18 @@ def test_a_failure_reaches_every_request_of_the_batch(error: Exception) -> None:
 
     assert asyncio.run(main()) == [error, error, error]
     assert service.observed == []
+
+
+def test_a_record_that_breaks_the_scorer_fails_alone() -> None:
+    fraud = _Fraud(poison=1)
+    batcher, service = _batcher(fraud)
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(batcher.score({"transaction_id": i}) for i in range(3)), return_exceptions=True)
+
+    first, second, third = asyncio.run(main())
+    assert (first, third) == ("score-0", "score-2")
+    assert isinstance(second, ValueError)
+    assert "record 1" in str(second)
+    assert fraud.batches == [[0, 1, 2], [0], [1], [2]]
+    assert service.observed == [2]

@@ -125,8 +125,9 @@ class StageRunner:
                 "queued.max.messages.kbytes": 65536,
             }
         )
-        self._producer = _raw_producer(settings.bootstrap_servers, settings.linger_ms)  # forwards and markers
-        self._bulk = _raw_producer(settings.bootstrap_servers, settings.bulk_linger_ms)  # changelog
+        self._failed_deliveries: list[str] = []
+        self._producer = _raw_producer(settings.bootstrap_servers, settings.linger_ms, self._on_delivery_error)
+        self._bulk = _raw_producer(settings.bootstrap_servers, settings.bulk_linger_ms, self._on_delivery_error)
         self._events = EventProducer(settings.bootstrap_servers, contracts, linger_ms=settings.bulk_linger_ms)
         client = redis.Redis.from_url(settings.redis_url)
         self._writer = RedisFeatureWriter(client, view_layouts([topology.feature_set], settings.project).values())
@@ -160,6 +161,7 @@ class StageRunner:
         if self._forward:
             md = self._producer.list_topics(self._forward, timeout=10).topics[self._forward]
             self._forward_partitions = len(md.partitions)
+        failed = True
         try:
             while not stop.is_set():
                 got = self.step()
@@ -168,14 +170,19 @@ class StageRunner:
                 elif until_idle_s is not None and not got and self.processor.pending() == 0:
                     if time.monotonic() - self.stats.last_batch_at > until_idle_s:
                         break
+            failed = False
         finally:
-            self.close()
+            self.close(commit=not failed)
         return self.stats
 
-    def close(self) -> None:
-        self._flush(10)
-        self._commit(wait=True)
-        self._consumer.close()
+    def close(self, *, commit: bool = True) -> None:
+        """Flush and commit (not after a failure: what was not written is read again on restart), then leave."""
+        try:
+            if commit:
+                self._flush(10)
+                self._commit(wait=True)
+        finally:
+            self._consumer.close()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = {tp.partition for tp in partitions} - self._owned
@@ -342,9 +349,22 @@ class StageRunner:
                 producer.poll(0.05)
 
     def _flush(self, timeout_s: float) -> None:
-        """Every output handed to a producer is on the broker (librdkafka's flush sends at once, linger or not)."""
-        for producer in (self._producer, self._bulk, self._events):
-            producer.flush(timeout_s)
+        """Every output handed to a producer is on the broker (librdkafka's flush sends at once, linger or not);
+        raises :class:`StateError` otherwise, before any offset is committed for them."""
+        for producer in (self._producer, self._bulk):
+            remaining = producer.flush(timeout_s)
+            if remaining:
+                msg = f"{remaining} output record(s) unacknowledged after {timeout_s:g} s (is the broker up?)"
+                raise StateError(msg)
+        if self._failed_deliveries:
+            failures, self._failed_deliveries = self._failed_deliveries, []
+            msg = f"{len(failures)} output record(s) failed delivery, first: {failures[0]}"
+            raise StateError(msg)
+        self._events.flush(timeout_s)  # raises ProduceError itself
+
+    def _on_delivery_error(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:  # only failures are reported (delivery.report.only.error)
+            self._failed_deliveries.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
 
     def _send_markers(self, got: bool) -> None:
         now = time.monotonic()
@@ -397,10 +417,13 @@ class StageRunner:
         self.processor.committed({tp.partition for tp in offsets} - behind)
 
 
-def _raw_producer(bootstrap: str, linger_ms: float) -> Producer:
+def _raw_producer(bootstrap: str, linger_ms: float, on_error: Callable[[KafkaError | None, Message], None]) -> Producer:
+    """Forwards and markers (``linger_ms`` 1) or changelogs (20); failed deliveries reach ``on_error``."""
     return Producer(
         {
             "bootstrap.servers": bootstrap,
+            "on_delivery": on_error,
+            "delivery.report.only.error": True,  # no Python callback per delivered record
             "enable.idempotence": True,
             "linger.ms": linger_ms,
             "socket.nagle.disable": True,  # no Nagle delay on small, latency-bound requests

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from features.definitions.fraud import FRAUD
+from features.exceptions import OnlineStoreError
 from features.feast_repo import view_layouts
 from features.online_store import RedisFeatureReader
 from schemas.contracts import Contracts
@@ -157,3 +158,26 @@ def _encode_unchecked(serde: Any, record: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, serde.schema.parsed, record)
     return SingleObjectFraming(SchemaRegistry.load()).frame(serde.topic, serde.schema, buf.getvalue())
+
+
+def test_a_stage_that_fails_commits_nothing_and_a_restart_reads_it_all(
+    services: Services, contracts: Contracts, streams: Any
+) -> None:
+    """Redis refuses the state writes: the stage stops with the error and leaves its offsets where they were, so the
+    next run reads every event again (at least once), and nothing is lost."""
+    from tests.integration.serving.http_server import free_port
+
+    tx, labels = streams
+    _publish(services, contracts, tx, labels)
+    project = f"t{uuid.uuid4().hex[:8]}"
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    broken = EngineSettings(services.bootstrap_servers, dead_redis, project=project)
+    job = EngineJob(broken, contracts.catalog.prefix, "fraud", stages=("customer",))
+    with pytest.raises(OnlineStoreError, match="Connection refused"):
+        run_threads(job, threading.Event(), until_idle_s=3)
+    stats = run_threads(
+        EngineJob(_settings(services, project), contracts.catalog.prefix, "fraud", stages=("customer",)),
+        threading.Event(),
+        until_idle_s=3,
+    )
+    assert stats["customer"].consumed == len(tx) + len(labels)

@@ -14,7 +14,6 @@ event loop itself: a thread hop would cost more than the work.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -32,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from features.windows import to_micros
 from serving.base import FraudScore, Recommendation
 from serving.exceptions import FeaturesUnavailableError, InvalidRequestError, ModelUnavailableError, ServingError
-from serving.service import ScoringService
+from serving.service import ScoringService, freeze_startup_heap
 
 log = logging.getLogger(__name__)
 
@@ -307,10 +306,7 @@ def create_app(service: ScoringService, *, manage_lifecycle: bool = True) -> Fra
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if manage_lifecycle:
             service.start()
-            # Start-up leaves ~360k GC-tracked objects (MLflow, SQLAlchemy, ONNX, FastAPI); a full collection over
-            # them stalls every request for 100-300 ms. None of it is garbage: take it out of the collector's passes.
-            gc.collect()
-            gc.freeze()
+            freeze_startup_heap()
         try:
             yield
         finally:

@@ -9,7 +9,6 @@ go to ``dead-letter`` with the reason.
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -23,7 +22,7 @@ from schemas.exceptions import SlipstreamError
 from schemas.transport import EventConsumer, EventProducer
 from schemas.transport.consumer import ConsumedBatch, ConsumedEvent
 from serving.exceptions import FeaturesUnavailableError, ModelUnavailableError
-from serving.service import ScoringService
+from serving.service import ScoringService, freeze_startup_heap
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -89,10 +88,7 @@ class KafkaFrontEnd(ABC, Generic[S]):
 
     def run(self, stop: threading.Event, *, until_idle_s: float | None = None) -> S:
         """Work until ``stop`` is set (or nothing arrived for ``until_idle_s``); commit what is done, then return."""
-        # The start-up heap (MLflow, SQLAlchemy, ONNX: ~360k GC-tracked objects) is never garbage; left in the
-        # cyclic collector, every full pass over it stalls scoring for 100-300 ms. Freeze it (see serving.http).
-        gc.collect()
-        gc.freeze()
+        freeze_startup_heap()
         idle_since = time.monotonic()
         try:
             while not stop.is_set():

@@ -31,9 +31,9 @@ import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 
 from features.windows import to_micros
-from slipstream.bench.loadgen import fine_timers, sleep_until
+from slipstream.bench.loadgen import sleep_until
 from slipstream.bench.stats import percentiles
-from slipstream.bench.world import World, build_world, stop_child
+from slipstream.bench.world import World, open_world, stop_child
 from streams.publish import frame_records
 
 Say = Callable[[str], None]
@@ -334,17 +334,10 @@ def _wait_ready(world: World, pipeline: Pipeline, stream: ScoreStream, say: Say)
 
 
 def run_e2e_bench(app: Any, config: E2EBenchConfig, say: Say) -> dict[str, Any]:
-    app.ensure_platform()
-    fine_timers()
-    load_start = os.getloadavg()[0]
-    world = build_world(
+    world, results = open_world(
         app, "e2e", load_days=config.load_days, heldout_days=config.heldout_days, keep_engine=True, say=say
     )
-    results: dict[str, Any] = {
-        "machine_cores": os.cpu_count() or 0,
-        "load_avg_1m_at_start": round(load_start, 2),
-        "e2e": [],
-    }
+    results["e2e"] = []
     stream: ScoreStream | None = None
     try:
         _skip_loaded(world)

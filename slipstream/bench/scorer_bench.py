@@ -24,7 +24,6 @@ load — one run, one machine, real state (see :mod:`slipstream.bench.world`).
 
 from __future__ import annotations
 
-import gc
 import http.client
 import os
 import socket
@@ -42,9 +41,9 @@ import orjson
 
 from features.definitions import FRAUD
 from features.windows import request_features
-from slipstream.bench.loadgen import LoadProcess, LoadResult, LoadSpec, fine_timers, post_request, schedule, sleep_until
+from slipstream.bench.loadgen import LoadProcess, LoadResult, LoadSpec, post_request, schedule, sleep_until
 from slipstream.bench.stats import percentiles
-from slipstream.bench.world import World, build_world, stop_child
+from slipstream.bench.world import World, open_world, stop_child
 from streams.publish import frame_records
 
 Say = Callable[[str], None]
@@ -114,6 +113,8 @@ def _naive_classifier(world: World) -> Any:
 def inprocess_and_naive(world: World, config: ScorerBenchConfig, say: Say) -> dict[str, Any]:
     from feast import FeatureStore
 
+    from serving.service import freeze_startup_heap
+
     n = max(config.inprocess_samples, config.naive_samples) + config.warmup
     records = _records(world, n)
     service = world.app.scoring_service(reco=False)
@@ -157,9 +158,7 @@ def inprocess_and_naive(world: World, config: ScorerBenchConfig, say: Say) -> di
             row = [values[f] if f in values else float(online[f][0] or 0.0) for f in names]
             clf.predict_proba(np.asarray([row], dtype=np.float64))
 
-        # As `serve` and `score-stream` run it: the start-up heap out of the cyclic collector's passes.
-        gc.collect()
-        gc.freeze()
+        freeze_startup_heap()  # as `serve` and `score-stream` run
         say(f"warming up the three stacks ({config.warmup} calls each)…")
         for call in (fast, naive, naive_numpy):
             _paced(call, range(config.warmup), config.paced_rate)
@@ -390,13 +389,9 @@ def swap_summary(result: LoadResult, old: str, new: str, promoted_at: float, pub
 
 
 def run_scorer_bench(app: Any, config: ScorerBenchConfig, say: Say) -> dict[str, Any]:
-    app.ensure_platform()
-    fine_timers()
-    load_start = os.getloadavg()[0]
-    world = build_world(
+    world, results = open_world(
         app, "scorer", load_days=config.load_days, heldout_days=config.heldout_days, keep_engine=False, say=say
     )
-    results: dict[str, Any] = {"machine_cores": os.cpu_count() or 0, "load_avg_1m_at_start": round(load_start, 2)}
     try:
         if "inprocess" in config.parts:
             results |= inprocess_and_naive(world, config, say)

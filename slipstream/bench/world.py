@@ -33,6 +33,7 @@ from features.feast_repo import FeastRepoConfig, apply_repo, view_layouts
 from schemas.contracts import Contracts
 from schemas.transport import EventProducer, TopicAdmin
 from slipstream.app import Slipstream
+from slipstream.bench.loadgen import fine_timers
 from streams.engine.app import EngineJob, run_processes
 from streams.engine.runner import StageStats
 from streams.publish import frame_records
@@ -207,6 +208,18 @@ def _train(world: World, tx: pd.DataFrame, labels: pd.DataFrame, say: Say) -> No
     world.train = train_set
     world.setup["train_rows"] = len(train_set)
     world.setup["train_seconds"] = round(time.perf_counter() - started, 1)
+
+
+def open_world(
+    app: Slipstream, kind: str, *, load_days: int, heldout_days: int, keep_engine: bool, say: Say
+) -> tuple[World, dict[str, Any]]:
+    """A benchmark's start: the platform up, fine timers, the machine's state noted, then :func:`build_world`.
+    Returns the world and the results dict to fill (cores and load average at start already in it)."""
+    app.ensure_platform()
+    fine_timers()
+    load_start = os.getloadavg()[0]
+    world = build_world(app, kind, load_days=load_days, heldout_days=heldout_days, keep_engine=keep_engine, say=say)
+    return world, {"machine_cores": os.cpu_count() or 0, "load_avg_1m_at_start": round(load_start, 2)}
 
 
 def build_world(app: Slipstream, kind: str, *, load_days: int, heldout_days: int, keep_engine: bool, say: Say) -> World:

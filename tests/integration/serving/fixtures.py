@@ -54,6 +54,18 @@ def offline_vectors(
     return {int(tid): {n: float(row[n]) for n in names} for tid, row in vectors[names].iterrows()}
 
 
+def cli_env(services: Services, app: Slipstream, project: str) -> dict[str, str]:
+    """Environment for a `slipstream` command that joins the world: its services, state, topic prefix and project."""
+    s = app.settings
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers,
+        "REDIS_URL": services.redis_url,
+        "SLIPSTREAM_STATE_DIR": str(s.state_dir),
+        "SLIPSTREAM_TOPIC_PREFIX": s.topic_prefix,
+        "SLIPSTREAM_FEAST_PROJECT": project,
+    }
+
+
 def publish(services: Services, contracts: Contracts, topic: str, records: Sequence[Mapping[str, Any]]) -> None:
     with EventProducer(services.bootstrap_servers, contracts, linger_ms=5) as producer:
         for record in records:

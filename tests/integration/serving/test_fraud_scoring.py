@@ -15,7 +15,7 @@ import pytest
 from schemas.transport import EventConsumer
 from serving.http import create_app
 from serving.stream import ScoreStream
-from tests.integration.serving.fixtures import FraudWorld, offline_vectors, publish, run_engine
+from tests.integration.serving.fixtures import FraudWorld, cli_env, offline_vectors, publish, run_engine
 from tests.integration.serving.http_server import Client, running
 
 pytestmark = pytest.mark.integration
@@ -195,14 +195,7 @@ def test_score_stream_command_scores_a_replayed_topic(world: FraudWorld, monkeyp
 
     from slipstream.cli import app as cli
 
-    s = world.app.settings
-    for name, value in {
-        "KAFKA_BOOTSTRAP_SERVERS": world.services.bootstrap_servers,
-        "REDIS_URL": world.services.redis_url,
-        "SLIPSTREAM_STATE_DIR": str(s.state_dir),
-        "SLIPSTREAM_TOPIC_PREFIX": s.topic_prefix,
-        "SLIPSTREAM_FEAST_PROJECT": world.project,
-    }.items():
+    for name, value in cli_env(world.services, world.app, world.project).items():
         monkeypatch.setenv(name, value)
     day = world.live_tx[:100]
     publish(world.services, world.contracts, "transactions", day)
@@ -241,18 +234,10 @@ def test_serve_command_with_two_workers(world: FraudWorld) -> None:
 
     from tests.integration.serving.http_server import free_port
 
-    s = world.app.settings
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": world.services.bootstrap_servers,
-        "REDIS_URL": world.services.redis_url,
-        "SLIPSTREAM_STATE_DIR": str(s.state_dir),
-        "SLIPSTREAM_TOPIC_PREFIX": s.topic_prefix,
-        "SLIPSTREAM_FEAST_PROJECT": world.project,
-    }
+    env = {**os.environ, **cli_env(world.services, world.app, world.project)}
     port = free_port()
     cmd = [sys.executable, "-m", "slipstream", "serve", "--port", str(port), "--workers", "2", "--log-level", "warning"]
-    log_path = s.state_dir / "serve.log"
+    log_path = world.app.settings.state_dir / "serve.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

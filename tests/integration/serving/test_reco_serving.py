@@ -29,6 +29,7 @@ from slipstream.app import Slipstream
 from slipstream.settings import load_settings
 from streams.simulate.reco import RecoSimConfig, simulate_interactions
 from tests.conftest import Services
+from tests.integration.serving.fixtures import cli_env
 from tests.integration.serving.http_server import Client, free_port, running
 
 pytestmark = pytest.mark.integration
@@ -248,14 +249,7 @@ def test_score_stream_reco_from_requests_to_recommendations(world: RecoWorld, mo
 
     from slipstream.cli import app as cli  # the command itself, in this process
 
-    s = world.app.settings
-    for name, value in {
-        "KAFKA_BOOTSTRAP_SERVERS": world.services.bootstrap_servers,
-        "REDIS_URL": world.services.redis_url,
-        "SLIPSTREAM_STATE_DIR": str(s.state_dir),
-        "SLIPSTREAM_TOPIC_PREFIX": s.topic_prefix,
-        "SLIPSTREAM_FEAST_PROJECT": world.project,
-    }.items():
+    for name, value in cli_env(world.services, world.app, world.project).items():
         monkeypatch.setenv(name, value)
     result = CliRunner().invoke(
         cli, ["score-stream", "--reco", "--from-beginning", "--until-idle", "3", "--quiet"], catch_exceptions=False

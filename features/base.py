@@ -135,11 +135,24 @@ class FeatureView:
     description: str = ""
     _reach_us: int = field(init=False, repr=False, compare=False)
     known_by_topics: frozenset[str] = field(init=False, repr=False, compare=False)
+    #: Per feature, the index of its (source, window) among the view's distinct ones (-1 for a ratio): features over
+    #: the same events (a count and a mean of one window) find them once.
+    spans: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    n_spans: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         reach = max((f.window.reach_us for f in self.features if isinstance(f, Aggregate)), default=0)
         object.__setattr__(self, "_reach_us", reach)
         object.__setattr__(self, "known_by_topics", frozenset(s.topic for s in self.sources if s.known_by))
+        distinct: dict[tuple[str, int, int], int] = {}
+        spans = [
+            distinct.setdefault((f.source, f.window.length_us, f.window.delay_us), len(distinct))
+            if isinstance(f, Aggregate)
+            else -1
+            for f in self.features
+        ]
+        object.__setattr__(self, "spans", tuple(spans))
+        object.__setattr__(self, "n_spans", len(distinct))
         names = [f.name for f in self.features]
         if len(names) != len(set(names)):
             msg = f"view {self.name!r} declares a feature twice: {names}"

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from features.base import Agg, Aggregate, FeatureSet, FeatureView, Ratio, RequestFeature, SourceSpec
+from features.base import Agg, Aggregate, FeatureSet, FeatureView, Ratio, RequestFeature, SourceSpec, Window
 
 Value = float | str | bool | int
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -89,15 +89,22 @@ class Ring:
         return start, end
 
 
-def _aggregate(feature: Aggregate, ring: Ring, t_us: int, tie_id: int | None, uses_known: bool) -> float:
-    window = feature.window
+Span = tuple[Ring, int, int, Sequence[int], bool]
+
+
+def _span(ring: Ring, window: Window, t_us: int, tie_id: int | None, uses_known: bool) -> Span:
+    """The events of ``ring`` in ``window`` as of ``t_us``: (ring, start, end, rows, filtered). ``rows`` are the
+    indices that count; ``filtered`` when some events of the slice were not known yet at ``t`` (so not all count)."""
     hi = t_us - window.delay_us
     start, end = ring.bounds(hi - window.length_us, hi, tie_id if window.delay_us == 0 else None)
     rows: Sequence[int] = range(start, end)
     if uses_known and end > start and max(ring.known[start:end]) > t_us:  # some not known yet: filter
-        rows = [i for i in rows if ring.known[i] <= t_us]
-    else:
-        uses_known = False
+        return ring, start, end, [i for i in rows if ring.known[i] <= t_us], True
+    return ring, start, end, rows, False
+
+
+def _aggregate(feature: Aggregate, span: Span, t_us: int, tie_id: int | None) -> float:
+    ring, start, end, rows, filtered = span
     if feature.where is not None:
         where = ring.values.get(feature.where.field, [])
         rows = [i for i in rows if where[i] == feature.where.value]
@@ -108,7 +115,7 @@ def _aggregate(feature: Aggregate, ring: Ring, t_us: int, tie_id: int | None, us
         previous = [i for i in rows if ring.ids[i] != tie_id] if tie_id is not None else list(rows)
         return (t_us - ring.times[previous[-1]]) / 1e6 if previous else feature.default
     column = ring.values.get(feature.field or "", [])
-    values: Sequence[Any] = [column[i] for i in rows] if (uses_known or feature.where) else column[start:end]
+    values: Sequence[Any] = [column[i] for i in rows] if (filtered or feature.where) else column[start:end]
     if not values:
         return feature.default
     if agg is Agg.SUM:
@@ -188,11 +195,15 @@ def compute_view(
     """
     out: dict[str, float] = {}
     known_by = view.known_by_topics
-    for feature in view.features:
+    spans: list[Span | None] = [None] * view.n_spans
+    for feature, index in zip(view.features, view.spans, strict=True):
         if isinstance(feature, Aggregate):
-            ring = state.rings.get(feature.source, _EMPTY)
             tie = trigger_id if feature.source == trigger else None
-            out[feature.name] = _aggregate(feature, ring, t_us, tie, feature.source in known_by)
+            span = spans[index]
+            if span is None:
+                ring = state.rings.get(feature.source, _EMPTY)
+                span = spans[index] = _span(ring, feature.window, t_us, tie, feature.source in known_by)
+            out[feature.name] = _aggregate(feature, span, t_us, tie)
         else:
             out[feature.name] = ratio(out[feature.numerator], out[feature.denominator], feature.default)
     return out

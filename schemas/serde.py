@@ -11,6 +11,7 @@ import fastavro
 from fastavro.validation import ValidationError, validate
 
 from schemas.base import Framing, RecordValidator
+from schemas.compiled_writer import compile_writer
 from schemas.exceptions import DecodeError, SerializationError
 from schemas.registry import SchemaVersion
 
@@ -40,6 +41,7 @@ class AvroSerde:
         self._framing = framing
         self._validator = validator
         self._parsed = schema.parsed
+        self._compiled = compile_writer(self._parsed)
         self._ts_fields = timestamp_fields(schema.raw)
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
@@ -54,18 +56,26 @@ class AvroSerde:
             if reason is not None:
                 msg = f"invalid {self.schema.name}: {reason}"
                 raise SerializationError(msg)
+        return self._framing.frame(self.topic, self.schema, self._body(record))
+
+    def _body(self, record: Mapping[str, Any]) -> bytes:
+        if self._compiled is not None:
+            try:
+                return self._compiled(record)
+            except Exception:  # noqa: BLE001, S110 - fastavro below writes it or explains what does not fit
+                pass
         buf = io.BytesIO()
         try:
             fastavro.schemaless_writer(buf, self._parsed, dict(record), strict_allow_default=True)
         except Exception as exc:
             raise SerializationError(self._explain(record, exc)) from exc
-        return self._framing.frame(self.topic, self.schema, buf.getvalue())
+        return buf.getvalue()
 
     def _explain(self, record: Mapping[str, Any], exc: Exception) -> str:
         try:
             validate(dict(record), self._parsed, raise_errors=True, strict=True)
         except ValidationError as verr:
-            return f"record does not fit schema {self.schema.name!r}: {'; '.join(verr.errors)}"
+            return f"record does not fit schema {self.schema.name!r}: {'; '.join(str(e) for e in verr.errors)}"
         except Exception as vexc:  # noqa: BLE001 - reporting only
             return f"record does not fit schema {self.schema.name!r}: {vexc}"
         return f"record does not fit schema {self.schema.name!r}: {exc}"

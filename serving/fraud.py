@@ -66,15 +66,11 @@ def normalize_transaction(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def compute_features(
-    feature_set: FeatureSet,
-    record: Mapping[str, Any],
-    states: Sequence[EntityState | None],
-    recent: RecentEvents | None = None,
+    feature_set: FeatureSet, record: Mapping[str, Any], states: Sequence[EntityState | None]
 ) -> tuple[dict[str, float], tuple[ViewFreshness, ...]]:
     """Every feature of ``feature_set`` for ``record`` (a trigger event, times in µs), from each view's state.
 
-    Pure apart from ``recent``: the states are modified (the event is applied to them). ``None``: the store holds
-    nothing for that entity yet.
+    Pure: the states are modified (the event is applied to them). ``None``: the store holds nothing for that entity.
     """
     trigger = feature_set.trigger
     t_us = int(record["event_time"])
@@ -82,19 +78,33 @@ def compute_features(
     values: dict[str, float] = {}
     freshness = []
     for view, stored in zip(feature_set.views, states, strict=True):
-        source = view.source(trigger)
         state = stored if stored is not None else EntityState()
-        if recent is not None:
-            key = _recent_key(view.name, view.entity.join_keys, record)
-            recent.merge(key, state, source)
-            recent.remember(key, record)
         newest = newest_known(state, t_us)
         freshness.append(ViewFreshness(view.name, newest, None if newest is None else (t_us - newest) / 1000.0))
-        state.apply(source, record, 0, 0, prune=False)
+        state.apply(view.source(trigger), record, 0, 0, prune=False)
         values.update(compute_view(view, state, t_us, trigger, eid))
     values.update(request_features(feature_set.request, record))
     values.update(derived_features(feature_set, values))
     return values, tuple(freshness)
+
+
+def stored_states(
+    feature_set: FeatureSet,
+    record: Mapping[str, Any],
+    stored: Sequence[bytes | None],
+    recent: RecentEvents | None = None,
+) -> list[EntityState | None]:
+    """Each view's state for ``record`` from the bytes the store holds; with ``recent`` (the Kafka path), the events
+    this worker scored that the store does not show yet are added, and ``record`` is remembered among them."""
+    if recent is None:
+        return [EntityState.from_bytes(b) if b else None for b in stored]
+    trigger = feature_set.trigger
+    out: list[EntityState | None] = []
+    for view, blob in zip(feature_set.views, stored, strict=True):
+        key = _recent_key(view.name, view.entity.join_keys, record)
+        out.append(recent.state(key, blob, view.source(trigger)))
+        recent.remember(key, record)
+    return out
 
 
 def newest_known(state: EntityState, t_us: int) -> int | None:
@@ -153,8 +163,8 @@ class FraudScorer:
         rows: list[list[float]] = []
         computed: list[tuple[dict[str, float], tuple[ViewFreshness, ...]]] = []
         for i, rec in enumerate(records):
-            states = [EntityState.from_bytes(b) if b else None for b in blobs[i * n_views : (i + 1) * n_views]]
-            values, freshness = compute_features(self.feature_set, rec, states, self.recent)
+            states = stored_states(self.feature_set, rec, blobs[i * n_views : (i + 1) * n_views], self.recent)
+            values, freshness = compute_features(self.feature_set, rec, states)
             rows.append([values[name] for name in model.feature_names])
             computed.append((values, freshness))
         features_done = time.perf_counter_ns()

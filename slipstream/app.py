@@ -179,7 +179,7 @@ class Slipstream:
         fraud_slot = ModelSlot(
             s.fraud_model, FRAUD.feature_names, on_swap=lambda r, m: metrics.record_swap("fraud", r, m)
         )
-        recent = RecentEvents(s.recent_horizon_s) if remember_recent else None
+        recent = RecentEvents(s.recent_horizon_s, max_states=s.recent_states) if remember_recent else None
         service = ScoringService(store, FraudScorer(store, fraud_slot, FRAUD, recent=recent), fraud_slot, metrics)
         slots = {s.fraud_model: fraud_slot}
         if reco:

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     recent_horizon_s: float = Field(
         30.0, gt=0, description="How long score-stream remembers scored events the online store may not show yet."
     )
+    recent_states: int = Field(
+        50_000,
+        ge=1,
+        description="How many entity states score-stream keeps decoded, reused while the store holds the same bytes.",
+    )
 
     @field_validator("kafka_heap")
     @classmethod

@@ -10,7 +10,7 @@ import pytest
 from features.definitions.fraud import CUSTOMER_VIEW, FRAUD, TERMINAL_VIEW
 from features.windows import EntityState
 from serving.exceptions import InvalidRequestError
-from serving.fraud import compute_features, newest_known, normalize_transaction
+from serving.fraud import compute_features, newest_known, normalize_transaction, stored_states
 from serving.recent import RecentEvents
 from tests.fraud_reference import reference, small_fraud_streams
 
@@ -80,8 +80,8 @@ def test_recent_events_fill_in_what_the_store_does_not_show_yet(streams: Any) ->
     stale_store = _states_before(tx, labels, theirs[0])  # the engine has not applied the last four yet
     recent = RecentEvents(horizon_s=60)
     for record in theirs:
-        states = [EntityState.from_bytes(s.to_bytes()) if s else None for s in stale_store]
-        values, _ = compute_features(FRAUD, record, states, recent)
+        stored = [s.to_bytes() if s else None for s in stale_store]
+        values, _ = compute_features(FRAUD, record, stored_states(FRAUD, record, stored, recent))
         assert (
             values["CUSTOMER_ID_NB_TX_30DAY_WINDOW"] == want[record["transaction_id"]]["CUSTOMER_ID_NB_TX_30DAY_WINDOW"]
         )
@@ -92,6 +92,41 @@ def test_recent_events_fill_in_what_the_store_does_not_show_yet(streams: Any) ->
         without[0]["CUSTOMER_ID_NB_TX_30DAY_WINDOW"]
         < want[theirs[-1]["transaction_id"]]["CUSTOMER_ID_NB_TX_30DAY_WINDOW"]
     )
+
+
+def test_kept_states_give_the_same_features_as_rebuilding_them(streams: Any) -> None:
+    """The engine lags, then catches up part way: every score equals the reference whether the kept state was
+    reused (the store unchanged) or rebuilt (the store changed), and a small cache evicts without changing any."""
+    tx, labels = streams
+    want = reference(tx, labels)
+    customer = tx[-1]["customer_id"]
+    theirs = [r for r in tx if r["customer_id"] == customer][-6:]
+    for max_states in (50_000, 1):
+        recent = RecentEvents(horizon_s=60, max_states=max_states)
+        customer_store = _states_before(tx, labels, theirs[0])[0]
+        for i, record in enumerate(theirs):
+            if i == 3:  # the engine writes the first two of them
+                customer_store = _states_before(tx, labels, theirs[2])[0]
+            terminal_store = _states_before(tx, labels, record)[1]  # other cards' payments and labels: current
+            store = [s.to_bytes() if s else None for s in (customer_store, terminal_store)]
+            values, _ = compute_features(FRAUD, record, stored_states(FRAUD, record, store, recent))
+            assert values[N30] == want[record["transaction_id"]][N30]
+            assert values[TERMINAL_7D] == want[record["transaction_id"]][TERMINAL_7D]
+        if max_states > 1:
+            assert recent.reused > 0 and recent.rebuilt >= 3  # first sight of both keys, then the engine's write
+        else:
+            assert recent.reused == 0  # customer and terminal keys evict each other
+
+
+def test_a_kept_state_is_rebuilt_when_the_store_changes() -> None:
+    recent = RecentEvents(horizon_s=60)
+    source = CUSTOMER_VIEW.source("transactions")
+    first = recent.state(b"k", None, source)
+    assert recent.state(b"k", None, source) is first and recent.reused == 1
+    stored = EntityState()
+    stored.apply(source, {"transaction_id": 1, "event_time": 5, "amount": 1.0, "terminal_id": 2}, 0, 0)
+    again = recent.state(b"k", stored.to_bytes(), source)
+    assert again is not first and recent.rebuilt == 2 and len(again.ring("transactions")) == 1
 
 
 def test_recent_events_are_forgotten_once_confirmed_or_old() -> None:

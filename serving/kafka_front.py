@@ -22,7 +22,7 @@ from schemas.exceptions import SlipstreamError
 from schemas.transport import EventConsumer, EventProducer
 from schemas.transport.consumer import ConsumedBatch, ConsumedEvent
 from serving.exceptions import FeaturesUnavailableError, ModelUnavailableError
-from serving.service import ScoringService, freeze_startup_heap
+from serving.service import ScheduledCollector, ScoringService, freeze_startup_heap
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,6 +77,7 @@ class KafkaFrontEnd(ABC, Generic[S]):
         self._last_commit = time.monotonic()
         self._uncommitted = False
         self._abandoned = False
+        self.collector = ScheduledCollector()
 
     @abstractmethod
     def new_stats(self) -> S:
@@ -91,13 +92,17 @@ class KafkaFrontEnd(ABC, Generic[S]):
         freeze_startup_heap()
         idle_since = time.monotonic()
         try:
-            while not stop.is_set():
-                got = self.step(stop)
-                now = time.monotonic()
-                if got:
-                    idle_since = now
-                elif until_idle_s is not None and now - idle_since >= until_idle_s:
-                    break
+            with self.collector:
+                while not stop.is_set():
+                    got = self.step(stop)
+                    now = time.monotonic()
+                    if got:
+                        idle_since = now
+                        self.collector.after_batch()
+                    elif until_idle_s is not None and now - idle_since >= until_idle_s:
+                        break
+                    else:
+                        self.collector.when_idle()
         finally:
             self.commit(final=True)
         return self.stats
@@ -119,6 +124,7 @@ class KafkaFrontEnd(ABC, Generic[S]):
                 return len(batch)
             self.producer.poll(0)
             self.stats.handle_s += time.perf_counter() - t1
+
         if len(batch):
             self._uncommitted = True
             self.stats.batches += 1

@@ -79,7 +79,7 @@ class Slipstream:
         self, *, project: str | None = None, lateness_s: float | None = None, colocated: bool = False
     ) -> EngineSettings:
         """The engine's settings; ``colocated``: it shares the machine with a scorer (demo, benchmarks), so its
-        stages run at least at :data:`~streams.engine.runner.COLOCATED_NICE`."""
+        stages run at least at :data:`~streams.engine.runner.COLOCATED_NICE` and in Linux's idle scheduling class."""
         s = self.settings
         return EngineSettings(
             self.bootstrap_servers,
@@ -87,6 +87,7 @@ class Slipstream:
             project=project or s.feast_project,
             lateness_s=s.lateness_s if lateness_s is None else lateness_s,
             nice=max(s.engine_nice, COLOCATED_NICE) if colocated else s.engine_nice,
+            idle_class=colocated,
         )
 
     def ensure_platform(self) -> None:

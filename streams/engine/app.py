@@ -92,6 +92,8 @@ def _stage_process(job: EngineJob, stage: str, until_idle_s: float | None, queue
     _die_with_parent(parent)
     if job.settings.nice:
         os.nice(job.settings.nice)  # co-located with a scorer: yield the CPU to it (see Settings.engine_nice)
+    if job.settings.idle_class and hasattr(os, "SCHED_IDLE"):  # Linux; elsewhere the nice value only
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     contracts = Contracts(TopicCatalog(job.prefix), Contracts.default().registry, Contracts.default().framing)
 
     def report(stats: StageStats) -> None:

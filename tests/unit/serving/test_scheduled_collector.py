@@ -1,0 +1,49 @@
+"""The Kafka front end's collector: automatic collection off while it runs, young passes between batches, full
+passes only when idle and not more often than asked."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+from serving.service import ScheduledCollector
+
+
+class _Node:
+    loop: object = None
+
+
+def test_automatic_collection_is_off_inside_and_restored_after() -> None:
+    assert gc.isenabled()
+    with ScheduledCollector():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_young_generations_are_collected_after_a_batch_once_enough_is_pending() -> None:
+    with ScheduledCollector(young_threshold=100) as collector:
+        junk = [[i] for i in range(1_000)]  # 1,000 new tracked containers
+        assert gc.get_count()[0] >= 100
+        collector.after_batch()
+        assert collector.young == 1
+        assert gc.get_count()[0] < 100
+        collector.after_batch()  # nothing pending: no pass
+        assert collector.young == 1
+        del junk
+
+
+def test_cyclic_garbage_is_freed_by_the_idle_full_pass_and_no_more_often_than_asked() -> None:
+    with ScheduledCollector(young_threshold=10**9, full_every_s=0.0) as collector:
+        node = _Node()
+        node.loop = node
+        alive = weakref.ref(node)
+        gc.collect(1)  # promote it out of the young generations, as a long-lived cycle would be
+        del node
+        collector.after_batch()
+        assert alive() is not None  # reference counting cannot free a cycle, and nothing collected it yet
+        collector.when_idle()
+        assert collector.full == 1
+        assert alive() is None
+    with ScheduledCollector(full_every_s=3600) as rare:
+        rare.when_idle()
+        assert rare.full == 0

@@ -34,7 +34,7 @@ _MISSING = object()
 _MAX_MAP_FORMATS = 64  # distinct key sets packed in one call per map field; beyond that, key by key
 
 
-class Unsupported(Exception):
+class _Unsupported(Exception):
     """The schema uses something the compiled writer does not cover: use fastavro."""
 
 
@@ -60,8 +60,15 @@ def _string(value: str) -> bytes:
 
 
 def _long(value: Any, out: Out) -> None:
-    if type(value) is not int and type(value) is not bool:
+    if type(value) is not int:  # not a bool either: fastavro refuses one in a union, so this writer never takes one
         msg = f"expected an int, got {type(value).__name__}"
+        raise TypeError(msg)
+    out.append(varint(value))
+
+
+def _int(value: Any, out: Out) -> None:
+    if type(value) is not int or not -(2**31) <= value < 2**31:
+        msg = f"expected a 32-bit int, got {value!r}"
         raise TypeError(msg)
     out.append(varint(value))
 
@@ -125,7 +132,7 @@ def _bytes(value: Any, out: Out) -> None:
 _PRIMITIVES: dict[str, FieldWriter] = {
     "null": _null,
     "boolean": _boolean,
-    "int": _long,
+    "int": _int,
     "long": _long,
     "float": _float,
     "double": _double,
@@ -228,8 +235,14 @@ def _optional(null_first: bool, inner: FieldWriter) -> FieldWriter:
     return write
 
 
-def _record(fields: list[tuple[str, Any, FieldWriter]]) -> FieldWriter:
+def _record(fields: list[tuple[str, Any, FieldWriter]], names: set[str]) -> FieldWriter:
+    """``fields`` and ``names`` are filled after: a recursive type refers to its writer before it is complete."""
+
     def write(value: Any, out: Out) -> None:
+        if not names.issuperset(value):  # fastavro refuses unknown fields
+            unknown = sorted(set(value) - names)
+            msg = f"fields not in the schema: {unknown}"
+            raise KeyError(msg)
         for name, default, writer in fields:
             item = value.get(name, _MISSING)
             if item is _MISSING:
@@ -247,12 +260,12 @@ def _writer(schema: Any, named: dict[str, FieldWriter]) -> FieldWriter:
             return _PRIMITIVES[schema]
         if schema in named:
             return named[schema]
-        raise Unsupported(schema)
+        raise _Unsupported(schema)
     if isinstance(schema, list):
         branches = [b for b in schema if b != "null"]
         if len(schema) != 2 or len(branches) != 1:
             msg = f"union {schema!r}"
-            raise Unsupported(msg)
+            raise _Unsupported(msg)
         return _optional(schema[0] == "null", _writer(branches[0], named))
     kind = schema["type"]
     logical = schema.get("logicalType")
@@ -264,14 +277,16 @@ def _writer(schema: Any, named: dict[str, FieldWriter]) -> FieldWriter:
         if kind == "string":
             return _str
         msg = f"logical type {logical!r}"
-        raise Unsupported(msg)
+        raise _Unsupported(msg)
     if kind == "record":
         fields: list[tuple[str, Any, FieldWriter]] = []
-        writer = _record(fields)
+        names: set[str] = set()
+        writer = _record(fields, names)
         named[schema["name"]] = writer
         for field in schema["fields"]:
             default = field.get("default", _MISSING)
             fields.append((field["name"], default, _writer(field["type"], named)))
+            names.add(field["name"])
         return writer
     if kind == "enum":
         named[schema["name"]] = writer = _enum(schema["symbols"])
@@ -291,7 +306,7 @@ def compile_writer(schema: Mapping[str, Any]) -> RecordWriter | None:
     when the schema uses something not covered."""
     try:
         write = _writer(dict(schema), {})
-    except Unsupported:
+    except _Unsupported:
         return None
 
     def encode(record: Mapping[str, Any]) -> bytes:

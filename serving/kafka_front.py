@@ -21,8 +21,9 @@ from schemas.dead_letter import RawMessage
 from schemas.exceptions import SlipstreamError
 from schemas.transport import EventConsumer, EventProducer
 from schemas.transport.consumer import ConsumedBatch, ConsumedEvent
+from serving.collector import ScheduledCollector
 from serving.exceptions import FeaturesUnavailableError, ModelUnavailableError
-from serving.service import ScheduledCollector, ScoringService, freeze_startup_heap
+from serving.service import ScoringService, freeze_startup_heap
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -124,7 +125,6 @@ class KafkaFrontEnd(ABC, Generic[S]):
                 return len(batch)
             self.producer.poll(0)
             self.stats.handle_s += time.perf_counter() - t1
-
         if len(batch):
             self._uncommitted = True
             self.stats.batches += 1

@@ -6,7 +6,6 @@ Both front ends use it: the HTTP app (:mod:`serving.http`) and the Kafka path (:
 from __future__ import annotations
 
 import gc
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,48 +25,6 @@ def freeze_startup_heap() -> None:
     """
     gc.collect()
     gc.freeze()
-
-
-class ScheduledCollector:
-    """The cyclic collector run by the Kafka front end between batches instead of whenever allocations trigger it.
-
-    ``score-stream`` keeps tens of thousands of decoded entity states (:class:`~serving.recent.RecentEvents`); with
-    automatic collection, each full pass walked all of them and stalled scoring for 100-200 ms (e2e p99 at 1k/s
-    ~200 ms; ~50 ms without). Here automatic collection is off while the front end runs; after a batch, once
-    ``young_threshold`` allocations are pending, the two young generations are collected (their survivors, such as
-    new states, move to the old one), which takes well under a millisecond. The old generation — cyclic garbage only;
-    everything else is freed by reference counting — is collected only when the input has been idle, at most every
-    ``full_every_s``.
-    """
-
-    def __init__(self, young_threshold: int = 5_000, full_every_s: float = 60.0) -> None:
-        self.young_threshold = young_threshold
-        self.full_every_s = full_every_s
-        self.young = 0
-        self.full = 0
-        self._was_enabled = gc.isenabled()
-        self._last_full = time.monotonic()
-
-    def __enter__(self) -> ScheduledCollector:
-        self._was_enabled = gc.isenabled()
-        gc.disable()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._was_enabled:
-            gc.enable()
-
-    def after_batch(self) -> None:
-        if gc.get_count()[0] >= self.young_threshold:
-            gc.collect(1)
-            self.young += 1
-
-    def when_idle(self) -> None:
-        now = time.monotonic()
-        if now - self._last_full >= self.full_every_s:
-            gc.collect()
-            self.full += 1
-            self._last_full = now
 
 
 class RecoScorerLike(Protocol):

@@ -79,7 +79,8 @@ class Slipstream:
         self, *, project: str | None = None, lateness_s: float | None = None, colocated: bool = False
     ) -> EngineSettings:
         """The engine's settings; ``colocated``: it shares the machine with a scorer (demo, benchmarks), so its
-        stages run at least at :data:`~streams.engine.runner.COLOCATED_NICE` and in Linux's idle scheduling class."""
+        stages run at least at :data:`~streams.engine.runner.COLOCATED_NICE`, and in Linux's idle scheduling class
+        unless ``engine_idle_class`` is off."""
         s = self.settings
         return EngineSettings(
             self.bootstrap_servers,
@@ -87,7 +88,7 @@ class Slipstream:
             project=project or s.feast_project,
             lateness_s=s.lateness_s if lateness_s is None else lateness_s,
             nice=max(s.engine_nice, COLOCATED_NICE) if colocated else s.engine_nice,
-            idle_class=colocated,
+            idle_class=colocated and s.engine_idle_class,
         )
 
     def ensure_platform(self) -> None:

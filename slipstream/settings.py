@@ -67,6 +67,14 @@ class Settings(BaseSettings):
             "benchmark), 10 lets the scorer and the broker take the CPU first; the engine catches up when it is free."
         ),
     )
+    engine_idle_class: bool = Field(
+        True,
+        description=(
+            "Co-located with the scorer, run the engine's stage processes in Linux's idle scheduling class: they use "
+            "only CPU nothing else wants. Under saturation the engine then falls behind (the Kafka scorer stays exact "
+            "while the lag is under SLIPSTREAM_RECENT_HORIZON_S); false keeps the nice value only."
+        ),
+    )
     serve_host: str = Field("127.0.0.1", description="Address `slipstream serve` listens on.")
     serve_port: int = Field(8000, ge=1, le=65535, description="Port of `slipstream serve`.")
     fraud_model: str = Field("fraud", description="Registered model the fraud endpoint serves (its champion).")

@@ -4,6 +4,7 @@ every core; stages scale further by starting more workers, which share partition
 from __future__ import annotations
 
 import ctypes
+import logging
 import multiprocessing as mp
 import os
 import queue as queue_module
@@ -21,6 +22,8 @@ from streams.engine.runner import EngineSettings, StageRunner, StageStats
 from streams.engine.topology import topology_for
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +96,10 @@ def _stage_process(job: EngineJob, stage: str, until_idle_s: float | None, queue
     if job.settings.nice:
         os.nice(job.settings.nice)  # co-located with a scorer: yield the CPU to it (see Settings.engine_nice)
     if job.settings.idle_class and hasattr(os, "SCHED_IDLE"):  # Linux; elsewhere the nice value only
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError as exc:  # a sandbox may refuse it: run at the nice value
+            log.warning("engine stage %s stays in the normal scheduling class: %s", stage, exc)
     contracts = Contracts(TopicCatalog(job.prefix), Contracts.default().registry, Contracts.default().framing)
 
     def report(stats: StageStats) -> None:

@@ -68,9 +68,10 @@ class EngineSettings:
     fetch_wait_max_ms: int = 2
     worker_id: str = "0"
     nice: int = 0  # added to each stage process's nice value (process mode; threads share their process's)
-    # Linux's SCHED_IDLE class for the stage processes (process mode): they run only on a CPU nothing else wants and
-    # never delay a waking scorer or broker, where nice 10 still took its share. The engine then lags under load;
-    # the scorer stays exact (it applies what it scored itself, serving/recent.py) and the engine catches up.
+    # Linux's SCHED_IDLE class for the stage processes (process mode): a waking scorer or broker preempts them at
+    # once, where nice 10 still took its share (CFS weight 3 against 1,024, not zero). On a saturated machine the
+    # engine falls behind; score-stream stays exact while the lag is under its recent-events horizon
+    # (serving/recent.py), and the engine catches up when the load drops.
     idle_class: bool = False
     session_timeout_ms: int = 10_000
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from serving.service import ScheduledCollector
+from serving.collector import ScheduledCollector
 
 
 class _Node:
@@ -47,3 +47,30 @@ def test_cyclic_garbage_is_freed_by_the_idle_full_pass_and_no_more_often_than_as
     with ScheduledCollector(full_every_s=3600) as rare:
         rare.when_idle()
         assert rare.full == 0
+
+
+def test_under_load_that_never_pauses_a_full_pass_still_comes() -> None:
+    now = [0.0]
+    with ScheduledCollector(young_threshold=10**9, full_at_most_s=600.0, clock=lambda: now[0]) as collector:
+        node = _Node()
+        node.loop = node
+        alive = weakref.ref(node)
+        gc.collect(1)
+        del node
+        for second in range(0, 600, 10):  # a batch every 10 s, never idle
+            now[0] = float(second)
+            collector.after_batch()
+        assert collector.full == 0 and alive() is not None
+        now[0] = 600.0
+        collector.after_batch()
+        assert collector.full == 1 and alive() is None
+
+
+def test_collection_stays_off_if_it_was_off_before() -> None:
+    gc.disable()
+    try:
+        with ScheduledCollector():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         30.0, gt=0, description="How long score-stream remembers scored events the online store may not show yet."
     )
     recent_states: int = Field(
-        50_000,
+        20_000,
         ge=1,
         description="How many entity states score-stream keeps decoded, reused while the store holds the same bytes.",
     )

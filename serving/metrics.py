@@ -62,6 +62,21 @@ class ScorerMetrics:
             ("endpoint", "result"),
             registry=r,
         )
+        self.kept_states = Counter(
+            "slipstream_stream_states",
+            "score-stream's entity states by how each was had: reused (Redis held the same bytes) or rebuilt "
+            "(decoded, and the events the store did not show yet applied).",
+            ("outcome",),
+            registry=r,
+        )
+        self.remembered = Counter(
+            "slipstream_stream_remembered_events",
+            "Scored events score-stream stopped remembering: confirmed (the store showed them) or expired (older "
+            "than the horizon: the engine lagged more than that).",
+            ("outcome",),
+            registry=r,
+        )
+        self._recent_seen = {"reused": 0, "rebuilt": 0, "confirmed": 0, "expired": 0}
 
         self._serving: dict[str, tuple[str, str]] = {}
         self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
@@ -76,6 +91,16 @@ class ScorerMetrics:
             self._serving[endpoint] = (current.name, current.version)
             self.model_info.labels(endpoint, current.name, current.version).set(1)
             self.model_loaded_at.labels(endpoint).set(current.loaded_at_us / 1e6)
+
+    def record_recent(self, **totals: int) -> None:
+        """Bring the kept-state and remembered-event counters up to ``totals`` (reused, rebuilt, confirmed,
+        expired: :class:`~serving.recent.RecentEvents`' running counts)."""
+        for outcome, total in totals.items():
+            delta = total - self._recent_seen[outcome]
+            if delta > 0:
+                metric = self.kept_states if outcome in ("reused", "rebuilt") else self.remembered
+                self.child(metric, outcome).inc(delta)
+                self._recent_seen[outcome] = total
 
     def child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, looked up once per process: the hot path observes without the lookup."""

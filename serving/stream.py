@@ -88,6 +88,11 @@ class ScoreStream(KafkaFrontEnd[StreamStats]):
         for score, offset in zip(scores, offsets, strict=True):
             self.producer.send("predictions", prediction_record(score, received_us, scored_us, offset))
         self.service.observe_fraud("stream", scores)
+        recent = self.service.fraud.recent
+        if recent is not None:
+            self.service.metrics.record_recent(
+                reused=recent.reused, rebuilt=recent.rebuilt, confirmed=recent.confirmed, expired=recent.expired
+            )
         self.stats.scored += len(scores)
         self.stats.flagged += sum(s.decision for s in scores)
         self.stats.last_model_version = scores[-1].model_version

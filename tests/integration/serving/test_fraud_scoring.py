@@ -66,7 +66,7 @@ def score_stream(world: FraudWorld, *, until_idle_s: float = 4.0) -> Iterator[di
     )
     service.start()
     stream = ScoreStream(service, consumer, producer)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"metrics": service.metrics}
     go_idle = threading.Event()
     stop = threading.Event()
 
@@ -175,6 +175,13 @@ def test_kafka_path_is_exact_while_the_engine_runs_beside_it(world: FraudWorld) 
         stop.set()
         engine.join(60)
     assert stats.scored == len(live)
+    registry = result["metrics"].registry
+    states = {
+        outcome: registry.get_sample_value("slipstream_stream_states_total", {"outcome": outcome}) or 0.0
+        for outcome in ("reused", "rebuilt")
+    }
+    assert states["reused"] + states["rebuilt"] == 2 * len(live)  # a customer and a terminal state per transaction
+    assert states["rebuilt"] > 0
     predictions = _predictions(world, len(live))
     assert len(predictions) == len(live)
     repeat_customers = len(live) - len({r["customer_id"] for r in live})

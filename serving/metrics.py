@@ -80,6 +80,8 @@ class ScorerMetrics:
 
         self._serving: dict[str, tuple[str, str]] = {}
         self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
+        for outcome in self._recent_seen:  # every series exists from the start, at 0
+            self.child(self.kept_states if outcome in ("reused", "rebuilt") else self.remembered, outcome)
 
     def record_swap(self, endpoint: str, record: SwapRecord, current: ServingModel | None) -> None:
         """Count a swap attempt; on success, move the ``model_info`` gauge to the new version."""

@@ -85,18 +85,19 @@ def _timestamp(unit: timedelta) -> FieldWriter:
     return write
 
 
-def _double(value: Any, out: Out) -> None:
-    if type(value) is not float and type(value) is not int:
-        msg = f"expected a float, got {type(value).__name__}"
-        raise TypeError(msg)
-    out.append(_DOUBLE(value))
+def _real(pack: Callable[[float], bytes]) -> FieldWriter:
+    """A ``double`` or ``float`` writer: a float or an int (not a bool), packed little-endian."""
+
+    def write(value: Any, out: Out) -> None:
+        if type(value) is not float and type(value) is not int:
+            msg = f"expected a float, got {type(value).__name__}"
+            raise TypeError(msg)
+        out.append(pack(value))
+
+    return write
 
 
-def _float(value: Any, out: Out) -> None:
-    if type(value) is not float and type(value) is not int:
-        msg = f"expected a float, got {type(value).__name__}"
-        raise TypeError(msg)
-    out.append(_FLOAT(value))
+_double = _real(_DOUBLE)
 
 
 def _boolean(value: Any, out: Out) -> None:
@@ -134,7 +135,7 @@ _PRIMITIVES: dict[str, FieldWriter] = {
     "boolean": _boolean,
     "int": _int,
     "long": _long,
-    "float": _float,
+    "float": _real(_FLOAT),
     "double": _double,
     "string": _str,
     "bytes": _bytes,
@@ -190,7 +191,7 @@ def _map(values: FieldWriter) -> FieldWriter:
 
 
 def _double_map() -> FieldWriter:
-    """A map of doubles: one ``struct`` format per key set (keys pre-encoded), values checked by ``struct``."""
+    """A map of doubles: one ``struct`` call per record for a key set seen before (keys pre-encoded)."""
     formats: dict[tuple[str, ...], tuple[bytes, Callable[..., bytes], list[bytes]]] = {}
     generic = _map(_double)
 

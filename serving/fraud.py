@@ -70,7 +70,7 @@ def compute_features(
 ) -> tuple[dict[str, float], tuple[ViewFreshness, ...]]:
     """Every feature of ``feature_set`` for ``record`` (a trigger event, times in µs), from each view's state.
 
-    Pure: the states are modified (the event is applied to them). ``None``: the store holds nothing for that entity.
+    No I/O; ``states`` are modified (the event is applied to them). ``None``: the store holds nothing for that entity.
     """
     trigger = feature_set.trigger
     t_us = int(record["event_time"])

@@ -3,7 +3,8 @@
 FeatureError
 ├── DefinitionError     a feature declaration is inconsistent (names the feature and what is wrong)
 ├── LayoutError         a value does not fit Feast's online layout (also a ValueError)
-└── OnlineStoreError    Redis refused or lost an online write or read
+├── OnlineStoreError    Redis refused or lost an online write or read
+└── StateFormatError    stored window state bytes cannot be decoded (also a ValueError)
 """
 
 from __future__ import annotations
@@ -25,3 +26,7 @@ class LayoutError(FeatureError, ValueError):
 
 class OnlineStoreError(FeatureError):
     """Redis refused or lost an online write or read."""
+
+
+class StateFormatError(FeatureError, ValueError):
+    """Bytes that should hold an entity's window state are truncated, corrupt or of an unknown format."""

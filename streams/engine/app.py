@@ -17,6 +17,7 @@ from typing import Any
 
 from schemas.contracts import Contracts
 from schemas.topics import TopicCatalog
+from streams.engine.background import yield_cpu
 from streams.engine.exceptions import EngineError
 from streams.engine.runner import EngineSettings, StageRunner, StageStats
 from streams.engine.topology import topology_for
@@ -93,13 +94,9 @@ def _stage_process(job: EngineJob, stage: str, until_idle_s: float | None, queue
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     _die_with_parent(parent)
-    if job.settings.nice:
-        os.nice(job.settings.nice)  # co-located with a scorer: yield the CPU to it (see Settings.engine_nice)
-    if job.settings.idle_class and hasattr(os, "SCHED_IDLE"):  # Linux; elsewhere the nice value only
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        except OSError as exc:  # a sandbox may refuse it: run at the nice value
-            log.warning("engine stage %s stays in the normal scheduling class: %s", stage, exc)
+    # Co-located with a scorer: give it the CPU (see streams/engine/background.py and Settings.engine_nice).
+    for refusal in yield_cpu(nice=job.settings.nice, idle_class=job.settings.idle_class):
+        log.warning("engine stage %s could not yield the CPU by %s", stage, refusal)
     contracts = Contracts(TopicCatalog(job.prefix), Contracts.default().registry, Contracts.default().framing)
 
     def report(stats: StageStats) -> None:

@@ -99,7 +99,7 @@ class KafkaFrontEnd(ABC, Generic[S]):
                     now = time.monotonic()
                     if got:
                         idle_since = now
-                        self.collector.after_batch()
+                        self.collector.after_batch(got)
                     elif until_idle_s is not None and now - idle_since >= until_idle_s:
                         break
                     else:

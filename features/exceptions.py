@@ -4,7 +4,7 @@ FeatureError
 ├── DefinitionError     a feature declaration is inconsistent (names the feature and what is wrong)
 ├── LayoutError         a value does not fit Feast's online layout (also a ValueError)
 ├── OnlineStoreError    Redis refused or lost an online write or read
-└── StateFormatError    stored window state bytes cannot be decoded (also a ValueError)
+└── StateFormatError    window state that cannot be encoded, or bytes that cannot be decoded (also a ValueError)
 """
 
 from __future__ import annotations
@@ -29,4 +29,5 @@ class OnlineStoreError(FeatureError):
 
 
 class StateFormatError(FeatureError, ValueError):
-    """Bytes that should hold an entity's window state are truncated, corrupt or of an unknown format."""
+    """A window state whose columns do not match its events, or bytes that should hold one and are truncated,
+    corrupt or of an unknown format."""

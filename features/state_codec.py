@@ -130,7 +130,12 @@ class _Reader:
 
     def name(self) -> str:
         (size,) = self.unpack(_U16)
-        return str(self.take(size), "utf-8")
+        raw = self.take(size)
+        try:
+            return str(raw, "utf-8")
+        except UnicodeDecodeError as exc:
+            msg = f"a name in the state is not UTF-8: {bytes(raw)[:40]!r}"
+            raise StateFormatError(msg) from exc
 
     def array(self, typecode: str, n: int) -> array[Any]:
         out = array(typecode)
@@ -164,7 +169,7 @@ def decode_state(data: bytes, ring: RingFactory[R]) -> tuple[int, dict[str, R]]:
                 values[field] = reader.array(kind.decode(), n)
             elif kind == b"j":
                 (size,) = reader.unpack(_U32)
-                values[field] = orjson.loads(reader.take(size))
+                values[field] = _json_column(reader.take(size), n, field, topic)
             else:
                 msg = f"unknown column kind {kind!r} for field {field!r} of ring {topic!r}"
                 raise StateFormatError(msg)
@@ -173,6 +178,18 @@ def decode_state(data: bytes, ring: RingFactory[R]) -> tuple[int, dict[str, R]]:
         msg = f"{len(data) - reader.at} bytes left over after the last ring"
         raise StateFormatError(msg)
     return int(newest_us), rings
+
+
+def _json_column(raw: memoryview, n: int, field: str, topic: str) -> Column:
+    try:
+        column = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        msg = f"column {field!r} of ring {topic!r} is not JSON: {exc}"
+        raise StateFormatError(msg) from exc
+    if not isinstance(column, list) or len(column) != n:
+        msg = f"column {field!r} of ring {topic!r} is not a list of {n} values"
+        raise StateFormatError(msg)
+    return column
 
 
 def _decode_json(data: bytes, ring: RingFactory[R]) -> tuple[int, dict[str, R]]:
@@ -185,7 +202,7 @@ def _decode_json(data: bytes, ring: RingFactory[R]) -> tuple[int, dict[str, R]]:
             for topic, (times, ids, known, vals) in raw["r"].items()
         }
         return int(raw["n"]), rings
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError) as exc:
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
         msg = f"unreadable JSON state: {exc}"
         raise StateFormatError(msg) from exc
 

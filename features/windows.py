@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from features.base import Agg, Aggregate, FeatureSet, FeatureView, Ratio, RequestFeature, SourceSpec, Window
-from features.state_codec import Column, column_of, decode_state, encode_state, new_column
+from features.state_codec import Column, decode_state, encode_state, new_column
 
 Value = float | str | bool | int
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -37,8 +37,9 @@ def to_micros(value: datetime | int) -> int:
 
 
 def event_id_int(value: Any) -> int:
-    """Ring ids are int64: integer ids as they are, text ids by a stable 63-bit hash."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    """Ring ids are int64: integer ids in its range as they are; text ids, and integers beyond it (an HTTP request
+    may send one), by a stable 63-bit hash."""
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
         return value
     digest = hashlib.blake2b(str(value).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
@@ -84,12 +85,14 @@ class Ring:
         lo = bisect_left(self.times, time_us)
         hi = bisect_right(self.times, time_us, lo)
         pos = lo + bisect_right(self.ids[lo:hi], event_id) if hi > lo else lo
+        if values.keys() != self.values.keys():
+            self._match_columns(values)
         self.times.insert(pos, time_us)
         self.ids.insert(pos, event_id)
         self.known.insert(pos, known_us)
         for name, value in values.items():
             column = self.values.get(name)
-            if column is None:
+            if column is None or (not column and type(column) is list):  # new, or emptied after an odd value
                 column = self.values[name] = new_column(value)
             try:
                 column.insert(pos, value)
@@ -97,6 +100,15 @@ class Ring:
                 column = self.values[name] = list(column)
                 column.insert(pos, value)
         return True
+
+    def _match_columns(self, values: Mapping[str, Value]) -> None:
+        """A source's fields changed (a new release): drop columns no event carries any more, and give a new
+        field a column of ``None`` for the events stored before it, so every column stays aligned with the ring."""
+        for name in [n for n in self.values if n not in values]:
+            del self.values[name]
+        for name in values:
+            if name not in self.values and self.times:
+                self.values[name] = [None] * len(self.times)
 
     def prune(self, horizon_us: int) -> None:
         """Drop events placed before ``horizon_us``: no window can reach them any more."""
@@ -264,11 +276,8 @@ def model_vector(feature_set: FeatureSet, values: Mapping[str, float]) -> list[f
 
 __all__ = [
     "EntityState",
-    "Column",
     "Ratio",
     "Ring",
-    "column_of",
-    "new_column",
     "compute_view",
     "derived_features",
     "event_id_int",

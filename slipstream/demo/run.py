@@ -363,11 +363,13 @@ class DemoRun:
     def _shutdown(self) -> None:
         """Stop producing, stop every child (SIGTERM, then SIGKILL), delete the namespace, list what is left."""
         self._live_stop.set()
-        for thread in self._threads:
-            thread.join(10)
-        for name, child in self.children.items():
-            self.report.exit_codes[name] = child.stop()
-        self._engine_stop.set()
+        try:
+            for thread in self._threads:
+                thread.join(10)
+            for name, child in self.children.items():
+                self.report.exit_codes[name] = child.stop()
+        finally:  # a second Ctrl-C meanwhile still stops the engine (its stages are in sessions of their own)
+            self._engine_stop.set()
         if self._engine is not None:
             self._engine.join(60)
             self.report.exit_codes["engine"] = 0 if not self._engine_error and not self._engine.is_alive() else 1

@@ -136,9 +136,15 @@ def run_processes(
             latest[stage] = stats
             if on_batch is not None:
                 on_batch(stage, stats)
-    finally:
+    finally:  # on the way out, normal or not: stages run in sessions of their own, so no Ctrl-C reaches them
+        for proc in procs.values():
+            if proc.is_alive():
+                proc.terminate()
         for proc in procs.values():
             proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
     while not queue.empty():
         stage, stats = queue.get()
         latest[stage] = stats

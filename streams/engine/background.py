@@ -34,7 +34,7 @@ def yield_cpu(
     nice: int,
     idle_class: bool,
     autogroup: Path = AUTOGROUP,
-    setsid: Callable[[], int] | None = None,
+    setsid: Callable[[], object] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[str]:
     """Lower this process's claim on the CPU; returns one line per step that the platform refused.
@@ -57,7 +57,9 @@ def yield_cpu(
             start_session()
         except OSError as exc:
             refused.append(f"a session of its own: {exc}")
-    if autogroup.exists():
+    if os.getsid(0) != os.getpid():  # still in the parent's session: its autogroup is everyone's there
+        refused.append(f"autogroup nice {LOWEST_AUTOGROUP_NICE}: not in a session of its own")
+    elif autogroup.exists():
         problem = _set_autogroup_nice(autogroup, sleep)
         if problem:
             refused.append(f"autogroup nice {LOWEST_AUTOGROUP_NICE}: {problem}")

@@ -13,6 +13,8 @@ import pytest
 
 from streams.engine.background import LOWEST_AUTOGROUP_NICE, yield_cpu
 
+pytestmark = pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling classes and autogroups")
+
 _CHILD = """
 import json, os, sys
 from pathlib import Path
@@ -43,24 +45,22 @@ def _child(tmp_path: Path, *, nice: int, idle_class: bool, autogroup: bool) -> d
     return result
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling classes")
 def test_idle_class_takes_a_session_the_lowest_autogroup_weight_and_sched_idle(tmp_path: Path) -> None:
     got = _child(tmp_path, nice=10, idle_class=True, autogroup=True)
     assert got["refused"] == []
     assert got["session_leader"] is True
     assert got["autogroup"] == f"{LOWEST_AUTOGROUP_NICE}\n"
     assert got["policy"] == os.SCHED_IDLE
-    assert got["nice"] == os.nice(0) + 10
+    assert got["nice"] == min(19, os.nice(0) + 10)
 
 
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling classes")
 def test_without_the_idle_class_only_the_nice_value_changes(tmp_path: Path) -> None:
     got = _child(tmp_path, nice=5, idle_class=False, autogroup=True)
     assert got["refused"] == []
     assert got["session_leader"] is False
     assert got["autogroup"] == "/autogroup-1 nice 0\n"  # untouched
-    assert got["policy"] == os.SCHED_OTHER
-    assert got["nice"] == os.nice(0) + 5
+    assert got["policy"] == os.sched_getscheduler(0)  # this process's own class, unchanged
+    assert got["nice"] == min(19, os.nice(0) + 5)
 
 
 def test_a_kernel_without_autogroup_is_not_a_refusal(tmp_path: Path) -> None:
@@ -90,6 +90,7 @@ class _Busy:
 
 def test_a_busy_autogroup_is_retried_and_other_refusals_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "sched_setscheduler", lambda *_: None)  # this test process must keep its class
+    monkeypatch.setattr(os, "getsid", lambda _pid: os.getpid())  # as after setsid()
     sleeps: list[float] = []
     busy = _Busy(3)
     refused = yield_cpu(nice=0, idle_class=True, autogroup=busy, setsid=lambda: 0, sleep=sleeps.append)  # type: ignore[arg-type]
@@ -102,6 +103,11 @@ def test_a_busy_autogroup_is_retried_and_other_refusals_are_named(monkeypatch: p
     def no_session() -> int:
         raise PermissionError(errno.EPERM, "not permitted")
 
-    monkeypatch.setattr(os, "getsid", lambda _pid: -1)  # not a session leader yet
-    refused = yield_cpu(nice=0, idle_class=True, autogroup=_Busy(0), setsid=no_session, sleep=sleeps.append)  # type: ignore[arg-type]
-    assert refused == ["a session of its own: [Errno 1] not permitted"]
+    monkeypatch.setattr(os, "getsid", lambda _pid: -1)  # not a session leader, and it cannot become one
+    untouched = _Busy(0)
+    refused = yield_cpu(nice=0, idle_class=True, autogroup=untouched, setsid=no_session, sleep=sleeps.append)  # type: ignore[arg-type]
+    assert refused == [
+        "a session of its own: [Errno 1] not permitted",
+        "autogroup nice 19: not in a session of its own",  # the parent's autogroup is everyone's there
+    ]
+    assert untouched.written == []

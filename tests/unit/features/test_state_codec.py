@@ -10,7 +10,7 @@ import pytest
 
 from features.exceptions import StateFormatError
 from features.state_codec import MAGIC, column_of, new_column
-from features.windows import EntityState, Ring
+from features.windows import EntityState, Ring, event_id_int
 
 
 def _state(seed: int = 7, n: int = 40) -> EntityState:
@@ -54,18 +54,46 @@ def test_binary_round_trip_keeps_every_value_and_column_type() -> None:
 
 def test_states_written_as_json_before_the_binary_format_still_read() -> None:
     state = _state(seed=3)
-    legacy = orjson.dumps(
+    legacy = orjson.dumps(  # what the JSON format wrote: plain lists, booleans as true / false
         {
             "n": state.newest_us,
             "r": {
-                k: [list(r.times), list(r.ids), list(r.known), {f: list(c) for f, c in r.values.items()}]
+                k: [
+                    list(r.times),
+                    list(r.ids),
+                    list(r.known),
+                    {f: [bool(v) for v in c] if f == "is_fraud" else list(c) for f, c in r.values.items()},
+                ]
                 for k, r in state.rings.items()
             },
         }
     )
+    assert b"true" in legacy and b"false" in legacy
     back = EntityState.from_bytes(legacy)
     assert _plain(back) == _plain(state)
     assert back.to_bytes() == state.to_bytes()  # rewritten in the binary format on the next write
+
+
+def test_a_field_added_or_removed_between_releases_keeps_columns_aligned() -> None:
+    ring = Ring()
+    ring.insert(1, 1, 1, {"amount": 1.0, "old": 7})
+    ring.insert(2, 2, 2, {"amount": 2.0, "old": 8})
+    ring.insert(3, 3, 3, {"amount": 3.0, "new": 9})  # "old" dropped from the source, "new" added
+    assert set(ring.values) == {"amount", "new"}
+    assert list(ring.values["new"]) == [None, None, 9]
+    back = EntityState.from_bytes(EntityState({"t": ring}, 3).to_bytes())
+    assert _plain(back)["r"] == {
+        "t": [[1, 2, 3], [1, 2, 3], [1, 2, 3], {"amount": [1.0, 2.0, 3.0], "new": [None, None, 9]}]
+    }
+
+
+def test_integer_ids_beyond_int64_are_hashed_into_it() -> None:
+    big = event_id_int(2**64 + 5)
+    assert -(2**63) <= big < 2**63 and big == event_id_int(2**64 + 5) and big != event_id_int(2**64 + 6)
+    assert event_id_int(2**63 - 1) == 2**63 - 1
+    ring = Ring()
+    assert ring.insert(1, big, 1, {})
+    assert not ring.insert(1, big, 1, {})
 
 
 def test_an_empty_state_round_trips() -> None:
@@ -86,6 +114,20 @@ def test_unknown_formats_and_trailing_bytes_are_refused() -> None:
         EntityState.from_bytes(_state().to_bytes() + b"\x00")
     with pytest.raises(StateFormatError, match="unreadable JSON state"):
         EntityState.from_bytes(b'{"n": 1}')
+    with pytest.raises(StateFormatError, match="unreadable JSON state"):
+        EntityState.from_bytes(b'{"n": 1, "r": []}')
+
+
+def test_bad_names_and_bad_json_columns_are_refused_with_the_reason() -> None:
+    ring = Ring()
+    ring.insert(1, 1, 1, {"action": "VIEW"})
+    data = EntityState({"t": ring}, 1).to_bytes()
+    with pytest.raises(StateFormatError, match="not UTF-8"):
+        EntityState.from_bytes(data.replace(b"action", b"\xff\xfection"))
+    with pytest.raises(StateFormatError, match="not JSON"):
+        EntityState.from_bytes(data.replace(b'["VIEW"]', b'["VIEW"}'))
+    with pytest.raises(StateFormatError, match="not a list of 1 values"):
+        EntityState.from_bytes(data.replace(b'["VIEW"]', b'{"V":1 }'))
 
 
 def test_a_column_shorter_than_its_ring_is_not_written() -> None:

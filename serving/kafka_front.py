@@ -1,10 +1,10 @@
 """What both Kafka front ends share: poll a batch, handle it, produce, and commit only what is done.
 
-Delivery is at least once. Offsets are committed every ``commit_interval_s`` and only after everything produced for
-the consumed records is acknowledged (a flush). When a record cannot be handled yet — Redis unreachable, no model
-loaded — it is retried with back-off until it can; if the front end is stopped meanwhile, the batch is *abandoned*:
-nothing more is committed, so a restart reads it again. Records the contract let through but the scorer cannot use
-go to ``dead-letter`` with the reason.
+Delivery is at least once. Offsets are committed about every ``commit_interval_s``, and only when everything
+produced for the consumed records is acknowledged (at a moment nothing is in flight, or after a flush). When a
+record cannot be handled yet — Redis unreachable, no model loaded — it is retried with back-off until it can; if
+the front end is stopped meanwhile, the batch is *abandoned*: nothing more is committed, so a restart reads it
+again. Records the contract let through but the scorer cannot use go to ``dead-letter`` with the reason.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ S = TypeVar("S", bound=FrontStats)
 
 class Abandoned(Exception):
     """Stopped while a record waited for Redis or a model: the batch must be consumed again."""
+
+
+OVERDUE = 5  # after this many commit intervals without a quiet moment, a commit waits for the producer
 
 
 class KafkaFrontEnd(ABC, Generic[S]):
@@ -160,9 +163,16 @@ class KafkaFrontEnd(ABC, Generic[S]):
         self.stats.invalid += 1
 
     def commit(self, *, final: bool = False) -> None:
-        """Flush what was produced, then commit the offsets of everything consumed (at least once); on the hot
-        path without waiting for the coordinator, the last time (``final``) waiting for it."""
-        self._last_commit = started = time.monotonic()
+        """Commit the offsets of everything consumed once everything produced is acknowledged (at least once).
+
+        On the hot path it waits for no one: while outputs are still in flight it returns and is tried again after
+        the next batch (waiting here held up every event behind it, up to 25 ms), until ``OVERDUE`` intervals have
+        passed without a quiet moment; then it waits for the producer. The offsets go without waiting for the
+        coordinator, except the last time (``final``), which waits for both."""
+        started = time.monotonic()
+        if not final and self.producer.in_flight() and started - self._last_commit < OVERDUE * self.commit_interval_s:
+            return  # predictions still on their way: try again after the next batch rather than wait for them here
+        self._last_commit = started
         if not self._uncommitted:
             return
         try:

@@ -95,6 +95,10 @@ class EventProducer:
     def poll(self, timeout: float = 0.0) -> int:
         return int(self._producer.poll(timeout))
 
+    def in_flight(self) -> int:
+        """Records handed to the producer and not yet acknowledged (or failed) by the broker."""
+        return len(self._producer)
+
     def flush(self, timeout: float = 30.0) -> None:
         """Wait for every queued record; raise :class:`ProduceError` if any failed or is still unacknowledged."""
         remaining = int(self._producer.flush(timeout))

@@ -79,6 +79,9 @@ class Producer:
     def poll(self, timeout: float = 0.0) -> int:
         return 0
 
+    def in_flight(self) -> int:
+        return 0  # this fake's sends are acknowledged at once
+
     def flush(self, timeout: float = 30.0) -> None:
         self.log.append("flush")
 

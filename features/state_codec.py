@@ -39,6 +39,9 @@ _U32 = struct.Struct("<I")
 _LITTLE = sys.byteorder == "little"
 
 
+Column = MutableSequence[Any]  # array('d') of floats, array('q') of ints and bools, or a list of anything else
+
+
 class RingColumns(Protocol):
     @property
     def times(self) -> array[int]: ...
@@ -47,10 +50,9 @@ class RingColumns(Protocol):
     @property
     def known(self) -> array[int]: ...
     @property
-    def values(self) -> Mapping[str, MutableSequence[Any]]: ...
+    def values(self) -> Mapping[str, Column]: ...
 
 
-Column = MutableSequence[Any]  # array('d') of floats, array('q') of ints and bools, or a list of anything else
 R = TypeVar("R")
 RingFactory = Callable[["array[int]", "array[int]", "array[int]", dict[str, Column]], R]
 
@@ -87,16 +89,12 @@ def _name(text: str) -> bytes:
     return _U16.pack(len(raw)) + raw
 
 
-def _int64s_of(column: Sequence[int]) -> array[int]:
-    return column if isinstance(column, array) and column.typecode == "q" else array("q", column)
-
-
 def encode_state(newest_us: int, rings: Mapping[str, RingColumns]) -> bytes:
     parts = [MAGIC, _HEAD.pack(newest_us, len(rings))]
     for topic, ring in rings.items():
         n = len(ring.times)
         parts += [_name(topic), _U32.pack(n)]
-        parts += [_le(_int64s_of(ring.times)), _le(_int64s_of(ring.ids)), _le(_int64s_of(ring.known))]
+        parts += [_le(ring.times), _le(ring.ids), _le(ring.known)]
         parts.append(_U16.pack(len(ring.values)))
         for field, column in ring.values.items():
             if len(column) != n:
@@ -161,7 +159,7 @@ def decode_state(data: bytes, ring: RingFactory[R]) -> tuple[int, dict[str, R]]:
         (n,) = reader.unpack(_U32)
         times, ids, known = reader.array("q", n), reader.array("q", n), reader.array("q", n)
         (n_columns,) = reader.unpack(_U16)
-        values: dict[str, MutableSequence[Any]] = {}
+        values: dict[str, Column] = {}
         for _ in range(n_columns):
             field = reader.name()
             kind = bytes(reader.take(1))

@@ -74,16 +74,17 @@ def yield_cpu(
 
 
 def _set_autogroup_nice(autogroup: Path, sleep: Callable[[float], None]) -> str | None:
-    for attempt in range(_AUTOGROUP_TRIES):
+    """``None`` once the autogroup has nice 19, else why not (EAGAIN is retried a few times first)."""
+    attempt = 1
+    while True:
         try:
             autogroup.write_text(f"{LOWEST_AUTOGROUP_NICE}\n")
+            return None
         except OSError as exc:
-            if exc.errno == errno.EAGAIN and attempt + 1 < _AUTOGROUP_TRIES:
-                sleep(_AUTOGROUP_RETRY_S)
-                continue
-            return str(exc)
-        return None
-    return None  # not reached: the last attempt returns
+            if exc.errno != errno.EAGAIN or attempt == _AUTOGROUP_TRIES:
+                return str(exc)
+        sleep(_AUTOGROUP_RETRY_S)
+        attempt += 1
 
 
 __all__ = ["yield_cpu"]

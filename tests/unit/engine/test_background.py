@@ -13,8 +13,6 @@ import pytest
 
 from streams.engine.background import LOWEST_AUTOGROUP_NICE, yield_cpu
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling classes and autogroups")
-
 _CHILD = """
 import json, os, sys
 from pathlib import Path
@@ -111,3 +109,12 @@ def test_a_busy_autogroup_is_retried_and_other_refusals_are_named(monkeypatch: p
         "autogroup nice 19: not in a session of its own",  # the parent's autogroup is everyone's there
     ]
     assert untouched.written == []
+
+
+def test_a_platform_without_the_idle_class_names_it_and_keeps_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "SCHED_IDLE", raising=False)
+    monkeypatch.setattr(os, "getsid", lambda _pid: os.getpid())  # as after setsid()
+    group = _Busy(0)
+    refused = yield_cpu(nice=0, idle_class=True, autogroup=group, setsid=lambda: 0)  # type: ignore[arg-type]
+    assert refused == ["the idle scheduling class: not on this platform"]
+    assert group.written == ["19\n"]

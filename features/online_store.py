@@ -222,15 +222,29 @@ class RedisFeatureWriter:
         return calls
 
     def _send(self, calls: list[list[Any]], state_calls: list[list[Any]], *, load: bool = False) -> list[Any]:
-        with self._client.pipeline(transaction=False) as pipe:
-            if load:
-                pipe.script_load(APPLY_IF_NOT_OLDER)
-                pipe.script_load(HSET_MANY)
-            for call in calls:
-                pipe.evalsha(_SCRIPT_SHA, *call)
-            for call in state_calls:
-                pipe.evalsha(_HSET_MANY_SHA, *call)
-            results = pipe.execute(raise_on_error=False)
+        """Every call in one write on a pooled connection, the replies in order (an error reply as its exception).
+
+        No ``Pipeline`` object: it cost ~90 µs of Python per batch, and a stage writes a batch every few ms."""
+        commands: list[tuple[Any, ...]] = []
+        if load:
+            commands += [("SCRIPT", "LOAD", APPLY_IF_NOT_OLDER), ("SCRIPT", "LOAD", HSET_MANY)]
+        commands += [("EVALSHA", _SCRIPT_SHA, *call) for call in calls]
+        commands += [("EVALSHA", _HSET_MANY_SHA, *call) for call in state_calls]
+        pool = self._client.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command(conn.pack_commands(commands))
+            results: list[Any] = []
+            for _ in commands:
+                try:
+                    results.append(conn.read_response())
+                except redis.ResponseError as exc:  # this call failed; the replies after it are still to be read
+                    results.append(exc)
+        except BaseException:
+            conn.disconnect()  # replies may be left unread on it: never reuse it as is
+            raise
+        finally:
+            pool.release(conn)
         return results[2:] if load else results
 
     def write_batch(self, rows: Sequence[FeatureRow], states: Sequence[EntityStateBlob] = ()) -> WriteReport:

@@ -54,6 +54,10 @@ class TopicSpec:
         }
 
 
+# Outputs are stamped by the broker when appended: a record's Kafka timestamp says when it was on the topic (audits,
+# `bench e2e`); what the scorer knew and when (event time, received, scored) travels in the record itself.
+APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
+
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(
         "transactions",
@@ -76,6 +80,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         "customer_id",
         retention_ms=30 * DAY_MS,
         description="Fraud scores with features, freshness and model version.",
+        extra_config=APPEND_TIME,
     ),
     TopicSpec(
         "recommendation-requests",
@@ -83,7 +88,13 @@ TOPICS: tuple[TopicSpec, ...] = (
         "user_id",
         description="A user and retrieval candidates to rank (score-stream --reco), keyed by user.",
     ),
-    TopicSpec("recommendations", "recommendation", "user_id", description="Ranked items per user with lineage."),
+    TopicSpec(
+        "recommendations",
+        "recommendation",
+        "user_id",
+        description="Ranked items per user with lineage.",
+        extra_config=APPEND_TIME,
+    ),
     TopicSpec(
         "model-events",
         "model_event",

@@ -7,11 +7,15 @@ process follows ``predictions``.
 
 Per rate: the held-out transactions (and, with ``labels``, their label events in event-time order, unpaced) are
 produced open-loop — transaction ``i`` due at ``start + i / rate``, producer ``linger.ms`` 0.5 — first for
-``warmup_seconds`` (not measured), then for ``seconds``. Latency of a transaction = time its prediction was read
-off ``predictions`` minus its *due* time (so a producer that fell behind counts against the pipeline, never for it),
-on one monotonic clock shared by the producer and the reader process. After a drain timeout, a measured transaction
-without a prediction is ``lost``; a second prediction of one is a ``duplicate``. ``hops_ms`` splits the path with
-the scorer's own stamps (wall clock): produced -> consumed by the scorer, consumed -> scored, scored -> read.
+``warmup_seconds`` (not measured), then for ``seconds``. Latency of a transaction = the time its prediction was on
+``predictions`` minus its *due* time (so a producer that fell behind counts against the pipeline, never for it).
+"On the topic" is the broker's own stamp: ``predictions`` is a ``LogAppendTime`` topic, so each record's timestamp is
+the wall-clock millisecond the broker appended it (taken as the middle of that millisecond, so the figure is good
+to ±0.5 ms). The reader's own receive times (``read_*``: one monotonic clock shared with the producer) are reported
+beside it: what a downstream consumer following the topic saw, one more hop. After a drain timeout, a measured
+transaction without a prediction is ``lost``; a second prediction of one is a ``duplicate``. ``hops_ms`` splits the
+path with the scorer's own stamps (wall clock): produced -> consumed by the scorer, consumed -> scored, scored -> on
+the topic, on the topic -> read.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, TopicPartition
 
 from features.windows import to_micros
 from slipstream.bench.loadgen import sleep_until
@@ -109,8 +113,12 @@ def interleave(tx_times: Sequence[int], label_times: Sequence[int]) -> list[list
 # ---------------------------------------------------------------------------------------------------- reader
 
 
+Read = tuple[float, int, list[tuple[bytes, int, int]]]  # a poll's monotonic and wall (µs) times; (value, ts type, ms)
+
+
 def _reader(bootstrap: str, topic: str, ready: Any, stop: Any, pipe: Any) -> None:
-    """Follow ``topic`` from its end; stamp each poll with the monotonic and wall clocks; decode after ``stop``."""
+    """Follow ``topic`` from its end; stamp each poll with the monotonic and wall clocks and keep each record's
+    timestamp (the broker's append time); decode after ``stop``."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -127,7 +135,7 @@ def _reader(bootstrap: str, topic: str, ready: Any, stop: Any, pipe: Any) -> Non
         assignment.append(TopicPartition(topic, p, high))
     consumer.assign(assignment)
     gc.disable()
-    got: list[tuple[float, int, list[bytes]]] = []
+    got: list[Read] = []
     ready.set()
     while not stop.is_set():
         first = consumer.poll(0.05)
@@ -135,7 +143,7 @@ def _reader(bootstrap: str, topic: str, ready: Any, stop: Any, pipe: Any) -> Non
             continue
         now, wall = time.perf_counter(), time.time_ns() // 1000
         batch = [first, *consumer.consume(1000, 0)]
-        got.append((now, wall, [m.value() or b"" for m in batch if m.error() is None]))
+        got.append((now, wall, [(m.value() or b"", *m.timestamp()) for m in batch if m.error() is None]))
     consumer.close()
     pipe.send(got)
     pipe.close()
@@ -157,9 +165,9 @@ class PredictionReader:
             msg = "the predictions reader did not start within 60 s"
             raise TimeoutError(msg)
 
-    def stop(self) -> list[tuple[float, int, list[bytes]]]:
+    def stop(self) -> list[Read]:
         self._stop.set()
-        got: list[tuple[float, int, list[bytes]]] = self._pipe.recv()
+        got: list[Read] = self._pipe.recv()
         self._proc.join(10)
         return got
 
@@ -246,7 +254,8 @@ class Pipeline:
         self.labels_topic = world.contracts.topic("labels")
         self.next = 0
         self.labels_sent = 0
-        self.due: dict[str, float] = {}
+        self.due: dict[str, float] = {}  # monotonic (perf_counter) seconds
+        self.due_wall: dict[str, float] = {}  # the same instants on the wall clock, seconds
         self.lag_ms: dict[str, float] = {}
         self.sent_wall_us: dict[str, int] = {}
 
@@ -265,6 +274,7 @@ class Pipeline:
             raise RuntimeError(msg)
         ids = []
         start = time.perf_counter() + 0.01
+        to_wall = time.time() - time.perf_counter()  # the broker stamps wall-clock time; one offset per run
         clock = time.perf_counter
         for k in range(n):
             due = start + k / rate
@@ -273,6 +283,7 @@ class Pipeline:
             event_id = self.send(self.next)
             self.sent_wall_us[event_id] = time.time_ns() // 1000
             self.due[event_id] = due
+            self.due_wall[event_id] = due + to_wall
             self.lag_ms[event_id] = (sent - due) * 1000.0
             ids.append(event_id)
             self.next += 1
@@ -280,36 +291,64 @@ class Pipeline:
         return ids
 
 
-def _decode_all(world: World, got: list[tuple[float, int, list[bytes]]]) -> list[tuple[str, float, dict[str, int]]]:
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    event_id: str
+    read: float  # monotonic seconds, the reader's poll
+    on_topic: float  # wall seconds: the broker's append millisecond, taken at its middle
+    stamps: dict[str, int]  # wall µs: received and scored by score-stream, read by the reader
+
+
+def _decode_all(world: World, got: list[Read]) -> list[Arrival]:
     serde = world.contracts.serde("predictions")
     out = []
     for now, wall, values in got:
-        for value in values:
+        for value, stamp_type, append_ms in values:
+            if stamp_type != TIMESTAMP_LOG_APPEND_TIME:
+                msg = (
+                    f"{serde.topic!r} is not a LogAppendTime topic (a record's timestamp type is {stamp_type}): "
+                    "its timestamps are not when the broker appended them; run `slipstream topics apply`"
+                )
+                raise RuntimeError(msg)
             record = serde.decode(value)
             stamps = {
                 "read": wall,
                 "received": to_micros(record["received_at"]),
                 "scored": to_micros(record["scored_at"]),
+                "on_topic": append_ms * 1000 + 500,
             }
-            out.append((str(record["event_id"]), now, stamps))
+            out.append(Arrival(str(record["event_id"]), now, (append_ms + 0.5) / 1000.0, stamps))
     return out
 
 
-def _hops(pipeline: Pipeline, decoded: list[tuple[str, float, dict[str, int]]], ids: set[str]) -> dict[str, Any]:
+def _hops(pipeline: Pipeline, arrivals: list[Arrival], ids: set[str]) -> dict[str, Any]:
     seen: set[str] = set()
-    hops: dict[str, list[float]] = {"to_scorer": [], "scoring": [], "to_reader": []}
-    for event_id, _now, st in decoded:
+    hops: dict[str, list[float]] = {"to_scorer": [], "scoring": [], "to_topic": [], "to_reader": []}
+    for arrival in arrivals:
+        event_id, st = arrival.event_id, arrival.stamps
         if event_id not in ids or event_id in seen:
             continue
         seen.add(event_id)
         hops["to_scorer"].append((st["received"] - pipeline.sent_wall_us[event_id]) / 1000.0)
         hops["scoring"].append((st["scored"] - st["received"]) / 1000.0)
-        hops["to_reader"].append((st["read"] - st["scored"]) / 1000.0)
+        hops["to_topic"].append((st["on_topic"] - st["scored"]) / 1000.0)
+        hops["to_reader"].append((st["read"] - st["on_topic"]) / 1000.0)
     return {
         k: {"p50": round(float(np.percentile(v, 50)), 3), "p99": round(float(np.percentile(v, 99)), 3)}
         for k, v in hops.items()
         if v
     }
+
+
+def phase_row(rate: float, pipeline: Pipeline, arrivals: list[Arrival], ids: list[str]) -> dict[str, Any]:
+    """One rate's result: latency to the topic (the target's measure), then as read by a follower."""
+    row: dict[str, Any] = {"rate": rate}
+    row |= e2e_summary(pipeline.due_wall, [(a.event_id, a.on_topic) for a in arrivals], ids)
+    read = e2e_summary(pipeline.due, [(a.event_id, a.read) for a in arrivals], ids)
+    row |= {f"read_{k}": read[k] for k in ("p50_ms", "p99_ms", "p999_ms")}
+    row["producer_lag_p99_ms"] = percentiles([pipeline.lag_ms[i] for i in ids])["p99_ms"]
+    row["hops_ms"] = _hops(pipeline, arrivals, set(ids))
+    return row
 
 
 def _wait_ready(world: World, pipeline: Pipeline, stream: ScoreStream, say: Say) -> None:
@@ -360,16 +399,14 @@ def run_e2e_bench(app: Any, config: E2EBenchConfig, say: Say) -> dict[str, Any]:
             world.check_engine()
             phases.append((rate, ids))
             time.sleep(config.drain_s)  # the drain timeout: what has not arrived by then is lost
-        got = reader.stop()
-        decoded = _decode_all(world, got)
-        received = [(event_id, now) for event_id, now, _ in decoded]
+        arrivals = _decode_all(world, reader.stop())
         for rate, ids in phases:
-            row: dict[str, Any] = {"rate": rate} | e2e_summary(pipeline.due, received, ids)
-            lag = percentiles([pipeline.lag_ms[i] for i in ids])
-            row["producer_lag_p99_ms"] = lag["p99_ms"]
-            row["hops_ms"] = _hops(pipeline, decoded, set(ids))
+            row = phase_row(rate, pipeline, arrivals, ids)
             results["e2e"].append(row)
-            say(f"  {rate:>6,.0f}/s: p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, lost {row['lost']}")
+            say(
+                f"  {rate:>6,.0f}/s: on the topic p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms "
+                f"(read by a follower: p99 {row['read_p99_ms']} ms), lost {row['lost']}"
+            )
         results["labels_sent"] = pipeline.labels_sent
         results["engine"] = {
             s: {"consumed": st.consumed, "applied": st.applied} for s, st in world.engine_stats.items()

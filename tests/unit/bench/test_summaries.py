@@ -4,10 +4,12 @@ figures and the swap summary — pure functions, no services."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
-from slipstream.bench.e2e_bench import E2EBenchConfig, e2e_summary, interleave
+from slipstream.bench.e2e_bench import Arrival, E2EBenchConfig, e2e_summary, interleave, phase_row
 from slipstream.bench.loadgen import LoadResult
 from slipstream.bench.scorer_bench import http_summary, swap_summary
 from slipstream.bench.stats import percentiles
@@ -95,3 +97,22 @@ def test_swap_summary_sees_an_old_answer_after_the_new() -> None:
     result.due, result.latency_ms, result.status, result.tags = [0.0, 0.1, 0.2], [1.0] * 3, [200] * 3, ["2", "1", "2"]
     got = swap_summary(result, "1", "2", promoted_at=0.0, published_at=0.0)
     assert got["old_version_after_first_new"] == 1
+
+
+def test_e2e_phase_is_measured_to_the_topic_with_the_read_beside_it() -> None:
+    # due at 10.000 s (monotonic) = 1000.000 s (wall); sent 1 ms late; scored at 1000.004; on the topic in the
+    # broker's millisecond 1000.006 (taken as 1000.0065); read at 10.008 (monotonic).
+    sent = SimpleNamespace(
+        due={"a": 10.0}, due_wall={"a": 1000.0}, lag_ms={"a": 1.0}, sent_wall_us={"a": 1_000_001_000}
+    )
+    stamps = {"received": 1_000_002_000, "scored": 1_000_004_000, "on_topic": 1_000_006_500, "read": 1_000_008_000}
+    arrivals = [Arrival("a", 10.008, 1000.0065, stamps), Arrival("other", 10.0, 1000.0, stamps)]
+    row = phase_row(1000.0, cast("Any", sent), arrivals, ["a"])
+    assert row["rate"] == 1000.0
+    assert row["p50_ms"] == pytest.approx(6.5)
+    assert row["read_p50_ms"] == pytest.approx(8.0)
+    assert (row["lost"], row["duplicates"]) == (0, 0)
+    assert row["hops_ms"]["to_scorer"]["p50"] == pytest.approx(1.0)
+    assert row["hops_ms"]["scoring"]["p50"] == pytest.approx(2.0)
+    assert row["hops_ms"]["to_topic"]["p50"] == pytest.approx(2.5)
+    assert row["hops_ms"]["to_reader"]["p50"] == pytest.approx(1.5)

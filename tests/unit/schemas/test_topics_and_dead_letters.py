@@ -60,3 +60,9 @@ def test_envelope_refuses_a_naive_clock() -> None:
     raw = RawMessage("t", 0, 0, None, None, None)
     with pytest.raises(ValueError, match="timezone-aware"):
         envelope(raw, error_type="x", reason="y", processor="z", failed_at=datetime(2026, 1, 1))  # noqa: DTZ001
+
+
+def test_outputs_are_stamped_by_the_broker_inputs_by_their_producers() -> None:
+    """A prediction's Kafka timestamp is when it was on the topic (audits, `bench e2e`); events keep their own."""
+    stamped = {spec.name for spec in TOPICS if spec.config().get("message.timestamp.type") == "LogAppendTime"}
+    assert stamped == {"predictions", "recommendations"}

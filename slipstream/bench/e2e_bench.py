@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, TopicPartition
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, ConsumerGroupState, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from features.windows import to_micros
 from slipstream.bench.loadgen import sleep_until
@@ -54,6 +55,7 @@ class E2EBenchConfig:
     labels: bool = True
     linger_ms: float = 0.5
     keep: bool = False
+    scorers: int = 1  # score-stream worker processes, sharing the transactions' partitions
 
     @property
     def heldout_days(self) -> int:
@@ -194,27 +196,54 @@ def _skip_loaded(world: World) -> None:
 
 
 class ScoreStream:
-    """``slipstream score-stream`` in a child process joined to the run."""
+    """``slipstream score-stream`` workers (one process each, one consumer group) joined to the run."""
 
-    def __init__(self, world: World, say: Say) -> None:
-        self.log_path = world.feast.repo_dir.parent.with_name(f"{world.tag}.score-stream.log")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        say(f"starting `slipstream score-stream` (log: {self.log_path})…")
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "slipstream", "score-stream", "--quiet", "--log-level", "warning"],
-            env=world.env(),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+    def __init__(self, world: World, say: Say, workers: int = 1) -> None:
+        self.group = f"{world.app.settings.topic_prefix}slipstream-scorer-fraud"
+        self.bootstrap = world.app.bootstrap_servers
+        self.workers = workers
+        base = world.feast.repo_dir.parent.with_name(f"{world.tag}.score-stream")
+        self.log_paths = [base.with_name(f"{base.name}-{i}.log") for i in range(workers)]
+        self.log_paths[0].parent.mkdir(parents=True, exist_ok=True)
+        say(f"starting {workers} `slipstream score-stream` worker(s) (logs: {base}-*.log)…")
+        self._logs = [path.open("wb") for path in self.log_paths]
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "slipstream", "score-stream", "--quiet", "--log-level", "warning"],
+                env=world.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            for log in self._logs
+        ]
+
+    @property
+    def log_path(self) -> str:
+        return ", ".join(str(p) for p in self.log_paths)
 
     def check(self) -> None:
-        if self.proc.poll() is not None:
-            msg = f"`slipstream score-stream` exited with code {self.proc.returncode}; see {self.log_path}"
-            raise RuntimeError(msg)
+        for proc, path in zip(self.procs, self.log_paths, strict=True):
+            if proc.poll() is not None:
+                msg = f"`slipstream score-stream` exited with code {proc.returncode}; see {path}"
+                raise RuntimeError(msg)
+
+    def wait_members(self, timeout_s: float = 120.0) -> None:
+        """Until every worker holds partitions of the group (a rebalance must not fall in the measured part)."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.check()
+            group = admin.describe_consumer_groups([self.group])[self.group].result(timeout=10)
+            holding = [m for m in group.members if m.assignment and m.assignment.topic_partitions]
+            if group.state == ConsumerGroupState.STABLE and len(holding) == self.workers:
+                return
+            time.sleep(0.25)
+        msg = f"the {self.workers} score-stream workers did not all join {self.group!r} within {timeout_s:g} s"
+        raise TimeoutError(msg)
 
     def stop(self) -> None:
-        stop_child(self.proc, self._log)
+        for proc, log in zip(self.procs, self._logs, strict=True):
+            stop_child(proc, log)
 
 
 @dataclass
@@ -383,7 +412,8 @@ def run_e2e_bench(app: Any, config: E2EBenchConfig, say: Say) -> dict[str, Any]:
         say("encoding the held-out events…")
         pipeline = Pipeline(world, config)
         reader = PredictionReader(world.app.bootstrap_servers, world.contracts.topic("predictions"))
-        stream = ScoreStream(world, say)
+        stream = ScoreStream(world, say, config.scorers)
+        stream.wait_members()
         _wait_ready(world, pipeline, stream, say)
         phases = []
         for rate in config.rates:

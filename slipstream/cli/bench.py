@@ -141,6 +141,9 @@ def e2e(
     labels: Annotated[bool, typer.Option(help="Also produce the label events in event-time order (unpaced).")] = True,
     load_days: Annotated[int, typer.Option(help="Simulated days loaded through the engine first.")] = 21,
     keep: Annotated[bool, typer.Option(help="Keep the run's topics, Redis keys, Feast repo and models.")] = False,
+    scorers: Annotated[
+        int, typer.Option(min=1, help="`slipstream score-stream` workers (processes sharing the partitions).")
+    ] = 1,
 ) -> None:
     """Event produced -> prediction on the predictions topic (open loop, p50/p99/p99.9, lost, duplicates), with the
     engine (one process per stage) and `slipstream score-stream` running beside it on this machine."""
@@ -155,6 +158,7 @@ def e2e(
             labels=labels,
             load_days=load_days,
             keep=keep,
+            scorers=scorers,
         )
         results = run_e2e_bench(build(), config, _say(as_json))
         _print_results("slipstream bench e2e", results, as_json)

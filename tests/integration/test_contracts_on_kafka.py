@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Consumer
 
 from schemas.contracts import Contracts
 from schemas.transport import EventConsumer, EventProducer, TopicAdmin
@@ -106,3 +107,36 @@ def test_topics_apply_is_idempotent_and_repairs_drift(services: Services, contra
     assert changes[name].action == "updated"
     assert f"retention.ms={contracts.spec('labels').retention_ms}" in changes[name].detail
     assert {c.action for c in admin.apply(contracts.catalog)} == {"unchanged"}
+
+
+def test_predictions_are_stamped_when_the_broker_appends_them(services: Services, contracts: Contracts) -> None:
+    """`bench e2e` and audits read "when was this prediction on the topic" off its Kafka timestamp."""
+    old_ms = 1_000_000_000_000  # 2001: a producer's own (wrong) clock
+    with EventProducer(services.bootstrap_servers, contracts) as producer:
+        for topic, schema in (("predictions", "prediction"), ("transactions", "transaction")):
+            producer.send_raw(
+                contracts.topic(topic), b"7", contracts.serde(topic).encode(sample(schema, 1)), timestamp_ms=old_ms
+            )
+    before_ms = time.time() * 1000 - 60_000
+    stamps = {}
+    for topic in ("predictions", "transactions"):
+        consumer = Consumer(
+            {
+                "bootstrap.servers": services.bootstrap_servers,
+                "group.id": f"{topic}-stamps",
+                "auto.offset.reset": "earliest",
+            }
+        )
+        consumer.subscribe([contracts.topic(topic)])
+        try:
+            for _ in range(60):
+                msg = consumer.poll(0.5)
+                if msg is not None and msg.error() is None and msg.key() == b"7":
+                    stamps[topic] = msg.timestamp()
+                    break
+        finally:
+            consumer.close()
+    stamp_type, at_ms = stamps["predictions"]
+    assert stamp_type == TIMESTAMP_LOG_APPEND_TIME
+    assert at_ms > before_ms  # the broker's clock, not the producer's 2001
+    assert stamps["transactions"] == (TIMESTAMP_CREATE_TIME, old_ms)  # events keep their producer's time

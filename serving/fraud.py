@@ -13,7 +13,8 @@ I/O), then one ONNX Runtime call for the whole batch with the model the slot hel
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from bisect import bisect_right
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -79,7 +80,7 @@ def compute_features(
     freshness = []
     for view, stored in zip(feature_set.views, states, strict=True):
         state = stored if stored is not None else EntityState()
-        newest = newest_known(state, t_us)
+        newest = newest_known(state, t_us, view.known_by_topics)
         freshness.append(ViewFreshness(view.name, newest, None if newest is None else (t_us - newest) / 1000.0))
         state.apply(view.source(trigger), record, 0, 0, prune=False)
         values.update(compute_view(view, state, t_us, trigger, eid))
@@ -107,16 +108,25 @@ def stored_states(
     return out
 
 
-def newest_known(state: EntityState, t_us: int) -> int | None:
+def newest_known(state: EntityState, t_us: int, known_later: Collection[str] | None = None) -> int | None:
     """The newest event time known by ``t_us`` in ``state`` (events after ``t`` — a scorer behind the engine —
-    do not make features fresher); None when there is none."""
+    do not make features fresher); None when there is none.
+
+    ``known_later``: the topics whose events become known after their event time (labels); every other ring's
+    known-at times are its event times, which are sorted, so one bisect finds the answer. ``None``: assume any ring
+    may be such a topic."""
     newest: int | None = None
-    for ring in state.rings.values():
+    for topic, ring in state.rings.items():
         if not ring.known:
             continue
-        best: int | None = max(ring.known)  # usually nothing is after t: one C-speed pass, no generator
-        if best is not None and best > t_us:
-            best = max((k for k in ring.known if k <= t_us), default=None)
+        best: int | None
+        if known_later is not None and topic not in known_later:
+            at = bisect_right(ring.times, t_us)
+            best = ring.times[at - 1] if at else None
+        else:
+            best = max(ring.known)  # usually nothing is after t: one C-speed pass, no generator
+            if best > t_us:
+                best = max((k for k in ring.known if k <= t_us), default=None)
         if best is not None and (newest is None or best > newest):
             newest = best
     return newest

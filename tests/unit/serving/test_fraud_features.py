@@ -181,3 +181,20 @@ def test_invalid_transactions_are_named(change: dict[str, Any], message: str) ->
 def test_missing_fields_are_listed() -> None:
     with pytest.raises(InvalidRequestError, match=r"missing \['terminal_id', 'amount'\]"):
         normalize_transaction({"transaction_id": 1, "event_time": 10, "customer_id": 5})
+
+
+def test_newest_known_bisects_rings_known_at_their_own_time_and_agrees_with_the_full_scan() -> None:
+    state = EntityState()
+    tx = TERMINAL_VIEW.source("transactions")
+    labels = TERMINAL_VIEW.source("labels")
+    for tid, at in enumerate([100, 400, 250, 700]):
+        state.apply(tx, {"transaction_id": tid, "event_time": at, "amount": 1.0, "terminal_id": 3}, 0, 0, prune=False)
+    state.apply(
+        labels, {"transaction_id": 9, "tx_event_time": 100, "event_time": 650, "is_fraud": 1}, 0, 0, prune=False
+    )
+    later = TERMINAL_VIEW.known_by_topics
+    assert later == {"labels"}
+    for t in (50, 100, 399, 400, 640, 660, 699, 700, 10_000):
+        assert newest_known(state, t, later) == newest_known(state, t), t
+    assert newest_known(state, 660, later) == 650  # the label, known at 650, is newer than the 400 transaction
+    assert newest_known(state, 50, later) is None

@@ -1,6 +1,6 @@
 """Write and read features in Feast's Redis layout ourselves: micro-batched pipelines, one round trip per read.
 
-``RedisFeatureWriter.write_batch`` sends one pipeline (``transaction=False``) per batch of ``EVALSHA`` calls of a
+``RedisFeatureWriter.write_batch`` sends each batch as one pipelined write (no transaction) of ``EVALSHA`` calls of a
 small Lua script that applies each row only if its event time is not older than the ``_ts:<view>`` Feast already
 holds for that entity and view. The script reads Feast's own timestamp (a ``google.protobuf.Timestamp``), so the
 ordering also holds against rows that Feast itself wrote (``materialize``, ``push``) and survives Feast deleting a
@@ -232,14 +232,22 @@ class RedisFeatureWriter:
         commands += [("EVALSHA", _HSET_MANY_SHA, *call) for call in state_calls]
         pool = self._client.connection_pool
         conn = pool.get_connection()
-        try:
-            conn.send_packed_command(conn.pack_commands(commands))
-            results: list[Any] = []
+        packed = conn.pack_commands(commands)
+
+        def exchange() -> list[Any]:
+            conn.send_packed_command(packed, check_health=False)
+            replies: list[Any] = []
             for _ in commands:
                 try:
-                    results.append(conn.read_response())
+                    replies.append(conn.read_response())
                 except redis.ResponseError as exc:  # this call failed; the replies after it are still to be read
-                    results.append(exc)
+                    replies.append(exc)
+            return replies
+
+        try:
+            # The client's retry policy, as a Pipeline applied it: a dropped connection or a Redis still loading
+            # after a restart is tried again on a fresh connection (every call is idempotent).
+            results: list[Any] = conn.retry.call_with_retry(exchange, lambda _error: conn.disconnect())
         except BaseException:
             conn.disconnect()  # replies may be left unread on it: never reuse it as is
             raise

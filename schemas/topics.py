@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal
 
 from schemas.exceptions import TopicError
@@ -56,7 +57,7 @@ class TopicSpec:
 
 # Outputs are stamped by the broker when appended: a record's Kafka timestamp says when it was on the topic (audits,
 # `bench e2e`); what the scorer knew and when (event time, received, scored) travels in the record itself.
-APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
+APPEND_TIME: Mapping[str, str] = MappingProxyType({"message.timestamp.type": "LogAppendTime"})
 
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(

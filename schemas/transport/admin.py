@@ -1,4 +1,4 @@
-"""Topics as code: make the broker match the declarations, idempotently."""
+"""Topics as code: make the broker match the declarations, idempotently. Also: who in a consumer group reads."""
 
 from __future__ import annotations
 
@@ -139,3 +139,13 @@ class TopicAdmin:
                     continue
                 msg = f"cannot delete topic {name!r}: {exc}"
                 raise TopicError(msg) from exc
+
+
+def members_holding_partitions(admin: AdminClient, group: str) -> int:
+    """How many members of consumer group ``group`` hold partitions: 0 while it forms, or while the broker cannot
+    describe it yet (its coordinator still loading is an answer too)."""
+    try:
+        description = admin.describe_consumer_groups([group], request_timeout=5)[group].result(timeout=10)
+    except Exception:  # noqa: BLE001 - any failure to describe means "not yet"
+        return 0
+    return sum(1 for m in description.members if m.assignment is not None and m.assignment.topic_partitions)

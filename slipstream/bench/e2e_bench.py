@@ -29,13 +29,14 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
-from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, ConsumerGroupState, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from features.windows import to_micros
+from schemas.transport.admin import members_holding_partitions
 from slipstream.bench.loadgen import sleep_until
 from slipstream.bench.stats import percentiles
 from slipstream.bench.world import World, open_world, stop_child
@@ -71,9 +72,10 @@ def e2e_summary(
     received: Iterable[tuple[str, float]],
     measured: Iterable[str],
 ) -> dict[str, Any]:
-    """Latency (ms, from due time to first read), lost and duplicates of the ``measured`` event ids.
+    """Latency (ms, from due time to the first arrival), lost and duplicates of the ``measured`` event ids.
 
-    ``due``: event id -> due time; ``received``: (event id, read time) of every prediction read, in any order.
+    ``due``: event id -> due time; ``received``: (event id, arrival time, on the same clock) of every prediction,
+    in any order.
     """
     wanted = set(measured)
     first: dict[str, float] = {}
@@ -115,7 +117,7 @@ def interleave(tx_times: Sequence[int], label_times: Sequence[int]) -> list[list
 # ---------------------------------------------------------------------------------------------------- reader
 
 
-Read = tuple[float, int, list[tuple[bytes, int, int]]]  # a poll's monotonic and wall (µs) times; (value, ts type, ms)
+Poll = tuple[float, int, list[tuple[bytes, int, int]]]  # a poll's monotonic and wall (µs) times; (value, ts type, ms)
 
 
 def _reader(bootstrap: str, topic: str, ready: Any, stop: Any, pipe: Any) -> None:
@@ -137,7 +139,7 @@ def _reader(bootstrap: str, topic: str, ready: Any, stop: Any, pipe: Any) -> Non
         assignment.append(TopicPartition(topic, p, high))
     consumer.assign(assignment)
     gc.disable()
-    got: list[Read] = []
+    got: list[Poll] = []
     ready.set()
     while not stop.is_set():
         first = consumer.poll(0.05)
@@ -167,14 +169,25 @@ class PredictionReader:
             msg = "the predictions reader did not start within 60 s"
             raise TimeoutError(msg)
 
-    def stop(self) -> list[Read]:
+    def stop(self) -> list[Poll]:
         self._stop.set()
-        got: list[Read] = self._pipe.recv()
+        got: list[Poll] = self._pipe.recv()
         self._proc.join(10)
         return got
 
 
 # ---------------------------------------------------------------------------------------------------- the run
+
+
+def check_append_time(bootstrap: str, topic: str) -> None:
+    """Refuse to measure against a ``predictions`` topic whose records carry their producer's time, not the
+    broker's (a topic made before it was declared ``LogAppendTime``): the figures would mean something else."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    kind = admin.describe_configs([resource])[resource].result(timeout=10)["message.timestamp.type"].value
+    if kind != "LogAppendTime":
+        msg = f"{topic!r} has message.timestamp.type={kind}, not LogAppendTime: run `slipstream topics apply`"
+        raise RuntimeError(msg)
 
 
 def _skip_loaded(world: World) -> None:
@@ -199,6 +212,11 @@ class ScoreStream:
     """``slipstream score-stream`` workers (one process each, one consumer group) joined to the run."""
 
     def __init__(self, world: World, say: Say, workers: int = 1) -> None:
+        topic = world.contracts.topic("transactions")
+        partitions = world.contracts.spec("transactions").partitions
+        if not 1 <= workers <= partitions:
+            msg = f"--scorers must be within 1..{partitions} (the partitions of {topic!r}), got {workers}"
+            raise ValueError(msg)
         self.group = f"{world.app.settings.topic_prefix}slipstream-scorer-fraud"
         self.bootstrap = world.app.bootstrap_servers
         self.workers = workers
@@ -206,16 +224,22 @@ class ScoreStream:
         self.log_paths = [base.with_name(f"{base.name}-{i}.log") for i in range(workers)]
         self.log_paths[0].parent.mkdir(parents=True, exist_ok=True)
         say(f"starting {workers} `slipstream score-stream` worker(s) (logs: {base}-*.log)…")
-        self._logs = [path.open("wb") for path in self.log_paths]
-        self.procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "slipstream", "score-stream", "--quiet", "--log-level", "warning"],
-                env=world.env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            for log in self._logs
-        ]
+        self._logs: list[IO[bytes]] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for path in self.log_paths:
+                self._logs.append(path.open("wb"))
+                self.procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "slipstream", "score-stream", "--quiet", "--log-level", "warning"],
+                        env=world.env(),
+                        stdout=self._logs[-1],
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        except BaseException:
+            self.stop()  # the workers started so far
+            raise
 
     @property
     def log_path(self) -> str:
@@ -229,21 +253,34 @@ class ScoreStream:
 
     def wait_members(self, timeout_s: float = 120.0) -> None:
         """Until every worker holds partitions of the group (a rebalance must not fall in the measured part)."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 3})
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.check()
-            group = admin.describe_consumer_groups([self.group])[self.group].result(timeout=10)
-            holding = [m for m in group.members if m.assignment and m.assignment.topic_partitions]
-            if group.state == ConsumerGroupState.STABLE and len(holding) == self.workers:
+            if members_holding_partitions(admin, self.group) == self.workers:
                 return
             time.sleep(0.25)
-        msg = f"the {self.workers} score-stream workers did not all join {self.group!r} within {timeout_s:g} s"
+        msg = f"the {self.workers} score-stream workers did not all get partitions of {self.group!r} in {timeout_s:g} s"
         raise TimeoutError(msg)
 
     def stop(self) -> None:
-        for proc, log in zip(self.procs, self._logs, strict=True):
+        for proc, log in zip(self.procs, self._logs, strict=False):  # a log may have no process yet
             stop_child(proc, log)
+        for log in self._logs[len(self.procs) :]:
+            log.close()
+
+
+def wall_offset(samples: int = 10) -> float:
+    """``time.time() - time.perf_counter()``, from the tightest of a few readings (a preemption between the two
+    calls would shift every on-topic latency of the phase)."""
+    best_gap, offset = float("inf"), 0.0
+    for _ in range(samples):
+        before = time.perf_counter()
+        wall = time.time()
+        after = time.perf_counter()
+        if after - before < best_gap:
+            best_gap, offset = after - before, wall - (before + after) / 2
+    return offset
 
 
 @dataclass
@@ -303,7 +340,7 @@ class Pipeline:
             raise RuntimeError(msg)
         ids = []
         start = time.perf_counter() + 0.01
-        to_wall = time.time() - time.perf_counter()  # the broker stamps wall-clock time; one offset per run
+        to_wall = wall_offset()  # the broker stamps wall-clock time
         clock = time.perf_counter
         for k in range(n):
             due = start + k / rate
@@ -328,7 +365,7 @@ class Arrival:
     stamps: dict[str, int]  # wall µs: received and scored by score-stream, read by the reader
 
 
-def _decode_all(world: World, got: list[Read]) -> list[Arrival]:
+def _decode_all(world: World, got: list[Poll]) -> list[Arrival]:
     serde = world.contracts.serde("predictions")
     out = []
     for now, wall, values in got:
@@ -374,7 +411,7 @@ def phase_row(rate: float, pipeline: Pipeline, arrivals: list[Arrival], ids: lis
     row: dict[str, Any] = {"rate": rate}
     row |= e2e_summary(pipeline.due_wall, [(a.event_id, a.on_topic) for a in arrivals], ids)
     read = e2e_summary(pipeline.due, [(a.event_id, a.read) for a in arrivals], ids)
-    row |= {f"read_{k}": read[k] for k in ("p50_ms", "p99_ms", "p999_ms")}
+    row |= {f"read_{k}": read[k] for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms")}
     row["producer_lag_p99_ms"] = percentiles([pipeline.lag_ms[i] for i in ids])["p99_ms"]
     row["hops_ms"] = _hops(pipeline, arrivals, set(ids))
     return row
@@ -408,6 +445,7 @@ def run_e2e_bench(app: Any, config: E2EBenchConfig, say: Say) -> dict[str, Any]:
     results["e2e"] = []
     stream: ScoreStream | None = None
     try:
+        check_append_time(world.app.bootstrap_servers, world.contracts.topic("predictions"))
         _skip_loaded(world)
         say("encoding the held-out events…")
         pipeline = Pipeline(world, config)
@@ -452,4 +490,4 @@ def run_e2e_bench(app: Any, config: E2EBenchConfig, say: Say) -> dict[str, Any]:
     return results
 
 
-__all__ = ["E2EBenchConfig", "e2e_summary", "interleave", "run_e2e_bench"]
+__all__ = ["Arrival", "E2EBenchConfig", "e2e_summary", "interleave", "phase_row", "run_e2e_bench", "wall_offset"]

@@ -12,6 +12,7 @@ import redis
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from schemas.transport.admin import members_holding_partitions
 from slipstream.app import Slipstream
 from slipstream.demo.timeline import Namespace
 
@@ -39,11 +40,7 @@ def admin_client(bootstrap: str) -> AdminClient:
 
 def group_assigned(admin: AdminClient, group: str) -> bool:
     """Some member of ``group`` holds partitions (the consumer joined and is reading)."""
-    try:
-        description = admin.describe_consumer_groups([group], request_timeout=5)[group].result(timeout=10)
-    except Exception:  # noqa: BLE001 - not there yet is an answer too
-        return False
-    return any(m.assignment is not None and m.assignment.topic_partitions for m in description.members)
+    return members_holding_partitions(admin, group) > 0
 
 
 def cleanup(app: Slipstream, ns: Namespace) -> int:

@@ -102,6 +102,11 @@ class ReportGate:
         self._last = -float("inf")
         self._pending = False
 
+    @property
+    def pending(self) -> bool:
+        """A change was held back and has not been reported yet."""
+        return self._pending
+
     def due(self, now: float, *, changed: bool, urgent: bool = False) -> bool:
         self._pending = self._pending or changed or urgent
         if not self._pending or not (urgent or now - self._last >= self.interval_s):
@@ -173,6 +178,7 @@ class StageRunner:
         self._last_commit = 0.0
         self._announced = False
         self._reports = ReportGate(settings.report_interval_s)
+        self._reported_data = False
 
     # ------------------------------------------------------------------ lifecycle
     def run(self, stop: threading.Event, *, until_idle_s: float | None = None) -> StageStats:
@@ -200,6 +206,8 @@ class StageRunner:
             failed = False
         finally:
             self.close(commit=not failed)
+        if self._on_batch is not None and self._reports.pending:  # the last change, held back by the gate
+            self._on_batch(self.stats)
         return self.stats
 
     def close(self, *, commit: bool = True) -> None:
@@ -287,8 +295,10 @@ class StageRunner:
         if self._on_batch is None:
             return
         announce = bool(self._owned) and not self._announced  # tell the caller once: partitions are ours
-        if self._reports.due(now, changed=changed, urgent=announce):
+        first_data = self.stats.consumed > 0 and not self._reported_data  # ... and when the first events came
+        if self._reports.due(now, changed=changed, urgent=announce or first_data):
             self._announced = self._announced or announce
+            self._reported_data = self._reported_data or self.stats.consumed > 0
             self._on_batch(self.stats)
 
     def _ingest(self, msg: Message) -> None:

@@ -207,6 +207,19 @@ def test_ttl_like_feast_and_script_reload(client: redis.Redis[bytes], layout: Vi
     assert writer.write_batch([row(1, T0 + timedelta(seconds=1), 2.0, 2)]).applied == 1
 
 
+def test_a_connection_redis_dropped_is_replaced_and_the_batch_written(
+    client: redis.Redis[bytes], layout: ViewLayout
+) -> None:
+    """A Redis restart (or a timeout) drops the writer's pooled connection: the batch goes again on a new one."""
+    writer = RedisFeatureWriter(client, [layout])
+    assert writer.write_batch([row(1, T0, 1.0, 1)]).applied == 1  # the pool now holds a connection
+    killer = redis.Redis(**client.connection_pool.connection_kwargs)
+    assert killer.client_kill_filter(_type="normal", skipme=True) >= 1  # every other client, the writer's included
+    report = writer.write_batch([row(1, T0 + timedelta(seconds=1), 2.0, 2), row(2, T0, 3.0, 3)])
+    assert (report.applied, report.stale) == (2, 0)
+    assert client.hget(layout.key({"customer_id": 2}), layout.timestamp_field) is not None
+
+
 def test_bad_rows_are_reported_not_written(client: redis.Redis[bytes], layout: ViewLayout) -> None:
     writer = RedisFeatureWriter(client, [layout])
     naive = datetime(2024, 5, 1)  # noqa: DTZ001 - the point of the test

@@ -21,7 +21,9 @@ def test_changes_within_the_interval_wait_for_it() -> None:
 def test_a_change_not_yet_reported_goes_out_on_a_later_idle_call() -> None:
     gate = ReportGate(0.1)
     assert gate.due(5.0, changed=True)
+    assert not gate.pending
     assert not gate.due(5.02, changed=True)  # held back
+    assert gate.pending  # what a stage that stops now still owes its caller
     assert gate.due(5.2, changed=False)  # nothing new since, but the held-back change is still owed
     assert not gate.due(5.5, changed=False)  # owed nothing any more
 

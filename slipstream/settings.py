@@ -72,8 +72,8 @@ class Settings(BaseSettings):
         description=(
             "Co-located with the scorer, run the engine's stage processes in a session of their own (autogroup nice "
             "19) and Linux's idle scheduling class: they use only CPU nothing else wants. Under saturation the "
-            "engine then falls behind (the Kafka scorer stays exact "
-            "while the lag is under SLIPSTREAM_RECENT_HORIZON_S); false keeps the nice value only."
+            "engine then falls behind (the Kafka scorer stays exact while the lag is under "
+            "SLIPSTREAM_RECENT_HORIZON_S); false keeps the nice value only."
         ),
     )
     serve_host: str = Field("127.0.0.1", description="Address `slipstream serve` listens on.")

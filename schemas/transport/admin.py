@@ -104,14 +104,9 @@ class TopicAdmin:
             changed = True
         elif partitions > spec.partitions:
             details.append(f"has {partitions} partitions, declared {spec.partitions} (Kafka cannot shrink; left)")
-        resource = ConfigResource(ConfigResource.Type.TOPIC, name)
-        try:
-            current = self._admin.describe_configs([resource])[resource].result()
-        except KafkaException as exc:
-            msg = f"cannot describe configs of topic {name!r}: {exc}"
-            raise TopicError(msg) from exc
+        current = self.configs(name)
         wanted = spec.config()
-        drift = {k: v for k, v in wanted.items() if k not in current or current[k].value != v}
+        drift = {k: v for k, v in wanted.items() if current.get(k) != v}
         if drift:
             entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in drift.items()]
             futures = self._admin.incremental_alter_configs(
@@ -125,6 +120,16 @@ class TopicAdmin:
             details.extend(f"{k}={v}" for k, v in drift.items())
             changed = True
         return TopicChange(name, "updated" if changed else "unchanged", "; ".join(details))
+
+    def configs(self, name: str) -> dict[str, str | None]:
+        """Topic ``name``'s broker configuration, every key with its value."""
+        resource = ConfigResource(ConfigResource.Type.TOPIC, name)
+        try:
+            described = self._admin.describe_configs([resource])[resource].result()
+        except KafkaException as exc:
+            msg = f"cannot describe configs of topic {name!r}: {exc}"
+            raise TopicError(msg) from exc
+        return {key: entry.value for key, entry in described.items()}
 
     def delete(self, names: Iterable[str]) -> None:
         """Delete topics (tests and throwaway replays only)."""

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
-from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from features.windows import to_micros
-from schemas.transport.admin import members_holding_partitions
+from schemas.transport.admin import TopicAdmin, members_holding_partitions
 from slipstream.bench.loadgen import sleep_until
 from slipstream.bench.stats import percentiles
 from slipstream.bench.world import World, open_world, stop_child
@@ -117,12 +117,12 @@ def interleave(tx_times: Sequence[int], label_times: Sequence[int]) -> list[list
 # ---------------------------------------------------------------------------------------------------- reader
 
 
-Poll = tuple[float, int, list[tuple[bytes, int, int]]]  # a poll's monotonic and wall (µs) times; (value, ts type, ms)
+Poll = tuple[float, int, list[tuple[bytes, int]]]  # a poll's monotonic and wall (µs) times; (value, broker ms) each
 
 
 def _reader(bootstrap: str, topic: str, ready: Any, stop: Any, pipe: Any) -> None:
     """Follow ``topic`` from its end; stamp each poll with the monotonic and wall clocks and keep each record's
-    timestamp (the broker's append time); decode after ``stop``."""
+    timestamp (the broker's append time: :func:`check_append_time`); decode after ``stop``."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -147,7 +147,7 @@ def _reader(bootstrap: str, topic: str, ready: Any, stop: Any, pipe: Any) -> Non
             continue
         now, wall = time.perf_counter(), time.time_ns() // 1000
         batch = [first, *consumer.consume(1000, 0)]
-        got.append((now, wall, [(m.value() or b"", *m.timestamp()) for m in batch if m.error() is None]))
+        got.append((now, wall, [(m.value() or b"", m.timestamp()[1]) for m in batch if m.error() is None]))
     consumer.close()
     pipe.send(got)
     pipe.close()
@@ -179,12 +179,10 @@ class PredictionReader:
 # ---------------------------------------------------------------------------------------------------- the run
 
 
-def check_append_time(bootstrap: str, topic: str) -> None:
+def check_append_time(admin: TopicAdmin, topic: str) -> None:
     """Refuse to measure against a ``predictions`` topic whose records carry their producer's time, not the
     broker's (a topic made before it was declared ``LogAppendTime``): the figures would mean something else."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
-    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    kind = admin.describe_configs([resource])[resource].result(timeout=10)["message.timestamp.type"].value
+    kind = admin.configs(topic).get("message.timestamp.type")
     if kind != "LogAppendTime":
         msg = f"{topic!r} has message.timestamp.type={kind}, not LogAppendTime: run `slipstream topics apply`"
         raise RuntimeError(msg)
@@ -361,21 +359,19 @@ class Pipeline:
 class Arrival:
     event_id: str
     read: float  # monotonic seconds, the reader's poll
-    on_topic: float  # wall seconds: the broker's append millisecond, taken at its middle
-    stamps: dict[str, int]  # wall µs: received and scored by score-stream, read by the reader
+    stamps: dict[str, int]  # wall µs: received and scored by score-stream, on the topic, read by the reader
+
+    @property
+    def on_topic(self) -> float:
+        """Wall seconds: the broker's append millisecond, taken at its middle."""
+        return self.stamps["on_topic"] / 1e6
 
 
 def _decode_all(world: World, got: list[Poll]) -> list[Arrival]:
     serde = world.contracts.serde("predictions")
     out = []
     for now, wall, values in got:
-        for value, stamp_type, append_ms in values:
-            if stamp_type != TIMESTAMP_LOG_APPEND_TIME:
-                msg = (
-                    f"{serde.topic!r} is not a LogAppendTime topic (a record's timestamp type is {stamp_type}): "
-                    "its timestamps are not when the broker appended them; run `slipstream topics apply`"
-                )
-                raise RuntimeError(msg)
+        for value, append_ms in values:
             record = serde.decode(value)
             stamps = {
                 "read": wall,
@@ -383,7 +379,7 @@ def _decode_all(world: World, got: list[Poll]) -> list[Arrival]:
                 "scored": to_micros(record["scored_at"]),
                 "on_topic": append_ms * 1000 + 500,
             }
-            out.append(Arrival(str(record["event_id"]), now, (append_ms + 0.5) / 1000.0, stamps))
+            out.append(Arrival(str(record["event_id"]), now, stamps))
     return out
 
 
@@ -445,7 +441,7 @@ def run_e2e_bench(app: Any, config: E2EBenchConfig, say: Say) -> dict[str, Any]:
     results["e2e"] = []
     stream: ScoreStream | None = None
     try:
-        check_append_time(world.app.bootstrap_servers, world.contracts.topic("predictions"))
+        check_append_time(world.app.topic_admin(), world.contracts.topic("predictions"))
         _skip_loaded(world)
         say("encoding the held-out events…")
         pipeline = Pipeline(world, config)

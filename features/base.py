@@ -14,7 +14,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Literal
 
-from features.exceptions import DefinitionError
+from slipstream.features.exceptions import DefinitionError
 
 MICROS = 1_000_000
 Dtype = Literal["int64", "int32", "string"]

@@ -1,4 +1,4 @@
-"""Errors of the feature layer. Branch of :class:`schemas.exceptions.SlipstreamError`::
+"""Errors of the feature layer. Branch of :class:`slipstream.schemas.exceptions.SlipstreamError`::
 
 FeatureError
 ├── DefinitionError     a feature declaration is inconsistent (names the feature and what is wrong)
@@ -9,7 +9,7 @@ FeatureError
 
 from __future__ import annotations
 
-from schemas.exceptions import SlipstreamError
+from slipstream.schemas.exceptions import SlipstreamError
 
 
 class FeatureError(SlipstreamError):

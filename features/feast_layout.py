@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeAlias
 
-from features.exceptions import LayoutError
+from slipstream.features.exceptions import LayoutError
 
 FeatureValue: TypeAlias = float | int | str | bool | None
 JoinKeyValue: TypeAlias = int | str

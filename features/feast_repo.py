@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from features.base import Aggregate, Entity, FeatureSet, FeatureView, ViewFeature
-from features.base import Dtype as KeyDtype
-from features.exceptions import DefinitionError
-from features.feast_layout import FEAST_ENTITY_KEY_SERIALIZATION_VERSION, Dtype, ViewLayout
+from slipstream.features.base import Aggregate, Entity, FeatureSet, FeatureView, ViewFeature
+from slipstream.features.base import Dtype as KeyDtype
+from slipstream.features.exceptions import DefinitionError
+from slipstream.features.feast_layout import FEAST_ENTITY_KEY_SERIALIZATION_VERSION, Dtype, ViewLayout
 
 if TYPE_CHECKING:
     from feast import FeatureStore

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis.exceptions import NoScriptError
 
-from features.exceptions import LayoutError, OnlineStoreError
-from features.feast_layout import (
+from slipstream.features.exceptions import LayoutError, OnlineStoreError
+from slipstream.features.feast_layout import (
     FeatureValue,
     JoinKeyValue,
     OnlineFeatures,

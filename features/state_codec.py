@@ -30,7 +30,7 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from features.exceptions import StateFormatError
+from slipstream.features.exceptions import StateFormatError
 
 MAGIC = b"\xa7S2"
 _HEAD = struct.Struct("<qH")

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from features.base import Agg, Aggregate, FeatureSet, FeatureView, Ratio, RequestFeature, SourceSpec, Window
-from features.state_codec import Column, decode_state, encode_state, new_column
+from slipstream.features.base import Agg, Aggregate, FeatureSet, FeatureView, Ratio, RequestFeature, SourceSpec, Window
+from slipstream.features.state_codec import Column, decode_state, encode_state, new_column
 
 Value = float | str | bool | int
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -215,7 +215,7 @@ class EntityState:
             ring.prune(horizon_us)
 
     def to_bytes(self) -> bytes:
-        """The binary state format (see :mod:`features.state_codec`)."""
+        """The binary state format (see :mod:`slipstream.features.state_codec`)."""
         return encode_state(self.newest_us, self.rings)
 
     @classmethod

@@ -6,8 +6,8 @@
 '127.0.0.1:9092'
 """
 
-from infra.base import ServiceLauncher, ServiceStatus
-from infra.config import PlatformConfig
-from infra.platform import Platform
+from slipstream.infra.base import ServiceLauncher, ServiceStatus
+from slipstream.infra.config import PlatformConfig
+from slipstream.infra.platform import Platform
 
 __all__ = ["Platform", "PlatformConfig", "ServiceLauncher", "ServiceStatus"]

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from infra.exceptions import InfraError
+from slipstream.infra.exceptions import InfraError
 
 # `sh -c` detaches the daemon: the shell backgrounds it, prints its pid and exits, so the daemon is
 # re-parented to init. It is then never our child: no zombie, no "subprocess still running" warning,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from infra.exceptions import InfraConfigError
+from slipstream.infra.exceptions import InfraConfigError
 
 Backend = Literal["auto", "local", "docker"]
 

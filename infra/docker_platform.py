@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from infra import _proc, probes
-from infra.base import ServiceStatus
-from infra.config import REDIS_HOST, PlatformConfig
-from infra.exceptions import DependencyMissingError, InfraError, ServiceTimeoutError
-from infra.kafka_props import NODE_ID
+from slipstream.infra import _proc, probes
+from slipstream.infra.base import ServiceStatus
+from slipstream.infra.config import REDIS_HOST, PlatformConfig
+from slipstream.infra.exceptions import DependencyMissingError, InfraError, ServiceTimeoutError
+from slipstream.infra.kafka_props import NODE_ID
 
 PROJECT = "slipstream"
 COMPOSE_FILE = Path(__file__).with_name("docker-compose.yml")

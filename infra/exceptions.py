@@ -1,6 +1,6 @@
 """Errors of the local platform (Kafka and Redis launchers).
 
-Branch of the tree rooted at :class:`schemas.exceptions.SlipstreamError`::
+Branch of the tree rooted at :class:`slipstream.schemas.exceptions.SlipstreamError`::
 
     InfraError
     ├── InfraConfigError      a PlatformConfig value is invalid (also a ValueError; the message names it)
@@ -13,7 +13,7 @@ Branch of the tree rooted at :class:`schemas.exceptions.SlipstreamError`::
 
 from __future__ import annotations
 
-from schemas.exceptions import SlipstreamError
+from slipstream.schemas.exceptions import SlipstreamError
 
 
 class InfraError(SlipstreamError):
@@ -21,7 +21,7 @@ class InfraError(SlipstreamError):
 
 
 class InfraConfigError(InfraError, ValueError):
-    """A :class:`infra.config.PlatformConfig` value is invalid; the message names the field and value."""
+    """A :class:`slipstream.infra.config.PlatformConfig` value is invalid; the message names the field and value."""
 
 
 class JavaNotFoundError(InfraError):

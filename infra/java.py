@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from infra import _proc
-from infra.exceptions import InfraError, JavaNotFoundError
+from slipstream.infra import _proc
+from slipstream.infra.exceptions import InfraError, JavaNotFoundError
 
 MIN_JAVA = 17
 

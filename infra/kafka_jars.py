@@ -12,9 +12,9 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from infra import _proc
-from infra.config import PlatformConfig
-from infra.exceptions import DependencyMissingError
+from slipstream.infra import _proc
+from slipstream.infra.config import PlatformConfig
+from slipstream.infra.exceptions import DependencyMissingError
 
 MAVEN_HINT = "install Maven, e.g. `apt-get install -y maven` (Debian/Ubuntu) or `brew install maven` (macOS)"
 MVN_TIMEOUT_S = 1800.0
@@ -71,7 +71,7 @@ def ensure_jars(config: PlatformConfig, progress: Callable[[str], None] = lambda
             raise DependencyMissingError(msg)
         home.mkdir(parents=True, exist_ok=True)
         pom = home / "pom.xml"
-        pom.write_bytes(resources.files("infra").joinpath("pom.xml").read_bytes())
+        pom.write_bytes(resources.files("slipstream.infra").joinpath("pom.xml").read_bytes())
         partial = home / "libs.partial"
         shutil.rmtree(partial, ignore_errors=True)
         cmd = mvn_command(mvn, pom, config.kafka_version, partial)

@@ -16,13 +16,13 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
-from infra import _proc, kafka_props, probes
-from infra.base import ServiceStatus
-from infra.config import PlatformConfig, parse_version
-from infra.exceptions import InfraError, ServiceDiedError, ServiceTimeoutError
-from infra.java import find_java
-from infra.kafka_jars import ensure_jars, kafka_version_from_libs
-from infra.ports import check_ports_free, port_accepts
+from slipstream.infra import _proc, kafka_props, probes
+from slipstream.infra.base import ServiceStatus
+from slipstream.infra.config import PlatformConfig, parse_version
+from slipstream.infra.exceptions import InfraError, ServiceDiedError, ServiceTimeoutError
+from slipstream.infra.java import find_java
+from slipstream.infra.kafka_jars import ensure_jars, kafka_version_from_libs
+from slipstream.infra.ports import check_ports_free, port_accepts
 
 STOP_GRACE_S = 30.0
 FORMAT_TIMEOUT_S = 120.0
@@ -100,7 +100,7 @@ class LocalKafka:
             self._write_config()
             self._format_if_needed(java, libs)
             log4j = self.home / "log4j2.properties"
-            log4j.write_bytes(resources.files("infra").joinpath("log4j2.properties").read_bytes())
+            log4j.write_bytes(resources.files("slipstream.infra").joinpath("log4j2.properties").read_bytes())
             cmd = kafka_props.broker_command(
                 java, libs, self.props_file, heap=self.config.kafka_heap, log4j_config=log4j, logs_dir=self.logs_dir
             )

@@ -7,7 +7,7 @@ import re
 import uuid
 from pathlib import Path
 
-from infra.config import PlatformConfig
+from slipstream.infra.config import PlatformConfig
 
 NODE_ID = 1
 

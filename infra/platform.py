@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from infra.base import ServiceStatus
-from infra.config import PlatformConfig
-from infra.docker_platform import DockerPlatform, compose_available, docker_engine_available
-from infra.exceptions import InfraError
-from infra.kafka_local import LocalKafka
-from infra.redis_local import LocalRedis
+from slipstream.infra.base import ServiceStatus
+from slipstream.infra.config import PlatformConfig
+from slipstream.infra.docker_platform import DockerPlatform, compose_available, docker_engine_available
+from slipstream.infra.exceptions import InfraError
+from slipstream.infra.kafka_local import LocalKafka
+from slipstream.infra.redis_local import LocalRedis
 
 ResolvedBackend = Literal["local", "docker"]
 

@@ -12,8 +12,8 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 
-from infra import _proc
-from infra.exceptions import PortInUseError
+from slipstream.infra import _proc
+from slipstream.infra.exceptions import PortInUseError
 
 _SS_USER_RE = re.compile(r'\("(?P<name>[^"]*)",pid=(?P<pid>\d+),fd=\d+\)')
 _TCP_LISTEN = "0A"

@@ -11,11 +11,11 @@ import os
 import time
 from collections.abc import Callable
 
-from infra import _proc, probes
-from infra.base import ServiceStatus
-from infra.config import REDIS_HOST, PlatformConfig
-from infra.exceptions import DependencyMissingError, ServiceDiedError, ServiceTimeoutError
-from infra.ports import check_ports_free, port_accepts
+from slipstream.infra import _proc, probes
+from slipstream.infra.base import ServiceStatus
+from slipstream.infra.config import REDIS_HOST, PlatformConfig
+from slipstream.infra.exceptions import DependencyMissingError, ServiceDiedError, ServiceTimeoutError
+from slipstream.infra.ports import check_ports_free, port_accepts
 
 INSTALL_HINT = "install it with `apt-get install -y redis-server` (Debian/Ubuntu) or `brew install redis` (macOS)"
 SEARCH_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/opt/homebrew/bin")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.exceptions import ArtifactCorruptError, FeatureMismatchError, InvalidInputError
+from slipstream.models.exceptions import ArtifactCorruptError, FeatureMismatchError, InvalidInputError
 
 ONNX_FILE = "model.onnx"
 BOOSTER_FILE = "model.txt"

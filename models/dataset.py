@@ -2,7 +2,7 @@
 
 :func:`fraud_training_frame` gives one row per transaction: ``transaction_id``, ``customer_id``, ``event_time``,
 ``label`` (0/1, the simulator's truth) and then ``FRAUD.model_input`` in order, every feature as of the transaction
-itself (:func:`features.offline.compute_offline`, equal to an online replay).
+itself (:func:`slipstream.features.offline.compute_offline`, equal to an online replay).
 
 Label delay, two variants:
 
@@ -25,9 +25,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from features.definitions.fraud import FRAUD
-from features.offline import compute_offline
-from models.exceptions import InvalidInputError, UnknownOptionError
+from slipstream.features.definitions.fraud import FRAUD
+from slipstream.features.offline import compute_offline
+from slipstream.models.exceptions import InvalidInputError, UnknownOptionError
 
 LabelDelay = Literal["handbook", "realistic"]
 LABEL_DELAYS: Final = ("handbook", "realistic")

@@ -10,7 +10,8 @@ day ``i - 8``). Hyper-parameters are chosen on the fold 14 days earlier, whose t
 week, never on the test week. ``single_week`` is the book's chapter-3 fold (test 2018-08-08..14); ``rolling`` the
 four weekly folds of its model-selection chapter (test weeks from 08-08, 08-15, 08-22, 08-29), mean and std.
 
-With ``label_delay="realistic"`` the same folds are run on re-timed labels (:mod:`models.dataset`): the model is
+With ``label_delay="realistic"`` the same folds are run on re-timed labels (:mod:`slipstream.models.dataset`): the
+model is
 trained at the test week's start with the labels arrived by then (the rest taken as genuine), and a card counts as
 known compromised once a fraud label on it has arrived.
 """
@@ -26,9 +27,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from models.dataset import LABEL_TIME, fraud_training_frame, known_labels, require_columns, utc_time
-from models.exceptions import InvalidInputError, UnknownOptionError
-from models.fraud import DEFAULT_GRID, predict, train_fraud, tune_fraud
+from slipstream.models.dataset import LABEL_TIME, fraud_training_frame, known_labels, require_columns, utc_time
+from slipstream.models.exceptions import InvalidInputError, UnknownOptionError
+from slipstream.models.fraud import DEFAULT_GRID, predict, train_fraud, tune_fraud
 
 F64 = npt.NDArray[np.float64]
 DAY: Final = pd.Timedelta(days=1)

@@ -19,7 +19,7 @@ Messages quote the bad value, so a log line alone says what to fix.
 
 from __future__ import annotations
 
-from schemas.exceptions import SlipstreamError
+from slipstream.schemas.exceptions import SlipstreamError
 
 
 class ModelError(SlipstreamError):

@@ -20,10 +20,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from features.definitions.fraud import FRAUD
-from models.dataset import require_columns
-from models.exceptions import InvalidInputError, MissingFeaturesError
-from models.lgbm import deterministic_params, with_rounds
+from slipstream.features.definitions.fraud import FRAUD
+from slipstream.models.dataset import require_columns
+from slipstream.models.exceptions import InvalidInputError, MissingFeaturesError
+from slipstream.models.lgbm import deterministic_params, with_rounds
 
 F64 = npt.NDArray[np.float64]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from models.exceptions import InvalidInputError
+from slipstream.models.exceptions import InvalidInputError
 
 
 def deterministic_params(seed: int) -> dict[str, Any]:

@@ -33,7 +33,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from models.exceptions import InvalidInputError, OnnxExportError, ParityError
+from slipstream.models.exceptions import InvalidInputError, OnnxExportError, ParityError
 
 PARITY_TOL = 1e-5
 PARITY_ROWS = 64  # rows of the parity sample stored in a model card

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.definitions.fraud import FRAUD
-from models.artifacts import reference_distribution
-from models.evaluation import fraud_metrics
-from models.fraud import FraudModel, predict
-from models.registry import ModelRegistry, RegisteredModel
-from schemas.transport import EventProducer
+from slipstream.features.definitions.fraud import FRAUD
+from slipstream.models.artifacts import reference_distribution
+from slipstream.models.evaluation import fraud_metrics
+from slipstream.models.fraud import FraudModel, predict
+from slipstream.models.registry import ModelRegistry, RegisteredModel
+from slipstream.schemas.transport import EventProducer
 
 
 def register_fraud(

@@ -32,11 +32,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from features.definitions.reco import RECO, WINDOWS
-from features.offline import EVENT_TIMESTAMP, compute_offline, latest_view_rows
-from models.exceptions import InvalidInputError, MissingFeaturesError
-from models.lgbm import deterministic_params, with_rounds
-from streams.simulate.reco import RecoSimConfig, RecoSimulation, simulate_interactions
+from slipstream.features.definitions.reco import RECO, WINDOWS
+from slipstream.features.offline import EVENT_TIMESTAMP, compute_offline, latest_view_rows
+from slipstream.models.exceptions import InvalidInputError, MissingFeaturesError
+from slipstream.models.lgbm import deterministic_params, with_rounds
+from slipstream.streams.simulate.reco import RecoSimConfig, RecoSimulation, simulate_interactions
 
 F64 = npt.NDArray[np.float64]
 DAY: Final = pd.Timedelta(days=1)

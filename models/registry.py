@@ -32,7 +32,7 @@ import numpy.typing as npt
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from models.artifacts import (
+from slipstream.models.artifacts import (
     BOOSTER_FILE,
     CARD_FILE,
     ONNX_FILE,
@@ -40,8 +40,8 @@ from models.artifacts import (
     verify_checksum,
     verify_features,
 )
-from models.exceptions import ParityError, RegistryError
-from models.onnx_export import (
+from slipstream.models.exceptions import ParityError, RegistryError
+from slipstream.models.onnx_export import (
     PARITY_TOL,
     ModelKind,
     OnnxScorer,
@@ -53,7 +53,7 @@ from models.onnx_export import (
     parity_sample,
     trimmed,
 )
-from schemas.transport import EventProducer
+from slipstream.schemas.transport import EventProducer
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"

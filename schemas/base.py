@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from schemas.registry import SchemaVersion
+from slipstream.schemas.registry import SchemaVersion
 
 
 class Framing(Protocol):

@@ -20,8 +20,8 @@ from typing import Any, cast
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 from avro.schema import Schema, parse
 
-from schemas.exceptions import IncompatibleSchemaError, SchemaError
-from schemas.registry import RELEASED_DIR, SchemaRegistry
+from slipstream.schemas.exceptions import IncompatibleSchemaError, SchemaError
+from slipstream.schemas.registry import RELEASED_DIR, SchemaRegistry
 
 
 class Compatibility(StrEnum):

@@ -6,13 +6,13 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
-from schemas.base import Framing
-from schemas.exceptions import SchemaNotFoundError, SerializationError
-from schemas.framing import ConfluentFraming, SingleObjectFraming
-from schemas.registry import SchemaRegistry
-from schemas.serde import AvroSerde
-from schemas.topics import TopicCatalog, TopicSpec
-from schemas.validation import validator_for
+from slipstream.schemas.base import Framing
+from slipstream.schemas.exceptions import SchemaNotFoundError, SerializationError
+from slipstream.schemas.framing import ConfluentFraming, SingleObjectFraming
+from slipstream.schemas.registry import SchemaRegistry
+from slipstream.schemas.serde import AvroSerde
+from slipstream.schemas.topics import TopicCatalog, TopicSpec
+from slipstream.schemas.validation import validator_for
 
 
 class Contracts:

@@ -14,8 +14,8 @@ import struct
 import threading
 from typing import Any, Protocol
 
-from schemas.exceptions import DecodeError, SchemaError, SchemaNotFoundError
-from schemas.registry import SchemaRegistry, SchemaVersion, fingerprint64
+from slipstream.schemas.exceptions import DecodeError, SchemaError, SchemaNotFoundError
+from slipstream.schemas.registry import SchemaRegistry, SchemaVersion, fingerprint64
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _SO_HEADER = len(SINGLE_OBJECT_MAGIC) + 8

@@ -19,7 +19,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from schemas.exceptions import SchemaError, SchemaNotFoundError
+from slipstream.schemas.exceptions import SchemaError, SchemaNotFoundError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CURRENT_DIR = PACKAGE_DIR / "avro"

@@ -10,10 +10,10 @@ from typing import Any
 import fastavro
 from fastavro.validation import ValidationError, validate
 
-from schemas.base import Framing, RecordValidator
-from schemas.compiled_writer import compile_writer
-from schemas.exceptions import DecodeError, SerializationError
-from schemas.registry import SchemaVersion
+from slipstream.schemas.base import Framing, RecordValidator
+from slipstream.schemas.compiled_writer import compile_writer
+from slipstream.schemas.exceptions import DecodeError, SerializationError
+from slipstream.schemas.registry import SchemaVersion
 
 
 def timestamp_fields(raw: Mapping[str, Any]) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-from schemas.exceptions import TopicError
+from slipstream.schemas.exceptions import TopicError
 
 DAY_MS = 24 * 3600 * 1000
 _PREFIX = re.compile(r"^[A-Za-z0-9._-]*$")

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from features.feast_layout import JoinKeyValue
-from models.onnx_export import OnnxScorer
+from slipstream.features.feast_layout import JoinKeyValue
+from slipstream.models.onnx_export import OnnxScorer
 
 
 @dataclass(frozen=True, slots=True)

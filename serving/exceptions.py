@@ -1,4 +1,4 @@
-"""Errors of the serving layer. Branch of :class:`schemas.exceptions.SlipstreamError`::
+"""Errors of the serving layer. Branch of :class:`slipstream.schemas.exceptions.SlipstreamError`::
 
 ServingError
 ├── InvalidRequestError      a request is malformed (HTTP 422; names the field and the bad value)
@@ -9,7 +9,7 @@ ServingError
 
 from __future__ import annotations
 
-from schemas.exceptions import SlipstreamError
+from slipstream.schemas.exceptions import SlipstreamError
 
 
 class ServingError(SlipstreamError):

@@ -1,6 +1,6 @@
 """Fraud scoring: a transaction in, a score with its lineage out — the same code for HTTP and for Kafka.
 
-Features are computed exactly as training computed them (``features.offline``): each view's windows as of the
+Features are computed exactly as training computed them (``slipstream.features.offline``): each view's windows as of the
 transaction's time, the transaction itself included, from the entity's events in the online store. The store holds
 each entity's window state (its recent events), not only its last feature row, because a row is as of the entity's
 *previous* event: a 1-day count read at the next transaction would still count events that have since left the
@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from features.base import FeatureSet
-from features.definitions import FRAUD
-from features.windows import (
+from slipstream.features.base import FeatureSet
+from slipstream.features.definitions import FRAUD
+from slipstream.features.windows import (
     EntityState,
     compute_view,
     derived_features,
@@ -30,9 +30,9 @@ from features.windows import (
     request_features,
     to_micros,
 )
-from serving.base import FraudScore, ModelProvider, ServingModel, StateStore, ViewFreshness
-from serving.exceptions import InvalidRequestError
-from serving.recent import RecentEvents
+from slipstream.serving.base import FraudScore, ModelProvider, ServingModel, StateStore, ViewFreshness
+from slipstream.serving.exceptions import InvalidRequestError
+from slipstream.serving.recent import RecentEvents
 
 REQUIRED = ("transaction_id", "customer_id", "terminal_id", "amount", "event_time")
 

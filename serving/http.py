@@ -28,10 +28,15 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from features.windows import to_micros
-from serving.base import FraudScore, Recommendation
-from serving.exceptions import FeaturesUnavailableError, InvalidRequestError, ModelUnavailableError, ServingError
-from serving.service import ScoringService, freeze_startup_heap
+from slipstream.features.windows import to_micros
+from slipstream.serving.base import FraudScore, Recommendation
+from slipstream.serving.exceptions import (
+    FeaturesUnavailableError,
+    InvalidRequestError,
+    ModelUnavailableError,
+    ServingError,
+)
+from slipstream.serving.service import ScoringService, freeze_startup_heap
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from schemas.dead_letter import RawMessage
-from schemas.exceptions import SlipstreamError
-from schemas.transport import EventConsumer, EventProducer
-from schemas.transport.consumer import ConsumedBatch, ConsumedEvent
-from serving.collector import ScheduledCollector
-from serving.exceptions import FeaturesUnavailableError, ModelUnavailableError
-from serving.service import ScoringService, freeze_startup_heap
+from slipstream.schemas.dead_letter import RawMessage
+from slipstream.schemas.exceptions import SlipstreamError
+from slipstream.schemas.transport import EventConsumer, EventProducer
+from slipstream.schemas.transport.consumer import ConsumedBatch, ConsumedEvent
+from slipstream.serving.collector import ScheduledCollector
+from slipstream.serving.exceptions import FeaturesUnavailableError, ModelUnavailableError
+from slipstream.serving.service import ScoringService, freeze_startup_heap
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

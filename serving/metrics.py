@@ -6,8 +6,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from serving.base import ServingModel
-from serving.model_slot import SwapRecord
+from slipstream.serving.base import ServingModel
+from slipstream.serving.model_slot import SwapRecord
 
 # 25 µs .. 2.5 s: the scorer's p50 is ~100 µs and its targets are sub-millisecond.
 LATENCY_BUCKETS = (

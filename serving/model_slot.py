@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.exceptions import ModelError
-from models.registry import LoadedModel
-from serving.base import ServingModel
-from serving.exceptions import ModelRefusedError, ModelUnavailableError
+from slipstream.models.exceptions import ModelError
+from slipstream.models.registry import LoadedModel
+from slipstream.serving.base import ServingModel
+from slipstream.serving.exceptions import ModelRefusedError, ModelUnavailableError
 
 log = logging.getLogger(__name__)
 WARMUP_RUNS = 200

@@ -14,19 +14,19 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from models.exceptions import ModelError
-from models.registry import CHAMPION, LoadedModel
-from schemas.exceptions import SlipstreamError
-from schemas.transport import EventConsumer
-from serving.exceptions import ModelRefusedError
-from serving.model_slot import ModelSlot
+from slipstream.models.exceptions import ModelError
+from slipstream.models.registry import CHAMPION, LoadedModel
+from slipstream.schemas.exceptions import SlipstreamError
+from slipstream.schemas.transport import EventConsumer
+from slipstream.serving.exceptions import ModelRefusedError
+from slipstream.serving.model_slot import ModelSlot
 
 log = logging.getLogger(__name__)
 SWAP_ACTIONS = frozenset({"PROMOTED", "ROLLED_BACK"})
 
 
 class ModelSource(Protocol):
-    """What the watcher needs of the registry (:class:`models.registry.ModelRegistry`)."""
+    """What the watcher needs of the registry (:class:`slipstream.models.registry.ModelRegistry`)."""
 
     def alias_version(self, name: str, alias: str) -> str | None: ...
 

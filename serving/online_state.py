@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import hiredis
 import redis
 
-from features.feast_layout import JoinKeyValue, ViewLayout
-from serving.exceptions import FeaturesUnavailableError
+from slipstream.features.feast_layout import JoinKeyValue, ViewLayout
+from slipstream.serving.exceptions import FeaturesUnavailableError
 
 if TYPE_CHECKING:
     from redis import Redis

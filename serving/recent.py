@@ -23,8 +23,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from features.base import SourceSpec
-from features.windows import EntityState
+from slipstream.features.base import SourceSpec
+from slipstream.features.windows import EntityState
 
 
 class RecentEvents:

@@ -1,7 +1,8 @@
 """Recommendations: a user and the candidates a retrieval stage proposed in, the candidates ranked by the reco model
-out — the same code for HTTP (``POST /v1/recommendations``) and for Kafka (:mod:`serving.reco_stream`).
+out — the same code for HTTP (``POST /v1/recommendations``) and for Kafka (:mod:`slipstream.serving.reco_stream`).
 
-The features are built as training built them (``models.reco.candidate_frame``): per candidate, each view's latest
+The features are built as training built them (``slipstream.models.reco.candidate_frame``): per candidate, each view's
+latest
 stored row at or before the cut-off — ``user_activity`` (user), ``user_category_affinity`` (user, the candidate's
 category), ``user_item_recency`` (user, item) and ``item_popularity`` (item) — and each row's age in seconds at the
 cut-off; a missing row gives 0 for its counts and ratios and -1 for its age and for
@@ -11,9 +12,12 @@ event time and the latest row is what the online store holds. The store keeps on
 a request dated before a row it reads (clock skew, a back-dated request) sees that row with a negative age: it is
 the best the store knows, and the request says when it was made.
 
-The views' names, columns and defaults are declared here (:data:`VIEWS`), not imported from ``models.reco``: that
+
+The views' names, columns and defaults are declared here (:data:`VIEWS`), not imported from
+``slipstream.models.reco``: that
 module brings the simulator and LightGBM with it, and serving must not depend on ``streams``. The unit tests hold
-:data:`VIEWS` and :data:`FEATURES` equal to ``models.reco``'s, and an integration test holds the online features
+:data:`VIEWS` and :data:`FEATURES` equal to ``slipstream.models.reco``'s, and an integration test holds the online
+features
 equal to ``candidate_frame``'s, value for value.
 
 Per request: one pipelined Redis round trip (the user row, the user x category rows of the distinct candidate
@@ -35,13 +39,13 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
-from features.definitions.reco import ITEM_WINDOWS, WINDOWS
-from features.exceptions import LayoutError
-from features.feast_layout import FeatureValue, ViewLayout, epoch_micros
-from features.windows import to_micros
-from serving.base import ModelProvider, RankedItem, Recommendation, ServingModel
-from serving.exceptions import FeaturesUnavailableError, InvalidRequestError, ModelUnavailableError
-from serving.online_state import answers, check_binary, scorer_client, unavailable
+from slipstream.features.definitions.reco import ITEM_WINDOWS, WINDOWS
+from slipstream.features.exceptions import LayoutError
+from slipstream.features.feast_layout import FeatureValue, ViewLayout, epoch_micros
+from slipstream.features.windows import to_micros
+from slipstream.serving.base import ModelProvider, RankedItem, Recommendation, ServingModel
+from slipstream.serving.exceptions import FeaturesUnavailableError, InvalidRequestError, ModelUnavailableError
+from slipstream.serving.online_state import answers, check_binary, scorer_client, unavailable
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -89,7 +93,7 @@ VIEWS: Final = (
 )
 AFFINITY: Final = tuple(f"USER_CAT_AFFINITY_{k}" for k in WINDOWS)
 POPULARITY: Final = "ITEM_RECENT_VIEWS_7D"
-#: Every feature the ranker can be given, in training's column order (``models.reco.FEATURES``).
+#: Every feature the ranker can be given, in training's column order (``slipstream.models.reco.FEATURES``).
 FEATURES: Final = (
     *(name for view in VIEWS for name in (*view.columns, view.age)),
     *(name for view in VIEWS for name in view.extra),
@@ -303,10 +307,12 @@ return out
 
 
 class RecoRowReader:
-    """Reads a request's rows in Feast's Redis layout in one round trip: one script call doing an ``HMGET`` per
+    """Reads a request's rows in Feast's Redis layout in one round trip: one script call doing an ``HMGET``
+    per
     entity (:data:`HMGET_MANY`).
 
-    ``layouts``: at least the four :data:`VIEWS` (e.g. ``features.feast_repo.view_layouts([RECO], project)``).
+    ``layouts``: at least the four :data:`VIEWS` (e.g. ``slipstream.features.feast_repo.view_layouts([RECO],
+    project)``).
     Raises :class:`FeaturesUnavailableError` when Redis cannot be read or holds a row it cannot decode.
     """
 

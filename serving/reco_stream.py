@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.transport import EventConsumer, EventProducer
-from schemas.transport.consumer import ConsumedEvent
-from serving.base import Recommendation
-from serving.exceptions import InvalidRequestError, ModelUnavailableError
-from serving.kafka_front import FrontStats, KafkaFrontEnd
-from serving.service import ScoringService
+from slipstream.schemas.transport import EventConsumer, EventProducer
+from slipstream.schemas.transport.consumer import ConsumedEvent
+from slipstream.serving.base import Recommendation
+from slipstream.serving.exceptions import InvalidRequestError, ModelUnavailableError
+from slipstream.serving.kafka_front import FrontStats, KafkaFrontEnd
+from slipstream.serving.service import ScoringService
 
 REQUESTS = "recommendation-requests"
 RECOMMENDATIONS = "recommendations"

@@ -1,6 +1,7 @@
 """One scorer process's parts, wired: the scorers, their model slots, the watcher that swaps models, the metrics.
 
-Both front ends use it: the HTTP app (:mod:`serving.http`) and the Kafka path (:mod:`serving.stream`).
+Both front ends use it: the HTTP app (:mod:`slipstream.serving.http`) and the Kafka path
+(:mod:`slipstream.serving.stream`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from serving.base import FraudScore, Recommendation, StateStore
-from serving.fraud import FraudScorer
-from serving.metrics import ScorerMetrics
-from serving.model_slot import ModelSlot
-from serving.model_watcher import ModelWatcher
+from slipstream.serving.base import FraudScore, Recommendation, StateStore
+from slipstream.serving.fraud import FraudScorer
+from slipstream.serving.metrics import ScorerMetrics
+from slipstream.serving.model_slot import ModelSlot
+from slipstream.serving.model_watcher import ModelWatcher
 
 
 def freeze_startup_heap() -> None:

@@ -14,7 +14,7 @@ version), which consumers de-duplicate on. Transactions are keyed by customer, s
 topic's partitions, and a customer's transactions are always scored by one worker, in order.
 
 When Redis cannot be read the batch is retried (with back-off) until it can: a prediction is never made from
-missing features, and nothing is skipped (:mod:`serving.kafka_front`).
+missing features, and nothing is skipped (:mod:`slipstream.serving.kafka_front`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.transport.consumer import ConsumedEvent
-from serving.base import FraudScore
-from serving.exceptions import InvalidRequestError
-from serving.fraud import normalize_transaction
-from serving.kafka_front import FrontStats, KafkaFrontEnd
+from slipstream.schemas.transport.consumer import ConsumedEvent
+from slipstream.serving.base import FraudScore
+from slipstream.serving.exceptions import InvalidRequestError
+from slipstream.serving.fraud import normalize_transaction
+from slipstream.serving.kafka_front import FrontStats, KafkaFrontEnd
 
 
 @dataclass

@@ -6,18 +6,18 @@ from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from features.feast_repo import FeastRepoConfig
-from infra.config import PlatformConfig
-from infra.platform import Platform
-from schemas.contracts import Contracts
-from schemas.topics import TopicCatalog
-from schemas.transport import EventConsumer, EventProducer, TopicAdmin, TopicChange
+from slipstream.features.feast_repo import FeastRepoConfig
+from slipstream.infra.config import PlatformConfig
+from slipstream.infra.platform import Platform
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.topics import TopicCatalog
+from slipstream.schemas.transport import EventConsumer, EventProducer, TopicAdmin, TopicChange
 from slipstream.settings import Settings
-from streams.engine.runner import COLOCATED_NICE, EngineSettings
+from slipstream.streams.engine.runner import COLOCATED_NICE, EngineSettings
 
 if TYPE_CHECKING:
-    from models.registry import ModelRegistry
-    from serving.service import ScoringService
+    from slipstream.models.registry import ModelRegistry
+    from slipstream.serving.service import ScoringService
 
 
 class Slipstream:
@@ -144,7 +144,7 @@ class Slipstream:
     @cached_property
     def model_registry(self) -> ModelRegistry:
         """The MLflow registry: ``SLIPSTREAM_MLFLOW_TRACKING_URI``, else SQLite and artifacts in the state dir."""
-        from models.registry import ModelRegistry, default_tracking_uri
+        from slipstream.models.registry import ModelRegistry, default_tracking_uri
 
         state_dir = self.settings.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -163,15 +163,15 @@ class Slipstream:
 
         ``remember_recent``: add the events this worker scored that the store does not show yet (the Kafka path).
         """
-        from features.definitions import FRAUD, RECO
-        from features.feast_repo import view_layouts
-        from serving.fraud import FraudScorer
-        from serving.metrics import ScorerMetrics
-        from serving.model_slot import ModelSlot
-        from serving.model_watcher import ModelWatcher
-        from serving.online_state import RedisStateStore, scorer_client
-        from serving.recent import RecentEvents
-        from serving.service import ScoringService
+        from slipstream.features.definitions import FRAUD, RECO
+        from slipstream.features.feast_repo import view_layouts
+        from slipstream.serving.fraud import FraudScorer
+        from slipstream.serving.metrics import ScorerMetrics
+        from slipstream.serving.model_slot import ModelSlot
+        from slipstream.serving.model_watcher import ModelWatcher
+        from slipstream.serving.online_state import RedisStateStore, scorer_client
+        from slipstream.serving.recent import RecentEvents
+        from slipstream.serving.service import ScoringService
 
         s = self.settings
         layouts = view_layouts([FRAUD, RECO], project or s.feast_project)
@@ -197,8 +197,8 @@ class Slipstream:
     def _add_reco(self, service: ScoringService, client: Any, layouts: Any, slots: dict[str, Any]) -> None:
         """The recommendations ranker: its model slot (the champion of ``settings.reco_model``, checked against the
         features the ranker builds), its Redis reader of the reco views, and the slot handed to the watcher."""
-        from serving.model_slot import ModelSlot
-        from serving.reco import FEATURES, RecoRowReader, RecoScorer
+        from slipstream.serving.model_slot import ModelSlot
+        from slipstream.serving.reco import FEATURES, RecoRowReader, RecoScorer
 
         s = self.settings
         metrics = service.metrics

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from serving.http import FraudFastPath
+    from slipstream.serving.http import FraudFastPath
 
 
 def create() -> FraudFastPath:
-    from serving.http import create_app
     from slipstream.app import Slipstream
+    from slipstream.serving.http import create_app
     from slipstream.settings import load_settings
 
     return create_app(Slipstream(load_settings()).scoring_service())

@@ -1,11 +1,11 @@
-"""Errors of the composition root. Branch of :class:`schemas.exceptions.SlipstreamError`.
+"""Errors of the composition root. Branch of :class:`slipstream.schemas.exceptions.SlipstreamError`.
 
 ConfigError    a setting is invalid; the message names the variable and the bad value
 """
 
 from __future__ import annotations
 
-from schemas.exceptions import SlipstreamError
+from slipstream.schemas.exceptions import SlipstreamError
 
 
 class ConfigError(SlipstreamError):

@@ -14,15 +14,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.base import FeatureSet
-from features.definitions import FRAUD
-from features.offline import compute_offline, latest_view_rows
-from schemas.contracts import Contracts
-from schemas.topics import TopicCatalog
-from schemas.transport import EventConsumer, EventProducer, TopicAdmin
 from slipstream.app import Slipstream
-from streams.engine.app import EngineJob, run_processes
-from streams.publish import frame_records
+from slipstream.features.base import FeatureSet
+from slipstream.features.definitions import FRAUD
+from slipstream.features.offline import compute_offline, latest_view_rows
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.topics import TopicCatalog
+from slipstream.schemas.transport import EventConsumer, EventProducer, TopicAdmin
+from slipstream.streams.engine.app import EngineJob, run_processes
+from slipstream.streams.publish import frame_records
 
 Say = Callable[[str], None]
 TOLERANCE = 1e-9
@@ -130,7 +130,7 @@ def verify(app: Slipstream, config: VerifyConfig, say: Say, feature_set: Feature
     contracts = Contracts(TopicCatalog(f"verify-{tag}."), base.registry, base.framing)
     app.apply_topics(contracts)
     project = f"verify_{tag}"
-    from features.feast_repo import apply_repo
+    from slipstream.features.feast_repo import apply_repo
 
     apply_repo(app.feast_config(project), [feature_set])
     say(f"publishing {len(tx):,} transactions and {len(labels):,} labels to {contracts.catalog.prefix}*…")

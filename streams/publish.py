@@ -14,11 +14,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from schemas.dead_letter import RawMessage
-from schemas.exceptions import SerializationError
-from schemas.registry import SchemaVersion
-from schemas.serde import timestamp_fields
-from schemas.transport import EventProducer
+from slipstream.schemas.dead_letter import RawMessage
+from slipstream.schemas.exceptions import SerializationError
+from slipstream.schemas.registry import SchemaVersion
+from slipstream.schemas.serde import timestamp_fields
+from slipstream.schemas.transport import EventProducer
 
 OnError = Literal["fail", "dead-letter"]
 SUPPORTED = (".parquet", ".jsonl", ".ndjson")

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import PlatformConfig
-from infra.docker_platform import docker_engine_available
-from infra.platform import Platform
-from schemas.contracts import Contracts
-from schemas.topics import TopicCatalog
-from schemas.transport import TopicAdmin
+from slipstream.infra.config import PlatformConfig
+from slipstream.infra.docker_platform import docker_engine_available
+from slipstream.infra.platform import Platform
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.topics import TopicCatalog
+from slipstream.schemas.transport import TopicAdmin
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_STATE_DIR = REPO / ".slipstream" / "test-platform"

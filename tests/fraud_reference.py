@@ -6,9 +6,9 @@ from typing import Any
 
 import pandas as pd
 
-from features.definitions.fraud import CUSTOMER_VIEW, FRAUD, TERMINAL_VIEW
-from features.windows import EntityState, compute_view, request_features, to_micros
-from streams.simulate.fraud import FraudSimConfig, label_events, simulate_transactions, to_transaction_events
+from slipstream.features.definitions.fraud import CUSTOMER_VIEW, FRAUD, TERMINAL_VIEW
+from slipstream.features.windows import EntityState, compute_view, request_features, to_micros
+from slipstream.streams.simulate.fraud import FraudSimConfig, label_events, simulate_transactions, to_transaction_events
 
 
 def _micros_record(row: dict[str, Any]) -> dict[str, Any]:

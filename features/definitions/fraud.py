@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from features.base import Agg, Aggregate, Entity, FeatureSet, FeatureView, Ratio, RequestFeature, SourceSpec, Window
+from slipstream.features.base import (
+    Agg,
+    Aggregate,
+    Entity,
+    FeatureSet,
+    FeatureView,
+    Ratio,
+    RequestFeature,
+    SourceSpec,
+    Window,
+)
 
 DAY = timedelta(days=1)
 LABEL_DELAY = timedelta(days=7)

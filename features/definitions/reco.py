@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from features.base import (
+from slipstream.features.base import (
     Agg,
     Aggregate,
     Entity,

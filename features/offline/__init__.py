@@ -2,7 +2,8 @@
 
 :func:`compute_offline` gives, for a :class:`~features.base.FeatureSet` and its topics' events, the feature vector of
 every trigger event and, per view, one Feast source row per event applied to it (:class:`OfflineFeatures`).
-Correctness is defined by :mod:`features.windows`: the result equals replaying the log event by event through it,
+Correctness is defined by :mod:`slipstream.features.windows`: the result equals replaying the log event by event
+through it,
 every event known by ``t`` applied before the features at ``t`` are computed.
 
 How (numpy, no loop over events): per view source, the events sorted by (entity, placement time, id) under one int64
@@ -15,7 +16,7 @@ Modules: ``inputs`` (checks, duplicates, times), ``index`` (sorted events and se
 queries), ``view`` (one view), ``engine`` (feature sets, vectors, latest rows, parquet files).
 """
 
-from features.offline.engine import OfflineFeatures, compute_offline, latest_view_rows, write_offline
-from features.offline.view import CREATED, EVENT_TIMESTAMP
+from slipstream.features.offline.engine import OfflineFeatures, compute_offline, latest_view_rows, write_offline
+from slipstream.features.offline.view import CREATED, EVENT_TIMESTAMP
 
 __all__ = ["CREATED", "EVENT_TIMESTAMP", "OfflineFeatures", "compute_offline", "latest_view_rows", "write_offline"]

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.base import Agg, Aggregate, Window
-from features.offline.index import SortedIndex
-from features.offline.inputs import F64, I64, Bools
+from slipstream.features.base import Agg, Aggregate, Window
+from slipstream.features.offline.index import SortedIndex
+from slipstream.features.offline.inputs import F64, I64, Bools
 
 CHUNK = 1 << 21  # events gathered at once on the general path (~50 MB of temporaries)
 _US_PER_S = 1e6

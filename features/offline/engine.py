@@ -13,11 +13,18 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from features.base import FeatureSet, RequestFeature
-from features.exceptions import FeatureError
-from features.offline.inputs import F64, TRIGGER_TIME, TopicEvents, event_order, micros, plan_topics, prepare
-from features.offline.view import CREATED, EVENT_TIMESTAMP, compute_view_offline, float_frame, ratio_array, utc_times
-from features.windows import EntityState, compute_view
+from slipstream.features.base import FeatureSet, RequestFeature
+from slipstream.features.exceptions import FeatureError
+from slipstream.features.offline.inputs import F64, TRIGGER_TIME, TopicEvents, event_order, micros, plan_topics, prepare
+from slipstream.features.offline.view import (
+    CREATED,
+    EVENT_TIMESTAMP,
+    compute_view_offline,
+    float_frame,
+    ratio_array,
+    utc_times,
+)
+from slipstream.features.windows import EntityState, compute_view
 
 VECTORS_FILE = "feature_vectors"
 _HOUR_US = 3_600 * 1_000_000
@@ -70,7 +77,8 @@ def compute_offline(
 ) -> OfflineFeatures:
     """Every feature of ``feature_set`` over the event log ``events`` (topic name -> that topic's events).
 
-    The result equals a sequential replay through :mod:`features.windows` in which every event known by ``t`` is
+    The result equals a sequential replay through :mod:`slipstream.features.windows` in which every event known by
+    ``t`` is
     applied before the features at ``t`` are computed; replayed duplicates (same topic and id) count once, the
     first row winning. Every topic a view reads must be given (an empty frame is fine).
     """

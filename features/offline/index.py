@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.exceptions import FeatureError
-from features.offline.inputs import F64, I64
+from slipstream.features.exceptions import FeatureError
+from slipstream.features.offline.inputs import F64, I64
 
 KEY_LIMIT = 1 << 62  # composite keys stay below this (int64 with headroom)
 

@@ -18,9 +18,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from features.base import Aggregate, FeatureSet, FeatureView, SourceSpec
-from features.exceptions import DefinitionError, FeatureError
-from features.windows import event_id_int
+from slipstream.features.base import Aggregate, FeatureSet, FeatureView, SourceSpec
+from slipstream.features.exceptions import DefinitionError, FeatureError
+from slipstream.features.windows import event_id_int
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]

@@ -15,11 +15,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from features.base import Aggregate, Dtype, FeatureView, Where
-from features.exceptions import DefinitionError, FeatureError
-from features.offline.aggregate import Evaluator, Queries
-from features.offline.index import KEY_LIMIT, SortedIndex
-from features.offline.inputs import F64, I64, TopicEvents, event_order
+from slipstream.features.base import Aggregate, Dtype, FeatureView, Where
+from slipstream.features.exceptions import DefinitionError, FeatureError
+from slipstream.features.offline.aggregate import Evaluator, Queries
+from slipstream.features.offline.index import KEY_LIMIT, SortedIndex
+from slipstream.features.offline.inputs import F64, I64, TopicEvents, event_order
 
 EVENT_TIMESTAMP = "event_timestamp"
 CREATED = "created"

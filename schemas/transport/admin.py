@@ -17,8 +17,8 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 
-from schemas.exceptions import TopicError
-from schemas.topics import TopicCatalog, TopicSpec
+from slipstream.schemas.exceptions import TopicError
+from slipstream.schemas.topics import TopicCatalog, TopicSpec
 
 Action = Literal["created", "updated", "unchanged"]
 

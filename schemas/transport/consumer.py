@@ -9,10 +9,10 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from schemas.contracts import Contracts
-from schemas.dead_letter import RawMessage
-from schemas.exceptions import DecodeError, TopicError
-from schemas.transport.producer import EventProducer
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.dead_letter import RawMessage
+from slipstream.schemas.exceptions import DecodeError, TopicError
+from slipstream.schemas.transport.producer import EventProducer
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from schemas.contracts import Contracts
-from schemas.dead_letter import RawMessage, envelope
-from schemas.exceptions import ProduceError
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.dead_letter import RawMessage, envelope
+from slipstream.schemas.exceptions import ProduceError
 
 Headers = Sequence[tuple[str, bytes]]
 

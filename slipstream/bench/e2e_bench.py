@@ -35,12 +35,12 @@ import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from features.windows import to_micros
-from schemas.transport.admin import TopicAdmin, members_holding_partitions
 from slipstream.bench.loadgen import sleep_until
 from slipstream.bench.stats import percentiles
 from slipstream.bench.world import World, open_world, stop_child
-from streams.publish import frame_records
+from slipstream.features.windows import to_micros
+from slipstream.schemas.transport.admin import TopicAdmin, members_holding_partitions
+from slipstream.streams.publish import frame_records
 
 Say = Callable[[str], None]
 EVENTS_PER_DAY = 9_000  # the simulator's default 5,000 customers make ~9,600 transactions a day

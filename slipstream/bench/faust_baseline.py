@@ -19,7 +19,7 @@ N_REPORT = "FAUST_EVENTS_PER_S"
 def main(bootstrap: str, topic: str, expected: int) -> None:
     import faust
 
-    from schemas.contracts import Contracts
+    from slipstream.schemas.contracts import Contracts
 
     prefix = topic.removesuffix("transactions")
     serde = Contracts.default(prefix).serde("transactions")

@@ -25,18 +25,18 @@ import pandas as pd
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
-from features.definitions import FRAUD
-from features.definitions.fraud import CUSTOMER_VIEW
-from features.feast_layout import decode_timestamp, timestamp_field
-from features.feast_repo import FeastRepoConfig, apply_repo, push_source_name, view_layouts
-from schemas.contracts import Contracts
-from schemas.topics import TopicCatalog
-from schemas.transport import EventProducer, TopicAdmin
 from slipstream.app import Slipstream
 from slipstream.bench.stats import percentiles
-from streams.engine.app import EngineJob, run_processes
-from streams.engine.runner import StageStats
-from streams.publish import frame_records
+from slipstream.features.definitions import FRAUD
+from slipstream.features.definitions.fraud import CUSTOMER_VIEW
+from slipstream.features.feast_layout import decode_timestamp, timestamp_field
+from slipstream.features.feast_repo import FeastRepoConfig, apply_repo, push_source_name, view_layouts
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.topics import TopicCatalog
+from slipstream.schemas.transport import EventProducer, TopicAdmin
+from slipstream.streams.engine.app import EngineJob, run_processes
+from slipstream.streams.engine.runner import StageStats
+from slipstream.streams.publish import frame_records
 
 Say = Callable[[str], None]
 
@@ -251,7 +251,7 @@ def feast_push(app: Slipstream, config: FeatureBenchConfig, say: Say) -> dict[st
 
 
 def offline(config: FeatureBenchConfig, say: Say) -> dict[str, Any]:
-    from features.offline import compute_offline
+    from slipstream.features.offline import compute_offline
 
     tx = pd.read_parquet(config.data, columns=["transaction_id", "event_time", "customer_id", "terminal_id", "amount"])
     labels = pd.read_parquet(config.labels)

@@ -39,12 +39,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from features.definitions import FRAUD
-from features.windows import request_features
 from slipstream.bench.loadgen import LoadProcess, LoadResult, LoadSpec, post_request, schedule, sleep_until
 from slipstream.bench.stats import percentiles
 from slipstream.bench.world import World, open_world, stop_child
-from streams.publish import frame_records
+from slipstream.features.definitions import FRAUD
+from slipstream.features.windows import request_features
+from slipstream.streams.publish import frame_records
 
 Say = Callable[[str], None]
 SCORE_PATH = "/v1/fraud/score"
@@ -71,7 +71,7 @@ class ScorerBenchConfig:
 
 
 def _records(world: World, n: int) -> list[dict[str, Any]]:
-    from serving.fraud import normalize_transaction
+    from slipstream.serving.fraud import normalize_transaction
 
     rows = frame_records(
         world.heldout.head(n)[["transaction_id", "event_time", "customer_id", "terminal_id", "amount"]]
@@ -113,7 +113,7 @@ def _naive_classifier(world: World) -> Any:
 def inprocess_and_naive(world: World, config: ScorerBenchConfig, say: Say) -> dict[str, Any]:
     from feast import FeatureStore
 
-    from serving.service import freeze_startup_heap
+    from slipstream.serving.service import freeze_startup_heap
 
     n = max(config.inprocess_samples, config.naive_samples) + config.warmup
     records = _records(world, n)

@@ -28,15 +28,15 @@ from typing import IO, Any
 
 import pandas as pd
 
-from features.definitions import FRAUD
-from features.feast_repo import FeastRepoConfig, apply_repo, view_layouts
-from schemas.contracts import Contracts
-from schemas.transport import EventProducer, TopicAdmin
 from slipstream.app import Slipstream
 from slipstream.bench.loadgen import fine_timers
-from streams.engine.app import EngineJob, run_processes
-from streams.engine.runner import StageStats
-from streams.publish import frame_records
+from slipstream.features.definitions import FRAUD
+from slipstream.features.feast_repo import FeastRepoConfig, apply_repo, view_layouts
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.transport import EventProducer, TopicAdmin
+from slipstream.streams.engine.app import EngineJob, run_processes
+from slipstream.streams.engine.runner import StageStats
+from slipstream.streams.publish import frame_records
 
 Say = Callable[[str], None]
 TX_COLUMNS = ["transaction_id", "event_time", "customer_id", "terminal_id", "amount"]
@@ -135,7 +135,7 @@ def remove_run(run: Slipstream, tag: str, say: Say) -> None:
     """
     import redis
 
-    from streams.simulate.fraud import FraudSimConfig
+    from slipstream.streams.simulate.fraud import FraudSimConfig
 
     say(f"cleaning up {tag}…")
     TopicAdmin(run.bootstrap_servers).delete(run.contracts.catalog.full_names())
@@ -161,7 +161,12 @@ def remove_run(run: Slipstream, tag: str, say: Say) -> None:
 
 
 def _simulate(days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from streams.simulate.fraud import FraudSimConfig, label_events, simulate_transactions, to_transaction_events
+    from slipstream.streams.simulate.fraud import (
+        FraudSimConfig,
+        label_events,
+        simulate_transactions,
+        to_transaction_events,
+    )
 
     config = FraudSimConfig(nb_days=days, label_delay=timedelta(days=7))
     frame = simulate_transactions(config)
@@ -171,9 +176,9 @@ def _simulate(days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _train(world: World, tx: pd.DataFrame, labels: pd.DataFrame, say: Say) -> None:
-    from models.dataset import data_hash, fraud_training_frame, window
-    from models.fraud import train_fraud
-    from models.publish import register_fraud
+    from slipstream.models.dataset import data_hash, fraud_training_frame, window
+    from slipstream.models.fraud import train_fraud
+    from slipstream.models.publish import register_fraud
 
     started = time.perf_counter()
     frame = fraud_training_frame(tx, labels)

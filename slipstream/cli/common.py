@@ -9,8 +9,8 @@ from typing import TypeVar
 import typer
 from rich.console import Console
 
-from schemas.exceptions import SlipstreamError
 from slipstream.app import Slipstream
+from slipstream.schemas.exceptions import SlipstreamError
 from slipstream.settings import load_settings
 
 console = Console(stderr=True)

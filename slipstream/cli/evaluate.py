@@ -39,7 +39,7 @@ def fraud(
     Precision, Card Precision@100), hyper-parameters chosen on validation weeks only; prints the book's table beside."""
     import pandas as pd
 
-    from models.evaluation import evaluate_fraud
+    from slipstream.models.evaluation import evaluate_fraud
 
     with friendly_errors():
         if not data.exists():
@@ -76,8 +76,8 @@ def reco(
 ) -> None:
     """Train the LambdaRank ranker on point-in-time features and score held-out users' next-week clicks against
     the simulator's ground truth (NDCG@k, recall@k), beside a popularity baseline on the same candidates."""
-    from models.reco import evaluate_reco
-    from streams.simulate.reco import RecoSimConfig
+    from slipstream.models.reco import evaluate_reco
+    from slipstream.streams.simulate.reco import RecoSimConfig
 
     with friendly_errors():
         say = (lambda _m: None) if as_json else (lambda m: console.print(f"[dim]{m}[/dim]"))

@@ -13,10 +13,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from schemas.compat import Compatibility, check_registry, release
-from schemas.registry import SchemaRegistry
 from slipstream.cli.common import build, console, friendly_errors, out
-from streams.publish import count_rows, publish_file
+from slipstream.schemas.compat import Compatibility, check_registry, release
+from slipstream.schemas.registry import SchemaRegistry
+from slipstream.streams.publish import count_rows, publish_file
 
 schemas_app = typer.Typer(help="Avro contracts: list, check compatibility, release.", no_args_is_help=True)
 

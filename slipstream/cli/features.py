@@ -12,11 +12,11 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from features.definitions import FEATURE_SETS
-from features.feast_repo import apply_repo
 from slipstream.cli.common import build, console, friendly_errors, out
-from streams.engine.app import EngineJob, run_processes, run_threads, stage_list
-from streams.engine.runner import StageStats
+from slipstream.features.definitions import FEATURE_SETS
+from slipstream.features.feast_repo import apply_repo
+from slipstream.streams.engine.app import EngineJob, run_processes, run_threads, stage_list
+from slipstream.streams.engine.runner import StageStats
 
 features_app = typer.Typer(
     help="Streaming features: run the engine, apply the Feast repo, verify parity.", no_args_is_help=True
@@ -134,7 +134,7 @@ def backfill(
     sources (one parquet per view) plus the per-event feature vectors, for training sets and parity checks."""
     import pandas as pd
 
-    from features.offline import compute_offline, write_offline
+    from slipstream.features.offline import compute_offline, write_offline
 
     with friendly_errors():
         app = build()

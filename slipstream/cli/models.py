@@ -13,8 +13,8 @@ from slipstream.app import Slipstream
 from slipstream.cli.common import build, console, friendly_errors, out
 
 if TYPE_CHECKING:
-    from models.registry import ModelRegistry, RegisteredModel
-    from schemas.transport import EventProducer
+    from slipstream.models.registry import ModelRegistry, RegisteredModel
+    from slipstream.schemas.transport import EventProducer
 
 models_app = typer.Typer(help="Registered models: list versions, promote, roll back.", no_args_is_help=True)
 
@@ -27,7 +27,7 @@ Publish = Annotated[bool, typer.Option(help="Publish the ModelEvent on the model
 
 def registry_for(app: Slipstream) -> ModelRegistry:
     """The MLflow registry of this state directory (or of ``SLIPSTREAM_MLFLOW_TRACKING_URI`` when set)."""
-    from models.registry import ModelRegistry, default_tracking_uri
+    from slipstream.models.registry import ModelRegistry, default_tracking_uri
 
     state_dir: Path = app.settings.state_dir
     uri = app.settings.mlflow_tracking_uri or default_tracking_uri(state_dir)
@@ -121,7 +121,7 @@ def _place(
     registry: ModelRegistry, name: str, version: str, promote: bool | None, producer: EventProducer | None
 ) -> str:
     """Alias a new version: champion when asked, or by default when there is none yet; else challenger."""
-    from models.registry import CHALLENGER, CHAMPION
+    from slipstream.models.registry import CHALLENGER, CHAMPION
 
     if promote is None:
         promote = registry.alias_version(name, CHAMPION) is None
@@ -137,12 +137,12 @@ def _train_reco(app: Slipstream, promote: bool | None, producer: EventProducer |
 
     The ranker's score is a raw score (only its order means something), so it has no threshold (0.0 in the card).
     """
-    from features.definitions import RECO
-    from features.offline import compute_offline
-    from models.artifacts import reference_distribution
-    from models.dataset import data_hash
-    from models.reco import FEATURES, evaluate_reco, predict_scores, train_ranker, training_frame
-    from streams.simulate.reco import RecoSimConfig, simulate_interactions
+    from slipstream.features.definitions import RECO
+    from slipstream.features.offline import compute_offline
+    from slipstream.models.artifacts import reference_distribution
+    from slipstream.models.dataset import data_hash
+    from slipstream.models.reco import FEATURES, evaluate_reco, predict_scores, train_ranker, training_frame
+    from slipstream.streams.simulate.reco import RecoSimConfig, simulate_interactions
 
     config = RecoSimConfig()
     report = evaluate_reco(config, progress=lambda text: console.print(f"[dim]{text}[/dim]"))
@@ -196,10 +196,10 @@ def _train_fraud(
 ) -> None:
     import pandas as pd
 
-    from models.dataset import data_hash, fraud_training_frame, window
-    from models.fraud import train_fraud
-    from models.publish import register_fraud
     from slipstream.cli.simulate import labels_path, simulate_fraud_file
+    from slipstream.models.dataset import data_hash, fraud_training_frame, window
+    from slipstream.models.fraud import train_fraud
+    from slipstream.models.publish import register_fraud
 
     path = app.settings.state_dir / "data" / "fraud.parquet"
     if not path.exists():

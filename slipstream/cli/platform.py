@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from schemas.transport import TopicChange
 from slipstream.cli.common import build, console, friendly_errors, out
+from slipstream.schemas.transport import TopicChange
 
 infra_app = typer.Typer(help="Start, stop and inspect the local Kafka (KRaft) and Redis.", no_args_is_help=True)
 topics_app = typer.Typer(help="Topics as code: every topic declared once, applied idempotently.", no_args_is_help=True)

@@ -15,7 +15,7 @@ from rich.table import Table
 from slipstream.cli.common import build, console, friendly_errors
 
 if TYPE_CHECKING:  # the serving stack (numpy, onnxruntime) loads only for the commands that need it
-    from serving.kafka_front import FrontStats, KafkaFrontEnd
+    from slipstream.serving.kafka_front import FrontStats, KafkaFrontEnd
 
 Port = Annotated[int | None, typer.Option(help="Port (default: SLIPSTREAM_SERVE_PORT, 8000).")]
 
@@ -46,7 +46,7 @@ def serve(
     """
     import uvicorn
 
-    from serving.http import create_app
+    from slipstream.serving.http import create_app
 
     with friendly_errors():
         _logging(log_level)
@@ -100,8 +100,8 @@ def score_stream(
 
 
 def _table(stats: FrontStats, reco: bool) -> Table:
-    from serving.reco_stream import RecoStreamStats
-    from serving.stream import StreamStats
+    from slipstream.serving.reco_stream import RecoStreamStats
+    from slipstream.serving.stream import StreamStats
 
     elapsed = max(time.monotonic() - stats.started, 1e-9)
     if isinstance(stats, RecoStreamStats):
@@ -131,8 +131,8 @@ def _table(stats: FrontStats, reco: bool) -> Table:
 def _run_front(*, reco: bool, metrics_port: int, until_idle: float | None, quiet: bool, from_beginning: bool) -> None:
     from prometheus_client import start_http_server
 
-    from serving.reco_stream import REQUESTS, RecoStream
-    from serving.stream import ScoreStream
+    from slipstream.serving.reco_stream import REQUESTS, RecoStream
+    from slipstream.serving.stream import ScoreStream
 
     app = build()
     app.ensure_platform()

@@ -33,7 +33,12 @@ def simulate_fraud_file(
     show_progress: bool = True,
 ) -> tuple[int, int]:
     """Simulate, write transactions to ``out`` and labels beside it; return (transactions, frauds)."""
-    from streams.simulate.fraud import FraudSimConfig, label_events, simulate_transactions, to_transaction_events
+    from slipstream.streams.simulate.fraud import (
+        FraudSimConfig,
+        label_events,
+        simulate_transactions,
+        to_transaction_events,
+    )
 
     config = FraudSimConfig(
         n_customers=customers,
@@ -97,7 +102,7 @@ def reco(
 ) -> None:
     """A clickstream (view, click, add-to-cart, purchase) of users with latent tastes over items whose popularity
     drifts; the simulator keeps the ground truth, so rankers can be evaluated against it."""
-    from streams.simulate.reco import RecoSimConfig, simulate_interactions
+    from slipstream.streams.simulate.reco import RecoSimConfig, simulate_interactions
 
     with friendly_errors():
         try:

@@ -1,4 +1,4 @@
-"""Errors of the demo. Branch of :class:`schemas.exceptions.SlipstreamError`::
+"""Errors of the demo. Branch of :class:`slipstream.schemas.exceptions.SlipstreamError`::
 
 DemoError        the run cannot go on: a child process exited, the engine failed, the data has no live period
 
@@ -7,7 +7,7 @@ DemoError        the run cannot go on: a child process exited, the engine failed
 
 from __future__ import annotations
 
-from schemas.exceptions import SlipstreamError
+from slipstream.schemas.exceptions import SlipstreamError
 
 
 class DemoError(SlipstreamError):

@@ -12,9 +12,9 @@ import redis
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from schemas.transport.admin import members_holding_partitions
 from slipstream.app import Slipstream
 from slipstream.demo.timeline import Namespace
+from slipstream.schemas.transport.admin import members_holding_partitions
 
 
 def start_group_at_end(bootstrap: str, group: str, topic: str) -> int:

@@ -10,6 +10,7 @@ warm-up; live traffic starts once the engine has applied every warm-up event and
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import threading
 import time
@@ -20,8 +21,6 @@ from typing import Any
 
 import redis
 
-from schemas.exceptions import SlipstreamError
-from schemas.transport import EventProducer
 from slipstream.app import Slipstream
 from slipstream.demo.base import DemoOptions, DemoReport, DemoUI
 from slipstream.demo.exceptions import DemoError, DemoStopped
@@ -52,7 +51,9 @@ from slipstream.demo.timeline import (
 )
 from slipstream.demo.traffic import produce_all, stream_live
 from slipstream.demo.training import train_champion
-from streams.engine.runner import StageStats
+from slipstream.schemas.exceptions import SlipstreamError
+from slipstream.schemas.transport import EventProducer
+from slipstream.streams.engine.runner import StageStats
 
 
 class DemoRun:
@@ -107,11 +108,9 @@ class DemoRun:
     def _preload(self) -> None:
         """Import LightGBM, MLflow and the offline engine, open the registry: seconds of work that need no broker."""
         with contextlib.suppress(Exception):
-            import features.offline
-            import models.evaluation
-            import models.fraud
-
-            del features.offline, models.evaluation, models.fraud
+            importlib.import_module("slipstream.features.offline")
+            importlib.import_module("slipstream.models.evaluation")
+            importlib.import_module("slipstream.models.fraud")
             _ = self.app.model_registry
 
     def _phase(self, name: str) -> None:
@@ -251,7 +250,7 @@ class DemoRun:
         self.ui.done(f"scorers ready with v{version}: score-stream → predictions, http://127.0.0.1:{port}")
 
     def _start_engine(self) -> None:
-        from streams.engine.app import EngineJob, run_processes
+        from slipstream.streams.engine.app import EngineJob, run_processes
 
         job = EngineJob(self.app.engine_settings(project=self.ns.project, colocated=True), self.ns.prefix, "fraud")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.engine.runner import StageStats
+from slipstream.streams.engine.runner import StageStats
 
 
 def _pct(samples: deque[float], q: float) -> float:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from features.definitions import FRAUD
 from slipstream.demo.exceptions import DemoError
+from slipstream.features.definitions import FRAUD
 
 if TYPE_CHECKING:
     import pandas as pd

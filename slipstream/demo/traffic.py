@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
-from schemas.transport import EventProducer
 from slipstream.demo.stats import LiveStats
 from slipstream.demo.timeline import Events, merge_order
-from streams.publish import Pacer
+from slipstream.schemas.transport import EventProducer
+from slipstream.streams.publish import Pacer
 
 
 def produce_all(producer: EventProducer, tx: Events, labels: Events, stop: threading.Event) -> int:

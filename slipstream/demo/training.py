@@ -8,10 +8,10 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from features.definitions import FRAUD
-from schemas.transport import EventProducer
 from slipstream.app import Slipstream
 from slipstream.demo.timeline import LABEL_FIELDS, REACH_US, TX_FIELDS, Timeline, day_micros, us_of
+from slipstream.features.definitions import FRAUD
+from slipstream.schemas.transport import EventProducer
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,10 +34,10 @@ def train_champion(
 ) -> Champion:
     """What `slipstream train fraud --promote` does, on the events the windows need: backfill the offline features
     (Feast file sources), train LightGBM, register it behind the ONNX parity gate, promote it (model-events)."""
-    from features.offline import compute_offline, write_offline
-    from models.dataset import data_hash, fraud_training_frame, window
-    from models.fraud import train_fraud
-    from models.publish import register_fraud
+    from slipstream.features.offline import compute_offline, write_offline
+    from slipstream.models.dataset import data_hash, fraud_training_frame, window
+    from slipstream.models.fraud import train_fraud
+    from slipstream.models.publish import register_fraud
 
     for noisy in ("mlflow", "alembic"):  # "creating initial MLflow database tables" and such
         logging.getLogger(noisy).setLevel(logging.WARNING)

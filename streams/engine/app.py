@@ -15,12 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.contracts import Contracts
-from schemas.topics import TopicCatalog
-from streams.engine.background import yield_cpu
-from streams.engine.exceptions import EngineError
-from streams.engine.runner import EngineSettings, StageRunner, StageStats
-from streams.engine.topology import topology_for
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.topics import TopicCatalog
+from slipstream.streams.engine.background import yield_cpu
+from slipstream.streams.engine.exceptions import EngineError
+from slipstream.streams.engine.runner import EngineSettings, StageRunner, StageStats
+from slipstream.streams.engine.topology import topology_for
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 

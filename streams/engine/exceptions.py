@@ -1,4 +1,4 @@
-"""Errors of the online engine. Branch of :class:`schemas.exceptions.SlipstreamError`::
+"""Errors of the online engine. Branch of :class:`slipstream.schemas.exceptions.SlipstreamError`::
 
 EngineError
 ├── TopologyError   an unknown feature set or stage
@@ -7,7 +7,7 @@ EngineError
 
 from __future__ import annotations
 
-from schemas.exceptions import SlipstreamError
+from slipstream.schemas.exceptions import SlipstreamError
 
 
 class EngineError(SlipstreamError):

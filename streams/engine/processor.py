@@ -25,9 +25,9 @@ from typing import Any
 
 import orjson
 
-from features.base import Aggregate, FeatureView
-from features.online_store import FeatureRow
-from features.windows import (
+from slipstream.features.base import Aggregate, FeatureView
+from slipstream.features.online_store import FeatureRow
+from slipstream.features.windows import (
     EPOCH,
     EntityState,
     compute_view,
@@ -35,7 +35,7 @@ from features.windows import (
     event_id_int,
     request_features,
 )
-from streams.engine.topology import StageSpec, Topology
+from slipstream.streams.engine.topology import StageSpec, Topology
 
 NO_WATERMARK = -(2**62)
 IDLE = 2**62

@@ -23,17 +23,17 @@ from typing import Any
 import redis
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from features.feast_repo import view_layouts
-from features.online_store import EntityStateBlob, RedisFeatureWriter
-from schemas.contracts import Contracts
-from schemas.dead_letter import RawMessage
-from schemas.exceptions import DecodeError
-from schemas.serde import timestamp_fields
-from schemas.transport import EventProducer
-from schemas.transport.consumer import normalize_headers
-from streams.engine.exceptions import StateError
-from streams.engine.processor import StageOutput, StageProcessor, decode_internal, encode_internal
-from streams.engine.topology import StageSpec, Topology
+from slipstream.features.feast_repo import view_layouts
+from slipstream.features.online_store import EntityStateBlob, RedisFeatureWriter
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.dead_letter import RawMessage
+from slipstream.schemas.exceptions import DecodeError
+from slipstream.schemas.serde import timestamp_fields
+from slipstream.schemas.transport import EventProducer
+from slipstream.schemas.transport.consumer import normalize_headers
+from slipstream.streams.engine.exceptions import StateError
+from slipstream.streams.engine.processor import StageOutput, StageProcessor, decode_internal, encode_internal
+from slipstream.streams.engine.topology import StageSpec, Topology
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - EPOCH

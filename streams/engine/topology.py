@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from features.base import FeatureSet, FeatureView
-from features.definitions import FRAUD, RECO
-from streams.engine.exceptions import TopologyError
+from slipstream.features.base import FeatureSet, FeatureView
+from slipstream.features.definitions import FRAUD, RECO
+from slipstream.streams.engine.exceptions import TopologyError
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,13 @@
 """Data simulators. ``fraud``: the Fraud Detection Handbook's card transactions, reproduced exactly."""
 
-from streams.simulate.fraud import (
+from slipstream.streams.simulate.fraud import (
     TX_COLUMNS,
     FraudSimConfig,
     label_events,
     simulate_transactions,
     to_transaction_events,
 )
-from streams.simulate.reco import (
+from slipstream.streams.simulate.reco import (
     INTERACTION_ACTIONS,
     INTERACTION_COLUMNS,
     RecoSimConfig,

@@ -18,7 +18,7 @@ published per-day files). Exactness rests on making every random draw the book m
 Private ``RandomState``/``random.Random`` instances give the same streams as the book's global
 ``np.random.seed``/``random.seed`` without touching global state, so the simulator is a pure function
 of its config. The final sort reproduces numpy's classic introsort on every platform: see
-:mod:`streams.simulate.introsort`.
+:mod:`slipstream.streams.simulate.introsort`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from streams.simulate.introsort import introsort_argsort
+from slipstream.streams.simulate.introsort import introsort_argsort
 
 __all__ = [
     "TX_COLUMNS",

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streams.simulate import FraudSimConfig, label_events, simulate_transactions, to_transaction_events
+from slipstream.streams.simulate import FraudSimConfig, label_events, simulate_transactions, to_transaction_events
 
 pytestmark = pytest.mark.data
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from features.definitions.fraud import FRAUD, WINDOW_DAYS
-from features.offline import OfflineFeatures, compute_offline
-from streams.simulate import FraudSimConfig, label_events, simulate_transactions, to_transaction_events
+from slipstream.features.definitions.fraud import FRAUD, WINDOW_DAYS
+from slipstream.features.offline import OfflineFeatures, compute_offline
+from slipstream.streams.simulate import FraudSimConfig, label_events, simulate_transactions, to_transaction_events
 from tests.unit.features.test_offline import assert_matches_replay
 
 pytestmark = pytest.mark.data

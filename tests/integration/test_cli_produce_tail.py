@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from infra.config import PlatformConfig
-from infra.kafka_jars import ensure_jars
-from schemas.contracts import Contracts
+from slipstream.infra.config import PlatformConfig
+from slipstream.infra.kafka_jars import ensure_jars
+from slipstream.schemas.contracts import Contracts
 from tests.conftest import KAFKA_VERSION, Services
 
 pytestmark = pytest.mark.integration

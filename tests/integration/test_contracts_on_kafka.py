@@ -7,8 +7,8 @@ import time
 import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Consumer
 
-from schemas.contracts import Contracts
-from schemas.transport import EventConsumer, EventProducer, TopicAdmin
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.transport import EventConsumer, EventProducer, TopicAdmin
 from tests.conftest import Services
 from tests.samples import sample
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas.contracts import Contracts
-from schemas.transport import TopicAdmin
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.transport import TopicAdmin
 from tests.conftest import Services
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from models.dataset import fraud_training_frame
-from streams.simulate import FraudSimConfig, label_events, simulate_transactions, to_transaction_events
+from slipstream.models.dataset import fraud_training_frame
+from slipstream.streams.simulate import FraudSimConfig, label_events, simulate_transactions, to_transaction_events
 
 DATA = Path(__file__).resolve().parents[2] / ".slipstream" / "data"
 

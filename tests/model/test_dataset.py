@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions.fraud import FRAUD, WINDOW_DAYS
-from models.dataset import fraud_training_frame
-from models.evaluation import EXPECTED_TEST_SET, Fold, fold_test_set, fold_train_set
+from slipstream.features.definitions.fraud import FRAUD, WINDOW_DAYS
+from slipstream.models.dataset import fraud_training_frame
+from slipstream.models.evaluation import EXPECTED_TEST_SET, Fold, fold_test_set, fold_train_set
 from tests.model.conftest import FraudData
 
 pytestmark = pytest.mark.model

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions.fraud import FRAUD
-from models.dataset import data_hash, window
-from models.evaluation import average_precision, roc_auc
-from models.exceptions import InvalidInputError
-from models.fraud import FraudModel, predict, train_fraud, tune_fraud
+from slipstream.features.definitions.fraud import FRAUD
+from slipstream.models.dataset import data_hash, window
+from slipstream.models.evaluation import average_precision, roc_auc
+from slipstream.models.exceptions import InvalidInputError
+from slipstream.models.fraud import FraudModel, predict, train_fraud, tune_fraud
 
 pytestmark = pytest.mark.model
 

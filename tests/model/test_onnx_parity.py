@@ -6,8 +6,8 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from features.definitions.fraud import FRAUD
-from models.onnx_export import ensure_parity, export_onnx
+from slipstream.features.definitions.fraud import FRAUD
+from slipstream.models.onnx_export import ensure_parity, export_onnx
 
 pytestmark = pytest.mark.model
 

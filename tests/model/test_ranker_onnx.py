@@ -13,12 +13,20 @@ import numpy as np
 import onnx
 import pytest
 
-from features.definitions.reco import RECO
-from features.offline import compute_offline
-from models.exceptions import OnnxExportError
-from models.onnx_export import OnnxScorer, ensure_parity, export_onnx, model_kind, parity_check
-from models.reco import FEATURES, candidate_frame, cutoffs, future_labels, held_out_users, train_ranker, training_frame
-from streams.simulate.reco import RecoSimConfig, simulate_interactions
+from slipstream.features.definitions.reco import RECO
+from slipstream.features.offline import compute_offline
+from slipstream.models.exceptions import OnnxExportError
+from slipstream.models.onnx_export import OnnxScorer, ensure_parity, export_onnx, model_kind, parity_check
+from slipstream.models.reco import (
+    FEATURES,
+    candidate_frame,
+    cutoffs,
+    future_labels,
+    held_out_users,
+    train_ranker,
+    training_frame,
+)
+from slipstream.streams.simulate.reco import RecoSimConfig, simulate_interactions
 from tests.model.test_onnx_parity import fraud_like
 
 pytestmark = pytest.mark.model

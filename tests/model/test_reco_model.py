@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions.reco import RECO
-from features.offline import compute_offline
-from models.reco import (
+from slipstream.features.definitions.reco import RECO
+from slipstream.features.offline import compute_offline
+from slipstream.models.reco import (
     EVAL_DAYS,
     FEATURES,
     POPULARITY,
@@ -24,7 +24,7 @@ from models.reco import (
     train_ranker,
     training_frame,
 )
-from streams.simulate.reco import RecoSimConfig, RecoSimulation, simulate_interactions
+from slipstream.streams.simulate.reco import RecoSimConfig, RecoSimulation, simulate_interactions
 
 pytestmark = pytest.mark.model
 

@@ -9,10 +9,10 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient
 
-from features.definitions import FRAUD
-from features.feast_repo import view_layouts
 from slipstream.app import Slipstream
 from slipstream.bench.world import remove_run, run_settings
+from slipstream.features.definitions import FRAUD
+from slipstream.features.feast_repo import view_layouts
 from slipstream.settings import load_settings
 from tests.conftest import Services
 

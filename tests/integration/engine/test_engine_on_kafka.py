@@ -10,16 +10,16 @@ from typing import Any
 import pytest
 import redis
 
-from features.definitions.fraud import FRAUD
-from features.exceptions import OnlineStoreError
-from features.feast_repo import view_layouts
-from features.online_store import RedisFeatureReader
-from schemas.contracts import Contracts
-from schemas.framing import SingleObjectFraming
-from schemas.registry import SchemaRegistry
-from schemas.transport import EventConsumer, EventProducer
-from streams.engine.app import EngineJob, run_threads
-from streams.engine.runner import EngineSettings
+from slipstream.features.definitions.fraud import FRAUD
+from slipstream.features.exceptions import OnlineStoreError
+from slipstream.features.feast_repo import view_layouts
+from slipstream.features.online_store import RedisFeatureReader
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.framing import SingleObjectFraming
+from slipstream.schemas.registry import SchemaRegistry
+from slipstream.schemas.transport import EventConsumer, EventProducer
+from slipstream.streams.engine.app import EngineJob, run_threads
+from slipstream.streams.engine.runner import EngineSettings
 from tests.conftest import Services
 from tests.fraud_reference import reference, small_fraud_streams
 

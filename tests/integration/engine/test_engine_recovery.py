@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from schemas.contracts import Contracts
-from streams.engine.app import EngineJob, run_threads
-from streams.engine.runner import EngineSettings
+from slipstream.schemas.contracts import Contracts
+from slipstream.streams.engine.app import EngineJob, run_threads
+from slipstream.streams.engine.runner import EngineSettings
 from tests.conftest import Services
 from tests.fraud_reference import reference, small_fraud_streams
 from tests.integration.engine.test_engine_on_kafka import _compare, _publish, feature_log

@@ -8,14 +8,14 @@ import uuid
 import numpy as np
 import pytest
 
-from features.definitions import RECO
-from features.offline import compute_offline
-from schemas.contracts import Contracts
-from schemas.transport import EventProducer
-from streams.engine.app import EngineJob, run_threads
-from streams.engine.runner import EngineSettings
-from streams.publish import frame_records
-from streams.simulate.reco import RecoSimConfig, simulate_interactions
+from slipstream.features.definitions import RECO
+from slipstream.features.offline import compute_offline
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.transport import EventProducer
+from slipstream.streams.engine.app import EngineJob, run_threads
+from slipstream.streams.engine.runner import EngineSettings
+from slipstream.streams.publish import frame_records
+from slipstream.streams.simulate.reco import RecoSimConfig, simulate_interactions
 from tests.conftest import Services
 from tests.integration.engine.test_engine_on_kafka import feature_log
 

@@ -15,10 +15,10 @@ import pytest
 import redis
 from feast import FeatureStore
 
-from features.definitions import FRAUD, RECO
-from features.feast_layout import ViewLayout
-from features.feast_repo import FeastRepoConfig, apply_repo, push_source_name, view_layouts
-from features.online_store import FeatureRow, RedisFeatureWriter
+from slipstream.features.definitions import FRAUD, RECO
+from slipstream.features.feast_layout import ViewLayout
+from slipstream.features.feast_repo import FeastRepoConfig, apply_repo, push_source_name, view_layouts
+from slipstream.features.online_store import FeatureRow, RedisFeatureWriter
 from tests.conftest import Services
 from tests.integration.features.conftest import redis_db_url
 

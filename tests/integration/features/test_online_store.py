@@ -17,9 +17,9 @@ import redis
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, Int64
 
-from features.feast_layout import OnlineFeatures, ViewLayout
-from features.feast_repo import redis_connection_string
-from features.online_store import FeatureRow, OnlineStoreError, RedisFeatureReader, RedisFeatureWriter
+from slipstream.features.feast_layout import OnlineFeatures, ViewLayout
+from slipstream.features.feast_repo import redis_connection_string
+from slipstream.features.online_store import FeatureRow, OnlineStoreError, RedisFeatureReader, RedisFeatureWriter
 from tests.conftest import Services
 from tests.integration.features.conftest import redis_db_url
 

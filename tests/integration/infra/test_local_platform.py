@@ -17,12 +17,12 @@ import redis
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from infra import _proc
-from infra.base import ServiceStatus
-from infra.config import PlatformConfig
-from infra.exceptions import PortInUseError, ServiceDiedError
-from infra.platform import Platform
-from infra.ports import port_is_free
+from slipstream.infra import _proc
+from slipstream.infra.base import ServiceStatus
+from slipstream.infra.config import PlatformConfig
+from slipstream.infra.exceptions import PortInUseError, ServiceDiedError
+from slipstream.infra.platform import Platform
+from slipstream.infra.ports import port_is_free
 
 pytestmark = pytest.mark.integration
 

@@ -10,12 +10,12 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from models.artifacts import CARD_FILE, ONNX_FILE, reference_distribution
-from models.exceptions import ArtifactCorruptError, FeatureMismatchError, ParityError, RegistryError
-from models.reco import FEATURES as RECO_FEATURES
-from models.registry import ModelRegistry, default_tracking_uri
-from schemas.contracts import Contracts
-from schemas.transport import EventConsumer, EventProducer
+from slipstream.models.artifacts import CARD_FILE, ONNX_FILE, reference_distribution
+from slipstream.models.exceptions import ArtifactCorruptError, FeatureMismatchError, ParityError, RegistryError
+from slipstream.models.reco import FEATURES as RECO_FEATURES
+from slipstream.models.registry import ModelRegistry, default_tracking_uri
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.transport import EventConsumer, EventProducer
 from tests.conftest import Services
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.contracts import Contracts
+from slipstream.schemas.contracts import Contracts
 from tests.conftest import Services
 from tests.integration.serving.fixtures import FraudWorld, build_world
 

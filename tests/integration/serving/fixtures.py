@@ -14,16 +14,16 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.definitions.fraud import FRAUD
-from features.offline import compute_offline
-from models.artifacts import reference_distribution
-from models.registry import ModelRegistry
-from schemas.contracts import Contracts
-from schemas.transport import EventProducer
 from slipstream.app import Slipstream
+from slipstream.features.definitions.fraud import FRAUD
+from slipstream.features.offline import compute_offline
+from slipstream.models.artifacts import reference_distribution
+from slipstream.models.registry import ModelRegistry
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.transport import EventProducer
 from slipstream.settings import load_settings
-from streams.engine.app import EngineJob, run_threads
-from streams.engine.runner import EngineSettings
+from slipstream.streams.engine.app import EngineJob, run_threads
+from slipstream.streams.engine.runner import EngineSettings
 from tests.conftest import Services
 
 DAY_US = 86_400 * 1_000_000

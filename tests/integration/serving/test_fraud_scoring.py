@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from schemas.transport import EventConsumer
-from serving.http import create_app
-from serving.metrics import ScorerMetrics
-from serving.stream import ScoreStream
+from slipstream.schemas.transport import EventConsumer
+from slipstream.serving.http import create_app
+from slipstream.serving.metrics import ScorerMetrics
+from slipstream.serving.stream import ScoreStream
 from tests.integration.serving.fixtures import FraudWorld, cli_env, offline_vectors, publish, run_engine
 from tests.integration.serving.http_server import Client, running
 

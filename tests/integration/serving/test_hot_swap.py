@@ -11,9 +11,9 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from models.artifacts import reference_distribution
-from schemas.transport import EventProducer
-from serving.http import create_app
+from slipstream.models.artifacts import reference_distribution
+from slipstream.schemas.transport import EventProducer
+from slipstream.serving.http import create_app
 from tests.integration.serving.fixtures import FraudWorld, train_booster
 from tests.integration.serving.http_server import Client, running
 from tests.integration.serving.load import Load

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from infra.config import PlatformConfig
-from infra.redis_local import LocalRedis
-from serving.exceptions import FeaturesUnavailableError
-from serving.online_state import PooledReads, RawReads, reads_for, scorer_client
+from slipstream.infra.config import PlatformConfig
+from slipstream.infra.redis_local import LocalRedis
+from slipstream.serving.exceptions import FeaturesUnavailableError
+from slipstream.serving.online_state import PooledReads, RawReads, reads_for, scorer_client
 from tests.conftest import Services
 from tests.integration.serving.http_server import free_port
 

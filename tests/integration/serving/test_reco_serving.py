@@ -14,20 +14,28 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.definitions.reco import RECO
-from features.feast_repo import view_layouts
-from features.offline import EVENT_TIMESTAMP, compute_offline
-from features.online_store import FeatureRow, RedisFeatureWriter
-from models.artifacts import reference_distribution
-from models.reco import FEATURES, candidate_frame, cutoffs, future_labels, predict_scores, train_ranker, training_frame
-from schemas.contracts import Contracts
-from schemas.topics import TopicCatalog
-from schemas.transport import EventConsumer, EventProducer, TopicAdmin
-from serving.http import create_app
-from serving.reco import RecoRowReader, feature_matrix, normalize_reco_request
 from slipstream.app import Slipstream
+from slipstream.features.definitions.reco import RECO
+from slipstream.features.feast_repo import view_layouts
+from slipstream.features.offline import EVENT_TIMESTAMP, compute_offline
+from slipstream.features.online_store import FeatureRow, RedisFeatureWriter
+from slipstream.models.artifacts import reference_distribution
+from slipstream.models.reco import (
+    FEATURES,
+    candidate_frame,
+    cutoffs,
+    future_labels,
+    predict_scores,
+    train_ranker,
+    training_frame,
+)
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.topics import TopicCatalog
+from slipstream.schemas.transport import EventConsumer, EventProducer, TopicAdmin
+from slipstream.serving.http import create_app
+from slipstream.serving.reco import RecoRowReader, feature_matrix, normalize_reco_request
 from slipstream.settings import load_settings
-from streams.simulate.reco import RecoSimConfig, simulate_interactions
+from slipstream.streams.simulate.reco import RecoSimConfig, simulate_interactions
 from tests.conftest import Services
 from tests.integration.serving.fixtures import cli_env
 from tests.integration.serving.http_server import Client, free_port, running

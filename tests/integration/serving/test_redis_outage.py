@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from infra.config import PlatformConfig
-from infra.redis_local import LocalRedis
-from serving.http import create_app
 from slipstream.app import Slipstream
+from slipstream.infra.config import PlatformConfig
+from slipstream.infra.redis_local import LocalRedis
+from slipstream.serving.http import create_app
 from tests.integration.serving.fixtures import FraudWorld
 from tests.integration.serving.http_server import Client, free_port, running
 from tests.integration.serving.load import Load

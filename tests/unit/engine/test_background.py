@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from streams.engine.background import LOWEST_AUTOGROUP_NICE, yield_cpu
+from slipstream.streams.engine.background import LOWEST_AUTOGROUP_NICE, yield_cpu
 
 _CHILD = """
 import json, os, sys
 from pathlib import Path
-from streams.engine.background import yield_cpu
+from slipstream.streams.engine.background import yield_cpu
 refused = yield_cpu(nice=int(sys.argv[1]), idle_class=sys.argv[2] == "1", autogroup=Path(sys.argv[3]))
 print(json.dumps({
     "refused": refused,

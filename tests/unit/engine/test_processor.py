@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from features.definitions.fraud import FRAUD
-from streams.engine.processor import StageProcessor, decode_internal
-from streams.engine.topology import topology_for
+from slipstream.features.definitions.fraud import FRAUD
+from slipstream.streams.engine.processor import StageProcessor, decode_internal
+from slipstream.streams.engine.topology import topology_for
 from tests.fraud_reference import reference, small_fraud_streams
 
 PARTITIONS = 3

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.engine.runner import ReportGate
+from slipstream.streams.engine.runner import ReportGate
 
 
 def test_the_first_change_is_reported_at_once() -> None:

@@ -1,4 +1,4 @@
-"""``features.feast_layout`` is byte-identical to what Feast 0.67's RedisOnlineStore writes and reads.
+"""``slipstream.features.feast_layout`` is byte-identical to what Feast 0.67's RedisOnlineStore writes and reads.
 
 Every expectation comes from Feast's own code: ``serialize_entity_key``/``_redis_key``, ``_mmh3``, the protobuf
 classes, ``python_values_to_proto_values`` (the conversion ``write_to_online_store`` uses) and
@@ -25,7 +25,7 @@ from feast.type_map import python_values_to_proto_values
 from feast.types import Bool, Float32, Float64, Int32, Int64, String
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from features.feast_layout import (
+from slipstream.features.feast_layout import (
     FEAST_ENTITY_KEY_SERIALIZATION_VERSION,
     Dtype,
     FeatureValue,

@@ -1,4 +1,5 @@
-"""``features.feast_repo`` builds the right Feast objects and ``feature_store.yaml`` from our definitions (no Redis)."""
+"""``slipstream.features.feast_repo`` builds the right Feast objects and ``feature_store.yaml`` from our definitions
+(no Redis)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from feast import FeatureView, PushSource, ValueType
 from feast.infra.offline_stores.file_source import FileSource
 from feast.types import Float64, Int32, Int64
 
-from features.base import Agg, Aggregate, Entity, FeatureSet, SourceSpec, Window
-from features.base import FeatureView as OurView
-from features.definitions import FRAUD, RECO
-from features.definitions.reco import USER_CATEGORY_VIEW
-from features.exceptions import DefinitionError
-from features.feast_layout import ViewLayout
-from features.feast_repo import (
+from slipstream.features.base import Agg, Aggregate, Entity, FeatureSet, SourceSpec, Window
+from slipstream.features.base import FeatureView as OurView
+from slipstream.features.definitions import FRAUD, RECO
+from slipstream.features.definitions.reco import USER_CATEGORY_VIEW
+from slipstream.features.exceptions import DefinitionError
+from slipstream.features.feast_layout import ViewLayout
+from slipstream.features.feast_repo import (
     FeastObjects,
     FeastRepoConfig,
     feast_objects,

@@ -1,4 +1,5 @@
-"""``features.offline`` equals a sequential replay through ``features.windows``: hand-computed cases, then random logs.
+"""``slipstream.features.offline`` equals a sequential replay through ``slipstream.features.windows``: hand-computed
+cases, then random logs.
 
 :func:`replay` is the reference (also used by ``tests/data/test_offline_fraud.py``): the log merged by known time
 (other topics before the trigger, then id), every event known by ``t`` applied before any feature at ``t``.
@@ -18,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from features.base import (
+from slipstream.features.base import (
     Agg,
     Aggregate,
     Entity,
@@ -30,11 +31,18 @@ from features.base import (
     Where,
     Window,
 )
-from features.definitions.fraud import FRAUD
-from features.definitions.reco import RECO
-from features.exceptions import DefinitionError, FeatureError
-from features.offline import OfflineFeatures, compute_offline, latest_view_rows, write_offline
-from features.windows import EntityState, compute_view, derived_features, event_id_int, request_features, to_micros
+from slipstream.features.definitions.fraud import FRAUD
+from slipstream.features.definitions.reco import RECO
+from slipstream.features.exceptions import DefinitionError, FeatureError
+from slipstream.features.offline import OfflineFeatures, compute_offline, latest_view_rows, write_offline
+from slipstream.features.windows import (
+    EntityState,
+    compute_view,
+    derived_features,
+    event_id_int,
+    request_features,
+    to_micros,
+)
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)  # a Friday
 H, M, D = timedelta(hours=1), timedelta(minutes=1), timedelta(days=1)
@@ -439,9 +447,9 @@ def test_every_aggregate_matches_replay(seed: int, delays: str, text_ids: bool) 
 
 def test_small_chunks_and_rank_keys_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """The general path in many chunks, and composite keys from time ranks instead of offsets."""
-    monkeypatch.setattr("features.offline.aggregate.CHUNK", 7)
-    monkeypatch.setattr("features.offline.index.KEY_LIMIT", 1 << 20)
-    monkeypatch.setattr("features.offline.view.KEY_LIMIT", 1 << 20)
+    monkeypatch.setattr("slipstream.features.offline.aggregate.CHUNK", 7)
+    monkeypatch.setattr("slipstream.features.offline.index.KEY_LIMIT", 1 << 20)
+    monkeypatch.setattr("slipstream.features.offline.view.KEY_LIMIT", 1 << 20)
     assert_matches_replay(kitchen_sink(), random_sink(np.random.default_rng(99), 200, "varying", True))
     assert_matches_replay(FRAUD, random_fraud(np.random.default_rng(99), 200, "constant"))
 

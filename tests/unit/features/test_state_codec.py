@@ -8,9 +8,9 @@ from array import array
 import orjson
 import pytest
 
-from features.exceptions import StateFormatError
-from features.state_codec import MAGIC, column_of, new_column
-from features.windows import EntityState, Ring, event_id_int
+from slipstream.features.exceptions import StateFormatError
+from slipstream.features.state_codec import MAGIC, column_of, new_column
+from slipstream.features.windows import EntityState, Ring, event_id_int
 
 
 def _state(seed: int = 7, n: int = 40) -> EntityState:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import PlatformConfig, parse_version
-from infra.exceptions import InfraConfigError, InfraError
+from slipstream.infra.config import PlatformConfig, parse_version
+from slipstream.infra.exceptions import InfraConfigError, InfraError
 
 
 def test_defaults_and_addresses() -> None:

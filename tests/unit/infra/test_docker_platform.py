@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml  # type: ignore[import-untyped]  # test-only; no types-PyYAML in the venv
 
-from infra import docker_platform as dp
-from infra.config import PlatformConfig
-from infra.platform import Platform
+from slipstream.infra import docker_platform as dp
+from slipstream.infra.config import PlatformConfig
+from slipstream.infra.platform import Platform
 
 
 def _fake_docker(tmp_path: Path, script: str) -> str:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from infra import _proc
-from infra import java as java_mod
-from infra.exceptions import JavaNotFoundError
+from slipstream.infra import _proc
+from slipstream.infra import java as java_mod
+from slipstream.infra.exceptions import JavaNotFoundError
 
 
 @pytest.mark.parametrize(

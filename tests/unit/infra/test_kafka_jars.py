@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from infra import _proc, kafka_jars
-from infra.config import PlatformConfig
-from infra.exceptions import DependencyMissingError, InfraError
+from slipstream.infra import _proc, kafka_jars
+from slipstream.infra.config import PlatformConfig
+from slipstream.infra.exceptions import DependencyMissingError, InfraError
 
 
 def test_mvn_command() -> None:

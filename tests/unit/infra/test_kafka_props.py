@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from infra import kafka_props
-from infra.config import PlatformConfig
+from slipstream.infra import kafka_props
+from slipstream.infra.config import PlatformConfig
 
 
 def _props(**kwargs: object) -> dict[str, str]:

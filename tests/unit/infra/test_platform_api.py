@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-import infra
-from infra import _proc, redis_local
-from infra.base import ServiceLauncher, ServiceStatus
-from infra.config import PlatformConfig
-from infra.exceptions import DependencyMissingError
-from infra.kafka_local import LocalKafka
-from infra.platform import Platform
-from infra.redis_local import LocalRedis
+from slipstream import infra
+from slipstream.infra import _proc, redis_local
+from slipstream.infra.base import ServiceLauncher, ServiceStatus
+from slipstream.infra.config import PlatformConfig
+from slipstream.infra.exceptions import DependencyMissingError
+from slipstream.infra.kafka_local import LocalKafka
+from slipstream.infra.platform import Platform
+from slipstream.infra.redis_local import LocalRedis
 
 
 def test_exports() -> None:
@@ -25,13 +25,14 @@ def test_exports() -> None:
 
 def test_import_has_no_side_effects(tmp_path: Path) -> None:
     code = (
-        "import sys, infra, infra.platform, infra.kafka_local, infra.redis_local, infra.docker_platform;"
+        "import sys, slipstream.infra, slipstream.infra.platform, slipstream.infra.kafka_local, "
+        "slipstream.infra.redis_local, slipstream.infra.docker_platform;"
         "print(sorted(m for m in ('confluent_kafka', 'redis') if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,
-        env={"PYTHONPATH": str(Path(infra.__file__).parents[1]), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(Path(infra.__file__).parents[2]), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         check=True,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import ports
-from infra.exceptions import PortInUseError
+from slipstream.infra import ports
+from slipstream.infra.exceptions import PortInUseError
 
 SS_OUTPUT = """\
 LISTEN 0      511             127.0.0.1:16379      0.0.0.0:*    users:(("redis-server",pid=8058,fd=6))

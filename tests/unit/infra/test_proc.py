@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from infra import _proc
+from slipstream.infra import _proc
 
 
 def test_spawn_owned_terminate(tmp_path: Path) -> None:

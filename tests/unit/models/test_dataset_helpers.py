@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.dataset import data_hash, fraud_training_frame, known_labels, realistic_labels, window
-from models.exceptions import InvalidInputError, MissingFeaturesError, UnknownOptionError
-from models.fraud import FraudModel, grid_points, predict
+from slipstream.models.dataset import data_hash, fraud_training_frame, known_labels, realistic_labels, window
+from slipstream.models.exceptions import InvalidInputError, MissingFeaturesError, UnknownOptionError
+from slipstream.models.fraud import FraudModel, grid_points, predict
 
 
 def _labels(n: int = 2_000) -> pd.DataFrame:

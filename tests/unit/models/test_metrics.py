@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.evaluation import Fold, average_precision, card_precision_at_k, fold_test_set, roc_auc
-from models.exceptions import InvalidInputError
-from models.fraud import best_f1_threshold
+from slipstream.models.evaluation import Fold, average_precision, card_precision_at_k, fold_test_set, roc_auc
+from slipstream.models.exceptions import InvalidInputError
+from slipstream.models.fraud import best_f1_threshold
 
 LABELS = [0, 0, 1, 1]
 SCORES = [0.1, 0.4, 0.35, 0.8]

@@ -7,8 +7,8 @@ import numpy as np
 import onnx
 import pytest
 
-from models.exceptions import InvalidInputError, OnnxExportError, ParityError
-from models.onnx_export import OnnxScorer, ensure_parity, export_onnx, parity_check
+from slipstream.models.exceptions import InvalidInputError, OnnxExportError, ParityError
+from slipstream.models.onnx_export import OnnxScorer, ensure_parity, export_onnx, parity_check
 
 NAMES = ("amount", "night", "count", "risk")
 

@@ -9,9 +9,9 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from models.exceptions import ParityError, RegistryError
-from models.onnx_export import PARITY_ROWS, OnnxScorer, export_onnx, parity_sample
-from models.registry import LoadedModel
+from slipstream.models.exceptions import ParityError, RegistryError
+from slipstream.models.onnx_export import PARITY_ROWS, OnnxScorer, export_onnx, parity_sample
+from slipstream.models.registry import LoadedModel
 
 NAMES = ("amount", "night", "count", "risk")
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from models.exceptions import InvalidInputError
-from models.reco import dcg_at_k, ndcg_at_k, recall_at_k
+from slipstream.models.exceptions import InvalidInputError
+from slipstream.models.reco import dcg_at_k, ndcg_at_k, recall_at_k
 
 LOG3 = math.log2(3)  # discount of rank 2
 SCORES = [0.9, 0.8, 0.1]

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from schemas.compat import Compatibility, check_pair, check_registry, ensure_compatible, release
-from schemas.exceptions import IncompatibleSchemaError
-from schemas.registry import CURRENT_DIR, RELEASED_DIR, SchemaRegistry
+from slipstream.schemas.compat import Compatibility, check_pair, check_registry, ensure_compatible, release
+from slipstream.schemas.exceptions import IncompatibleSchemaError
+from slipstream.schemas.registry import CURRENT_DIR, RELEASED_DIR, SchemaRegistry
 
 TX: dict[str, Any] = json.loads((CURRENT_DIR / "transaction.avsc").read_text())
 
@@ -81,8 +81,8 @@ def test_a_compatible_change_is_released_as_the_next_version(tmp_path: Path) -> 
 
 def test_old_data_decodes_with_the_new_schema(tmp_path: Path) -> None:
     """A message written with released v1 is resolved by fingerprint and read with the current schema."""
-    from schemas.framing import SingleObjectFraming
-    from schemas.serde import AvroSerde
+    from slipstream.schemas.framing import SingleObjectFraming
+    from slipstream.schemas.serde import AvroSerde
     from tests.samples import sample
 
     current, released = _copy_repo_schemas(tmp_path)

@@ -12,10 +12,10 @@ from typing import Any
 import fastavro
 import pytest
 
-from schemas.compiled_writer import compile_writer, varint
-from schemas.contracts import Contracts
-from schemas.exceptions import SerializationError
-from schemas.registry import SchemaRegistry
+from slipstream.schemas.compiled_writer import compile_writer, varint
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.exceptions import SerializationError
+from slipstream.schemas.registry import SchemaRegistry
 from tests.samples import sample
 
 REGISTRY = SchemaRegistry.load()

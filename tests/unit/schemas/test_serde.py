@@ -5,10 +5,10 @@ from datetime import datetime
 
 import pytest
 
-from schemas.contracts import Contracts
-from schemas.exceptions import DecodeError, SerializationError
-from schemas.framing import SINGLE_OBJECT_MAGIC, SingleObjectFraming
-from schemas.registry import SchemaRegistry, fingerprint64
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.exceptions import DecodeError, SerializationError
+from slipstream.schemas.framing import SINGLE_OBJECT_MAGIC, SingleObjectFraming
+from slipstream.schemas.registry import SchemaRegistry, fingerprint64
 from tests.samples import sample
 
 REGISTRY = SchemaRegistry.load()

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schemas.dead_letter import RawMessage, envelope
-from schemas.exceptions import TopicError
-from schemas.topics import TOPICS, TopicCatalog, TopicSpec
+from slipstream.schemas.dead_letter import RawMessage, envelope
+from slipstream.schemas.exceptions import TopicError
+from slipstream.schemas.topics import TOPICS, TopicCatalog, TopicSpec
 
 REQUIRED = {"transactions", "labels", "interactions", "predictions", "recommendations", "model-events", "dead-letter"}
 

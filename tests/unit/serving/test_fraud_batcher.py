@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from serving.exceptions import FeaturesUnavailableError
-from serving.http import FraudBatcher
+from slipstream.serving.exceptions import FeaturesUnavailableError
+from slipstream.serving.http import FraudBatcher
 
 
 class _Fraud:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from features.definitions.fraud import CUSTOMER_VIEW, FRAUD, TERMINAL_VIEW
-from features.windows import EntityState
-from serving.exceptions import InvalidRequestError
-from serving.fraud import compute_features, newest_known, normalize_transaction, stored_states
-from serving.recent import RecentEvents
+from slipstream.features.definitions.fraud import CUSTOMER_VIEW, FRAUD, TERMINAL_VIEW
+from slipstream.features.windows import EntityState
+from slipstream.serving.exceptions import InvalidRequestError
+from slipstream.serving.fraud import compute_features, newest_known, normalize_transaction, stored_states
+from slipstream.serving.recent import RecentEvents
 from tests.fraud_reference import reference, small_fraud_streams
 
 N30 = "CUSTOMER_ID_NB_TX_30DAY_WINDOW"

@@ -7,10 +7,10 @@ import threading
 import time
 from typing import cast
 
-from schemas.transport import EventConsumer, EventProducer
-from schemas.transport.consumer import ConsumedEvent
-from serving.kafka_front import OVERDUE, FrontStats, KafkaFrontEnd
-from serving.service import ScoringService
+from slipstream.schemas.transport import EventConsumer, EventProducer
+from slipstream.schemas.transport.consumer import ConsumedEvent
+from slipstream.serving.kafka_front import OVERDUE, FrontStats, KafkaFrontEnd
+from slipstream.serving.service import ScoringService
 
 
 class _Producer:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serving.metrics import ScorerMetrics
+from slipstream.serving.metrics import ScorerMetrics
 
 
 def _value(metrics: ScorerMetrics, name: str, outcome: str) -> float:

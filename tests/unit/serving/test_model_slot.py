@@ -8,11 +8,11 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from features.definitions.fraud import FRAUD
-from models.onnx_export import OnnxScorer, export_onnx, parity_sample
-from models.registry import LoadedModel
-from serving.exceptions import ModelRefusedError, ModelUnavailableError
-from serving.model_slot import ModelSlot, SwapRecord
+from slipstream.features.definitions.fraud import FRAUD
+from slipstream.models.onnx_export import OnnxScorer, export_onnx, parity_sample
+from slipstream.models.registry import LoadedModel
+from slipstream.serving.exceptions import ModelRefusedError, ModelUnavailableError
+from slipstream.serving.model_slot import ModelSlot, SwapRecord
 
 
 def _loaded(version: str, names: tuple[str, ...] = FRAUD.model_input, seed: int = 0, **card: Any) -> LoadedModel:
@@ -75,7 +75,7 @@ def test_a_model_of_another_kind_is_refused() -> None:
 
 
 def test_the_model_info_gauge_follows_each_endpoint_apart() -> None:
-    from serving.metrics import ScorerMetrics
+    from slipstream.serving.metrics import ScorerMetrics
 
     metrics = ScorerMetrics()
     fraud = ModelSlot("fraud", FRAUD.feature_names, on_swap=lambda r, m: metrics.record_swap("fraud", r, m))

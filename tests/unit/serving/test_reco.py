@@ -1,5 +1,6 @@
 """The reco ranker's pure parts: requests are validated naming the field, the features equal training's
-construction (``models.reco.candidate_frame``) value for value, and ranking is by score with ties in candidate order."""
+construction (``slipstream.models.reco.candidate_frame``) value for value, and ranking is by score with ties in
+candidate order."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import numpy.typing as npt
 import pandas as pd
 import pytest
 
-from features.definitions.reco import RECO
-from features.offline import EVENT_TIMESTAMP, compute_offline, latest_view_rows
-from models import reco as training
-from serving.base import ServingModel
-from serving.exceptions import FeaturesUnavailableError, InvalidRequestError, ModelUnavailableError
-from serving.reco import (
+from slipstream.features.definitions.reco import RECO
+from slipstream.features.offline import EVENT_TIMESTAMP, compute_offline, latest_view_rows
+from slipstream.models import reco as training
+from slipstream.serving.base import ServingModel
+from slipstream.serving.exceptions import FeaturesUnavailableError, InvalidRequestError, ModelUnavailableError
+from slipstream.serving.reco import (
     FEATURES,
     MAX_CANDIDATES,
     VIEWS,
@@ -29,7 +30,7 @@ from serving.reco import (
     feature_matrix,
     normalize_reco_request,
 )
-from streams.simulate.reco import RecoSimConfig, RecoSimulation, simulate_interactions
+from slipstream.streams.simulate.reco import RecoSimConfig, RecoSimulation, simulate_interactions
 
 T0 = 1_700_000_000_000_000
 EPOCH = pd.Timestamp(0, tz="UTC")

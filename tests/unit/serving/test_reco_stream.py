@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from schemas.contracts import Contracts
-from schemas.dead_letter import RawMessage
-from schemas.transport.consumer import ConsumedBatch, ConsumedEvent
-from serving.base import RankedItem, Recommendation
-from serving.exceptions import FeaturesUnavailableError, InvalidRequestError
-from serving.metrics import ScorerMetrics
-from serving.reco import normalize_reco_request
-from serving.reco_stream import RecoStream, recommendation_record
-from serving.service import ScoringService
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.dead_letter import RawMessage
+from slipstream.schemas.transport.consumer import ConsumedBatch, ConsumedEvent
+from slipstream.serving.base import RankedItem, Recommendation
+from slipstream.serving.exceptions import FeaturesUnavailableError, InvalidRequestError
+from slipstream.serving.metrics import ScorerMetrics
+from slipstream.serving.reco import normalize_reco_request
+from slipstream.serving.reco_stream import RecoStream, recommendation_record
+from slipstream.serving.service import ScoringService
 from tests.samples import sample
 
 T0 = 1_700_000_000_000_000

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from serving.collector import ScheduledCollector
+from slipstream.serving.collector import ScheduledCollector
 
 
 class _Node:

@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streams.simulate import (
+from slipstream.streams.simulate import (
     TX_COLUMNS,
     FraudSimConfig,
     label_events,
     simulate_transactions,
     to_transaction_events,
 )
-from streams.simulate.introsort import reference_argsort
+from slipstream.streams.simulate.introsort import reference_argsort
 
 # Dense enough for same-second ties (the sort matters) and for all three fraud scenarios.
 DENSE = FraudSimConfig(n_customers=400, n_terminals=200, nb_days=15, radius=20.0)

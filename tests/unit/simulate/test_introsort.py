@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streams.simulate import introsort
-from streams.simulate.introsort import introsort_argsort, reference_argsort
+from slipstream.streams.simulate import introsort
+from slipstream.streams.simulate.introsort import introsort_argsort, reference_argsort
 
 # sha256 of the '<i8' permutation that numpy's classic ``aquicksort_`` (numpy 2.4.6, datetime64 path, which
 # numpy does not dispatch to SIMD) returns for each input: pins the reference to the real C algorithm.

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from schemas.contracts import Contracts
-from streams.simulate import (
+from slipstream.schemas.contracts import Contracts
+from slipstream.streams.simulate import (
     INTERACTION_ACTIONS,
     INTERACTION_COLUMNS,
     RecoSimConfig,

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from schemas.topics import TopicCatalog
 from slipstream.app import Slipstream
 from slipstream.demo.exceptions import DemoError
 from slipstream.demo.namespace import RunFiles
@@ -31,6 +30,7 @@ from slipstream.demo.timeline import (
     plan_timeline,
     slice_events,
 )
+from slipstream.schemas.topics import TopicCatalog
 from slipstream.settings import Settings
 
 TRAIN, VALID = ("2018-07-25", "2018-08-01"), ("2018-08-08", "2018-08-15")

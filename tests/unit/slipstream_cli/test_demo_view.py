@@ -13,7 +13,7 @@ from rich.console import Console
 
 from slipstream.demo import DemoReport, LiveStats
 from slipstream.demo.timeline import Namespace
-from streams.engine.runner import StageStats
+from slipstream.streams.engine.runner import StageStats
 
 cli_demo = importlib.import_module("slipstream.cli.demo")  # `slipstream.cli.demo` the attribute is the command
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from schemas.exceptions import SerializationError
-from schemas.registry import SchemaRegistry
-from streams.publish import Pacer, count_rows, read_batches
+from slipstream.schemas.exceptions import SerializationError
+from slipstream.schemas.registry import SchemaRegistry
+from slipstream.streams.publish import Pacer, count_rows, read_batches
 
 TX = SchemaRegistry.load().get("transaction")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -34,6 +34,11 @@ class Contracts:
             else SingleObjectFraming(registry)
         )
         return cls(TopicCatalog(prefix), registry, framing)
+
+    def with_topics(self, specs: Iterable[TopicSpec]) -> Contracts:
+        """The same contracts over a catalog that also declares ``specs`` (a feature engine's internal topics)."""
+        catalog = self.catalog.with_specs(specs)
+        return self if catalog == self.catalog else Contracts(catalog, self.registry, self.framing)
 
     def spec(self, topic: str) -> TopicSpec:
         return self.catalog.spec(topic)

@@ -1,5 +1,8 @@
 """Every topic Slipstream uses, declared once: name, partitions, retention, cleanup policy, key and value contract.
 
+The contract topics are declared here; a feature engine's internal topics (repartitions, changelogs) are derived from
+its feature set (``slipstream.streams.engine.topology``) and added with :meth:`TopicCatalog.with_specs`.
+
 Names take a prefix (a namespace), so tests, benchmarks and replays each get their own set on one broker:
 with prefix ``bench-1a2b.`` the transactions topic is ``bench-1a2b.transactions``.
 """
@@ -7,7 +10,7 @@ with prefix ``bench-1a2b.`` the transactions topic is ``bench-1a2b.transactions`
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
@@ -112,31 +115,6 @@ TOPICS: tuple[TopicSpec, ...] = (
         description="Per-event feature vectors from the online engine (training, scoring, parity).",
     ),
     TopicSpec(
-        "engine.fraud.by-terminal",
-        None,
-        "terminal_id",
-        retention_ms=7 * DAY_MS,
-        description="Internal: transactions (with customer features) and labels, repartitioned by terminal.",
-    ),
-    TopicSpec(
-        "engine.reco.by-item",
-        None,
-        "item_id",
-        retention_ms=7 * DAY_MS,
-        description="Internal: interactions (with user features), repartitioned by item.",
-    ),
-    *(
-        TopicSpec(
-            f"engine.{stage}.changelog",
-            None,
-            "key",
-            retention_ms=-1,
-            cleanup_policy="compact",
-            description=f"Internal: state of the feature engine's {stage} stage (compacted).",
-        )
-        for stage in ("fraud.customer", "fraud.terminal", "reco.user", "reco.item")
-    ),
-    TopicSpec(
         "dead-letter",
         "dead_letter",
         "source_topic",
@@ -187,3 +165,13 @@ class TopicCatalog:
 
     def full_names(self) -> list[str]:
         return [self.prefix + spec.name for spec in self.specs]
+
+    def with_specs(self, extra: Iterable[TopicSpec]) -> TopicCatalog:
+        """This catalog plus ``extra`` (e.g. a feature engine's internal topics); a name declared twice must agree."""
+        specs = {spec.name: spec for spec in self.specs}
+        for spec in extra:
+            known = specs.setdefault(spec.name, spec)
+            if known != spec:
+                msg = f"topic {spec.name!r} is declared twice, differently: {known} and {spec}"
+                raise TopicError(msg)
+        return TopicCatalog(self.prefix, tuple(specs.values()))

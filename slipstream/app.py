@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from slipstream.features.definitions import feature_sets
 from slipstream.features.feast_repo import FeastRepoConfig
 from slipstream.infra.config import PlatformConfig
 from slipstream.infra.platform import Platform
@@ -14,6 +15,7 @@ from slipstream.schemas.topics import TopicCatalog
 from slipstream.schemas.transport import EventConsumer, EventProducer, TopicAdmin, TopicChange
 from slipstream.settings import Settings
 from slipstream.streams.engine.runner import COLOCATED_NICE, EngineSettings
+from slipstream.streams.engine.topology import engine_topics
 
 if TYPE_CHECKING:
     from slipstream.models.registry import ModelRegistry
@@ -61,10 +63,13 @@ class Slipstream:
 
     @cached_property
     def contracts(self) -> Contracts:
-        return Contracts.default(self.settings.topic_prefix, self.settings.schema_registry_url)
+        """Every topic a deployment uses: the contract topics and the internal topics of every feature set."""
+        base = Contracts.default(self.settings.topic_prefix, self.settings.schema_registry_url)
+        return base.with_topics(engine_topics(feature_sets().values()))
 
     def with_prefix(self, prefix: str) -> Contracts:
-        return Contracts(TopicCatalog(prefix), self.contracts.registry, self.contracts.framing)
+        catalog = TopicCatalog(prefix, self.contracts.catalog.specs)
+        return Contracts(catalog, self.contracts.registry, self.contracts.framing)
 
     def feast_config(self, project: str | None = None) -> FeastRepoConfig:
         s = self.settings

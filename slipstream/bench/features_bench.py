@@ -32,7 +32,6 @@ from slipstream.features.definitions.fraud import CUSTOMER_VIEW
 from slipstream.features.feast_layout import decode_timestamp, timestamp_field
 from slipstream.features.feast_repo import FeastRepoConfig, apply_repo, push_source_name, view_layouts
 from slipstream.schemas.contracts import Contracts
-from slipstream.schemas.topics import TopicCatalog
 from slipstream.schemas.transport import EventProducer, TopicAdmin
 from slipstream.streams.engine.app import EngineJob, run_processes
 from slipstream.streams.engine.runner import StageStats
@@ -54,8 +53,7 @@ class FeatureBenchConfig:
 
 
 def _scoped(app: Slipstream, tag: str) -> Contracts:
-    base = app.contracts
-    contracts = Contracts(TopicCatalog(f"bench-{tag}-{uuid.uuid4().hex[:6]}."), base.registry, base.framing)
+    contracts = app.with_prefix(f"bench-{tag}-{uuid.uuid4().hex[:6]}.")
     app.apply_topics(contracts)
     return contracts
 

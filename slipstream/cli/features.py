@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from slipstream.cli.common import build, console, friendly_errors, out
-from slipstream.features.definitions import FEATURE_SETS
+from slipstream.features.definitions import feature_sets
 from slipstream.features.feast_repo import apply_repo
 from slipstream.streams.engine.app import EngineJob, run_processes, run_threads, stage_list
 from slipstream.streams.engine.runner import StageStats
@@ -89,7 +89,7 @@ def apply(
         app = build()
         config = app.feast_config(project)
         started = time.perf_counter()
-        store = apply_repo(config, list(FEATURE_SETS.values()))
+        store = apply_repo(config, list(feature_sets().values()))
         views = store.list_feature_views()
         console.print(
             f"[green]✓[/green] applied {len(views)} feature views to Feast project {config.project!r} "
@@ -139,9 +139,9 @@ def backfill(
     with friendly_errors():
         app = build()
         target = out_dir or app.settings.offline_dir
-        chosen = FEATURE_SETS.get(feature_set)
+        chosen = feature_sets().get(feature_set)
         if chosen is None:
-            msg = f"unknown feature set {feature_set!r}; known: {', '.join(FEATURE_SETS)}"
+            msg = f"unknown feature set {feature_set!r}; known: {', '.join(feature_sets())}"
             raise typer.BadParameter(msg, param_hint="--feature-set")
         frames: dict[str, pd.DataFrame] = {chosen.trigger: pd.read_parquet(events)}
         if chosen.name == "fraud":

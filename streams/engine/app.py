@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from slipstream.features.base import FeatureSet
 from slipstream.schemas.contracts import Contracts
-from slipstream.schemas.topics import TopicCatalog
 from slipstream.streams.engine.background import yield_cpu
 from slipstream.streams.engine.exceptions import EngineError
 from slipstream.streams.engine.runner import EngineSettings, StageRunner, StageStats
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class EngineJob:
     settings: EngineSettings
     prefix: str
-    feature_set: str
+    feature_set: str | FeatureSet  # a registered set's name, or any set (see features/definitions)
     stages: tuple[str, ...] = ()
 
     def stage_names(self) -> tuple[str, ...]:
@@ -97,7 +97,7 @@ def _stage_process(job: EngineJob, stage: str, until_idle_s: float | None, queue
     # Co-located with a scorer: give it the CPU (see streams/engine/background.py and Settings.engine_nice).
     for refusal in yield_cpu(nice=job.settings.nice, idle_class=job.settings.idle_class):
         log.warning("engine stage %s could not yield the CPU by %s", stage, refusal)
-    contracts = Contracts(TopicCatalog(job.prefix), Contracts.default().registry, Contracts.default().framing)
+    contracts = Contracts.default(job.prefix)
 
     def report(stats: StageStats) -> None:
         queue.put((stage, stats))

@@ -29,7 +29,8 @@ from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.dead_letter import RawMessage
 from slipstream.schemas.exceptions import DecodeError
 from slipstream.schemas.serde import timestamp_fields
-from slipstream.schemas.transport import EventProducer
+from slipstream.schemas.topics import TopicCatalog
+from slipstream.schemas.transport import EventProducer, TopicAdmin
 from slipstream.schemas.transport.consumer import normalize_headers
 from slipstream.streams.engine.exceptions import StateError
 from slipstream.streams.engine.processor import StageOutput, StageProcessor, decode_internal, encode_internal
@@ -129,6 +130,7 @@ class StageRunner:
         on_batch: Callable[[StageStats], None] | None = None,
     ) -> None:
         self.settings = settings
+        contracts = contracts.with_topics(topology.topics())  # the set's repartitions and changelogs, derived
         self.contracts = contracts
         self.topology = topology
         self.stage = stage
@@ -188,6 +190,8 @@ class StageRunner:
         gc.collect()
         gc.freeze()
         gc.set_threshold(200_000, 50, 1000)
+        internal = TopicCatalog(self.contracts.catalog.prefix, self.topology.topics())
+        TopicAdmin(self.settings.bootstrap_servers).apply(internal)  # idempotent; concurrent stages agree
         self._consumer.subscribe(list(self._inputs), on_assign=self._on_assign, on_revoke=self._on_revoke)
         first = next(iter(self._inputs))
         self._input_partitions = len(self._producer.list_topics(first, timeout=10).topics[first].partitions)

@@ -1,20 +1,33 @@
-"""How a feature set is computed online: stages, each keyed by one entity, chained by repartition topics.
+"""How a feature set is computed online, derived from its definition alone: stages, repartitions, changelogs.
 
-A stage owns the views whose entity is keyed by its partition key. Its trigger events (e.g. transactions) carry the
-features computed so far to the next stage, repartitioned by the next entity; other events (labels) are passed
-through to reach the stage whose views use them. The last stage emits the complete vector to ``feature-log``.
+:func:`derive` groups the set's views into stages by the first join key of their entity (the stage's partition key),
+in the order the views are declared. A view keyed by ``(user_id, item_id)`` lives in the ``user_id`` stage: every
+event of one user reaches one partition there. The first stage reads every source topic of the set directly; those
+topics must be keyed by its partition key (checked against the topic catalog). Each later stage reads a repartition
+topic, ``engine.<set>.by-<stage>``, to which the stage before it forwards every event (trigger events with the
+features computed so far) keyed by the later stage's key. Each stage keeps its window state in a compacted changelog,
+``engine.<set>.<stage>.changelog``. The last stage emits the complete vector to ``feature-log``.
 
-fraud: transactions + labels (by customer) -> [customer] -> engine.fraud.by-terminal -> [terminal] -> feature-log
-reco:  interactions (by user) -> [user] -> engine.reco.by-item -> [item] -> feature-log
+The shipped sets give::
+
+    fraud: transactions + labels (by customer) -> [customer] -> engine.fraud.by-terminal -> [terminal] -> feature-log
+    reco:  interactions (by user) -> [user: user, user_category, user_item] -> engine.reco.by-item -> [item] -> ...
+
+The internal topics are declared by :meth:`Topology.topics`; the engine creates them itself when it starts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from slipstream.features.base import FeatureSet, FeatureView
-from slipstream.features.definitions import FRAUD, RECO
+from slipstream.schemas.exceptions import TopicError
+from slipstream.schemas.topics import DAY_MS, TOPICS, TopicCatalog, TopicSpec
 from slipstream.streams.engine.exceptions import TopologyError
+
+INTERNAL_PREFIX = "engine."
+REPARTITION_RETENTION_MS = 7 * DAY_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +43,7 @@ class StageSpec:
     @property
     def direct(self) -> bool:
         """Reads producer topics (Avro contracts), not an internal repartition topic."""
-        return not self.inputs[0].startswith("engine.")
+        return not self.inputs[0].startswith(INTERNAL_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,59 +59,109 @@ class Topology:
         msg = f"feature set {self.feature_set.name!r} has no stage {name!r}; stages: {known}"
         raise TopologyError(msg)
 
+    def topics(self) -> tuple[TopicSpec, ...]:
+        """The engine's internal topics for this set: a repartition per later stage, a changelog per stage."""
+        name = self.feature_set.name
+        out: list[TopicSpec] = []
+        for stage in self.stages:
+            if not stage.direct:
+                out.append(
+                    TopicSpec(
+                        stage.inputs[0],
+                        None,
+                        stage.partition_key,
+                        retention_ms=REPARTITION_RETENTION_MS,
+                        description=f"Internal: {name} events (with the features so far), by {stage.partition_key}.",
+                    )
+                )
+            out.append(
+                TopicSpec(
+                    stage.changelog_topic,
+                    None,
+                    "key",
+                    retention_ms=-1,
+                    cleanup_policy="compact",
+                    description=f"Internal: state of the feature engine's {name}.{stage.name} stage (compacted).",
+                )
+            )
+        return tuple(out)
 
-def _fraud() -> Topology:
-    customer, terminal = FRAUD.views
-    return Topology(
-        FRAUD,
-        (
+
+def derive(feature_set: FeatureSet, catalog: TopicCatalog | None = None) -> Topology:
+    """The online topology of ``feature_set``; ``catalog`` (default: the contract topics) gives each topic's key."""
+    catalog = catalog if catalog is not None else TopicCatalog(specs=TOPICS)
+    groups: dict[str, list[FeatureView]] = {}
+    for view in feature_set.views:
+        groups.setdefault(view.entity.join_keys[0], []).append(view)
+    if not groups:
+        msg = f"feature set {feature_set.name!r} has no views: nothing to compute online"
+        raise TopologyError(msg)
+    keys = list(groups)
+    names = [groups[key][0].entity.name for key in keys]
+    if len(set(names)) != len(names):
+        msg = f"feature set {feature_set.name!r}: two stages would share the name of entity {names}"
+        raise TopologyError(msg)
+    sources = _sources(feature_set)
+    for topic in sources:
+        _check_keyed(feature_set, catalog, topic, keys[0])
+    stages = []
+    for i, (key, name) in enumerate(zip(keys, names, strict=True)):
+        following = i + 1 < len(keys)
+        stages.append(
             StageSpec(
-                "customer",
-                ("transactions", "labels"),
-                "customer_id",
-                (customer,),
-                "engine.fraud.by-terminal",
-                "terminal_id",
-                "engine.fraud.customer.changelog",
-            ),
-            StageSpec(
-                "terminal",
-                ("engine.fraud.by-terminal",),
-                "terminal_id",
-                (terminal,),
-                changelog_topic="engine.fraud.terminal.changelog",
-            ),
-        ),
-    )
+                name,
+                sources if i == 0 else (_repartition(feature_set, name),),
+                key,
+                tuple(groups[key]),
+                _repartition(feature_set, names[i + 1]) if following else None,
+                keys[i + 1] if following else None,
+                f"{INTERNAL_PREFIX}{feature_set.name}.{name}.changelog",
+            )
+        )
+    return Topology(feature_set, tuple(stages))
 
 
-def _reco() -> Topology:
-    user, user_category, user_item, item = RECO.views
-    return Topology(
-        RECO,
-        (
-            StageSpec(
-                "user",
-                ("interactions",),
-                "user_id",
-                (user, user_category, user_item),
-                "engine.reco.by-item",
-                "item_id",
-                "engine.reco.user.changelog",
-            ),
-            StageSpec(
-                "item", ("engine.reco.by-item",), "item_id", (item,), changelog_topic="engine.reco.item.changelog"
-            ),
-        ),
-    )
+def engine_topics(feature_sets: Iterable[FeatureSet]) -> tuple[TopicSpec, ...]:
+    """The internal topics of every given set, for a catalog that lists everything a deployment uses."""
+    return tuple(spec for fs in feature_sets for spec in derive(fs).topics())
 
 
-TOPOLOGIES = {"fraud": _fraud, "reco": _reco}
+def _sources(feature_set: FeatureSet) -> tuple[str, ...]:
+    """Every topic the set's views read, the trigger first, then in declaration order."""
+    topics = [feature_set.trigger]
+    for view in feature_set.views:
+        topics.extend(s.topic for s in view.sources if s.topic not in topics)
+    return tuple(topics)
 
 
-def topology_for(feature_set: str) -> Topology:
+def _repartition(feature_set: FeatureSet, stage: str) -> str:
+    return f"{INTERNAL_PREFIX}{feature_set.name}.by-{stage}"
+
+
+def _check_keyed(feature_set: FeatureSet, catalog: TopicCatalog, topic: str, key: str) -> None:
     try:
-        return TOPOLOGIES[feature_set]()
-    except KeyError:
-        msg = f"no online topology for feature set {feature_set!r}; known: {', '.join(TOPOLOGIES)}"
-        raise TopologyError(msg) from None
+        spec = catalog.spec(topic)
+    except TopicError as exc:
+        msg = f"feature set {feature_set.name!r} reads topic {topic!r}, which is not declared: {exc}"
+        raise TopologyError(msg) from exc
+    if spec.key_field != key:
+        msg = (
+            f"feature set {feature_set.name!r}: topic {topic!r} is keyed by {spec.key_field!r}, but the first stage"
+            f" ({feature_set.views[0].entity.name}) is partitioned by {key!r}; declare a view keyed by"
+            f" {spec.key_field!r} first"
+        )
+        raise TopologyError(msg)
+
+
+def topology_for(feature_set: str | FeatureSet) -> Topology:
+    """The topology of a set, or of a registered set by name (see ``slipstream.features.definitions``)."""
+    if isinstance(feature_set, FeatureSet):
+        return derive(feature_set)
+    from slipstream.features.definitions import feature_sets
+
+    known = feature_sets()
+    chosen = known.get(feature_set)
+    if chosen is None:
+        msg = f"no feature set {feature_set!r}; known: {', '.join(known)}"
+        raise TopologyError(msg)
+    return derive(chosen)

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     )
     serve_host: str = Field("127.0.0.1", description="Address `slipstream serve` listens on.")
     serve_port: int = Field(8000, ge=1, le=65535, description="Port of `slipstream serve`.")
+    http_max_body_bytes: int = Field(
+        64 * 1024, gt=0, description="Largest request body `slipstream serve` reads; a larger one gets 413."
+    )
     fraud_model: str = Field("fraud", description="Registered model the fraud endpoint serves (its champion).")
     reco_model: str = Field("reco", description="Registered model the recommendations endpoint serves.")
     redis_timeout_s: float = Field(

@@ -1,6 +1,7 @@
 """The recommendation ranker: LightGBM lambdarank over the ``RECO`` features, scored against the simulator's truth.
 
-Protocol (:func:`evaluate_reco`): simulate (:class:`~streams.simulate.reco.RecoSimConfig`), cut off at the start of
+Protocol (:func:`evaluate_reco`), over any clickstream with its item catalogue (:class:`InteractionLog`; the
+simulator's ``RecoSimulation`` is one): cut off at the start of
 the last :data:`EVAL_DAYS` days. A deterministic ~30 % of the users with a click after the cut-off are held out.
 For a (user, cut-off) the retrieval stage proposes the :data:`TOP_N` items with the most views in the 7 days before
 the cut-off plus the user's own items of the 14 days before it (at most :data:`OWN_ITEMS`, the latest). Features are
@@ -25,18 +26,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from slipstream.features.definitions.reco import RECO, WINDOWS
+from slipstream.features.definitions.reco import AFFINITY, FEATURES, POPULARITY, RANKER_VIEWS, RECO, WINDOWS
 from slipstream.features.offline import EVENT_TIMESTAMP, compute_offline, latest_view_rows
 from slipstream.models.exceptions import InvalidInputError, MissingFeaturesError
 from slipstream.models.lgbm import deterministic_params, with_rounds
-from slipstream.streams.simulate.reco import RecoSimConfig, RecoSimulation, simulate_interactions
 
 F64 = npt.NDArray[np.float64]
 DAY: Final = pd.Timedelta(days=1)
@@ -49,33 +49,6 @@ POPULARITY_DAYS: Final = 7
 OWN_DAYS: Final = 14
 QUERY: Final = ("cutoff", "user_id")
 GRADES: Final[Mapping[str, int]] = {"CLICK": 1, "ADD_TO_CART": 2, "PURCHASE": 2}
-POPULARITY: Final = "ITEM_RECENT_VIEWS_7D"
-# (view, join keys, feature columns, age column, default of a missing row)
-_VIEWS: Final = (
-    ("user_activity", ("user_id",), tuple(f"USER_NB_EVENTS_{k}" for k in WINDOWS), "USER_AGE_S", 0.0),
-    (
-        "user_category_affinity",
-        ("user_id", "category_id"),
-        tuple(f"USER_CAT_NB_EVENTS_{k}" for k in WINDOWS),
-        "USER_CAT_AGE_S",
-        0.0,
-    ),
-    ("user_item_recency", ("user_id", "item_id"), ("USER_ITEM_NB_EVENTS_7D",), "USER_ITEM_AGE_S", 0.0),
-    (
-        "item_popularity",
-        ("item_id",),
-        tuple(f"ITEM_{what}_{k}" for k in ("1H", "24H") for what in ("NB_VIEWS", "NB_CLICKS", "CTR")),
-        "ITEM_AGE_S",
-        0.0,
-    ),
-)
-AFFINITY: Final = tuple(f"USER_CAT_AFFINITY_{k}" for k in WINDOWS)
-FEATURES: Final = (
-    *(name for _view, _keys, columns, age, _default in _VIEWS for name in (*columns, age)),
-    "USER_ITEM_SECONDS_SINCE_LAST",
-    *AFFINITY,
-    POPULARITY,
-)
 DEFAULT_PARAMS: Final[Mapping[str, Any]] = {
     "num_leaves": 31,
     "learning_rate": 0.05,
@@ -83,6 +56,29 @@ DEFAULT_PARAMS: Final[Mapping[str, Any]] = {
     "n_estimators": 200,
     "lambdarank_truncation_level": 20,
 }
+
+
+class LogSpan(Protocol):
+    """The span a clickstream covers: ``days`` days from midnight UTC of ``start``, users ``0 .. n_users - 1``."""
+
+    @property
+    def start(self) -> str: ...
+    @property
+    def days(self) -> int: ...
+    @property
+    def n_users(self) -> int: ...
+
+
+class InteractionLog(Protocol):
+    """What the protocol reads of a clickstream: its events (the ``interactions`` contract's columns, in event-time
+    order), its item catalogue (``category_id`` indexed by ``item_id``) and its span."""
+
+    @property
+    def config(self) -> LogSpan: ...
+    @property
+    def events(self) -> pd.DataFrame: ...
+    @property
+    def items(self) -> pd.DataFrame: ...
 
 
 @dataclass(frozen=True)
@@ -153,7 +149,7 @@ def recall_at_k(scores: npt.ArrayLike, gains: npt.ArrayLike, k: int = 10, n_rele
 # --------------------------------------------------------------------------------------------------- frames
 
 
-def cutoffs(config: RecoSimConfig) -> tuple[pd.Timestamp, list[pd.Timestamp]]:
+def cutoffs(config: LogSpan) -> tuple[pd.Timestamp, list[pd.Timestamp]]:
     """The final cut-off (start of the last :data:`EVAL_DAYS` days) and the training cut-offs before it."""
     if config.days <= EVAL_DAYS + max(TRAIN_OFFSETS):
         msg = f"the reco protocol needs more than {EVAL_DAYS + max(TRAIN_OFFSETS)} days, got days={config.days!r}"
@@ -162,7 +158,7 @@ def cutoffs(config: RecoSimConfig) -> tuple[pd.Timestamp, list[pd.Timestamp]]:
     return final, [final - offset * DAY for offset in TRAIN_OFFSETS]
 
 
-def held_out_users(sim: RecoSimulation, cutoff: pd.Timestamp, *, seed: int = 42) -> npt.NDArray[np.int64]:
+def held_out_users(sim: InteractionLog, cutoff: pd.Timestamp, *, seed: int = 42) -> npt.NDArray[np.int64]:
     """A deterministic :data:`HELD_OUT_SHARE` of the users with a click at or after ``cutoff``, sorted."""
     events = sim.events
     clicked = np.unique(events.loc[(events["event_time"] >= cutoff) & (events["action"] == "CLICK"), "user_id"])
@@ -171,7 +167,7 @@ def held_out_users(sim: RecoSimulation, cutoff: pd.Timestamp, *, seed: int = 42)
     return out
 
 
-def future_labels(sim: RecoSimulation, cutoff: pd.Timestamp, horizon: pd.Timedelta | None = None) -> pd.DataFrame:
+def future_labels(sim: InteractionLog, cutoff: pd.Timestamp, horizon: pd.Timedelta | None = None) -> pd.DataFrame:
     """(user_id, item_id, label): the best grade (:data:`GRADES`) of each pair in ``[cutoff, cutoff + horizon)``."""
     events = sim.events
     mask = (events["event_time"] >= cutoff) & events["action"].isin(list(GRADES))
@@ -184,7 +180,7 @@ def future_labels(sim: RecoSimulation, cutoff: pd.Timestamp, horizon: pd.Timedel
 
 
 def candidate_frame(
-    sim: RecoSimulation,
+    sim: InteractionLog,
     view_rows: Mapping[str, pd.DataFrame],
     cutoff: pd.Timestamp,
     users: npt.ArrayLike,
@@ -208,17 +204,17 @@ def candidate_frame(
     frame = frame.sort_values(["user_id", "item_id"], kind="stable").reset_index(drop=True)
     frame["category_id"] = sim.items["category_id"].to_numpy()[frame["item_id"].to_numpy()]
     frame[POPULARITY] = frame["item_id"].map(popularity).fillna(0.0).to_numpy(dtype=np.float64)
-    for view, keys, columns, age, default in _VIEWS:
-        rows = view_rows[view]
-        latest = latest_view_rows({view: rows[rows[EVENT_TIMESTAMP] <= cutoff]})[view]
-        extra = ("USER_ITEM_SECONDS_SINCE_LAST",) if view == "user_item_recency" else ()
+    for view in RANKER_VIEWS:
+        keys, columns, extra, age = view.join_keys, view.columns, view.extra, view.age
+        rows = view_rows[view.name]
+        latest = latest_view_rows({view.name: rows[rows[EVENT_TIMESTAMP] <= cutoff]})[view.name]
         latest = latest.assign(**{age: (cutoff - latest[EVENT_TIMESTAMP]).dt.total_seconds()})
         latest = latest[[*keys, *columns, *extra, age]].astype({k: frame[k].dtype for k in keys})
         frame = frame.merge(latest, on=list(keys), how="left", validate="many_to_one")
-        frame[list(columns)] = frame[list(columns)].fillna(default)
+        frame[list(columns)] = frame[list(columns)].fillna(0.0)
         frame[age] = frame[age].fillna(-1.0)
-        if extra:
-            frame[list(extra)] = frame[list(extra)].fillna(-1.0)
+        for name, default in zip(extra, view.defaults, strict=True):
+            frame[name] = frame[name].fillna(default)
     for k, name in zip(WINDOWS, AFFINITY, strict=True):
         user = frame[f"USER_NB_EVENTS_{k}"].to_numpy(dtype=np.float64)
         category = frame[f"USER_CAT_NB_EVENTS_{k}"].to_numpy(dtype=np.float64)
@@ -229,7 +225,7 @@ def candidate_frame(
     return frame
 
 
-def training_frame(sim: RecoSimulation, view_rows: Mapping[str, pd.DataFrame], *, seed: int = 42) -> pd.DataFrame:
+def training_frame(sim: InteractionLog, view_rows: Mapping[str, pd.DataFrame], *, seed: int = 42) -> pd.DataFrame:
     """Candidates at every training cut-off for the users not held out, keeping only queries with a positive."""
     final, train_cutoffs = cutoffs(sim.config)
     held = held_out_users(sim, final, seed=seed)
@@ -310,14 +306,15 @@ def _mean_metrics(frame: pd.DataFrame, score: str, truth: pd.DataFrame, k: int) 
 
 
 def evaluate_reco(
-    config: RecoSimConfig | None = None,
+    sim: InteractionLog,
     *,
     k: int = 10,
     seed: int = 42,
     params: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the protocol of the module docstring: the ranker and the popularity baseline on the held-out users.
+    """Run the protocol of the module docstring on ``sim``: the ranker and the popularity baseline on the held-out
+    users.
 
     Returns ``ndcg_at_{k}``, ``recall_at_{k}`` (ranker), ``popularity`` (the same two for the baseline), ``users``
     (held out), ``candidates_per_user`` (mean), ``train_rows``, ``train_queries`` and ``seconds``.
@@ -325,10 +322,8 @@ def evaluate_reco(
     _check_k(k)
     say = progress or (lambda _message: None)
     started = time.perf_counter()
-    config = RecoSimConfig() if config is None else config
-    final, _ = cutoffs(config)
-    sim = simulate_interactions(config)
-    say(f"simulated {len(sim.events):,} events")
+    final, _ = cutoffs(sim.config)
+    say(f"{len(sim.events):,} events")
     view_rows = compute_offline(RECO, {"interactions": sim.events}).view_rows
     train = training_frame(sim, view_rows, seed=seed)
     say(f"training frame: {len(train):,} rows, {train.groupby(list(QUERY)).ngroups:,} queries")
@@ -354,6 +349,8 @@ def evaluate_reco(
 __all__ = [
     "DEFAULT_PARAMS",
     "FEATURES",
+    "InteractionLog",
+    "LogSpan",
     "RecoModel",
     "candidate_frame",
     "cutoffs",

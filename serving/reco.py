@@ -1,24 +1,17 @@
 """Recommendations: a user and the candidates a retrieval stage proposed in, the candidates ranked by the reco model
 out — the same code for HTTP (``POST /v1/recommendations``) and for Kafka (:mod:`slipstream.serving.reco_stream`).
 
-The features are built as training built them (``slipstream.models.reco.candidate_frame``): per candidate, each view's
-latest
-stored row at or before the cut-off — ``user_activity`` (user), ``user_category_affinity`` (user, the candidate's
-category), ``user_item_recency`` (user, item) and ``item_popularity`` (item) — and each row's age in seconds at the
-cut-off; a missing row gives 0 for its counts and ratios and -1 for its age and for
-``USER_ITEM_SECONDS_SINCE_LAST``; then the affinity ratios (category count over user count, 0 when the user count
-is 0) and the retrieval popularity (the candidate's ``retrieval_views_7d``). Online the cut-off is the request's
-event time and the latest row is what the online store holds. The store keeps only the newest row of an entity, so
-a request dated before a row it reads (clock skew, a back-dated request) sees that row with a negative age: it is
-the best the store knows, and the request says when it was made.
-
-
-The views' names, columns and defaults are declared here (:data:`VIEWS`), not imported from
-``slipstream.models.reco``: that
-module brings the simulator and LightGBM with it, and serving must not depend on ``streams``. The unit tests hold
-:data:`VIEWS` and :data:`FEATURES` equal to ``slipstream.models.reco``'s, and an integration test holds the online
-features
-equal to ``candidate_frame``'s, value for value.
+The features are built as training built them (``slipstream.models.reco.candidate_frame``), from the inputs the reco
+definition declares once (``slipstream.features.definitions.reco``: :data:`RANKER_VIEWS`, :data:`FEATURES`): per
+candidate, each view's latest stored row at or before the cut-off — ``user_activity`` (user),
+``user_category_affinity`` (user, the candidate's category), ``user_item_recency`` (user, item) and
+``item_popularity`` (item) — and each row's age in seconds at the cut-off; a missing row gives each feature its
+declared default (0 for counts and ratios, -1 for ``USER_ITEM_SECONDS_SINCE_LAST``) and -1 for its age; then the
+affinity ratios (category count over user count, 0 when the user count is 0) and the retrieval popularity (the
+candidate's ``retrieval_views_7d``). Online the cut-off is the request's event time and the latest row is what the
+online store holds. The store keeps only the newest row of an entity, so a request dated before a row it reads (clock
+skew, a back-dated request) sees that row with a negative age: it is the best the store knows, and the request says
+when it was made. An integration test holds the online features equal to ``candidate_frame``'s, value for value.
 
 Per request: one pipelined Redis round trip (the user row, the user x category rows of the distinct candidate
 categories, the user x item and item rows of every candidate), then the matrix (pure: :func:`feature_matrix`), then
@@ -39,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
-from slipstream.features.definitions.reco import ITEM_WINDOWS, WINDOWS
+from slipstream.features.definitions.reco import AFFINITY, FEATURES, RANKER_VIEWS, WINDOWS, RankerView
 from slipstream.features.exceptions import LayoutError
 from slipstream.features.feast_layout import FeatureValue, ViewLayout, epoch_micros
 from slipstream.features.windows import to_micros
@@ -57,51 +50,8 @@ _MAX_INT32: Final = (1 << 31) - 1
 MISSING_AGE: Final = -1.0  # the age of a row the store does not hold (training's fillna)
 
 
-@dataclass(frozen=True, slots=True)
-class RecoView:
-    """One view as the ranker reads it: its feature columns (0 when the row is missing), the column of the row's age
-    and ``extra`` columns that are -1 when the row is missing."""
-
-    name: str
-    join_keys: tuple[str, ...]
-    columns: tuple[str, ...]
-    age: str
-    extra: tuple[str, ...] = ()
-
-
-VIEWS: Final = (
-    RecoView("user_activity", ("user_id",), tuple(f"USER_NB_EVENTS_{k}" for k in WINDOWS), "USER_AGE_S"),
-    RecoView(
-        "user_category_affinity",
-        ("user_id", "category_id"),
-        tuple(f"USER_CAT_NB_EVENTS_{k}" for k in WINDOWS),
-        "USER_CAT_AGE_S",
-    ),
-    RecoView(
-        "user_item_recency",
-        ("user_id", "item_id"),
-        ("USER_ITEM_NB_EVENTS_7D",),
-        "USER_ITEM_AGE_S",
-        ("USER_ITEM_SECONDS_SINCE_LAST",),
-    ),
-    RecoView(
-        "item_popularity",
-        ("item_id",),
-        tuple(f"ITEM_{what}_{k}" for k in ITEM_WINDOWS for what in ("NB_VIEWS", "NB_CLICKS", "CTR")),
-        "ITEM_AGE_S",
-    ),
-)
-AFFINITY: Final = tuple(f"USER_CAT_AFFINITY_{k}" for k in WINDOWS)
-POPULARITY: Final = "ITEM_RECENT_VIEWS_7D"
-#: Every feature the ranker can be given, in training's column order (``slipstream.models.reco.FEATURES``).
-FEATURES: Final = (
-    *(name for view in VIEWS for name in (*view.columns, view.age)),
-    *(name for view in VIEWS for name in view.extra),
-    *AFFINITY,
-    POPULARITY,
-)
 _INDEX: Final = {name: i for i, name in enumerate(FEATURES)}
-_USER, _CATEGORY, _USER_ITEM, _ITEM = VIEWS
+_USER, _CATEGORY, _USER_ITEM, _ITEM = RANKER_VIEWS
 
 
 # --------------------------------------------------------------------------------------------------- requests
@@ -241,14 +191,14 @@ def _value(value: FeatureValue, default: float) -> float:
     return default if math.isnan(number) else number
 
 
-def _view_values(view: RecoView, row: StoredRow | None, cutoff_us: int) -> tuple[list[float], list[float]]:
+def _view_values(view: RankerView, row: StoredRow | None, cutoff_us: int) -> tuple[list[float], list[float]]:
     """``(columns + [age], extra)`` of one view's row at the cut-off."""
     if row is None:
-        return [*(0.0 for _ in view.columns), MISSING_AGE], [MISSING_AGE for _ in view.extra]
+        return [*(0.0 for _ in view.columns), MISSING_AGE], list(view.defaults)
     values = row.values
     main = [_value(values.get(name), 0.0) for name in view.columns]
     main.append((cutoff_us - row.event_us) / 1e6)
-    return main, [_value(values.get(name), MISSING_AGE) for name in view.extra]
+    return main, [_value(values.get(name), d) for name, d in zip(view.extra, view.defaults, strict=True)]
 
 
 def feature_matrix(cutoff_us: int, candidates: Sequence[RecoCandidate], rows: RecoRows) -> F64:
@@ -311,19 +261,19 @@ class RecoRowReader:
     per
     entity (:data:`HMGET_MANY`).
 
-    ``layouts``: at least the four :data:`VIEWS` (e.g. ``slipstream.features.feast_repo.view_layouts([RECO],
+    ``layouts``: at least the four :data:`RANKER_VIEWS` (e.g. ``slipstream.features.feast_repo.view_layouts([RECO],
     project)``).
     Raises :class:`FeaturesUnavailableError` when Redis cannot be read or holds a row it cannot decode.
     """
 
     def __init__(self, client: Redis[bytes], layouts: Mapping[str, ViewLayout]) -> None:
         check_binary(client)
-        missing = [view.name for view in VIEWS if view.name not in layouts]
+        missing = [view.name for view in RANKER_VIEWS if view.name not in layouts]
         if missing:
             msg = f"no Redis layout for the reco views {missing!r}; known: {sorted(layouts)!r}"
             raise FeaturesUnavailableError(msg)
         self._client = client
-        self._user, self._category, self._user_item, self._item = (layouts[view.name] for view in VIEWS)
+        self._user, self._category, self._user_item, self._item = (layouts[view.name] for view in RANKER_VIEWS)
         self._field_args: list[bytes] = [b"4"]
         for layout in (self._user, self._category, self._user_item, self._item):
             self._field_args += [str(len(layout.fields)).encode(), *layout.fields]
@@ -374,7 +324,7 @@ def _decode(layout: ViewLayout, reply: Sequence[bytes | None]) -> StoredRow | No
 
 
 class RecoScorer:
-    """Ranks a user's candidates with the features of :data:`VIEWS` and the model ``models`` holds."""
+    """Ranks a user's candidates with the features of :data:`RANKER_VIEWS` and the model ``models`` holds."""
 
     def __init__(self, reader: RecoRowReader, models: ModelProvider) -> None:
         self.reader = reader

@@ -202,8 +202,9 @@ class Slipstream:
     def _add_reco(self, service: ScoringService, client: Any, layouts: Any, slots: dict[str, Any]) -> None:
         """The recommendations ranker: its model slot (the champion of ``settings.reco_model``, checked against the
         features the ranker builds), its Redis reader of the reco views, and the slot handed to the watcher."""
+        from slipstream.features.definitions.reco import FEATURES
         from slipstream.serving.model_slot import ModelSlot
-        from slipstream.serving.reco import FEATURES, RecoRowReader, RecoScorer
+        from slipstream.serving.reco import RecoRowReader, RecoScorer
 
         s = self.settings
         metrics = service.metrics

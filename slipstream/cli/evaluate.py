@@ -77,11 +77,11 @@ def reco(
     """Train the LambdaRank ranker on point-in-time features and score held-out users' next-week clicks against
     the simulator's ground truth (NDCG@k, recall@k), beside a popularity baseline on the same candidates."""
     from slipstream.models.reco import evaluate_reco
-    from slipstream.streams.simulate.reco import RecoSimConfig
+    from slipstream.streams.simulate.reco import RecoSimConfig, simulate_interactions
 
     with friendly_errors():
         say = (lambda _m: None) if as_json else (lambda m: console.print(f"[dim]{m}[/dim]"))
-        report = evaluate_reco(RecoSimConfig(seed=seed), k=k, seed=seed, progress=say)
+        report = evaluate_reco(simulate_interactions(RecoSimConfig(seed=seed)), k=k, seed=seed, progress=say)
         if as_json:
             out.print_json(json.dumps(report, default=str))
             return

@@ -144,9 +144,8 @@ def _train_reco(app: Slipstream, promote: bool | None, producer: EventProducer |
     from slipstream.models.reco import FEATURES, evaluate_reco, predict_scores, train_ranker, training_frame
     from slipstream.streams.simulate.reco import RecoSimConfig, simulate_interactions
 
-    config = RecoSimConfig()
-    report = evaluate_reco(config, progress=lambda text: console.print(f"[dim]{text}[/dim]"))
-    simulation = simulate_interactions(config)
+    simulation = simulate_interactions(RecoSimConfig())
+    report = evaluate_reco(simulation, progress=lambda text: console.print(f"[dim]{text}[/dim]"))
     view_rows = compute_offline(RECO, {"interactions": simulation.events}).view_rows
     frame = training_frame(simulation, view_rows)
     model = train_ranker(frame)

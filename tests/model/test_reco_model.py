@@ -47,7 +47,7 @@ def small() -> Small:
 
 
 def test_ranker_beats_popularity_on_ndcg() -> None:
-    result = evaluate_reco(SMALL, seed=3)
+    result = evaluate_reco(simulate_interactions(SMALL), seed=3)
     assert result["users"] > 50
     assert result["candidates_per_user"] >= 100
     assert result["ndcg_at_10"] > 1.2 * result["popularity"]["ndcg_at_10"]

@@ -14,15 +14,13 @@ import numpy.typing as npt
 import pandas as pd
 import pytest
 
-from slipstream.features.definitions.reco import RECO
+from slipstream.features.definitions.reco import FEATURES, RANKER_VIEWS, RECO
 from slipstream.features.offline import EVENT_TIMESTAMP, compute_offline, latest_view_rows
 from slipstream.models import reco as training
 from slipstream.serving.base import ServingModel
 from slipstream.serving.exceptions import FeaturesUnavailableError, InvalidRequestError, ModelUnavailableError
 from slipstream.serving.reco import (
-    FEATURES,
     MAX_CANDIDATES,
-    VIEWS,
     RecoCandidate,
     RecoRows,
     RecoScorer,
@@ -37,14 +35,22 @@ EPOCH = pd.Timestamp(0, tz="UTC")
 SMALL = RecoSimConfig(n_users=120, n_items=300, n_categories=8, days=23, seed=5)
 
 
-def test_the_views_and_feature_order_are_trainings() -> None:
-    assert FEATURES == tuple(training.FEATURES)
-    assert [(v.name, v.join_keys, v.columns, v.age) for v in VIEWS] == [
-        (name, keys, columns, age) for name, keys, columns, age, _ in training._VIEWS
-    ]
-    assert {default for *_, default in training._VIEWS} == {0.0}  # a missing row's counts are 0 here too
-    assert [e for v in VIEWS for e in v.extra] == ["USER_ITEM_SECONDS_SINCE_LAST"]
-    assert {v.name for v in VIEWS} == {v.name for v in RECO.views}
+def test_the_ranker_inputs_derive_from_the_reco_definition() -> None:
+    """Declared once (features/definitions/reco.py): the views are RECO's, the order is what models were trained on."""
+    assert training.FEATURES is FEATURES
+    assert [v.view for v in RANKER_VIEWS] == list(RECO.views)
+    assert [v.join_keys for v in RANKER_VIEWS] == [("user_id",), ("user_id", "category_id"), ("user_id", "item_id"),
+                                                   ("item_id",)]  # fmt: skip
+    assert [e for v in RANKER_VIEWS for e in v.extra] == ["USER_ITEM_SECONDS_SINCE_LAST"]
+    assert [d for v in RANKER_VIEWS for d in v.defaults] == [-1.0]  # a missing row's recency; counts are 0
+    assert FEATURES == (
+        *("USER_NB_EVENTS_1H", "USER_NB_EVENTS_24H", "USER_NB_EVENTS_7D", "USER_AGE_S"),
+        *("USER_CAT_NB_EVENTS_1H", "USER_CAT_NB_EVENTS_24H", "USER_CAT_NB_EVENTS_7D", "USER_CAT_AGE_S"),
+        *("USER_ITEM_NB_EVENTS_7D", "USER_ITEM_AGE_S"),
+        *("ITEM_NB_VIEWS_1H", "ITEM_NB_CLICKS_1H", "ITEM_CTR_1H", "ITEM_NB_VIEWS_24H", "ITEM_NB_CLICKS_24H"),
+        *("ITEM_CTR_24H", "ITEM_AGE_S", "USER_ITEM_SECONDS_SINCE_LAST"),
+        *("USER_CAT_AFFINITY_1H", "USER_CAT_AFFINITY_24H", "USER_CAT_AFFINITY_7D", "ITEM_RECENT_VIEWS_7D"),
+    )
 
 
 # --------------------------------------------------------------------------------------------------- features
@@ -67,7 +73,7 @@ def store_at(
 ) -> dict[str, dict[tuple[int, ...], StoredRow]]:
     """What the online store holds at ``cutoff``: each entity's latest row at or before it, by view and join keys."""
     out: dict[str, dict[tuple[int, ...], StoredRow]] = {}
-    for view in VIEWS:
+    for view in RANKER_VIEWS:
         rows = view_rows[view.name]
         latest = latest_view_rows({view.name: rows[rows[EVENT_TIMESTAMP] <= cutoff]})[view.name]
         names = [c for c in latest.columns if c not in (*view.join_keys, EVENT_TIMESTAMP)]

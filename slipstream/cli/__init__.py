@@ -9,6 +9,7 @@ from slipstream.cli.demo import demo
 from slipstream.cli.evaluate import evaluate_app
 from slipstream.cli.events import produce, schemas_app, tail
 from slipstream.cli.features import backfill, features_app
+from slipstream.cli.inputs import InputsCommand
 from slipstream.cli.models import models_app, train
 from slipstream.cli.platform import infra_app, topics_app
 from slipstream.cli.serving import score_stream, serve
@@ -17,8 +18,10 @@ from slipstream.cli.simulate import simulate_app
 app = typer.Typer(
     name="slipstream",
     help=(
-        "Real-time ML on Kafka: streaming features into Feast/Redis, ONNX scoring, shadow models,"
-        " record and replay.\n\n"
+        "Real-time ML on Kafka: Avro contracts with dead letters, exact streaming features into Feast/Redis,"
+        " LightGBM models as ONNX behind a parity gate in MLflow, and a scorer (HTTP and Kafka) with lineage and"
+        " hot swaps. Planned, not built yet: shadow models, delayed-label joins, drift and retraining, record and"
+        " replay.\n\n"
         "Settings come from SLIPSTREAM_* environment variables (or .env); KAFKA_BOOTSTRAP_SERVERS and REDIS_URL "
         "point Slipstream at existing services instead of starting its own."
     ),
@@ -33,11 +36,11 @@ app.add_typer(features_app, name="features")
 app.add_typer(bench_app, name="bench")
 app.add_typer(models_app, name="models")
 app.add_typer(evaluate_app, name="evaluate")
-app.command()(produce)
+app.command(cls=InputsCommand)(produce)
 app.command()(tail)
 app.command()(demo)
-app.command()(backfill)
-app.command()(train)
+app.command(cls=InputsCommand)(backfill)
+app.command(cls=InputsCommand)(train)
 app.command()(serve)
 app.command("score-stream")(score_stream)
 

@@ -8,9 +8,12 @@ feature names) is packed with one ``struct`` call per key set. It writes byte fo
 
 It covers what Slipstream's schemas use: primitives, records, enums, arrays, maps, fixed, unions of ``null`` and one
 other type, and the timestamp logical types. :func:`compile_writer` returns ``None`` for anything else, and a record
-the compiled writer cannot write (a wrong type, a missing field) raises; :class:`~schemas.serde.AvroSerde` then
-falls back to fastavro, which writes it or explains what does not fit. The compiled writer never accepts a record
-with a different meaning: it is stricter than fastavro, never looser.
+the compiled writer cannot write raises a :class:`~slipstream.schemas.exceptions.SerializationError`:
+``FieldTypeError`` (a wrong type), ``FieldNameError`` (a missing or unknown field) or ``LongOverflowError``; an enum
+symbol it does not know, or a record that is not a mapping, fails in the lookup itself. Whatever it raises,
+:class:`~slipstream.schemas.serde.AvroSerde` falls back to fastavro, which writes the record or explains what does
+not fit. The compiled writer never accepts a record with a different meaning: it is stricter than fastavro, never
+looser.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import struct
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from slipstream.schemas.exceptions import FieldNameError, FieldTypeError, LongOverflowError
 
 Out = list[bytes]
 FieldWriter = Callable[[Any, Out], None]
@@ -42,7 +47,7 @@ def varint(n: int) -> bytes:
     """Zig-zag varint of a long (Avro ``int``/``long``)."""
     if not -(2**63) <= n < 2**63:
         msg = f"{n} does not fit in a long"
-        raise OverflowError(msg)
+        raise LongOverflowError(msg)
     n = (n << 1) ^ (n >> 63)
     if n < 0x80:
         return _SMALL[n]
@@ -62,14 +67,14 @@ def _string(value: str) -> bytes:
 def _long(value: Any, out: Out) -> None:
     if type(value) is not int:  # not a bool either: fastavro refuses one in a union, so this writer never takes one
         msg = f"expected an int, got {type(value).__name__}"
-        raise TypeError(msg)
+        raise FieldTypeError(msg)
     out.append(varint(value))
 
 
 def _int(value: Any, out: Out) -> None:
     if type(value) is not int or not -(2**31) <= value < 2**31:
         msg = f"expected a 32-bit int, got {value!r}"
-        raise TypeError(msg)
+        raise FieldTypeError(msg)
     out.append(varint(value))
 
 
@@ -78,7 +83,7 @@ def _timestamp(unit: timedelta) -> FieldWriter:
         if isinstance(value, datetime):
             if value.tzinfo is None:
                 msg = "naive datetime"
-                raise TypeError(msg)
+                raise FieldTypeError(msg)
             value = (value - _EPOCH) // unit
         _long(value, out)
 
@@ -91,7 +96,7 @@ def _real(pack: Callable[[float], bytes]) -> FieldWriter:
     def write(value: Any, out: Out) -> None:
         if type(value) is not float and type(value) is not int:
             msg = f"expected a float, got {type(value).__name__}"
-            raise TypeError(msg)
+            raise FieldTypeError(msg)
         out.append(pack(value))
 
     return write
@@ -107,26 +112,26 @@ def _boolean(value: Any, out: Out) -> None:
         out.append(b"\x00")
     else:
         msg = f"expected a bool, got {type(value).__name__}"
-        raise TypeError(msg)
+        raise FieldTypeError(msg)
 
 
 def _null(value: Any, out: Out) -> None:
     if value is not None:
         msg = f"expected None, got {type(value).__name__}"
-        raise TypeError(msg)
+        raise FieldTypeError(msg)
 
 
 def _str(value: Any, out: Out) -> None:
     if type(value) is not str:
         msg = f"expected a str, got {type(value).__name__}"
-        raise TypeError(msg)
+        raise FieldTypeError(msg)
     out.append(_string(value))
 
 
 def _bytes(value: Any, out: Out) -> None:
     if type(value) is not bytes:
         msg = f"expected bytes, got {type(value).__name__}"
-        raise TypeError(msg)
+        raise FieldTypeError(msg)
     out.append(varint(len(value)) + value)
 
 
@@ -155,7 +160,7 @@ def _fixed(size: int) -> FieldWriter:
     def write(value: bytes, out: Out) -> None:
         if type(value) is not bytes or len(value) != size:
             msg = f"expected {size} bytes"
-            raise TypeError(msg)
+            raise FieldTypeError(msg)
         out.append(value)
 
     return write
@@ -165,7 +170,7 @@ def _array(items: FieldWriter) -> FieldWriter:
     def write(value: Any, out: Out) -> None:
         if not isinstance(value, list | tuple):
             msg = f"expected a list, got {type(value).__name__}"
-            raise TypeError(msg)
+            raise FieldTypeError(msg)
         if value:
             out.append(varint(len(value)))
             for item in value:
@@ -179,7 +184,7 @@ def _map(values: FieldWriter) -> FieldWriter:
     def write(value: Any, out: Out) -> None:
         if not isinstance(value, Mapping):
             msg = f"expected a mapping, got {type(value).__name__}"
-            raise TypeError(msg)
+            raise FieldTypeError(msg)
         if value:
             out.append(varint(len(value)))
             for key, item in value.items():
@@ -213,7 +218,7 @@ def _double_map() -> FieldWriter:
         for key, item in zip(encoded, value.values(), strict=True):
             if type(item) is not float and type(item) is not int:
                 msg = f"expected a float, got {type(item).__name__}"
-                raise TypeError(msg)
+                raise FieldTypeError(msg)
             args.append(key)
             args.append(item)
         out.append(head)
@@ -243,12 +248,12 @@ def _record(fields: list[tuple[str, Any, FieldWriter]], names: set[str]) -> Fiel
         if not names.issuperset(value):  # fastavro refuses unknown fields
             unknown = sorted(set(value) - names)
             msg = f"fields not in the schema: {unknown}"
-            raise KeyError(msg)
+            raise FieldNameError(msg)
         for name, default, writer in fields:
             item = value.get(name, _MISSING)
             if item is _MISSING:
                 if default is _MISSING:
-                    raise KeyError(name)
+                    raise FieldNameError(name)
                 item = default
             writer(item, out)
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from slipstream.schemas.exceptions import EnvelopeError
+
 
 @dataclass(frozen=True, slots=True)
 class RawMessage:
@@ -30,7 +32,7 @@ def envelope(
     """The ``dead_letter`` record for ``message``."""
     if failed_at.tzinfo is None:
         msg = f"failed_at must be timezone-aware, got {failed_at!r}"
-        raise ValueError(msg)
+        raise EnvelopeError(msg)
     headers = {name: value for name, value in message.headers if value is not None}
     return {
         "source_topic": message.topic,

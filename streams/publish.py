@@ -19,6 +19,7 @@ from slipstream.schemas.exceptions import SerializationError
 from slipstream.schemas.registry import SchemaVersion
 from slipstream.schemas.serde import timestamp_fields
 from slipstream.schemas.transport import EventProducer
+from slipstream.streams.exceptions import PublishError
 
 OnError = Literal["fail", "dead-letter"]
 SUPPORTED = (".parquet", ".jsonl", ".ndjson")
@@ -126,7 +127,7 @@ class Pacer:
     ) -> None:
         if rate is not None and rate <= 0:
             msg = f"rate must be > 0 events/s, got {rate!r}"
-            raise ValueError(msg)
+            raise PublishError(msg)
         self.rate = rate
         self._clock = clock
         self._sleep = sleep

@@ -35,6 +35,7 @@ import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from slipstream.bench.exceptions import BenchConfigError, BenchRunError, BenchTimeoutError
 from slipstream.bench.loadgen import sleep_until
 from slipstream.bench.stats import percentiles
 from slipstream.bench.world import World, open_world, stop_child
@@ -167,7 +168,7 @@ class PredictionReader:
         child.close()
         if not self._ready.wait(60):
             msg = "the predictions reader did not start within 60 s"
-            raise TimeoutError(msg)
+            raise BenchTimeoutError(msg)
 
     def stop(self) -> list[Poll]:
         self._stop.set()
@@ -185,7 +186,7 @@ def check_append_time(admin: TopicAdmin, topic: str) -> None:
     kind = admin.configs(topic).get("message.timestamp.type")
     if kind != "LogAppendTime":
         msg = f"{topic!r} has message.timestamp.type={kind}, not LogAppendTime: run `slipstream topics apply`"
-        raise RuntimeError(msg)
+        raise BenchRunError(msg)
 
 
 def _skip_loaded(world: World) -> None:
@@ -214,7 +215,7 @@ class ScoreStream:
         partitions = world.contracts.spec("transactions").partitions
         if not 1 <= workers <= partitions:
             msg = f"--scorers must be within 1..{partitions} (the partitions of {topic!r}), got {workers}"
-            raise ValueError(msg)
+            raise BenchConfigError(msg)
         self.group = f"{world.app.settings.topic_prefix}slipstream-scorer-fraud"
         self.bootstrap = world.app.bootstrap_servers
         self.workers = workers
@@ -247,7 +248,7 @@ class ScoreStream:
         for proc, path in zip(self.procs, self.log_paths, strict=True):
             if proc.poll() is not None:
                 msg = f"`slipstream score-stream` exited with code {proc.returncode}; see {path}"
-                raise RuntimeError(msg)
+                raise BenchRunError(msg)
 
     def wait_members(self, timeout_s: float = 120.0) -> None:
         """Until every worker holds partitions of the group (a rebalance must not fall in the measured part)."""
@@ -259,7 +260,7 @@ class ScoreStream:
                 return
             time.sleep(0.25)
         msg = f"the {self.workers} score-stream workers did not all get partitions of {self.group!r} in {timeout_s:g} s"
-        raise TimeoutError(msg)
+        raise BenchTimeoutError(msg)
 
     def stop(self) -> None:
         for proc, log in zip(self.procs, self._logs, strict=False):  # a log may have no process yet
@@ -335,7 +336,7 @@ class Pipeline:
         n = round(rate * seconds)
         if self.next + n > len(self.tx.ids):
             msg = f"out of held-out transactions: {self.next + n:,} needed, {len(self.tx.ids):,} simulated"
-            raise RuntimeError(msg)
+            raise BenchRunError(msg)
         ids = []
         start = time.perf_counter() + 0.01
         to_wall = wall_offset()  # the broker stamps wall-clock time
@@ -431,7 +432,7 @@ def _wait_ready(world: World, pipeline: Pipeline, stream: ScoreStream, say: Say)
     finally:
         probe.close()
     msg = f"score-stream produced no prediction within 120 s; see {stream.log_path}"
-    raise TimeoutError(msg)
+    raise BenchTimeoutError(msg)
 
 
 def run_e2e_bench(app: Any, config: E2EBenchConfig, say: Say) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from slipstream.bench.exceptions import BenchConfigError, LoadGeneratorError, ResponseFormatError
+
 Clock = Callable[[], float]
 
 
@@ -34,7 +36,7 @@ def schedule(rate: float, seconds: float) -> list[float]:
     """Due times (seconds after the start) of an open-loop run: ``i / rate`` for ``0 <= i < round(rate*seconds)``."""
     if rate <= 0 or seconds < 0:
         msg = f"rate must be > 0 and seconds >= 0, got rate={rate!r}, seconds={seconds!r}"
-        raise ValueError(msg)
+        raise BenchConfigError(msg)
     return [i / rate for i in range(round(rate * seconds))]
 
 
@@ -71,7 +73,7 @@ class ResponseParser:
             parts = lines[0].split(" ", 2)
             if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
                 msg = f"not an HTTP/1.x status line: {lines[0]!r}"
-                raise ValueError(msg)
+                raise ResponseFormatError(msg)
             length = None
             for line in lines[1:]:
                 name, _, value = line.partition(":")
@@ -80,10 +82,10 @@ class ResponseParser:
                     length = int(value.strip())
                 elif name == "transfer-encoding" and value.strip().lower() != "identity":
                     msg = f"unsupported transfer-encoding {value.strip()!r} (the scorer sends Content-Length)"
-                    raise ValueError(msg)
+                    raise ResponseFormatError(msg)
             if length is None:
                 msg = f"response without Content-Length: {head[:200]!r}"
-                raise ValueError(msg)
+                raise ResponseFormatError(msg)
             total = end + 4 + length
             if len(self._buffer) < total:
                 return out
@@ -174,7 +176,7 @@ def run_open_loop(
     """
     if not spec.requests:
         msg = "no requests to send"
-        raise ValueError(msg)
+        raise BenchConfigError(msg)
     conns = [_connect(spec.host, spec.port, 5.0) for _ in range(max(1, spec.connections))]
     offsets = schedule(spec.rate, spec.seconds)
     start = spec.start_at if spec.start_at is not None else clock() + 0.2
@@ -230,7 +232,7 @@ def run_open_loop(
                     if not data:
                         raise ConnectionResetError("server closed the connection")  # noqa: EM101
                     responses = conn.parser.feed(data)
-                except (OSError, ValueError):
+                except (OSError, ValueError):  # ResponseFormatError, or a Content-Length int() cannot read
                     result.failures += 1
                     del busy[sock]
                     _drop(conn, conns)
@@ -300,7 +302,7 @@ class LoadProcess:
         except EOFError as exc:
             self._proc.join(10)
             msg = f"the load generator process exited with code {self._proc.exitcode} before reporting"
-            raise RuntimeError(msg) from exc
+            raise LoadGeneratorError(msg) from exc
         if isinstance(got, BaseException):
             self._proc.join(10)
             raise got
@@ -312,7 +314,7 @@ class LoadProcess:
             got = self._recv()
             if not (isinstance(got, tuple) and got[0] == "start"):
                 msg = f"the load generator sent {got!r} before its start"
-                raise RuntimeError(msg)
+                raise LoadGeneratorError(msg)
             self._start = float(got[1])
         return self._start
 
@@ -322,7 +324,7 @@ class LoadProcess:
         self._proc.join(10)
         if not isinstance(got, LoadResult):
             msg = f"the load generator sent {type(got).__name__}, not a LoadResult"
-            raise TypeError(msg)
+            raise LoadGeneratorError(msg)
         return got
 
 

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from slipstream.bench.exceptions import BenchRunError, BenchTimeoutError
 from slipstream.bench.loadgen import LoadProcess, LoadResult, LoadSpec, post_request, schedule, sleep_until
 from slipstream.bench.stats import percentiles
 from slipstream.bench.world import World, open_world, stop_child
@@ -124,7 +125,7 @@ def inprocess_and_naive(world: World, config: ScorerBenchConfig, say: Say) -> di
             msg = (
                 f"the scorer did not load the champion of {world.model!r}: {service.watcher and service.watcher.errors}"
             )
-            raise RuntimeError(msg)
+            raise BenchRunError(msg)
         scorer = service.fraud
         names = list(world.fitted[0].feature_names)
         refs = [f"{v.name}:{f}" for v in FRAUD.views for f in v.feature_names if f in names]
@@ -244,7 +245,7 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 msg = f"`slipstream serve` exited with code {self.proc.returncode}; see {self.log_path}"
-                raise RuntimeError(msg)
+                raise BenchRunError(msg)
             try:
                 status, report = _get(self.port, "/readyz")
                 if status == 200:
@@ -255,7 +256,7 @@ class Server:
             time.sleep(0.2)
         self.stop()
         msg = f"`slipstream serve` was not ready within 120 s; see {self.log_path}"
-        raise TimeoutError(msg)
+        raise BenchTimeoutError(msg)
 
     def served_version(self) -> str:
         return str(_get(self.port, "/readyz")[1]["models"]["fraud"]["version"])

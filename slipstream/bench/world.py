@@ -29,6 +29,7 @@ from typing import IO, Any
 import pandas as pd
 
 from slipstream.app import Slipstream
+from slipstream.bench.exceptions import BenchTimeoutError
 from slipstream.bench.loadgen import fine_timers
 from slipstream.features.definitions import FRAUD
 from slipstream.features.feast_repo import FeastRepoConfig, apply_repo, view_layouts
@@ -340,7 +341,7 @@ def _wait_engine(world: World, events: int, keep: bool, say: Say) -> None:
             return
         time.sleep(0.2)
     msg = f"the engine did not apply {events:,} events within 15 minutes"
-    raise TimeoutError(msg)
+    raise BenchTimeoutError(msg)
 
 
 __all__ = ["World", "build_world"]

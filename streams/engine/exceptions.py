@@ -1,22 +1,32 @@
-"""Errors of the online engine. Branch of :class:`slipstream.schemas.exceptions.SlipstreamError`::
+"""Errors of the online engine. Branch of :class:`slipstream.streams.exceptions.StreamsError`::
 
-EngineError
-├── TopologyError   an unknown feature set or stage
-└── StateError      state could not be restored or persisted
+EngineError                         the engine failed (a stage process exited with an error)
+├── TopologyError                   an unknown feature set or stage, or one the engine cannot host
+├── StateError                      state could not be restored or persisted
+└── InternalMessageError            a message on an engine-internal topic is not a JSON object (also a ValueError)
 """
 
 from __future__ import annotations
 
-from slipstream.schemas.exceptions import SlipstreamError
+from slipstream.streams.exceptions import StreamsError
 
 
-class EngineError(SlipstreamError):
+class EngineError(StreamsError):
     """Root of the online engine's errors."""
 
 
 class TopologyError(EngineError):
-    """An unknown feature set or stage."""
+    """An unknown feature set or stage, or a feature set the engine cannot host (no views, an undeclared topic,
+    a topic keyed by another entity than its stage's)."""
 
 
 class StateError(EngineError):
     """State could not be restored from, or written to, its changelog."""
+
+
+class InternalMessageError(EngineError, ValueError):
+    """A message on a topic only the engine writes (forwards between stages, watermark markers) is not a JSON object.
+
+    Also a ``ValueError``, as :func:`~slipstream.streams.engine.processor.decode_internal` raised (its own, or
+    orjson's ``JSONDecodeError``) before this class existed.
+    """

@@ -35,6 +35,7 @@ from slipstream.features.windows import (
     event_id_int,
     request_features,
 )
+from slipstream.streams.engine.exceptions import InternalMessageError
 from slipstream.streams.engine.topology import StageSpec, Topology
 
 NO_WATERMARK = -(2**62)
@@ -78,10 +79,15 @@ def encode_internal(payload: Mapping[str, Any]) -> bytes:
 
 
 def decode_internal(data: bytes) -> dict[str, Any]:
-    value = orjson.loads(data)
+    """The payload of a message on an engine-internal topic; :class:`InternalMessageError` unless a JSON object."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        msg = f"internal engine message is not JSON: {data[:60]!r}"
+        raise InternalMessageError(msg) from exc
     if not isinstance(value, dict):
         msg = f"internal engine message is not an object: {data[:60]!r}"
-        raise ValueError(msg)
+        raise InternalMessageError(msg)
     return value
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from slipstream.streams.simulate.exceptions import SimulationConfigError, SimulationInputError
 from slipstream.streams.simulate.introsort import introsort_argsort
 
 __all__ = [
@@ -89,18 +90,18 @@ class FraudSimConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 msg = f"FraudSimConfig.{name} must be an integer >= {least}, got {value!r}"
-                raise ValueError(msg)
+                raise SimulationConfigError(msg)
         if not isinstance(self.radius, int | float) or not np.isfinite(self.radius) or self.radius <= 0:
             msg = f"FraudSimConfig.radius must be a positive finite number, got {self.radius!r}"
-            raise ValueError(msg)
+            raise SimulationConfigError(msg)
         try:
             date.fromisoformat(self.start_date)
         except (TypeError, ValueError) as exc:
             msg = f"FraudSimConfig.start_date must be an ISO date (YYYY-MM-DD), got {self.start_date!r}"
-            raise ValueError(msg) from exc
+            raise SimulationConfigError(msg) from exc
         if not isinstance(self.label_delay, timedelta) or self.label_delay < timedelta(0):
             msg = f"FraudSimConfig.label_delay must be a non-negative timedelta, got {self.label_delay!r}"
-            raise ValueError(msg)
+            raise SimulationConfigError(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +248,7 @@ def _require(df: pd.DataFrame, columns: tuple[str, ...]) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         msg = f"transactions frame lacks columns {missing}; it has {list(df.columns)}"
-        raise ValueError(msg)
+        raise SimulationInputError(msg)
 
 
 def _utc(naive: pd.Series) -> pd.Series:

@@ -47,6 +47,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from slipstream.streams.simulate.exceptions import SimulationInputError
+
 __all__ = ["introsort_argsort", "reference_argsort"]
 
 IntArray = npt.NDArray[np.int64]
@@ -216,7 +218,7 @@ def introsort_argsort(keys: npt.ArrayLike) -> IndexArray:
     ks: IntArray = np.array(keys, dtype=np.int64, copy=True)
     if ks.ndim != 1:
         msg = f"introsort_argsort needs a 1-d array of keys, got shape {ks.shape}"
-        raise ValueError(msg)
+        raise SimulationInputError(msg)
     n = ks.size
     ix: IndexArray = np.arange(n, dtype=np.intp)
     if n <= 1:

@@ -31,6 +31,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from slipstream.streams.simulate.exceptions import SimulationConfigError, SimulationInputError
+
 __all__ = ["INTERACTION_ACTIONS", "INTERACTION_COLUMNS", "RecoSimConfig", "RecoSimulation", "simulate_interactions"]
 
 INTERACTION_ACTIONS = ("VIEW", "CLICK", "ADD_TO_CART", "PURCHASE")
@@ -89,7 +91,7 @@ class RecoSimConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 msg = f"RecoSimConfig.{name} must be an integer >= {least}, got {value!r}"
-                raise ValueError(msg)
+                raise SimulationConfigError(msg)
         bounds = {  # name: (low, high, closed at low, closed at high)
             "mean_sessions_per_user_per_day": (0.0, np.inf, False, False),
             "views_per_session": (1.0, np.inf, True, False),
@@ -109,12 +111,12 @@ class RecoSimConfig:
             ):
                 interval = f"{'[' if closed_low else '('}{low:g}, {high:g}{']' if closed_high else ')'}"
                 msg = f"RecoSimConfig.{name} must be a finite number in {interval}, got {value!r}"
-                raise ValueError(msg)
+                raise SimulationConfigError(msg)
         try:
             date.fromisoformat(self.start)
         except (TypeError, ValueError) as exc:
             msg = f"RecoSimConfig.start must be an ISO date (YYYY-MM-DD), got {self.start!r}"
-            raise ValueError(msg) from exc
+            raise SimulationConfigError(msg) from exc
 
 
 def _popularity(base: FloatArray, trend: FloatArray, release: IntArray, day: int) -> FloatArray:
@@ -151,7 +153,7 @@ class RecoSimulation:
         """The simulation day (0 = ``config.start``) a tz-aware instant falls on."""
         if not isinstance(when, pd.Timestamp) or when.tzinfo is None:
             msg = f"expected a timezone-aware pandas Timestamp, got {when!r}"
-            raise ValueError(msg)
+            raise SimulationInputError(msg)
         return int((when - pd.Timestamp(self.config.start, tz="UTC")) // pd.Timedelta(days=1))
 
     def popularity(self, at_day: int | pd.Timestamp) -> FloatArray:
@@ -193,7 +195,7 @@ class RecoSimulation:
         cut = pd.Timestamp(after)
         if cut.tzinfo is None:
             msg = f"after must be timezone-aware, got {after!r}"
-            raise ValueError(msg)
+            raise SimulationInputError(msg)
         lo, hi = bounds[user], bounds[user + 1]
         start = lo + np.searchsorted(times[lo:hi], cut.tz_convert("UTC").value, side="left")
         relevant: IntArray = np.unique(items[start:hi])
@@ -204,11 +206,11 @@ def _ids(values: npt.ArrayLike, n: int, name: str) -> IntArray:
     ids = np.asarray(values)
     if ids.dtype.kind not in "iu":
         msg = f"{name} must be integers, got dtype {ids.dtype}"
-        raise ValueError(msg)
+        raise SimulationInputError(msg)
     bad = ids[(ids < 0) | (ids >= n)]
     if bad.size:
         msg = f"{name} must lie in [0, {n}), got {bad.ravel()[:5].tolist()}"
-        raise ValueError(msg)
+        raise SimulationInputError(msg)
     out: IntArray = ids.astype(np.int64)
     return out
 

@@ -1,32 +1,46 @@
 """`slipstream features verify`: stream an event log through Kafka and the online engine, then compare the feature
-log and the online store (read through Feast's SDK) with the offline engine over the same events."""
+log and the online store (read through Feast's SDK) with the offline engine over the same events.
+
+A run lives in a throwaway namespace (:class:`Throwaway`): topics under ``<topic prefix>verify-<tag>.``, the engine's
+consumer groups under the same prefix, the Feast project ``verify_<tag>`` in a Feast repository of its own in a
+temporary directory (the user's ``feature_store.yaml`` and registry are never touched), and that project's Redis
+keys. All of it is removed when the run ends, by success, failure or Ctrl-C, unless it is kept on request; then the
+report says what was kept and how to remove it later.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import signal
+import struct
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from slipstream.app import Slipstream
+from slipstream.cli.inputs import beside, check_input, spec
 from slipstream.features.base import FeatureSet
 from slipstream.features.definitions import FRAUD
+from slipstream.features.feast_repo import FeastRepoConfig
 from slipstream.features.offline import compute_offline, latest_view_rows
 from slipstream.schemas.contracts import Contracts
-from slipstream.schemas.topics import TopicCatalog
 from slipstream.schemas.transport import EventConsumer, EventProducer, TopicAdmin
 from slipstream.streams.engine.app import EngineJob, run_processes
 from slipstream.streams.publish import frame_records
 
 Say = Callable[[str], None]
 TOLERANCE = 1e-9
-TX_COLUMNS = ["transaction_id", "event_time", "customer_id", "terminal_id", "amount"]
+_MAX_JOIN_KEYS = 64  # far beyond any entity: a "key" claiming more is not a Feast key
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +52,152 @@ class VerifyConfig:
 
 
 def _load(config: VerifyConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    tx = pd.read_parquet(config.events, columns=TX_COLUMNS)
-    labels_path = config.labels or config.events.with_name(config.events.stem + ".labels.parquet")
-    labels = pd.read_parquet(labels_path) if labels_path.exists() else pd.DataFrame(columns=["transaction_id"])
+    """The events and their labels (``X.labels.parquet`` beside ``X.parquet`` unless given), checked first."""
+    tx_spec, labels_spec = spec("verify:transactions"), spec("verify:labels")
+    tx_file = check_input(config.events, tx_spec, "--events")
+    option = "--labels" if config.labels else "--labels (default: beside --events)"
+    labels_file = check_input(config.labels or beside(config.events, "labels"), labels_spec, option)
+    tx = pd.read_parquet(tx_file, columns=[c.name for c in tx_spec.columns])
+    labels = pd.read_parquet(labels_file)
+    labels = labels.loc[:, [c.name for c in labels_spec.columns if c.name in labels.columns]]
     if config.days is not None:
         end = tx["event_time"].min() + pd.Timedelta(days=config.days)
         tx = tx[tx["event_time"] < end]
-        if len(labels):
-            labels = labels[labels["event_time"] < end]
+        labels = labels[labels["event_time"] < end]
     return tx.reset_index(drop=True), labels.reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------- the throwaway namespace
+def key_project(key: bytes) -> bytes | None:
+    """The project a Feast Redis key belongs to (the bytes after its serialized entity key, see
+    ``features/feast_layout.py``), or ``None`` when ``key`` is not a Feast key."""
+    try:
+        (n,) = struct.unpack_from("<I", key, 0)
+        if not 0 < n <= _MAX_JOIN_KEYS:
+            return None
+        pos = 4
+        for _ in range(2 * n):  # the join key names, then their values: <I type><I length><bytes> each
+            _kind, length = struct.unpack_from("<II", key, pos)
+            pos += 8 + length
+    except struct.error:
+        return None
+    return key[pos:] if pos < len(key) else None
+
+
+def project_keys(client: Any, project: str) -> Iterator[list[bytes]]:
+    """The Redis keys of Feast project ``project``, in batches, by SCAN (never KEYS); matched exactly, so project
+    ``a_b`` never takes the keys of project ``x_a_b``. ``client``: a ``redis.Redis``."""
+    suffix = project.encode()
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=b"*" + suffix, count=2000):
+        if key_project(key) == suffix:
+            batch.append(key)
+        if len(batch) >= 2000:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def project_key_count(redis_url: str, project: str, *, delete: bool = False) -> int:
+    """How many Redis keys Feast project ``project`` has; with ``delete``, delete them and return how many went."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        if delete:
+            return sum(int(client.delete(*batch)) for batch in project_keys(client, project))
+        return sum(len(batch) for batch in project_keys(client, project))
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def _held_interrupts() -> Iterator[list[int]]:
+    """Hold Ctrl-C back while the namespace is removed (half a cleanup is the worst outcome); the caller re-raises
+    it afterwards. Only the main thread can; elsewhere this does nothing."""
+    held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+
+    def hold(signum: int, _frame: FrameType | None) -> None:
+        held.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@dataclass(frozen=True, slots=True)
+class Throwaway:
+    """Everything one verify run creates: a topic prefix (its consumer groups share it), a Feast project and its
+    Redis keys, and a Feast repository of its own under ``directory``."""
+
+    prefix: str
+    project: str
+    directory: Path
+
+    @classmethod
+    def create(cls, app: Slipstream) -> Throwaway:
+        tag = uuid.uuid4().hex[:8]
+        directory = Path(tempfile.mkdtemp(prefix=f"slipstream-verify-{tag}-"))
+        return cls(f"{app.settings.topic_prefix}verify-{tag}.", f"verify_{tag}", directory)
+
+    def feast_config(self, app: Slipstream) -> FeastRepoConfig:
+        return FeastRepoConfig(
+            project=self.project,
+            repo_dir=self.directory / "feast",
+            offline_dir=self.directory / "offline",
+            redis_url=app.redis_url,
+        )
+
+    def describe(self, app: Slipstream) -> dict[str, Any]:
+        """What exists of the namespace now, and the command that removes it."""
+        admin = TopicAdmin(app.bootstrap_servers)
+        topics = admin.matching(self.prefix)
+        return {
+            "topic_prefix": self.prefix,
+            "topics": topics,
+            "consumer_groups": admin.groups(self.prefix),
+            "feast_project": self.project,
+            "feast_repo": str(self.directory / "feast"),
+            "redis_key_pattern": f"*{self.project}",
+            "redis_keys": project_key_count(app.redis_url, self.project),
+            "remove_with": f"slipstream topics delete --prefix {self.prefix} --redis-project {self.project} --yes; "
+            f"rm -r {self.directory}",
+        }
+
+    def remove(self, app: Slipstream) -> dict[str, Any]:
+        """Delete the Feast repository, the topics, the Redis keys and the consumer groups; return what was removed.
+
+        Each part is tried even when an earlier one fails (Kafka down still lets the Redis keys go); the first
+        failure is raised at the end."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+        admin = TopicAdmin(app.bootstrap_servers)
+        # The engine's stages are static group members: each stays in its group until its session times out.
+        patience = app.engine_settings().session_timeout_ms / 1000 + 5
+        steps: dict[str, Callable[[], Any]] = {
+            "topics": lambda: len(admin.delete_prefix(self.prefix)),
+            "redis_keys": lambda: project_key_count(app.redis_url, self.project, delete=True),
+            "consumer_groups": lambda: admin.delete_groups(admin.groups(self.prefix), patience_s=patience),
+        }
+        removed: dict[str, Any] = {"topic_prefix": self.prefix}
+        failures: list[Exception] = []
+        for name, step in steps.items():
+            try:
+                removed[name] = step()
+            except Exception as exc:  # noqa: BLE001 - every part is tried; the first failure is raised below
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+        left = admin.groups(self.prefix)  # a group whose member outlived the patience (it expires by itself)
+        removed["consumer_groups"] = len(removed["consumer_groups"])
+        if left:
+            removed["consumer_groups_left"] = left
+        return removed
 
 
 def _feature_log(app: Slipstream, contracts: Contracts, expected: int) -> dict[str, dict[str, float]]:
@@ -96,11 +247,11 @@ def _compare_vectors(
 
 
 def _compare_online_store(
-    app: Slipstream, project: str, feature_set: FeatureSet, offline_rows: dict[str, pd.DataFrame]
+    feast: FeastRepoConfig, feature_set: FeatureSet, offline_rows: dict[str, pd.DataFrame]
 ) -> dict[str, Any]:
     from feast import FeatureStore
 
-    store = FeatureStore(repo_path=str(app.feast_config(project).repo_dir))
+    store = FeatureStore(repo_path=str(feast.repo_dir))
     compared = mismatches = 0
     worst = 0.0
     for view in feature_set.views:
@@ -124,16 +275,56 @@ def _compare_online_store(
 
 
 def verify(app: Slipstream, config: VerifyConfig, say: Say, feature_set: FeatureSet = FRAUD) -> dict[str, Any]:
+    """Run the parity check in a :class:`Throwaway` namespace; the report ends with ``removed`` (counts) or, with
+    ``config.keep``, ``kept`` (names, counts and the command that removes them). The namespace is removed (or
+    described, when kept) also when the run fails or is interrupted; the error is raised after."""
     tx, labels = _load(config)
-    tag = uuid.uuid4().hex[:8]
-    base = app.contracts
-    contracts = Contracts(TopicCatalog(f"verify-{tag}."), base.registry, base.framing)
-    app.apply_topics(contracts)
-    project = f"verify_{tag}"
+    scratch = Throwaway.create(app)
+    try:
+        report = _run(app, scratch, feature_set, config, tx, labels, say)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the run's own error is the one to report
+            _finish(app, scratch, config.keep, {}, say)
+        raise
+    return _finish(app, scratch, config.keep, report, say)
+
+
+def _finish(app: Slipstream, scratch: Throwaway, keep: bool, report: dict[str, Any], say: Say) -> dict[str, Any]:
+    with _held_interrupts() as held:
+        try:
+            if keep:
+                report["kept"] = kept = scratch.describe(app)
+                say(
+                    f"kept {len(kept['topics'])} topics under {scratch.prefix}, {kept['redis_keys']:,} Redis keys of "
+                    f"{scratch.project} and {kept['feast_repo']}; remove them with: {kept['remove_with']}"
+                )
+            else:
+                say(f"removing the {scratch.prefix}* topics, the {scratch.project} Redis keys and the Feast repo…")
+                report["removed"] = scratch.remove(app)
+        except Exception as exc:
+            say(f"could not finish cleaning up {scratch.prefix}* / {scratch.project}: {exc}")
+            raise
+    if held:
+        raise KeyboardInterrupt
+    return report
+
+
+def _run(
+    app: Slipstream,
+    scratch: Throwaway,
+    feature_set: FeatureSet,
+    config: VerifyConfig,
+    tx: pd.DataFrame,
+    labels: pd.DataFrame,
+    say: Say,
+) -> dict[str, Any]:
     from slipstream.features.feast_repo import apply_repo
 
-    apply_repo(app.feast_config(project), [feature_set])
-    say(f"publishing {len(tx):,} transactions and {len(labels):,} labels to {contracts.catalog.prefix}*…")
+    contracts = app.with_prefix(scratch.prefix)
+    app.apply_topics(contracts)
+    feast = scratch.feast_config(app)
+    apply_repo(feast, [feature_set])
+    say(f"publishing {len(tx):,} transactions and {len(labels):,} labels to {scratch.prefix}*…")
     started = time.perf_counter()
     with EventProducer(app.bootstrap_servers, contracts, linger_ms=20) as producer:
         for record in frame_records(tx):
@@ -142,7 +333,7 @@ def verify(app: Slipstream, config: VerifyConfig, say: Say, feature_set: Feature
             producer.send("labels", record)
     published = time.perf_counter() - started
     say("running the online engine until it has consumed everything…")
-    job = EngineJob(app.engine_settings(project=project), contracts.catalog.prefix, feature_set.name)
+    job = EngineJob(app.engine_settings(project=scratch.project), scratch.prefix, feature_set.name)
     started = time.perf_counter()
     stats = run_processes(job, threading.Event(), until_idle_s=4.0)
     engine_seconds = time.perf_counter() - started
@@ -159,7 +350,5 @@ def verify(app: Slipstream, config: VerifyConfig, say: Say, feature_set: Feature
     }
     report |= _compare_vectors(online, offline.vectors, feature_set)
     say("reading the online store through Feast's SDK…")
-    report |= _compare_online_store(app, project, feature_set, offline.view_rows)
-    if not config.keep:
-        TopicAdmin(app.bootstrap_servers).delete(contracts.catalog.full_names())
+    report |= _compare_online_store(feast, feature_set, offline.view_rows)
     return report

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -18,7 +18,7 @@ from confluent_kafka.admin import (
 )
 
 from slipstream.schemas.exceptions import TopicError
-from slipstream.schemas.topics import TopicCatalog, TopicSpec
+from slipstream.schemas.topics import TopicCatalog, TopicSpec, validate_prefix
 
 Action = Literal["created", "updated", "unchanged"]
 
@@ -31,7 +31,8 @@ class TopicChange:
 
 
 class TopicAdmin:
-    """Creates missing topics, grows partitions and aligns configs; never deletes or shrinks on its own."""
+    """Creates missing topics, grows partitions and aligns configs; never deletes or shrinks on its own (deleting
+    is asked for by name or by prefix: :meth:`delete`, :meth:`delete_prefix`)."""
 
     def __init__(self, bootstrap_servers: str, *, replication_factor: int = 1, timeout_s: float = 30.0) -> None:
         # log_level 4 (warning): librdkafka prints an info line ("Purging 1 unserved events") at every close.
@@ -131,8 +132,9 @@ class TopicAdmin:
             raise TopicError(msg) from exc
         return {key: entry.value for key, entry in described.items()}
 
-    def delete(self, names: Iterable[str]) -> None:
-        """Delete topics (tests and throwaway replays only)."""
+    def delete(self, names: Iterable[str], *, wait: bool = False) -> None:
+        """Delete topics (tests and throwaway replays only); ``wait``: until the broker's metadata no longer shows
+        them, so that a listing right after agrees."""
         names = list(names)
         if not names:
             return
@@ -144,6 +146,70 @@ class TopicAdmin:
                     continue
                 msg = f"cannot delete topic {name!r}: {exc}"
                 raise TopicError(msg) from exc
+        if wait:
+            self._await_gone(names)
+
+    def _await_gone(self, names: list[str]) -> None:
+        deadline = time.monotonic() + self._timeout
+        while True:
+            left = sorted(set(names) & set(self.existing()))
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                msg = f"topics {left} were deleted but are still listed after {self._timeout:g} s"
+                raise TopicError(msg)
+            time.sleep(0.05)
+
+    def matching(self, prefix: str) -> list[str]:
+        """The topics on the broker whose names start with ``prefix``, sorted; never Kafka's internal ``__`` ones.
+
+        An empty prefix is refused: it would match every topic."""
+        if not prefix:
+            msg = "refusing an empty topic prefix: it would match every topic on the broker"
+            raise TopicError(msg)
+        validate_prefix(prefix)
+        return sorted(n for n in self.existing() if n.startswith(prefix) and not n.startswith("__"))
+
+    def delete_prefix(self, prefix: str) -> list[str]:
+        """Delete every topic :meth:`matching` ``prefix`` and wait until they are gone; return their names."""
+        names = self.matching(prefix)
+        self.delete(names, wait=True)
+        return names
+
+    def groups(self, prefix: str) -> list[str]:
+        """The consumer groups whose ids start with ``prefix`` (non-empty), sorted."""
+        if not prefix:
+            msg = "refusing an empty consumer group prefix: it would match every group"
+            raise TopicError(msg)
+        try:
+            listed = self._admin.list_consumer_groups(request_timeout=self._timeout).result()
+        except KafkaException as exc:
+            msg = f"cannot list consumer groups: {exc}"
+            raise TopicError(msg) from exc
+        return sorted(g.group_id for g in listed.valid if g.group_id.startswith(prefix))
+
+    def delete_groups(self, names: Iterable[str], *, patience_s: float = 0.0) -> list[str]:
+        """Delete consumer groups (their committed offsets); return those deleted. A group that still has members
+        is retried for up to ``patience_s`` (a static member stays until its session times out, even after its
+        consumer closed), then left out; a group already gone is left out too."""
+        pending = list(names)
+        deleted: list[str] = []
+        deadline = time.monotonic() + patience_s
+        while pending:
+            busy = []
+            for name, future in self._admin.delete_consumer_groups(pending, request_timeout=self._timeout).items():
+                try:
+                    future.result()
+                except KafkaException as exc:
+                    if exc.args and exc.args[0].code() == KafkaError.NON_EMPTY_GROUP:
+                        busy.append(name)
+                    continue  # else GROUP_ID_NOT_FOUND: nothing of ours to remove
+                deleted.append(name)
+            if not busy or time.monotonic() > deadline:
+                break
+            pending = busy
+            time.sleep(0.2)
+        return sorted(deleted)
 
 
 def members_holding_partitions(admin: AdminClient, group: str) -> int:

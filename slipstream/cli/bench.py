@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,12 +12,21 @@ import typer
 from rich.table import Table
 
 from slipstream.cli.common import build, console, friendly_errors, out
-from slipstream.cli.simulate import labels_path, simulate_fraud_file
+from slipstream.cli.inputs import InputsCommand, check_choices, check_number, reads
+from slipstream.cli.simulate import fraud_data, fraud_files, labels_path
+from slipstream.exceptions import InputError
 
 bench_app = typer.Typer(help="Benchmarks with their baselines measured in the same run.", no_args_is_help=True)
 
 
-@bench_app.command("features")
+def _default_parts(config: type) -> tuple[str, ...]:
+    """The parts a benchmark knows: its config's default (every part)."""
+    default = next(f.default for f in fields(config) if f.name == "parts")
+    return tuple(str(part) for part in default) if isinstance(default, tuple) else ()
+
+
+@bench_app.command("features", cls=InputsCommand)
+@reads(fraud_files)
 def features(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
     days: Annotated[float, typer.Option(help="Days of the simulated stream for the throughput run.")] = 14.0,
@@ -26,26 +36,35 @@ def features(
     parts: Annotated[str, typer.Option(help="Which parts to run: online,faust,freshness,push,offline.")] = (
         "online,faust,freshness,push,offline"
     ),
-    data: Annotated[Path, typer.Option(help="Simulated transactions (made once, then reused).")] = Path(
-        ".slipstream/data/fraud.parquet"
-    ),
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Transactions with tx_fraud, labels beside them (columns below); must exist. "
+            "Omitted: <state dir>/data/fraud.parquet, simulated there once if missing.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Online engine events/s and freshness p50/p99, Feast's per-event push on the same rows, offline events/s."""
     from slipstream.bench.features_bench import FeatureBenchConfig, run_features_bench
 
     with friendly_errors():
+        chosen = check_choices(parts, _default_parts(FeatureBenchConfig), "--parts")
+        check_number(days, "--days", gt=0)
+        check_number(rate, "--rate", gt=0)
+        check_number(seconds, "--seconds", gt=0)
+        check_number(push_rows, "--push-rows", ge=1)
+        path = fraud_data(data, show_progress=not as_json)
         app = build()
         app.ensure_platform()
-        if not data.exists():
-            simulate_fraud_file(data, show_progress=not as_json)
         config = FeatureBenchConfig(
-            data,
-            labels_path(data),
+            path,
+            labels_path(path),
             days=days,
             rate=rate,
             freshness_seconds=seconds,
             push_rows=push_rows,
-            parts=tuple(p.strip() for p in parts.split(",") if p.strip()),
+            parts=chosen,
         )
         results = run_features_bench(app, config, (lambda _m: None) if as_json else console.print)
         if as_json:
@@ -57,12 +76,17 @@ def features(
         out.print(table)
 
 
-def _floats(text: str) -> tuple[float, ...]:
+def _rates(text: str, option: str = "--rates") -> tuple[float, ...]:
+    """Comma-separated rates, each > 0, at least one."""
     try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
+        rates = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError as exc:
-        msg = f"expected comma-separated numbers, got {text!r}"
-        raise typer.BadParameter(msg) from exc
+        msg = f"{option}: expected comma-separated numbers, got {text!r}"
+        raise InputError(msg) from exc
+    if not rates or not all(r > 0 for r in rates):  # NaN is not > 0 either
+        msg = f"{option}: expected rates > 0, got {text!r}"
+        raise InputError(msg)
+    return rates
 
 
 def _say(as_json: bool) -> Callable[[str], None]:
@@ -114,17 +138,27 @@ def scorer(
     from slipstream.bench.scorer_bench import ScorerBenchConfig, run_scorer_bench
 
     with friendly_errors():
+        chosen = check_choices(parts, _default_parts(ScorerBenchConfig), "--parts")
+        for value, option in ((seconds, "--seconds"), (paced_rate, "--paced-rate"), (swap_seconds, "--swap-seconds")):
+            check_number(value, option, gt=0)
+        for count, option in (
+            (samples, "--samples"),
+            (naive_samples, "--naive-samples"),
+            (connections, "--connections"),
+        ):
+            check_number(count, option, ge=1)
+        check_number(load_days, "--load-days", ge=1)
         config = ScorerBenchConfig(
             load_days=load_days,
             inprocess_samples=samples,
             naive_samples=naive_samples,
             paced_rate=paced_rate,
-            rates=_floats(rates),
+            rates=_rates(rates),
             rate_seconds=seconds,
             connections=connections,
             workers=workers,
             swap_seconds=swap_seconds,
-            parts=tuple(p.strip() for p in parts.split(",") if p.strip()),
+            parts=chosen,
             keep=keep,
         )
         results = run_scorer_bench(build(), config, _say(as_json))
@@ -150,8 +184,12 @@ def e2e(
     from slipstream.bench.e2e_bench import E2EBenchConfig, run_e2e_bench
 
     with friendly_errors():
+        check_number(seconds, "--seconds", gt=0)
+        check_number(warmup, "--warmup", ge=0)
+        check_number(drain, "--drain", ge=0)
+        check_number(load_days, "--load-days", ge=1)
         config = E2EBenchConfig(
-            rates=_floats(rates),
+            rates=_rates(rates),
             seconds=seconds,
             warmup_seconds=warmup,
             drain_s=drain,

@@ -8,8 +8,10 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from slipstream.app import Slipstream
+from slipstream.exceptions import InputError
 from slipstream.schemas.exceptions import SlipstreamError
 from slipstream.settings import load_settings
 
@@ -24,13 +26,25 @@ def build(**overrides: object) -> Slipstream:
     return Slipstream(settings, progress=lambda text: console.print(f"[dim]{text}[/dim]"))
 
 
+def error(message: object) -> None:
+    """One line on stderr, never wrapped (a path or a list of columns stays on the line that names it)."""
+    console.print(f"[bold red]error:[/bold red] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+
 @contextmanager
 def friendly_errors() -> Iterator[None]:
-    """Print a Slipstream error as one clear message and exit 1, instead of a traceback."""
+    """Print an error as one line instead of a traceback: bad input (:class:`InputError`, found before any work
+    starts) exits 2 like Typer's usage errors; any other Slipstream error, or a file the system refused, exits 1."""
     try:
         yield
+    except InputError as exc:
+        error(exc)
+        raise typer.Exit(2) from exc
     except SlipstreamError as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, markup=True)
+        error(exc)
+        raise typer.Exit(1) from exc
+    except OSError as exc:  # a file that vanished or turned unreadable after its check, a full disk
+        error(exc)
         raise typer.Exit(1) from exc
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]")

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from slipstream.cli.common import console, friendly_errors, out
-from slipstream.cli.simulate import labels_path, simulate_fraud_file
+from slipstream.cli.inputs import InputsCommand, check_choice, check_number, reads
+from slipstream.cli.simulate import fraud_data, fraud_files, labels_path
 
 evaluate_app = typer.Typer(help="Evaluate models against published benchmarks.", no_args_is_help=True)
 METRICS = ("auc_roc", "average_precision", "card_precision_at_100")
@@ -22,7 +23,8 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}"
 
 
-@evaluate_app.command("fraud")
+@evaluate_app.command("fraud", cls=InputsCommand)
+@reads(fraud_files)
 def fraud(
     protocol: Annotated[str, typer.Option(help="handbook: the book's chapter-3 split plus its 4-fold rolling one.")] = (
         "handbook"
@@ -31,21 +33,28 @@ def fraud(
         str, typer.Option(help="handbook (labels exactly 7 days later) or realistic (delayed, maturing labels).")
     ] = "handbook",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    data: Annotated[Path, typer.Option(help="Simulated transactions (made once if missing).")] = Path(
-        ".slipstream/data/fraud.parquet"
-    ),
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Transactions with tx_fraud, labels beside them (columns below); must exist. "
+            "Omitted: <state dir>/data/fraud.parquet, simulated there once if missing.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train LightGBM on point-in-time features and score it with the Fraud Handbook's protocol (AUC ROC, Average
     Precision, Card Precision@100), hyper-parameters chosen on validation weeks only; prints the book's table beside."""
     import pandas as pd
 
-    from slipstream.models.evaluation import evaluate_fraud
+    from slipstream.models.dataset import LABEL_DELAYS
+    from slipstream.models.evaluation import PROTOCOLS, evaluate_fraud
 
     with friendly_errors():
-        if not data.exists():
-            simulate_fraud_file(data, show_progress=not as_json)
-        tx = pd.read_parquet(data)
-        labels = pd.read_parquet(labels_path(data))
+        check_choice(protocol, PROTOCOLS, "--protocol")
+        check_choice(label_delay, LABEL_DELAYS, "--label-delay")
+        path = fraud_data(data, show_progress=not as_json)
+        tx = pd.read_parquet(path)
+        labels = pd.read_parquet(labels_path(path))
         say = (lambda _m: None) if as_json else (lambda m: console.print(f"[dim]{m}[/dim]"))
         report = evaluate_fraud(tx, labels, protocol=protocol, label_delay=label_delay, progress=say)
         if as_json:
@@ -80,15 +89,18 @@ def reco(
     from slipstream.streams.simulate.reco import RecoSimConfig, simulate_interactions
 
     with friendly_errors():
+        check_number(seed, "--seed", ge=0)
+        check_number(k, "--k", ge=1)
         say = (lambda _m: None) if as_json else (lambda m: console.print(f"[dim]{m}[/dim]"))
         report = evaluate_reco(simulate_interactions(RecoSimConfig(seed=seed)), k=k, seed=seed, progress=say)
         if as_json:
             out.print_json(json.dumps(report, default=str))
             return
         table = Table("", f"ndcg@{k}", f"recall@{k}", title="Recommendations: ranker vs popularity (held-out users)")
-        table.add_row("[bold]Slipstream LambdaRank", f"{report['ndcg_at_10']:.3f}", f"{report['recall_at_10']:.3f}")
+        ndcg, recall = f"ndcg_at_{k}", f"recall_at_{k}"
+        table.add_row("[bold]Slipstream LambdaRank", f"{report[ndcg]:.3f}", f"{report[recall]:.3f}")
         popularity = report["popularity"]
-        table.add_row("popularity baseline", f"{popularity['ndcg_at_10']:.3f}", f"{popularity['recall_at_10']:.3f}")
+        table.add_row("popularity baseline", f"{popularity[ndcg]:.3f}", f"{popularity[recall]:.3f}")
         out.print(table)
         out.print(
             f"{report['users']} held-out users, {report['candidates_per_user']:.0f} candidates each, "

@@ -14,6 +14,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from slipstream.cli.common import build, console, friendly_errors, out
+from slipstream.cli.inputs import (
+    InputSpec,
+    check_choice,
+    check_input,
+    check_number,
+    event_spec,
+    input_specs,
+    reads,
+)
 from slipstream.schemas.compat import Compatibility, check_registry, release
 from slipstream.schemas.registry import SchemaRegistry
 from slipstream.streams.publish import count_rows, publish_file
@@ -25,9 +34,16 @@ Prefix = Annotated[
 ]
 
 
+def _event_files() -> list[tuple[str, InputSpec]]:
+    return [("--file", entry) for kind, entry in input_specs().items() if kind.startswith("events:")]
+
+
+@reads(_event_files)
 def produce(
-    topic: Annotated[str, typer.Argument(help="Logical topic name, e.g. transactions.")],
-    file: Annotated[Path, typer.Option("--file", "-f", help="Events as .parquet or .jsonl.")],
+    topic: Annotated[str, typer.Argument(help="Logical topic name, e.g. transactions (its columns: below).")],
+    file: Annotated[
+        Path, typer.Option("--file", "-f", help="Events as .parquet, .jsonl or .ndjson, with the topic's columns.")
+    ],
     rate: Annotated[
         float | None, typer.Option(help="Events per second (open loop); default: as fast as possible.")
     ] = None,
@@ -40,12 +56,18 @@ def produce(
     prefix: Prefix = None,
 ) -> None:
     """Publish a file of events to a topic, keyed by entity, encoded with the topic's Avro contract."""
-    if on_error not in ("fail", "dead-letter"):
-        msg = f"must be 'fail' or 'dead-letter', got {on_error!r}"
-        raise typer.BadParameter(msg, param_hint="--on-error")
     with friendly_errors():
+        check_choice(on_error, ("fail", "dead-letter"), "--on-error")
+        logical = topic.removeprefix(prefix) if prefix else topic
+        check_input(file, event_spec(logical), "--file", assume_utc=assume_utc)
+        if rate is not None:
+            check_number(rate, "--rate", gt=0)
+        if limit is not None:
+            check_number(limit, "--limit", ge=0)
+        if linger_ms is not None:
+            check_number(linger_ms, "--linger-ms", ge=0)
         app = build(topic_prefix=prefix)
-        total = count_rows(file) if file.exists() else 0
+        total = count_rows(file)
         if limit is not None:
             total = min(total, limit)
         producer = app.producer(linger_ms=linger_ms if linger_ms is not None else (20.0 if rate is None else None))

@@ -6,23 +6,41 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
 from slipstream.cli.common import build, console, friendly_errors, out
+from slipstream.cli.inputs import (
+    InputsCommand,
+    InputSpec,
+    beside,
+    check_choices,
+    check_input,
+    check_number,
+    check_output_dir,
+    input_specs,
+    reads,
+    spec,
+)
+from slipstream.cli.inputs import feature_set as known_feature_set
 from slipstream.features.definitions import feature_sets
 from slipstream.features.feast_repo import apply_repo
 from slipstream.streams.engine.app import EngineJob, run_processes, run_threads, stage_list
 from slipstream.streams.engine.runner import StageStats
 
+if TYPE_CHECKING:
+    from slipstream.features.base import FeatureSet
+
 features_app = typer.Typer(
     help="Streaming features: run the engine, apply the Feast repo, verify parity.", no_args_is_help=True
 )
 
-FeatureSetOpt = Annotated[str, typer.Option("--feature-set", "-s", help="fraud or reco.")]
+FeatureSetOpt = Annotated[
+    str, typer.Option("--feature-set", "-s", help="A feature set of features/definitions: fraud, reco, …")
+]
 
 
 def _stats_table(feature_set: str, stats: dict[str, StageStats], started: float) -> Table:
@@ -57,7 +75,14 @@ def run(
 ) -> None:
     """Run the online feature engine: exact event-time windows from Kafka into Feast's Redis layout and the
     feature log. Start more workers (same command) to share partitions; stop with Ctrl-C."""
+    from slipstream.streams.engine.topology import topology_for
+
     with friendly_errors():
+        chosen = known_feature_set(feature_set)
+        if stages is not None:
+            check_choices(stages, [s.name for s in topology_for(chosen).stages], "--stages")
+        if until_idle is not None:
+            check_number(until_idle, "--until-idle", gt=0)
         app = build()
         app.ensure_platform()
         job = EngineJob(app.engine_settings(), app.settings.topic_prefix, feature_set, stage_list(stages))
@@ -97,22 +122,52 @@ def apply(
         )
 
 
-@features_app.command("verify")
+def _labels_option(given: Path | None) -> str:
+    return "--labels" if given is not None else "--labels (default: beside --events)"
+
+
+def _progress(text: str) -> None:
+    """Progress on stderr, also with --json (stdout carries only the report)."""
+    console.print(text, style="dim", highlight=False, markup=False)
+
+
+def _verify_files() -> list[tuple[str, InputSpec]]:
+    return [("--events", spec("verify:transactions")), ("--labels", spec("verify:labels"))]
+
+
+@features_app.command("verify", cls=InputsCommand)
+@reads(_verify_files)
 def verify_command(
-    events: Annotated[Path, typer.Option(help="Transactions parquet (labels beside it as X.labels.parquet).")],
-    days: Annotated[float | None, typer.Option(help="Only the first N days of the log.")] = None,
-    labels: Annotated[Path | None, typer.Option(help="Labels parquet, if not beside the events.")] = None,
+    events: Annotated[Path, typer.Option(help="Transactions parquet (columns below).")],
+    days: Annotated[float | None, typer.Option(help="Only the first N days of the log (> 0).")] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Labels parquet (columns below); default: X.labels.parquet beside X.parquet.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    keep: Annotated[bool, typer.Option(help="Keep the throwaway topics afterwards.")] = False,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the run's topics, Redis keys and Feast repo afterwards; the report says which. "
+            "Default: everything the run created is removed, also when it fails or is interrupted."
+        ),
+    ] = False,
 ) -> None:
     """Online/offline parity: stream the log through Kafka and the engine, compare the feature log and the online
-    store (through Feast's SDK) with the offline engine. Exits 1 on any mismatch (counts exact, reals within 1e-9)."""
+    store (through Feast's SDK) with the offline engine. Exits 1 on any mismatch (counts exact, reals within 1e-9).
+
+    The run is a throwaway namespace: topics under <SLIPSTREAM_TOPIC_PREFIX>verify-<tag>., the Feast project
+    verify_<tag> in a Feast repository of its own (never the one `features apply` wrote)."""
     from slipstream.verify import VerifyConfig, verify
 
     with friendly_errors():
+        check_input(events, spec("verify:transactions"), "--events")
+        check_input(labels or beside(events, "labels"), spec("verify:labels"), _labels_option(labels))
+        if days is not None:
+            check_number(days, "--days", gt=0)
         app = build()
-        app.ensure_platform()
-        report = verify(app, VerifyConfig(events, labels, days, keep), (lambda _m: None) if as_json else console.print)
+        if not app.external:
+            app.platform.up()
+        report = verify(app, VerifyConfig(events, labels, days, keep), _progress)
         if as_json:
             out.print_json(json.dumps(report))
         else:
@@ -122,31 +177,59 @@ def verify_command(
             raise typer.Exit(1)
 
 
+def _backfill_files() -> list[tuple[str, InputSpec]]:
+    entries = []
+    for name, chosen in feature_sets().items():
+        topics = [k.removeprefix(f"{name}:") for k in input_specs() if k.startswith(f"{name}:")]
+        for topic in sorted(topics, key=lambda t: t != chosen.trigger):  # the trigger's file first
+            option = "--events" if topic == chosen.trigger else "--labels" if topic == "labels" else "beside"
+            entries.append((f"{option} (-s {name})", spec(f"{name}:{topic}")))
+    return entries
+
+
+def backfill_files(chosen: FeatureSet, events: Path, labels: Path | None) -> dict[str, Path]:
+    """Per topic the feature set reads, its file, checked: ``--events`` for the trigger topic, ``--labels`` (default
+    beside: ``X.labels.parquet``) for labels, ``X.<topic>.parquet`` beside the events for any other topic."""
+    files: dict[str, Path] = {}
+    for kind in input_specs():
+        if not kind.startswith(f"{chosen.name}:"):
+            continue
+        topic = kind.removeprefix(f"{chosen.name}:")
+        if topic == chosen.trigger:
+            option, path = "--events", events
+        elif topic == "labels":
+            option, path = _labels_option(labels), labels or beside(events, topic)
+        else:
+            option, path = f"{topic} events (beside --events)", beside(events, topic)
+        files[topic] = check_input(path, spec(kind), option)
+    return files
+
+
+@reads(_backfill_files)
 def backfill(
-    events: Annotated[Path, typer.Option(help="Event log: transactions parquet (labels beside it), or interactions.")],
+    events: Annotated[Path, typer.Option(help="The feature set's trigger events (-s fraud: transactions), parquet.")],
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Where to write (default SLIPSTREAM_OFFLINE_DIR).")
     ] = None,
     feature_set: FeatureSetOpt = "fraud",
-    labels: Annotated[Path | None, typer.Option(help="Labels parquet, if not beside the events.")] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Labels parquet (-s fraud); default: X.labels.parquet beside X.parquet.")
+    ] = None,
 ) -> None:
     """Compute every feature of an event log offline (vectorised, point-in-time correct) and write Feast file
-    sources (one parquet per view) plus the per-event feature vectors, for training sets and parity checks."""
+    sources (one parquet per view) plus the per-event feature vectors, for training sets and parity checks.
+
+    A feature set reading more topics than its trigger finds each beside the events: X.<topic>.parquet."""
     import pandas as pd
 
     from slipstream.features.offline import compute_offline, write_offline
 
     with friendly_errors():
+        chosen = known_feature_set(feature_set)
+        files = backfill_files(chosen, events, labels)
         app = build()
-        target = out_dir or app.settings.offline_dir
-        chosen = feature_sets().get(feature_set)
-        if chosen is None:
-            msg = f"unknown feature set {feature_set!r}; known: {', '.join(feature_sets())}"
-            raise typer.BadParameter(msg, param_hint="--feature-set")
-        frames: dict[str, pd.DataFrame] = {chosen.trigger: pd.read_parquet(events)}
-        if chosen.name == "fraud":
-            label_file = labels or events.with_name(events.stem + ".labels.parquet")
-            frames["labels"] = pd.read_parquet(label_file)
+        target = check_output_dir(out_dir or app.settings.offline_dir, "--out")
+        frames: dict[str, pd.DataFrame] = {topic: pd.read_parquet(path) for topic, path in files.items()}
         started = time.perf_counter()
         result = compute_offline(chosen, frames, progress=lambda m: console.print(f"[dim]{m}[/dim]"))
         written = write_offline(result, target)

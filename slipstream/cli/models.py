@@ -11,6 +11,9 @@ from rich.table import Table
 
 from slipstream.app import Slipstream
 from slipstream.cli.common import build, console, friendly_errors, out
+from slipstream.cli.inputs import check_choice, check_date, reads
+from slipstream.cli.simulate import fraud_data, fraud_files
+from slipstream.exceptions import InputError
 
 if TYPE_CHECKING:
     from slipstream.models.registry import ModelRegistry, RegisteredModel
@@ -88,6 +91,13 @@ Promote = Annotated[
 ]
 
 
+def _window(value: tuple[str, str] | None, option: str) -> None:
+    if value is not None and check_date(value[0], option) >= check_date(value[1], option):
+        msg = f"{option}: START {value[0]!r} must be before END {value[1]!r}"
+        raise InputError(msg)
+
+
+@reads(fraud_files)
 def train(
     kind: Annotated[str, typer.Argument(help="fraud or reco.")] = "fraud",
     train_window: Annotated[
@@ -98,23 +108,35 @@ def train(
     ] = None,
     promote: Promote = None,
     publish: Publish = True,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="fraud: transactions with tx_fraud, labels beside them (columns below); must exist. "
+            "Omitted: <state dir>/data/fraud.parquet, simulated there once if missing.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train a model on the simulated data and register it behind the ONNX parity gate: fraud (binary LightGBM on
     the transactions) or reco (LambdaRank ranker on the clickstream). REGISTERED / REFUSED / PROMOTED events go to
     model-events (starting the platform if needed)."""
-    if kind not in ("fraud", "reco"):
-        msg = f"must be 'fraud' or 'reco', got {kind!r}"
-        raise typer.BadParameter(msg, param_hint="KIND")
     with friendly_errors():
+        check_choice(kind, ("fraud", "reco"), "KIND")
+        _window(train_window, "--train-window")
+        _window(valid_window, "--valid-window")
+        if kind == "reco" and (data is not None or train_window or valid_window):
+            msg = "--data, --train-window and --valid-window are for KIND fraud; reco trains on its own simulation"
+            raise InputError(msg)
+        path = fraud_data(data) if kind == "fraud" else None
         app = build()
         producer = None
         if publish:
             app.ensure_platform()
             producer = app.producer()
-        if kind == "reco":
+        if path is None:
             _train_reco(app, promote, producer)
         else:
-            _train_fraud(app, train_window, valid_window, promote, producer)
+            _train_fraud(app, path, train_window, valid_window, promote, producer)
 
 
 def _place(
@@ -188,6 +210,7 @@ def _registered(name: str, registered: RegisteredModel, alias: str) -> None:
 
 def _train_fraud(
     app: Slipstream,
+    path: Path,
     train_window: tuple[str, str] | None,
     valid_window: tuple[str, str] | None,
     promote: bool | None,
@@ -195,15 +218,11 @@ def _train_fraud(
 ) -> None:
     import pandas as pd
 
-    from slipstream.cli.simulate import labels_path, simulate_fraud_file
+    from slipstream.cli.simulate import labels_path
     from slipstream.models.dataset import data_hash, fraud_training_frame, window
     from slipstream.models.fraud import train_fraud
     from slipstream.models.publish import register_fraud
 
-    path = app.settings.state_dir / "data" / "fraud.parquet"
-    if not path.exists():
-        console.print(f"[dim]{path} is missing: simulating it[/dim]")
-        simulate_fraud_file(path)
     console.print(f"[dim]building the training frame from {path}[/dim]")
     frame = fraud_training_frame(pd.read_parquet(path), pd.read_parquet(labels_path(path)))
     train_w, valid_w = _windows(frame, train_window, valid_window)

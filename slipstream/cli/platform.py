@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from slipstream.cli.common import build, console, friendly_errors, out
+from slipstream.exceptions import InputError
+from slipstream.schemas.exceptions import TopicError
+from slipstream.schemas.topics import validate_prefix
 from slipstream.schemas.transport import TopicChange
 
 infra_app = typer.Typer(help="Start, stop and inspect the local Kafka (KRaft) and Redis.", no_args_is_help=True)
-topics_app = typer.Typer(help="Topics as code: every topic declared once, applied idempotently.", no_args_is_help=True)
+topics_app = typer.Typer(
+    help="Topics as code: every topic declared once, applied idempotently; throwaway namespaces deleted by prefix.",
+    no_args_is_help=True,
+)
+_FEAST_PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*")
 
 Backend = Annotated[
     str | None,
@@ -104,6 +113,85 @@ def topics_list(prefix: Prefix = None) -> None:
                 on_broker,
             )
         out.print(table)
+
+
+def _delete_inputs(prefix: str, redis_project: str | None) -> None:
+    if not prefix:
+        msg = "--prefix: refusing an empty prefix: it would match every topic on the broker"
+        raise InputError(msg)
+    try:
+        validate_prefix(prefix)
+    except TopicError as exc:
+        msg = f"--prefix: {exc}"
+        raise InputError(msg) from exc
+    if redis_project is not None and not _FEAST_PROJECT.fullmatch(redis_project):
+        msg = f"--redis-project: {redis_project!r} is not a Feast project name (letters, digits, underscores)"
+        raise InputError(msg)
+
+
+@topics_app.command("delete")
+def topics_delete(
+    prefix: Annotated[
+        str,
+        typer.Option(
+            help="Delete every topic and consumer group whose name starts with this (not empty; Kafka's internal "
+            "__ topics never), e.g. verify-1a2b3c4d."
+        ),
+    ],
+    redis_project: Annotated[
+        str | None,
+        typer.Option(help="Also delete the Redis keys of this Feast project (exact match), e.g. verify_1a2b3c4d."),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was deleted as JSON.")] = False,
+) -> None:
+    """Delete a throwaway namespace (a `features verify --keep` run, a benchmark's): the topics and the consumer
+    groups whose names start with a prefix, and optionally a Feast project's Redis keys.
+
+    Lists what it will delete first, then asks; with no terminal to ask on, it refuses unless --yes."""
+    from slipstream.verify import project_key_count
+
+    with friendly_errors():
+        _delete_inputs(prefix, redis_project)
+        app = build()
+        admin = app.topic_admin()
+        topics, groups = admin.matching(prefix), admin.groups(prefix)
+        keys = project_key_count(app.redis_url, redis_project) if redis_project else 0
+        for kind, name in [("topic", t) for t in topics] + [("consumer group", g) for g in groups]:
+            console.print(f"  [red]delete[/red] {kind} {name}", highlight=False)
+        what = f"{len(topics)} topics and {len(groups)} consumer groups under {prefix!r}"
+        if redis_project:
+            what += f", {keys:,} Redis keys of Feast project {redis_project!r}"
+        console.print(f"{what} (Kafka at {app.bootstrap_servers})", highlight=False, soft_wrap=True)
+        if (topics or groups or keys) and not yes:
+            if not sys.stdin.isatty():
+                msg = f"refusing to delete {what} without confirmation: no terminal to ask on; pass --yes"
+                raise InputError(msg)
+            if not typer.confirm("Delete them?", default=False, err=True):
+                console.print("nothing deleted")
+                raise typer.Exit(1)
+        admin.delete(topics, wait=True)  # the listed ones: a topic created since was not shown, so it stays
+        # An engine stage is a static member of its group until its session times out: wait that long at most.
+        patience = app.engine_settings().session_timeout_ms / 1000 + 5
+        deleted_groups = admin.delete_groups(groups, patience_s=patience)
+        removed = project_key_count(app.redis_url, redis_project, delete=True) if redis_project else 0
+        if as_json:
+            report = {
+                "prefix": prefix,
+                "topics": topics,
+                "consumer_groups": deleted_groups,
+                "redis_project": redis_project,
+                "redis_keys": removed,
+            }
+            out.print_json(json.dumps(report))
+            return
+        console.print(
+            f"[green]✓[/green] deleted {len(topics)} topics, {len(deleted_groups)} consumer groups"
+            + (f" and {removed:,} Redis keys" if redis_project else ""),
+            highlight=False,
+        )
 
 
 def _print_changes(changes: list[TopicChange]) -> None:

@@ -191,10 +191,9 @@ def backfill_files(chosen: FeatureSet, events: Path, labels: Path | None) -> dic
     """Per topic the feature set reads, its file, checked: ``--events`` for the trigger topic, ``--labels`` (default
     beside: ``X.labels.parquet``) for labels, ``X.<topic>.parquet`` beside the events for any other topic."""
     files: dict[str, Path] = {}
-    for kind in input_specs():
-        if not kind.startswith(f"{chosen.name}:"):
-            continue
-        topic = kind.removeprefix(f"{chosen.name}:")
+    topics = [k.removeprefix(f"{chosen.name}:") for k in input_specs() if k.startswith(f"{chosen.name}:")]
+    for topic in sorted(topics, key=lambda t: t != chosen.trigger):  # --events first
+        kind = f"{chosen.name}:{topic}"
         if topic == chosen.trigger:
             option, path = "--events", events
         elif topic == "labels":

@@ -160,6 +160,7 @@ def _invoke(args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 BAD_INPUT = [
+    (["backfill", "--events", "nope.parquet"], "--events: 'nope.parquet' does not exist"),
     (["backfill", "--events", "tx.parquet", "--labels", "/nonexistent"], "--labels: '/nonexistent' does not exist"),
     (["backfill", "--events", "tx.parquet", "-s", "nope"], "--feature-set: unknown feature set 'nope'; known: fraud"),
     (["backfill", "--events", "tx.parquet", "--out", "tx.parquet"], "--out: 'tx.parquet' exists and is not a dir"),
@@ -192,6 +193,17 @@ def test_bad_input_is_one_line_before_any_work(
     assert message in stderr
     assert seconds < 5  # a command past its checks would wait for the dead broker
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no state dir, Feast repo, output or simulation
+
+
+def test_valid_input_passes_the_checks(tx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, stderr, _ = _invoke(["backfill", "--events", "tx.parquet", "--out", "offline"], tmp_path, monkeypatch)
+    assert code == 0, stderr
+    assert "6 events → 3 vectors" in stderr  # 3 transactions and their 3 labels
+    assert sorted(p.name for p in (tmp_path / "offline").iterdir()) == [
+        "customer_spending.parquet",
+        "feature_vectors.parquet",
+        "terminal_risk.parquet",
+    ]
 
 
 def test_features_verify_without_labels_names_the_file_it_looked_for(

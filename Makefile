@@ -1,7 +1,9 @@
-# Slipstream: `make demo` runs the main job, `make test` runs the tests. Both install what is missing first.
+# Slipstream: `make demo` runs the main job, `make test` runs the tests. Both install what is missing and start what
+# must run first; each is safe to repeat, in any order.
 SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(VENV)/bin
+PATH_OUTSIDE := $(PATH)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup demo test unit integration lint typecheck up down status clean help
@@ -9,8 +11,9 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# The bootstrap sees PATH as it was before this Makefile put $(BIN) first: it makes the venv from a real Python.
 setup:  ## install Python deps (uv, locked), Java/Maven/redis-server when there is no Docker
-	@bash infra/bootstrap.sh
+	@PATH='$(PATH_OUTSIDE)' SLIPSTREAM_VENV='$(VENV)' bash infra/bootstrap.sh
 
 # `make demo DEMO_ARGS="--rate 500 --duration 60"` passes options on (see `slipstream demo --help`).
 DEMO_ARGS ?=
@@ -37,21 +40,22 @@ unit: setup  ## unit tests only (no services)
 integration: setup  ## integration tests (start the test platform)
 	$(BIN)/python -m pytest tests/integration -q
 
-lint:
+lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck:
+typecheck: setup
 	$(BIN)/mypy
 
 up: setup  ## start the local platform and apply the topics
 	$(BIN)/slipstream infra up
 
+# Nothing can have been started before the first setup: then there is nothing to stop, and nothing to report.
 down:  ## stop the local platform
-	$(BIN)/slipstream infra down
+	@if [ -x $(BIN)/slipstream ]; then $(BIN)/slipstream infra down; else echo "nothing to stop (not set up yet)"; fi
 
 status:
-	$(BIN)/slipstream infra status
+	@if [ -x $(BIN)/slipstream ]; then $(BIN)/slipstream infra status; else echo "not set up yet: make setup"; fi
 
 clean: down  ## stop everything and delete local state (keeps the jar cache)
 	rm -rf .slipstream

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Installs what Slipstream needs on this machine, and nothing twice. Safe to repeat.
-#   - a Python >= 3.11 virtualenv in .venv with the locked dependencies (uv)
+# Installs what Slipstream needs on this machine, and nothing twice. Safe to repeat, from any shell.
+#   - a Python >= 3.11 virtualenv in .venv with the locked dependencies and the extras in $EXTRAS, installed by uv
 #   - without a Docker engine: Java 17+, Maven and redis-server from the OS packages (apt), when missing
 # Kafka's jars are resolved from Maven Central by `slipstream infra up` into ~/.cache/slipstream (cached).
+#
+# Nothing here runs pip inside .venv (a venv made by uv has none): uv installs into it from outside. uv itself is
+# found on PATH, in ~/.local/bin or ~/.cargo/bin (often not on PATH), or as a Python module; failing that it is
+# installed once with pip into a private tools venv, $TOOLS (else the user's site-packages), and called by full path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${SLIPSTREAM_VENV:-.venv}
+EXTRAS=${SLIPSTREAM_EXTRAS:-dev,test,bench}  # pyproject.toml's extras to install; one missing is a warning of uv's
+TOOLS=${SLIPSTREAM_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/slipstream/tools}  # shared by every clone
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
@@ -22,35 +28,92 @@ apt_install() {
 }
 
 # --- Python ------------------------------------------------------------------------------------------------
-PY=${PYTHON:-}
-if [ -z "$PY" ]; then
-  for candidate in python3.13 python3.12 python3.11 python3; do
-    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-      PY=$candidate; break
-    fi
+# The interpreter the venv is made from: a real installation, never a virtualenv. `make` puts .venv/bin first on
+# PATH, so on a second run a plain `python3` would be the venv's own. Candidates run with stderr silenced: a pyenv
+# shim of a version that is installed but not selected prints a page of advice and fails; it is skipped. The
+# path printed is the interpreter's own (a pyenv shim resolves to the version behind it).
+VENV_BIN=$(cd "$VENV/bin" 2>/dev/null && pwd -P || true)
+real_python() {  # $1: a command or path; prints the interpreter's own path when it is a usable base Python
+  "$1" -c 'import sys
+ok = sys.version_info >= (3, 11) and sys.prefix == sys.base_prefix
+print(sys.executable if ok else "")
+sys.exit(not ok)' 2>/dev/null
+}
+in_venv_bin() { [ -n "$VENV_BIN" ] && [ "$(cd "$(dirname "$1")" 2>/dev/null && pwd -P)" = "$VENV_BIN" ]; }
+find_python() {
+  local name dir found IFS=:
+  for name in python3.11 python3.12 python3.13 python3; do  # 3.11 first: requirements.lock is compiled for it
+    for dir in $PATH; do
+      [ -n "$dir" ] && [ -x "$dir/$name" ] || continue
+      in_venv_bin "$dir/$name" && continue
+      if found=$(real_python "$dir/$name") && [ -n "$found" ]; then
+        echo "$found"
+        return 0
+      fi
+    done
   done
-fi
-[ -n "$PY" ] || die "Python >= 3.11 is required (e.g. apt-get install python3.11 python3.11-venv)"
+  return 1
+}
 
-if ! command -v uv >/dev/null; then
-  say "installing uv (fast Python package installer) from PyPI"
-  "$PY" -m pip install --quiet --user uv 2>/dev/null || "$PY" -m pip install --quiet uv
-  export PATH="$HOME/.local/bin:$PATH"
-fi
-UV="uv"; command -v uv >/dev/null || UV="$PY -m uv"
+PY=""
+need_python() {
+  [ -z "$PY" ] || return 0
+  if [ -n "${PYTHON:-}" ]; then
+    PY=$(real_python "$PYTHON") || die "PYTHON=$PYTHON is not a Python >= 3.11 outside a virtualenv"
+  else
+    PY=$(find_python) || die "Python >= 3.11 is required (e.g. apt-get install python3.11 python3.11-venv)"
+  fi
+}
 
+# --- uv ----------------------------------------------------------------------------------------------------
+UV=""
+works() { [ -n "$1" ] && [ -x "$1" ] && ! in_venv_bin "$1" && "$1" --version >/dev/null 2>&1; }
+uv_of_python() { "$PY" -c 'import uv; print(uv.find_uv_bin())' 2>/dev/null; }
+find_uv() {
+  local candidate
+  for candidate in "$(command -v uv 2>/dev/null || true)" "$HOME/.local/bin/uv" "${CARGO_HOME:-$HOME/.cargo}/bin/uv" \
+    "$TOOLS/bin/uv"; do
+    if works "$candidate"; then UV=$candidate; return 0; fi
+  done
+  need_python
+  candidate=$(uv_of_python || true)
+  if works "$candidate"; then UV=$candidate; return 0; fi
+  return 1
+}
+install_uv() {
+  say "installing uv (fast Python package installer) into $TOOLS"
+  if "$PY" -m venv "$TOOLS" >/dev/null 2>&1 && "$TOOLS/bin/python" -m pip install --quiet uv >/dev/null 2>&1 \
+    && works "$TOOLS/bin/uv"; then
+    UV="$TOOLS/bin/uv"; return 0
+  fi
+  # no venv module (Debian: python3-venv) or no pip in it: the user's site-packages, called by full path
+  if "$PY" -m pip install --quiet --user uv >/dev/null 2>&1 && UV=$(uv_of_python) && works "$UV"; then
+    return 0
+  fi
+  die "could not install uv with $PY (no venv module, no pip): apt-get install python3-venv, or install uv (pipx install uv), then run this again"
+}
+
+# --- the project's virtualenv ------------------------------------------------------------------------------
 STAMP="$VENV/.slipstream-installed"
-WANT=$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
-if [ ! -x "$VENV/bin/python" ]; then
-  say "creating $VENV"
-  $UV venv --quiet --python "$PY" "$VENV"
-fi
-if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
-  say "installing Python dependencies (locked in requirements.lock)"
-  $UV pip install --quiet --python "$VENV/bin/python" -c requirements.lock -e '.[dev]'
-  echo "$WANT" > "$STAMP"
-else
+WANT=$({ cat pyproject.toml requirements.lock; echo "extras: $EXTRAS"; } | sha256sum | cut -c1-16)
+venv_ok() { "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; }
+
+if venv_ok && [ "$(cat "$STAMP" 2>/dev/null)" = "$WANT" ]; then
   say "Python dependencies up to date"
+else
+  find_uv || install_uv
+  if ! venv_ok; then
+    need_python
+    if [ -e "$VENV" ]; then
+      [ -f "$VENV/pyvenv.cfg" ] || die "$VENV exists and is not a virtualenv: move it away, or set SLIPSTREAM_VENV"
+      rm -rf "$VENV"  # its interpreter is gone (e.g. a Python upgrade): made again
+    fi
+    say "creating $VENV ($("$PY" --version 2>&1))"
+    "$UV" venv --quiet --python "$PY" "$VENV"
+  fi
+  say "installing Python dependencies (locked in requirements.lock; extras $EXTRAS)"
+  "$UV" pip install --quiet --python "$VENV/bin/python" -c requirements.lock -e ".[$EXTRAS]"
+  echo "$WANT" > "$STAMP"
 fi
 
 # --- Services: Docker, or Java + Maven + redis-server ------------------------------------------------------
@@ -78,4 +141,5 @@ if ! command -v redis-server >/dev/null && [ ! -x /usr/bin/redis-server ] && [ !
     as_root /etc/init.d/redis-server stop >/dev/null 2>&1 || true
   fi
 fi
-say "ready: $("$VENV/bin/python" --version), $(java -version 2>&1 | head -1), $(redis-server --version | cut -d' ' -f1-3)"
+REDIS=$(command -v redis-server || ls /usr/bin/redis-server /usr/sbin/redis-server 2>/dev/null | head -1)
+say "ready: $("$VENV/bin/python" --version), $(java -version 2>&1 | head -1), $("$REDIS" --version | cut -d' ' -f1-3)"

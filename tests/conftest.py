@@ -8,10 +8,17 @@ Order of preference:
 
 A service that cannot be had fails the run: integration tests never skip.
 Every test gets its own uuid-named set of topics (see ``contracts``).
+
+No Kafka client outlives the broker: a client that is still open when the broker stops reconnects, and logs
+"Connection refused", until the process exits. Two things kept clients open past their test: the engine and the
+scorers freeze the collector's heap (``gc.freeze``) in the test process too, which makes every reference cycle alive
+at that moment immortal (``_collector_as_it_was`` undoes it after each test); and the engine's stage runners, run
+in threads here, never close their producers (``_close_kafka_clients`` closes what is left before the broker stops).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import uuid
@@ -20,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, KafkaException, Producer
 
 from slipstream.infra.config import PlatformConfig
 from slipstream.infra.docker_platform import docker_engine_available
@@ -48,6 +56,31 @@ def _from_environment() -> Services | None:
     return None
 
 
+def _close_kafka_clients() -> None:
+    """Before the broker stops: collect the clients the tests dropped, then close the ones still open (queued records
+    are dropped: every test is over)."""
+    gc.unfreeze()
+    gc.collect()
+    for client in [obj for obj in gc.get_objects() if isinstance(obj, Producer | Consumer)]:
+        with contextlib.suppress(KafkaException, RuntimeError):  # RuntimeError: closed already
+            if isinstance(client, Producer):
+                client.purge()
+            client.close()
+
+
+@pytest.fixture(autouse=True)
+def _collector_as_it_was() -> Iterator[None]:
+    """Undo, after each test, what an in-process engine or scorer does to the cyclic collector: right for a process
+    of their own (``gc.freeze`` of the start-up heap, higher thresholds), but in the test process it would keep
+    everything then alive — the test's clients among it — until the session ends, and slow down later tests' GC."""
+    thresholds = gc.get_threshold()
+    yield
+    if gc.get_freeze_count() or gc.get_threshold() != thresholds:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+        gc.collect()
+
+
 def _from_testcontainers() -> Iterator[Services]:
     from testcontainers.kafka import KafkaContainer
     from testcontainers.redis import RedisContainer
@@ -57,7 +90,10 @@ def _from_testcontainers() -> Iterator[Services]:
         RedisContainer("redis:7-alpine") as redis,
     ):
         host, port = redis.get_container_host_ip(), redis.get_exposed_port(6379)
-        yield Services(kafka.get_bootstrap_server(), f"redis://{host}:{port}/0", "testcontainers")
+        try:
+            yield Services(kafka.get_bootstrap_server(), f"redis://{host}:{port}/0", "testcontainers")
+        finally:
+            _close_kafka_clients()
 
 
 def _from_local_launcher() -> Iterator[Services]:
@@ -77,7 +113,7 @@ def _from_local_launcher() -> Iterator[Services]:
     try:
         yield Services(config.bootstrap_servers, config.redis_url, "local launcher", libs)
     finally:
-        gc.collect()  # close clients the tests left to the GC while the broker still answers (no reconnect noise)
+        _close_kafka_clients()
         if not already_up and os.environ.get("SLIPSTREAM_TEST_KEEP_SERVICES") != "1":
             platform.down()  # stop only what this run started
 

@@ -1,4 +1,6 @@
-"""`slipstream demo`: the main job, end to end, with a live terminal summary (see :mod:`slipstream.demo`)."""
+"""`slipstream demo`: the main job, end to end, with a live summary (see :mod:`slipstream.demo`) on standard output:
+Rich's spinner, progress bar and live table on a terminal; plain lines, a status line every few seconds, when the
+output is a file or a pipe (`make demo | tee demo.log`), where Rich draws none of them."""
 
 from __future__ import annotations
 
@@ -8,19 +10,20 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
 
 import typer
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
-from slipstream.cli.common import build, console, friendly_errors
+from slipstream.cli.common import build, friendly_errors, out
 from slipstream.demo import DemoOptions, DemoReport, DemoRun, LiveStats
 from slipstream.demo.timeline import DAY_US, REACH_US, iso, labels_path
 
@@ -97,10 +100,33 @@ def _model(answer: dict[str, Any]) -> str:
     return f"{model.get('name', '?')} v{model.get('version', '?')}"
 
 
-class ConsoleUI:
-    """Start-up steps with a spinner and their times, the warm-up as a progress bar, then the live view."""
+def status_line(stats: LiveStats, *, stopping: bool = False) -> str:
+    """The live table's numbers on one line, for a log or a pipe."""
+    produced_rate, scored_rate = stats.rates()
+    minutes, seconds = divmod(int(stats.elapsed), 60)
+    letters = ", ".join(f"{name} {n:,}" for name, n in sorted(stats.dead_letters.items())) or "none"
+    pct = stats.percentile
+    parts = [
+        f"live {minutes}:{seconds:02d}{' stopping' if stopping else ''}",
+        f"produced {stats.produced:,} ({produced_rate:,.0f}/s)",
+        f"scored {stats.scored:,} ({scored_rate:,.0f}/s)",
+        f"latency p50/p99 {_ms(pct('e2e_ms', 50))}/{_ms(pct('e2e_ms', 99))} ms",
+        f"http p50/p99 {_ms(pct('http_ms', 50))}/{_ms(pct('http_ms', 99))} ms",
+        f"frauds/flagged/caught {stats.frauds_scored:,}/{stats.flagged:,}/{stats.caught:,}",
+        f"precision {_share(stats.precision)} recall {_share(stats.recall)}",
+        f"model {stats.model or '-'}",
+        f"freshness p50 {_ms(pct('freshness_ms', 50))} ms",
+        f"dead letters {letters}",
+    ]
+    return " | ".join(parts)
 
-    def __init__(self, stop: threading.Event, rate: float) -> None:
+
+class ConsoleUI:
+    """On a terminal: start-up steps with a spinner and their times, the warm-up as a progress bar, then the live
+    view."""
+
+    def __init__(self, console: Console, stop: threading.Event, rate: float) -> None:
+        self.console = console
         self.stop = stop
         self.rate = rate
         self._status: Status | None = None
@@ -120,19 +146,19 @@ class ConsoleUI:
     def step(self, text: str) -> None:
         self._clear()
         self._since = time.perf_counter()
-        self._status = console.status(f"{text} …")
+        self._status = self.console.status(f"{text} …")
         self._status.start()
 
     def done(self, text: str) -> None:
         self._clear()
-        console.print(f"[green]✓[/green] {text} [dim]({time.perf_counter() - self._since:.1f} s)[/dim]")
+        self.console.print(f"[green]✓[/green] {text} [dim]({time.perf_counter() - self._since:.1f} s)[/dim]")
         self._since = time.perf_counter()
 
     def warm(self, applied: int, total: int) -> None:
         if self._progress is None:
             self._clear()
             columns = (TextColumn("[bold]warm-up"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-            self._progress = Progress(*columns, console=console, transient=True)
+            self._progress = Progress(*columns, console=self.console, transient=True)
             self._progress.start()
             self._task = self._progress.add_task("warm-up", total=total)
         self._progress.update(self._task, completed=applied)
@@ -141,7 +167,7 @@ class ConsoleUI:
         view = live_view(stats, rate=self.rate, stopping=self.stop.is_set())
         if self._live is None:
             self._clear()
-            self._live = Live(view, console=console, refresh_per_second=2, transient=True)
+            self._live = Live(view, console=self.console, refresh_per_second=2, transient=True)
             self._live.start()
         else:
             self._live.update(view)
@@ -152,7 +178,76 @@ class ConsoleUI:
             self._live.stop()
             self._live = None
         if report.live:
-            console.print(live_view(report.stats, rate=self.rate, final=True))
+            self.console.print(live_view(report.stats, rate=self.rate, final=True))
+
+
+class PlainUI:
+    """For a file or a pipe: a line per step, the warm-up's progress and :func:`status_line` every ``every_s``
+    seconds, the final table at the end. Rich draws its spinner, bar and live table only on a terminal."""
+
+    def __init__(
+        self,
+        console: Console,
+        stop: threading.Event,
+        rate: float,
+        *,
+        every_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.console = console
+        console.width = max(console.width, 120)  # a file has no width: the final table and the farewell unwrapped
+        self.stop = stop
+        self.rate = rate
+        self.every_s = every_s
+        self._clock = clock
+        self._since = clock()
+        self._last: float | None = None  # the last warm-up or status line
+        self._warm_shown = -1
+        self._live = False
+
+    def _line(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def _due(self) -> bool:
+        now = self._clock()
+        if self._last is not None and now - self._last < self.every_s:
+            return False
+        self._last = now
+        return True
+
+    def step(self, text: str) -> None:
+        self._since = self._last = self._clock()
+        self._line(f"{text} …")
+
+    def done(self, text: str) -> None:
+        self._line(f"✓ {text} ({self._clock() - self._since:.1f} s)")
+        self._since = self._clock()
+
+    def warm(self, applied: int, total: int) -> None:
+        if applied < total and applied != self._warm_shown and self._due():
+            self._warm_shown = applied
+            self._line(f"  warm-up: {applied:,} of {total:,} events applied ({applied / max(total, 1):.0%})")
+
+    def live(self, stats: LiveStats) -> None:
+        if not self._live:
+            self._live = True
+            self._last = self._clock()
+            stats.rates()  # the first mark: rates are measured from here
+            self._line(f"live: a status line every {self.every_s:g} s (Ctrl-C stops)")
+        elif self._due():
+            self._line(status_line(stats, stopping=self.stop.is_set()))
+
+    def close(self, report: DemoReport) -> None:
+        if report.live:
+            self._line(status_line(report.stats))
+            self.console.print(live_view(report.stats, rate=self.rate, final=True))
+
+
+def console_ui(console: Console, stop: threading.Event, rate: float) -> ConsoleUI | PlainUI:
+    """Rich's live views where they can draw (a terminal), plain lines everywhere else."""
+    if console.is_terminal and not console.is_dumb_terminal:
+        return ConsoleUI(console, stop, rate)
+    return PlainUI(console, stop, rate)
 
 
 def _signals(stop: threading.Event) -> dict[int, Any]:
@@ -166,7 +261,7 @@ def _signals(stop: threading.Event) -> dict[int, Any]:
     return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
-def _ensure_data(data: Path) -> None:
+def _ensure_data(console: Console, data: Path) -> None:
     from slipstream.cli.simulate import simulate_fraud_file
 
     if data.exists() and labels_path(data).exists():
@@ -187,7 +282,7 @@ def _exit(code: int) -> str:
     return f"exit {code}"
 
 
-def _farewell(report: DemoReport, *, external: bool, keep: bool) -> bool:
+def _farewell(console: Console, report: DemoReport, *, external: bool, keep: bool) -> bool:
     """Say how it ended; True when it ended well."""
     t = report.timings
     if "startup" in t:
@@ -257,9 +352,9 @@ def demo(
             keep=keep,
             port=port,
         )
-        _ensure_data(options.data)
         stop = threading.Event()
-        ui = ConsoleUI(stop, rate)
+        ui = console_ui(out, stop, rate)
+        _ensure_data(out, options.data)
         previous = _signals(stop)
         run = DemoRun(app, options, ui, stop)
         try:
@@ -270,5 +365,5 @@ def demo(
                 signal.signal(sig, handler)
         if report_json is not None:
             report_json.write_text(json.dumps(report.summary(), indent=2, default=str))
-        if not _farewell(report, external=app.external, keep=keep):
+        if not _farewell(out, report, external=app.external, keep=keep):
             raise typer.Exit(1)

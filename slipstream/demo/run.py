@@ -83,7 +83,6 @@ class DemoRun:
 
     def run(self) -> DemoReport:
         started = time.perf_counter()
-        os.environ[RUN_VARIABLE] = self.ns.run_id  # inherited by every process of the run
         preload = threading.Thread(target=self._preload, name="demo-preload", daemon=True)
         preload.start()  # the model stack imports while Kafka boots
         try:
@@ -124,6 +123,9 @@ class DemoRun:
         self.ui.step("starting Kafka + Redis" if not app.external else f"using Kafka at {app.bootstrap_servers}")
         if not app.external:
             app.platform.up()
+        # Inherited by every process of the run from here on; not by Kafka and Redis, which outlive it (counted as
+        # left running, a later run's sweep of this one would stop them).
+        os.environ[RUN_VARIABLE] = ns.run_id
         runs = RunFiles(app.settings.state_dir)
         for path, stale in runs.stale():
             orphans = processes_of_run(stale.run_id)

@@ -6,18 +6,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from slipstream.app import Slipstream
+from slipstream.demo import DemoOptions, DemoRun, LiveStats
 from slipstream.demo.exceptions import DemoError
 from slipstream.demo.namespace import RunFiles
 from slipstream.demo.processes import RUN_VARIABLE, child_env, children_of, processes_of_run, terminate
-from slipstream.demo.stats import LiveStats
 from slipstream.demo.timeline import (
     DAY_US,
     REACH_US,
@@ -229,3 +233,42 @@ def test_processes_of_a_run_are_found_wherever_they_are_and_stopped() -> None:
         child.kill()
         child.wait()
     assert processes_of_run(run_id) == []
+
+
+class _Quiet:
+    def step(self, text: str) -> None: ...
+    def done(self, text: str) -> None: ...
+    def warm(self, applied: int, total: int) -> None: ...
+    def live(self, stats: LiveStats) -> None: ...
+
+
+class _Reached(Exception):
+    pass
+
+
+def test_kafka_and_redis_do_not_carry_the_run_but_what_follows_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The platform the demo starts outlives the run: were it marked as the run's, the run would end reporting it
+    left running (and fail), and a later run's sweep of this one would stop it."""
+    monkeypatch.delenv(RUN_VARIABLE, raising=False)
+    marked_at_up: list[str | None] = []
+
+    def up() -> None:
+        marked_at_up.append(os.environ.get(RUN_VARIABLE))
+
+    def apply_topics(_contracts: object) -> None:
+        raise _Reached  # the topics, the producer and the engine's processes come next
+
+    app = SimpleNamespace(
+        settings=SimpleNamespace(topic_prefix="", state_dir=tmp_path),
+        external=False,
+        platform=SimpleNamespace(up=up),
+        with_prefix=lambda prefix: None,
+        apply_topics=apply_topics,
+    )
+    run = DemoRun(cast(Any, app), DemoOptions(), _Quiet(), threading.Event())
+    with pytest.raises(_Reached):
+        run._platform()
+    assert marked_at_up == [None]
+    assert os.environ[RUN_VARIABLE] == run.ns.run_id

@@ -128,7 +128,7 @@ def _labels_option(given: Path | None) -> str:
 
 def _progress(text: str) -> None:
     """Progress on stderr, also with --json (stdout carries only the report)."""
-    console.print(text, style="dim", highlight=False, markup=False)
+    console.print(text, style="dim", highlight=False, markup=False, soft_wrap=True)
 
 
 def _verify_files() -> list[tuple[str, InputSpec]]:

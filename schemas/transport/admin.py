@@ -55,7 +55,6 @@ class TopicAdmin:
         to_create = [s for s in catalog if catalog.prefix + s.name not in existing]
         if to_create:
             self._create(catalog.prefix, to_create)
-            self._await_visible([catalog.prefix + s.name for s in to_create])
             changes.extend(
                 TopicChange(catalog.prefix + s.name, "created", f"{s.partitions} partitions") for s in to_create
             )
@@ -63,17 +62,31 @@ class TopicAdmin:
             name = catalog.prefix + spec.name
             if name in existing:
                 changes.append(self._align(name, spec, existing[name]))
+        self._await_ready([catalog.prefix + s.name for s in catalog])
         return changes
 
-    def _await_visible(self, names: list[str]) -> None:
-        """Wait until new topics show in the broker's metadata, so that apply's postcondition holds at once."""
+    def _await_ready(self, names: list[str]) -> None:
+        """Wait until every topic shows in the broker's metadata with a leader for each partition, so that apply's
+        postcondition holds at once: a client may produce, fetch or read offsets of any of them (a topic another
+        client has just created may still be electing its leaders)."""
         deadline = time.monotonic() + self._timeout
         while True:
-            missing = [n for n in names if n not in self.existing()]
-            if not missing:
+            try:
+                topics = self._admin.list_topics(timeout=self._timeout).topics
+            except KafkaException as exc:
+                msg = f"cannot list topics: {exc}"
+                raise TopicError(msg) from exc
+            waiting = [
+                n
+                for n in names
+                if n not in topics
+                or topics[n].error is not None
+                or any(p.leader < 0 or p.error is not None for p in topics[n].partitions.values())
+            ]
+            if not waiting:
                 return
             if time.monotonic() > deadline:
-                msg = f"topics {missing} were created but are not visible after {self._timeout:g} s"
+                msg = f"topics {waiting[:5]} exist but have no leader for every partition after {self._timeout:g} s"
                 raise TopicError(msg)
             time.sleep(0.05)
 

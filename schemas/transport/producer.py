@@ -110,6 +110,14 @@ class EventProducer:
             msg = f"{remaining} record(s) still unacknowledged after {timeout:g} s (is the broker up?)"
             raise ProduceError(msg)
 
+    def close(self, timeout: float = 5.0) -> None:
+        """Send what is queued (for up to ``timeout``), drop what is still unsent, and release the client. Leaving a
+        ``with`` block only flushes, so a producer can go on serving as another client's dead-letter sink."""
+        self._producer.flush(timeout)
+        self._producer.purge()
+        self._producer.flush(0)
+        self._producer.close()
+
     def __enter__(self) -> EventProducer:
         return self
 

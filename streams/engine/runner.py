@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from slipstream.features.feast_repo import view_layouts
 from slipstream.features.online_store import EntityStateBlob, RedisFeatureWriter
@@ -44,6 +44,9 @@ def _micros(value: datetime) -> int:
     return (value - EPOCH) // _ONE_US
 
 
+_NOT_READY = frozenset(
+    {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+)
 COLOCATED_NICE = 10  # an engine beside a scorer yields the CPU to it: serving is latency-bound, the engine is not
 
 
@@ -115,6 +118,22 @@ class ReportGate:
         self._pending = False
         self._last = now
         return True
+
+
+def _watermarks(reader: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
+    """A partition's (low, high) offsets, retried while its leader is still being elected (a topic just created)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = reader.get_watermark_offsets(tp, timeout=10)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = isinstance(error, KafkaError) and error.code() in _NOT_READY
+            if not retriable or time.monotonic() > deadline:
+                msg = f"cannot read the offsets of {tp.topic}[{tp.partition}]: {exc}"
+                raise StateError(msg) from exc
+            time.sleep(0.1)
 
 
 class StageRunner:
@@ -222,6 +241,11 @@ class StageRunner:
                 self._commit(wait=True)
         finally:
             self._consumer.close()
+            for producer in (self._producer, self._bulk):  # after a failure, what was not sent is read again
+                producer.purge()
+                producer.flush(0)
+                producer.close()
+            self._events.close(timeout=0)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = {tp.partition for tp in partitions} - self._owned
@@ -248,7 +272,7 @@ class StageRunner:
             ends: dict[int, int] = {}
             assignment = []
             for p in partitions:
-                low, high = reader.get_watermark_offsets(TopicPartition(self._changelog, p), timeout=10)
+                low, high = _watermarks(reader, TopicPartition(self._changelog, p))
                 if high > low:
                     ends[p] = high
                     assignment.append(TopicPartition(self._changelog, p, low))

@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from slipstream.cli.common import build, friendly_errors, out
+from slipstream.cli.simulate import fraud_data
 from slipstream.demo import DemoOptions, DemoReport, DemoRun, LiveStats
 from slipstream.demo.timeline import DAY_US, REACH_US, iso, labels_path
 
@@ -328,7 +329,11 @@ def demo(
         int, typer.Option(min=0, help="A truncated message after every N transactions (0: none).")
     ] = 1000,
     data: Annotated[
-        Path | None, typer.Option(help="Simulated transactions (default <state dir>/data/fraud.parquet; made once).")
+        Path | None,
+        typer.Option(
+            help="Fraud transactions parquet, labels beside it (X.labels.parquet); must exist. Default: the cached"
+            " simulation <state dir>/data/fraud.parquet, made once."
+        ),
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port of the HTTP scorer (default: a free one).")] = None,
     keep: Annotated[bool, typer.Option(help="Keep this run's topics and Redis keys afterwards.")] = False,
@@ -342,6 +347,8 @@ def demo(
     delayed labels) at --rate and watch throughput, latency, frauds caught and the model version live. Ctrl-C stops
     every process the demo started; Kafka and Redis keep running (`slipstream infra down`)."""
     with friendly_errors():
+        if data is not None:  # given, it must exist: a mistyped path is an error, never a place to simulate into
+            fraud_data(data)
         app = build()
         options = DemoOptions(
             rate=rate,

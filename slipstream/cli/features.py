@@ -74,7 +74,7 @@ def run(
     quiet: Annotated[bool, typer.Option(help="No live table.")] = False,
 ) -> None:
     """Run the online feature engine: exact event-time windows from Kafka into Feast's Redis layout and the
-    feature log. Start more workers (same command) to share partitions; stop with Ctrl-C."""
+    feature log; stop with Ctrl-C. One worker per stage: several workers sharing a stage's partitions are planned."""
     from slipstream.streams.engine.topology import topology_for
 
     with friendly_errors():

@@ -11,6 +11,7 @@ rows, and the offline engine — measured side by side in one run on the same ma
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ import redis
 from confluent_kafka import Consumer, TopicPartition
 
 from slipstream.app import Slipstream
+from slipstream.bench.exceptions import BenchConfigError
 from slipstream.bench.stats import percentiles
 from slipstream.features.definitions import FRAUD
 from slipstream.features.definitions.fraud import CUSTOMER_VIEW
@@ -268,6 +270,9 @@ def offline(config: FeatureBenchConfig, say: Say) -> dict[str, Any]:
 
 def run_features_bench(app: Slipstream, config: FeatureBenchConfig, say: Say) -> dict[str, Any]:
     results: dict[str, Any] = {"machine_cores": _cores()}
+    if "faust" in config.parts and importlib.util.find_spec("faust") is None:
+        msg = "--parts faust needs Faust, the baseline: pip install 'slipstream[bench]' (make test installs it)"
+        raise BenchConfigError(msg)
     if "online" in config.parts:
         results |= online_throughput(app, config, say)
     if "faust" in config.parts:

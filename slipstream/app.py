@@ -94,6 +94,7 @@ class Slipstream:
             lateness_s=s.lateness_s if lateness_s is None else lateness_s,
             nice=max(s.engine_nice, COLOCATED_NICE) if colocated else s.engine_nice,
             idle_class=colocated and s.engine_idle_class,
+            worker_id=s.worker_id,
         )
 
     def ensure_platform(self) -> None:

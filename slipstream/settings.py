@@ -76,6 +76,14 @@ class Settings(BaseSettings):
             "SLIPSTREAM_RECENT_HORIZON_S); false keeps the nice value only."
         ),
     )
+    worker_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description=(
+            "This engine worker's static group member id: restarted under the same id, it takes its partitions back "
+            "without a rebalance. Every worker of a stage needs its own; unset, workers join as dynamic members."
+        ),
+    )
     serve_host: str = Field("127.0.0.1", description="Address `slipstream serve` listens on.")
     serve_port: int = Field(8000, ge=1, le=65535, description="Port of `slipstream serve`.")
     http_max_body_bytes: int = Field(

@@ -74,7 +74,8 @@ def run(
     quiet: Annotated[bool, typer.Option(help="No live table.")] = False,
 ) -> None:
     """Run the online feature engine: exact event-time windows from Kafka into Feast's Redis layout and the
-    feature log; stop with Ctrl-C. One worker per stage: several workers sharing a stage's partitions are planned."""
+    feature log; stop with Ctrl-C. More processes of the same command share each stage's partitions (give each its
+    own SLIPSTREAM_WORKER_ID to make it a static member that takes its partitions back at once after a restart)."""
     from slipstream.streams.engine.topology import topology_for
 
     with friendly_errors():

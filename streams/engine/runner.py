@@ -70,7 +70,9 @@ class EngineSettings:
     # per consumer) — the scorer, on the latency path, keeps reading each event as it lands.
     fetch_min_bytes: int = 64 * 1024
     fetch_wait_max_ms: int = 2
-    worker_id: str = "0"
+    # Static group membership: a worker restarted under the same id takes its partitions back at once, without a
+    # rebalance. Each worker of a stage needs its own id; None (the default) joins as a dynamic member.
+    worker_id: str | None = None
     nice: int = 0  # added to each stage process's nice value (process mode; threads share their process's)
     # Linux's SCHED_IDLE class for the stage processes (process mode): a waking scorer or broker preempts them at
     # once, where nice 10 still took its share (CFS weight 3 against 1,024, not zero). On a saturated machine the
@@ -161,22 +163,21 @@ class StageRunner:
         self._changelog = contracts.topic(stage.changelog_topic)
         self._forward = contracts.topic(stage.forward_topic) if stage.forward_topic else None
         group = f"{prefix}slipstream-engine-{topology.feature_set.name}-{stage.name}"
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "group.id": group,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "partition.assignment.strategy": "range",  # same partition numbers of every input, co-partitioned
-                # Static membership: a restarted worker takes its partitions back at once, no rebalance wait.
-                "group.instance.id": f"{group}-worker-{settings.worker_id}",
-                "session.timeout.ms": settings.session_timeout_ms,
-                "fetch.wait.max.ms": settings.fetch_wait_max_ms,
-                "fetch.min.bytes": settings.fetch_min_bytes,
-                "socket.nagle.disable": True,  # no Nagle delay on small, latency-bound requests
-                "queued.max.messages.kbytes": 65536,
-            }
-        )
+        config: dict[str, Any] = {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "range",  # same partition numbers of every input, co-partitioned
+            "session.timeout.ms": settings.session_timeout_ms,
+            "fetch.wait.max.ms": settings.fetch_wait_max_ms,
+            "fetch.min.bytes": settings.fetch_min_bytes,
+            "socket.nagle.disable": True,  # no Nagle delay on small, latency-bound requests
+            "queued.max.messages.kbytes": 65536,
+        }
+        if settings.worker_id is not None:
+            config["group.instance.id"] = f"{group}-worker-{settings.worker_id}"
+        self._consumer = Consumer(config)
         self._failed_deliveries: list[str] = []
         self._producer = _raw_producer(settings.bootstrap_servers, settings.linger_ms, self._on_delivery_error)
         self._bulk = _raw_producer(settings.bootstrap_servers, settings.bulk_linger_ms, self._on_delivery_error)
@@ -253,9 +254,19 @@ class StageRunner:
         self._owned |= numbers
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Hand partitions over exactly: what is done is flushed and committed first (the next owner restores the
+        state it produced and reads on from the offsets), then their state, pending outputs and offsets are dropped,
+        so nothing of theirs is committed or applied here again."""
         gone = {tp.partition for tp in partitions}
+        if self._owned & gone:
+            self._flush(30)
+            self._commit(wait=True)
         self.processor.forget(gone)
         self._owned -= gone
+        for key in [k for k in self._next_offsets if k[1] in gone]:
+            del self._next_offsets[key]
+        for key in [k for k in self._caught_up if k[1] in gone]:
+            del self._caught_up[key]
 
     def _restore(self, partitions: set[int]) -> None:
         if not partitions:
@@ -339,6 +350,8 @@ class StageRunner:
                 raise StateError(text)
             return
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+        if partition not in self._owned:  # fetched before a rebalance took the partition away: its new owner reads it
+            return
         self._next_offsets[(topic, partition)] = offset + 1
         logical = self._inputs[topic]
         self._caught_up[(logical, partition)] = False  # data arrived since the last check: not idle until checked

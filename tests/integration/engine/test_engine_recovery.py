@@ -65,6 +65,7 @@ def _engine_process(
         "REDIS_URL": services.redis_url,
         "SLIPSTREAM_TOPIC_PREFIX": contracts.catalog.prefix,
         "SLIPSTREAM_FEAST_PROJECT": project,
+        "SLIPSTREAM_WORKER_ID": "0",  # static membership: the restarted worker takes its partitions back at once
     }
     command = [sys.executable, "-m", "slipstream", "features", "run", "--threads", "--quiet", *extra]
     with log.open("ab") as out:

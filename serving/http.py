@@ -6,9 +6,11 @@
 ``GET  /readyz``               a model is loaded and Redis answers (503 otherwise, with what is missing)
 ``GET  /metrics``              Prometheus
 
-An invalid request gets 422 naming the field and value. When Redis cannot be read the answer is 503 with the
-reason — never a score computed from missing features. Scoring is a ~0.1 ms CPU-bound call, so it runs on the
-event loop itself: a thread hop would cost more than the work.
+Bad input is a 4xx with a JSON body and a one-line ``detail``, never a 5xx: 400 for a body that is not a JSON
+object, 413 over the body cap (``SLIPSTREAM_HTTP_MAX_BODY_BYTES``), 415 for a content type that is not JSON, 422
+naming each bad field and (an excerpt of) its value (:mod:`slipstream.serving.http_edge`). When Redis cannot be
+read the answer is 503 with the reason — never a score computed from missing features. Scoring is a ~0.1 ms
+CPU-bound call, so it runs on the event loop itself: a thread hop would cost more than the work.
 """
 
 from __future__ import annotations
@@ -16,17 +18,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from http import HTTPStatus
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from slipstream.features.windows import to_micros
 from slipstream.serving.base import FraudScore, Recommendation
@@ -35,6 +39,23 @@ from slipstream.serving.exceptions import (
     InvalidRequestError,
     ModelUnavailableError,
     ServingError,
+)
+from slipstream.serving.http_edge import (
+    DEFAULT_MAX_BODY_BYTES,
+    MALFORMED,
+    Cut,
+    FraudRequest,
+    Receive,
+    RecoRequest,
+    Rejection,
+    Send,
+    one_line,
+    read_body,
+    reject_invalid,
+    replay,
+    screen,
+    send_json,
+    too_large,
 )
 from slipstream.serving.service import ScoringService, freeze_startup_heap
 
@@ -46,38 +67,6 @@ class ORJSON(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
-
-
-class FraudRequest(BaseModel):
-    """A card transaction to score before it is authorised."""
-
-    model_config = ConfigDict(extra="forbid")
-    transaction_id: Annotated[int, Field(ge=0, description="Unique id of the transaction.")]
-    customer_id: Annotated[int, Field(ge=0)]
-    terminal_id: Annotated[int, Field(ge=0)]
-    amount: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    event_time: datetime | None = Field(None, description="When it happened (timezone-aware); default: now.")
-
-
-class Candidate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    item_id: Annotated[int, Field(ge=0)]
-    category_id: Annotated[int, Field(ge=0, le=2**31 - 1)]
-    retrieval_views_7d: Annotated[
-        float, Field(ge=0, allow_inf_nan=False, description="The retrieval stage's popularity: views in 7 days.")
-    ] = 0.0
-
-
-class RecoRequest(BaseModel):
-    """A user and the candidates a retrieval stage proposed; the ranker orders them."""
-
-    model_config = ConfigDict(extra="forbid")
-    request_id: str | None = Field(None, max_length=200)
-    user_id: Annotated[int, Field(ge=0)]
-    candidates: Annotated[list[Candidate], Field(min_length=1, max_length=2000)]
-    top_k: Annotated[int | None, Field(ge=1)] = None
-    event_time: datetime | None = None
-    include_features: bool = False
 
 
 def fraud_response(score: FraudScore) -> dict[str, Any]:
@@ -137,17 +126,8 @@ def _when(value: datetime | None) -> int:
 
 
 FRAUD_PATH = "/v1/fraud/score"
-_JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-def invalid_body(errors: Sequence[Any]) -> dict[str, Any]:
-    """The 422 body for pydantic errors: every bad field named with its value."""
-    problems = [
-        {"field": ".".join(str(p) for p in err["loc"] if p != "body"), "message": err["msg"], "input": err.get("input")}
-        for err in errors
-    ]
-    text = "; ".join(f"{p['field']}={p['input']!r}: {p['message']}" for p in problems)
-    return {"error": "invalid_request", "detail": text, "problems": problems}
+RECO_PATH = "/v1/recommendations"
+ENDPOINTS = {FRAUD_PATH: "fraud", RECO_PATH: "reco"}  # the JSON endpoints, by the name their metrics carry
 
 
 def failure_body(exc: ServingError) -> tuple[int, str, dict[str, Any]]:
@@ -160,7 +140,7 @@ def failure_body(exc: ServingError) -> tuple[int, str, dict[str, Any]]:
         kind, status = "invalid_request", 422
     else:
         kind, status = "error", 500
-    return status, kind, {"error": kind, "detail": str(exc)}
+    return status, kind, {"error": kind, "detail": one_line(str(exc))}
 
 
 def score_fraud_request(service: ScoringService, body: FraudRequest) -> tuple[int, dict[str, Any]]:
@@ -258,54 +238,76 @@ class FraudBatcher:
 
 
 class FraudFastPath:
-    """The outermost ASGI app: answers ``POST /v1/fraud/score`` itself and hands everything else to FastAPI.
+    """The outermost ASGI app: the HTTP edge of every request, and the scorer of ``POST /v1/fraud/score``.
 
+    Every request first passes :func:`~slipstream.serving.http_edge.screen` (body cap from ``Content-Length``,
+    JSON content type on the JSON endpoints); a body is read here, never past ``max_body_bytes``, and handed on.
+    ``POST /v1/fraud/score`` is answered here; everything else goes to FastAPI with its body already read.
     Same validation (the same pydantic model, from the raw JSON), same scoring, same bodies and statuses as the
     FastAPI route, which stays for the OpenAPI docs. Measured: FastAPI's routing, dependency solving, middleware
     stack and response handling cost ~40% of a scoring request's CPU on this path (see docs/architecture.md).
     Requests that arrive together are scored together (:class:`FraudBatcher`).
     """
 
-    def __init__(self, app: Any, service: ScoringService) -> None:
+    def __init__(self, app: Any, service: ScoringService, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self.app = app
         self.service = service
+        self.max_body_bytes = max_body_bytes
         self.batcher = FraudBatcher(service)
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != FRAUD_PATH or scope["method"] != "POST":
+    async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        endpoint = ENDPOINTS.get(scope["path"])
+        posted = endpoint is not None and scope["method"] == "POST"
+        head = screen(scope["headers"], limit=self.max_body_bytes, json_body=posted)
+        if head.rejection is not None:  # refused unread: a body that follows must not be read as the next request
+            await self._reject(send, head.rejection, endpoint, close=head.has_body)
+            return
+        if not (head.has_body or (posted and endpoint == "fraud")):
+            await self.app(scope, receive, send)
+            return
+        body = await read_body(receive, self.max_body_bytes)
+        if body is Cut.DISCONNECTED:
+            return
+        if body is Cut.TOO_LARGE:
+            await self._reject(send, too_large(self.max_body_bytes), endpoint, close=True)
+        elif posted and endpoint == "fraud":
+            status, payload = await self._score(body)
+            await send_json(send, status, payload)
+        else:
+            await self.app(scope, replay(body, receive), send)
+
+    async def _reject(self, send: Send, rejection: Rejection, endpoint: str | None, *, close: bool) -> None:
+        if endpoint is not None:
+            self.service.metrics.requests.labels("http", endpoint, rejection.error).inc()
+        await send_json(send, rejection.status, rejection.body(), close=close)
+
+    async def _score(self, body: bytes) -> tuple[int, dict[str, Any]]:
         try:
             request = FraudRequest.model_validate_json(body)
             record = fraud_record(request)
         except ValidationError as exc:
-            self.service.metrics.requests.labels("http", "fraud", "invalid_request").inc()
-            status, payload = 422, invalid_body(exc.errors())
+            rejection = reject_invalid(exc.errors())
+            self.service.metrics.requests.labels("http", "fraud", rejection.error).inc()
+            return rejection.status, rejection.body()
         except InvalidRequestError as exc:
-            status, payload = fraud_failure(self.service, exc)
-        else:
-            try:
-                status, payload = 200, fraud_response(await self.batcher.score(record))
-            except ServingError as exc:
-                status, payload = fraud_failure(self.service, exc)
-            except Exception as exc:  # a bug: a 500 that says so, counted as an error, not a dropped connection
-                log.exception("scoring failed")
-                status, payload = fraud_failure(self.service, ServingError(f"{type(exc).__name__}: {exc}"))
-        data = orjson.dumps(payload)
-        headers = [*_JSON_HEADERS, (b"content-length", str(len(data)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": data})
+            return fraud_failure(self.service, exc)
+        try:
+            return 200, fraud_response(await self.batcher.score(record))
+        except ServingError as exc:
+            return fraud_failure(self.service, exc)
+        except Exception as exc:  # a bug: a 500 that says so, counted as an error, not a dropped connection
+            log.exception("scoring failed")
+            return fraud_failure(self.service, ServingError(f"{type(exc).__name__}: {exc}"))
 
 
-def create_app(service: ScoringService, *, manage_lifecycle: bool = True) -> FraudFastPath:
+def create_app(
+    service: ScoringService, *, manage_lifecycle: bool = True, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> FraudFastPath:
     """The ASGI app over ``service``: :class:`FraudFastPath` in front of the FastAPI app (``.app``); with
-    ``manage_lifecycle`` it starts/stops the model watcher."""
+    ``manage_lifecycle`` it starts/stops the model watcher. A request body over ``max_body_bytes`` gets 413."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -326,9 +328,9 @@ def create_app(service: ScoringService, *, manage_lifecycle: bool = True) -> Fra
     )
     metrics = service.metrics
 
-    def _error(status: int, kind: str, endpoint: str, detail: str) -> ORJSON:
+    def _error(status: int, kind: str, endpoint: str, body: dict[str, Any]) -> ORJSON:
         metrics.requests.labels("http", endpoint, kind).inc()
-        return ORJSON({"error": kind, "detail": detail}, status_code=status)
+        return ORJSON(body, status_code=status)
 
     def _failure(exc: ServingError, endpoint: str) -> ORJSON:
         status, kind, payload = failure_body(exc)
@@ -337,9 +339,17 @@ def create_app(service: ScoringService, *, manage_lifecycle: bool = True) -> Fra
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> ORJSON:
-        endpoint = "reco" if "recommend" in request.url.path else "fraud"
-        metrics.requests.labels("http", endpoint, "invalid_request").inc()
-        return ORJSON(invalid_body(exc.errors()), status_code=422)
+        rejection = reject_invalid(exc.errors())
+        return _error(rejection.status, rejection.error, ENDPOINTS.get(request.url.path, "fraud"), rejection.body())
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> ORJSON:
+        """FastAPI's own 4xx (no such path, method not allowed, a body it could not parse) in our shape."""
+        kind = MALFORMED if exc.status_code == 400 else HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+        cause = exc.__cause__  # a body the json module refused: nesting past its recursion limit, a 5000-digit int
+        detail = f"malformed JSON: {cause}" if exc.status_code == 400 and cause is not None else str(exc.detail)
+        body = {"error": kind, "detail": one_line(detail)}
+        return ORJSON(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.post(FRAUD_PATH, summary="Score one transaction")
     async def score_fraud(body: FraudRequest) -> Response:
@@ -347,10 +357,11 @@ def create_app(service: ScoringService, *, manage_lifecycle: bool = True) -> Fra
         status, payload = score_fraud_request(service, body)
         return ORJSON(payload, status_code=status)
 
-    @app.post("/v1/recommendations", summary="Rank candidate items for a user")
+    @app.post(RECO_PATH, summary="Rank candidate items for a user")
     async def recommend(body: RecoRequest) -> Response:
         if service.reco is None:
-            return _error(404, "not_enabled", "reco", "this scorer does not serve recommendations (no reco model)")
+            detail = "this scorer does not serve recommendations (no reco model)"
+            return _error(404, "not_enabled", "reco", {"error": "not_enabled", "detail": detail})
         try:
             request = body.model_dump()
             request["event_time"] = _when(body.event_time)
@@ -374,4 +385,4 @@ def create_app(service: ScoringService, *, manage_lifecycle: bool = True) -> Fra
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return FraudFastPath(app, service)
+    return FraudFastPath(app, service, max_body_bytes)

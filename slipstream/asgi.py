@@ -14,4 +14,5 @@ def create() -> FraudFastPath:
     from slipstream.serving.http import create_app
     from slipstream.settings import load_settings
 
-    return create_app(Slipstream(load_settings()).scoring_service())
+    settings = load_settings()
+    return create_app(Slipstream(settings).scoring_service(), max_body_bytes=settings.http_max_body_bytes)

@@ -54,7 +54,9 @@ def serve(
         app.ensure_platform()
         s = app.settings
         console.print(f"[green]serving[/green] on http://{host or s.serve_host}:{port or s.serve_port}")
-        target: Any = create_app(app.scoring_service()) if workers == 1 else "slipstream.asgi:create"
+        target: Any = "slipstream.asgi:create"
+        if workers == 1:
+            target = create_app(app.scoring_service(), max_body_bytes=s.http_max_body_bytes)
         uvicorn.run(
             target,
             factory=workers > 1,

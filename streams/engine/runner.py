@@ -191,6 +191,7 @@ class StageRunner:
             if contracts.spec(logical).value_schema
         }
         self._owned: set[int] = set()
+        self._hand_over = True  # a revoke flushes and commits what is done (not once the stage has failed)
         self._caught_up: dict[tuple[str, int], bool] = {}  # (logical topic, partition) -> read to the end
         self._next_offsets: dict[tuple[str, int], int] = {}
         self._last_idle_check = 0.0
@@ -236,6 +237,7 @@ class StageRunner:
 
     def close(self, *, commit: bool = True) -> None:
         """Flush and commit (not after a failure: what was not written is read again on restart), then leave."""
+        self._hand_over = commit  # leaving the group revokes every partition: after a failure, commit nothing there
         try:
             if commit:
                 self._flush(10)
@@ -258,7 +260,7 @@ class StageRunner:
         state it produced and reads on from the offsets), then their state, pending outputs and offsets are dropped,
         so nothing of theirs is committed or applied here again."""
         gone = {tp.partition for tp in partitions}
-        if self._owned & gone:
+        if self._owned & gone and self._hand_over:
             self._flush(30)
             self._commit(wait=True)
         self.processor.forget(gone)

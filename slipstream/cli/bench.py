@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import fields
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -13,7 +12,7 @@ from rich.table import Table
 
 from slipstream.cli.common import build, console, friendly_errors, out
 from slipstream.cli.inputs import InputsCommand, check_choices, check_number, reads
-from slipstream.cli.simulate import fraud_data, fraud_files, labels_path
+from slipstream.cli.simulate import FraudDataOpt, fraud_data, fraud_files, labels_path
 from slipstream.exceptions import InputError
 
 bench_app = typer.Typer(help="Benchmarks with their baselines measured in the same run.", no_args_is_help=True)
@@ -36,14 +35,7 @@ def features(
     parts: Annotated[str, typer.Option(help="Which parts to run: online,faust,freshness,push,offline.")] = (
         "online,faust,freshness,push,offline"
     ),
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            help="Transactions with tx_fraud, labels beside them (columns below); must exist. "
-            "Omitted: <state dir>/data/fraud.parquet, simulated there once if missing.",
-            show_default=False,
-        ),
-    ] = None,
+    data: FraudDataOpt = None,
 ) -> None:
     """Online engine events/s and freshness p50/p99, Feast's per-event push on the same rows, offline events/s."""
     from slipstream.bench.features_bench import FeatureBenchConfig, run_features_bench

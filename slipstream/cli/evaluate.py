@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -11,7 +10,7 @@ from rich.table import Table
 
 from slipstream.cli.common import console, friendly_errors, out
 from slipstream.cli.inputs import InputsCommand, check_choice, check_number, reads
-from slipstream.cli.simulate import fraud_data, fraud_files, labels_path
+from slipstream.cli.simulate import FraudDataOpt, fraud_data, fraud_files, labels_path
 
 evaluate_app = typer.Typer(help="Evaluate models against published benchmarks.", no_args_is_help=True)
 METRICS = ("auc_roc", "average_precision", "card_precision_at_100")
@@ -33,14 +32,7 @@ def fraud(
         str, typer.Option(help="handbook (labels exactly 7 days later) or realistic (delayed, maturing labels).")
     ] = "handbook",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            help="Transactions with tx_fraud, labels beside them (columns below); must exist. "
-            "Omitted: <state dir>/data/fraud.parquet, simulated there once if missing.",
-            show_default=False,
-        ),
-    ] = None,
+    data: FraudDataOpt = None,
 ) -> None:
     """Train LightGBM on point-in-time features and score it with the Fraud Handbook's protocol (AUC ROC, Average
     Precision, Card Precision@100), hyper-parameters chosen on validation weeks only; prints the book's table beside."""

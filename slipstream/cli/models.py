@@ -12,7 +12,7 @@ from rich.table import Table
 from slipstream.app import Slipstream
 from slipstream.cli.common import build, console, friendly_errors, out
 from slipstream.cli.inputs import check_choice, check_date, reads
-from slipstream.cli.simulate import fraud_data, fraud_files
+from slipstream.cli.simulate import FraudDataOpt, fraud_data, fraud_files
 from slipstream.exceptions import InputError
 
 if TYPE_CHECKING:
@@ -108,14 +108,7 @@ def train(
     ] = None,
     promote: Promote = None,
     publish: Publish = True,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            help="fraud: transactions with tx_fraud, labels beside them (columns below); must exist. "
-            "Omitted: <state dir>/data/fraud.parquet, simulated there once if missing.",
-            show_default=False,
-        ),
-    ] = None,
+    data: FraudDataOpt = None,
 ) -> None:
     """Train a model on the simulated data and register it behind the ONNX parity gate: fraud (binary LightGBM on
     the transactions) or reco (LambdaRank ranker on the clickstream). REGISTERED / REFUSED / PROMOTED events go to

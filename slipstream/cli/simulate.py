@@ -81,6 +81,14 @@ def _in_options(exc: ArithmeticError | ValueError, options: dict[str, str]) -> I
     return InputError(text)
 
 
+FRAUD_DATA_HELP = (
+    "Transactions with tx_fraud, labels beside them (columns below); must exist. "
+    "Omitted: <state dir>/data/fraud.parquet, simulated there once if missing."
+)
+#: ``--data`` of the commands that train or measure on fraud data (see :func:`fraud_data`).
+FraudDataOpt = Annotated[Path | None, typer.Option("--data", help=FRAUD_DATA_HELP, show_default=False)]
+
+
 def fraud_data(data: Path | None, *, show_progress: bool = True, option: str = "--data") -> Path:
     """The fraud transactions a command trains or measures on, labels beside them (``X.labels.parquet``), checked.
 

@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from slipstream.cli.common import build, console, friendly_errors, out
-from slipstream.cli.inputs import InputsCommand, check_choices, check_number, reads
+from slipstream.cli.inputs import InputsCommand, reads
+from slipstream.cli.options import check_choices, check_number
 from slipstream.cli.simulate import FraudDataOpt, fraud_data, fraud_files, labels_path
 from slipstream.exceptions import InputError
 

@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from slipstream.cli.common import console, friendly_errors, out
-from slipstream.cli.inputs import InputsCommand, check_choice, check_number, reads
+from slipstream.cli.inputs import InputsCommand, reads
+from slipstream.cli.options import check_choice, check_number
 from slipstream.cli.simulate import FraudDataOpt, fraud_data, fraud_files, labels_path
 
 evaluate_app = typer.Typer(help="Evaluate models against published benchmarks.", no_args_is_help=True)

@@ -14,15 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from slipstream.cli.common import build, console, friendly_errors, out
-from slipstream.cli.inputs import (
-    InputSpec,
-    check_choice,
-    check_input,
-    check_number,
-    event_spec,
-    input_specs,
-    reads,
-)
+from slipstream.cli.inputs import InputSpec, check_input, event_spec, input_specs, reads
+from slipstream.cli.options import check_choice, check_number
 from slipstream.schemas.compat import Compatibility, check_registry, release
 from slipstream.schemas.registry import SchemaRegistry
 from slipstream.streams.publish import count_rows, publish_file

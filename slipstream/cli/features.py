@@ -17,15 +17,14 @@ from slipstream.cli.inputs import (
     InputsCommand,
     InputSpec,
     beside,
-    check_choices,
     check_input,
-    check_number,
     check_output_dir,
     input_specs,
     reads,
     spec,
 )
 from slipstream.cli.inputs import feature_set as known_feature_set
+from slipstream.cli.options import check_choices, check_number
 from slipstream.features.definitions import feature_sets
 from slipstream.features.feast_repo import apply_repo
 from slipstream.streams.engine.app import EngineJob, run_processes, run_threads, stage_list

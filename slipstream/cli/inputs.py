@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.markup import escape
 from typer.core import TyperCommand
@@ -40,11 +39,7 @@ __all__ = [
     "InputSpec",
     "InputsCommand",
     "beside",
-    "check_choice",
-    "check_choices",
-    "check_date",
     "check_input",
-    "check_number",
     "check_output_dir",
     "check_output_file",
     "event_spec",
@@ -66,7 +61,6 @@ _AVRO_FAMILIES: Mapping[str, Family] = {
     "string": "string",
 }
 _SHOWN_COLUMNS = 12  # of a file's own columns, in a message about a missing one
-N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,43 +362,6 @@ def check_output_file(path: Path, option: str, suffixes: Sequence[str] = PARQUET
         raise InputError(msg)
     check_output_dir(path.parent, option)
     return path
-
-
-def check_choice(value: str, choices: Iterable[str], option: str) -> str:
-    known = list(choices)
-    if value not in known:
-        msg = f"{option}: {value!r} is not one of {', '.join(known)}"
-        raise InputError(msg)
-    return value
-
-
-def check_choices(text: str, choices: Iterable[str], option: str) -> tuple[str, ...]:
-    """A comma-separated subset of ``choices``, at least one."""
-    known = list(choices)
-    chosen = tuple(p.strip() for p in text.split(",") if p.strip())
-    unknown = [p for p in chosen if p not in known]
-    if unknown or not chosen:
-        what = f"unknown {', '.join(repr(u) for u in unknown)}" if unknown else "nothing chosen"
-        msg = f"{option}: {what} in {text!r}; choose from {','.join(known)}"
-        raise InputError(msg)
-    return chosen
-
-
-def check_number(value: N, option: str, *, gt: float | None = None, ge: float | None = None) -> N:
-    """``value`` if it is > ``gt`` and >= ``ge`` (NaN never is)."""
-    if (gt is not None and not value > gt) or (ge is not None and not value >= ge):
-        bound = f"> {gt:g}" if gt is not None else f">= {ge:g}"
-        msg = f"{option}: must be {bound}, got {value!r}"
-        raise InputError(msg)
-    return value
-
-
-def check_date(text: str, option: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        msg = f"{option}: {text!r} is not an ISO date (YYYY-MM-DD)"
-        raise InputError(msg) from exc
 
 
 # -------------------------------------------------------------------------------------------------------- --help

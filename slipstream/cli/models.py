@@ -11,7 +11,8 @@ from rich.table import Table
 
 from slipstream.app import Slipstream
 from slipstream.cli.common import build, console, friendly_errors, out
-from slipstream.cli.inputs import check_choice, check_date, reads
+from slipstream.cli.inputs import reads
+from slipstream.cli.options import check_choice, check_date
 from slipstream.cli.simulate import FraudDataOpt, fraud_data, fraud_files
 from slipstream.exceptions import InputError
 

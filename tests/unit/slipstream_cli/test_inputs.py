@@ -18,17 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from slipstream.cli import app
-from slipstream.cli.inputs import (
-    check_choice,
-    check_choices,
-    check_date,
-    check_input,
-    check_number,
-    check_output_dir,
-    check_output_file,
-    input_specs,
-    spec,
-)
+from slipstream.cli.inputs import check_input, check_output_dir, check_output_file, input_specs, spec
+from slipstream.cli.options import check_choice, check_choices, check_date, check_number
 from slipstream.exceptions import InputError
 from slipstream.features.definitions import feature_sets
 from slipstream.features.offline.inputs import plan_topics

@@ -34,7 +34,7 @@ from slipstream.schemas.transport import EventProducer, TopicAdmin
 from slipstream.schemas.transport.consumer import normalize_headers
 from slipstream.streams.engine.exceptions import StateError
 from slipstream.streams.engine.processor import StageOutput, StageProcessor, decode_internal, encode_internal
-from slipstream.streams.engine.topology import StageSpec, Topology
+from slipstream.streams.engine.topology import StageSpec, Topology, check_fields
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - EPOCH
@@ -185,6 +185,10 @@ class StageRunner:
         client = redis.Redis.from_url(settings.redis_url)
         self._writer = RedisFeatureWriter(client, view_layouts([topology.feature_set], settings.project).values())
         self._join_keys = {view.name: view.entity.join_keys for view in stage.views}
+        for logical in self._inputs.values():
+            if contracts.spec(logical).value_schema:
+                fields = (f["name"] for f in contracts.serde(logical).schema.raw["fields"])
+                check_fields(topology, logical, fields)
         self._ts_fields = {
             logical: timestamp_fields(contracts.serde(logical).schema.raw)
             for logical in self._inputs.values()

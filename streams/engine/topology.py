@@ -121,6 +121,33 @@ def derive(feature_set: FeatureSet, catalog: TopicCatalog | None = None) -> Topo
     return Topology(feature_set, tuple(stages))
 
 
+def required_fields(topology: Topology, topic: str) -> set[str]:
+    """The fields every event of ``topic`` must carry through the engine: the join keys, time, id and value fields of
+    every view that reads it, and the key of every repartition it travels through."""
+    needed: set[str] = set()
+    for stage in topology.stages:
+        if stage.forward_key is not None:
+            needed.add(stage.forward_key)
+        for view in stage.views:
+            for source in view.sources:
+                if source.topic == topic:
+                    needed.update(view.entity.join_keys)
+                    needed.update((source.time_field, source.id_field, *source.fields))
+                    needed.update(f for f in (source.known_by,) if f)
+    return needed
+
+
+def check_fields(topology: Topology, topic: str, available: Iterable[str]) -> None:
+    """Refuse a topic whose contract lacks a field the engine needs of it (named, before any event is read)."""
+    missing = sorted(required_fields(topology, topic) - set(available))
+    if missing:
+        msg = (
+            f"feature set {topology.feature_set.name!r} needs fields {missing} of topic {topic!r}, whose contract"
+            " does not have them"
+        )
+        raise TopologyError(msg)
+
+
 def engine_topics(feature_sets: Iterable[FeatureSet]) -> tuple[TopicSpec, ...]:
     """The internal topics of every given set, for a catalog that lists everything a deployment uses."""
     return tuple(spec for fs in feature_sets for spec in derive(fs).topics())

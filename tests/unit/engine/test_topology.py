@@ -9,9 +9,10 @@ import pytest
 
 from slipstream.features.base import Agg, Aggregate, Entity, FeatureSet, FeatureView, SourceSpec, Window
 from slipstream.features.definitions import FRAUD, RECO, feature_sets
+from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.topics import TOPICS, TopicCatalog
 from slipstream.streams.engine.exceptions import TopologyError
-from slipstream.streams.engine.topology import derive, engine_topics, topology_for
+from slipstream.streams.engine.topology import check_fields, derive, engine_topics, required_fields, topology_for
 
 
 def _shape(name: str) -> list[tuple[object, ...]]:
@@ -88,3 +89,20 @@ def test_an_undeclared_topic_is_refused() -> None:
     )
     with pytest.raises(TopologyError, match="reads topic 'clicks', which is not declared"):
         derive(FeatureSet("clicks", "clicks", (), (view,)))
+
+
+def test_fields_the_engine_needs_of_each_topic() -> None:
+    fraud = topology_for("fraud")
+    assert required_fields(fraud, "labels") == {
+        "terminal_id",
+        "transaction_id",
+        "tx_event_time",
+        "event_time",
+        "is_fraud",
+    }  # fmt: skip (a label reaches the terminal stage by its terminal; its customer is only its Kafka key)
+    contracts = Contracts.default()
+    for topology in (fraud, topology_for("reco")):
+        for topic in topology.stages[0].inputs:
+            check_fields(topology, topic, (f["name"] for f in contracts.serde(topic).schema.raw["fields"]))
+    with pytest.raises(TopologyError, match=r"needs fields \['terminal_id'\] of topic 'labels'"):
+        check_fields(fraud, "labels", required_fields(fraud, "labels") - {"terminal_id"})

@@ -93,6 +93,16 @@ def test_no_part_is_importable_or_imported_under_a_bare_name(tmp_path: Path) -> 
     assert bare_importable == "[]"  # `import models` fails in the venv
 
 
+@pytest.mark.parametrize("part", PARTS)
+def test_a_bare_name_fails_even_from_the_repository(part: str) -> None:
+    """Run from the checkout, where the folder is on ``sys.path``, ``import models`` still fails, saying why."""
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {part}"], cwd=REPO, capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode != 0
+    assert f"ImportError: import slipstream.{part}, not {part}" in result.stderr
+
+
 def test_every_module_is_reached_through_the_links() -> None:
     names = {info.name for info in pkgutil.walk_packages(slipstream.__path__, "slipstream.")}
     for part in PARTS:

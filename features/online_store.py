@@ -12,7 +12,8 @@ view's fields; no helper field is needed. Equal times overwrite, so replaying a 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+import struct
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,9 @@ __all__ = [
     "RedisFeatureWriter",
     "RejectedRow",
     "WriteReport",
+    "key_project",
+    "project_key_count",
+    "project_keys",
 ]
 
 # One call applies up to ``rows_per_call`` rows. KEYS: one entity key per row. ARGV[1]: key TTL in seconds (0: none);
@@ -334,3 +338,49 @@ class RedisFeatureReader:
             raise OnlineStoreError(msg) from exc
         n = len(groups)
         return [self.plan.decode(replies[i : i + n]) for i in range(0, len(replies), n)]
+
+
+# ------------------------------------------------------------------------------------------- a project's keys
+_MAX_JOIN_KEYS = 64  # far beyond any entity: a "key" claiming more is not a Feast key
+
+
+def key_project(key: bytes) -> bytes | None:
+    """The project a Feast Redis key belongs to (the bytes after its serialized entity key, see
+    ``slipstream.features.feast_layout``), or ``None`` when ``key`` is not a Feast key."""
+    try:
+        (n,) = struct.unpack_from("<I", key, 0)
+        if not 0 < n <= _MAX_JOIN_KEYS:
+            return None
+        pos = 4
+        for _ in range(2 * n):  # the join key names, then their values: <I type><I length><bytes> each
+            _kind, length = struct.unpack_from("<II", key, pos)
+            pos += 8 + length
+    except struct.error:
+        return None
+    return key[pos:] if pos < len(key) else None
+
+
+def project_keys(client: Any, project: str) -> Iterator[list[bytes]]:
+    """The Redis keys of Feast project ``project``, in batches, by SCAN (never KEYS); matched exactly, so project
+    ``a_b`` never takes the keys of project ``x_a_b``. ``client``: a ``redis.Redis``."""
+    suffix = project.encode()
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=b"*" + suffix, count=2000):
+        if key_project(key) == suffix:
+            batch.append(key)
+        if len(batch) >= 2000:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def project_key_count(redis_url: str, project: str, *, delete: bool = False) -> int:
+    """How many Redis keys Feast project ``project`` has; with ``delete``, delete them and return how many went."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        if delete:
+            return sum(int(client.delete(*batch)) for batch in project_keys(client, project))
+        return sum(len(batch) for batch in project_keys(client, project))
+    finally:
+        client.close()

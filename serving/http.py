@@ -119,10 +119,7 @@ def _iso(micros: int) -> str:
 def _when(value: datetime | None) -> int:
     if value is None:
         return time.time_ns() // 1000
-    if value.tzinfo is None:
-        msg = f"event_time must carry a timezone, got {value.isoformat()!r}"
-        raise InvalidRequestError(msg)
-    return to_micros(value)
+    return to_micros(value)  # aware: the request models take only AwareDatetime
 
 
 FRAUD_PATH = "/v1/fraud/score"
@@ -230,7 +227,7 @@ class FraudBatcher:
                     scores.append(exc)
         if len(scores) != len(records):
             msg = f"the scorer returned {len(scores)} scores for {len(records)} requests"
-            raise RuntimeError(msg)
+            raise ServingError(msg)  # a 500 to every request of the batch
         scored = [s for s in scores if not isinstance(s, Exception)]
         if scored:
             self.service.observe_fraud("http", scored)
@@ -292,8 +289,6 @@ class FraudFastPath:
             rejection = reject_invalid(exc.errors())
             self.service.metrics.requests.labels("http", "fraud", rejection.error).inc()
             return rejection.status, rejection.body()
-        except InvalidRequestError as exc:
-            return fraud_failure(self.service, exc)
         try:
             return 200, fraud_response(await self.batcher.score(record))
         except ServingError as exc:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
-import struct
 import tempfile
 import threading
 import time
@@ -33,6 +32,7 @@ from slipstream.features.base import FeatureSet
 from slipstream.features.definitions import FRAUD
 from slipstream.features.feast_repo import FeastRepoConfig
 from slipstream.features.offline import compute_offline, latest_view_rows
+from slipstream.features.online_store import project_key_count
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.transport import EventConsumer, EventProducer, TopicAdmin
 from slipstream.streams.engine.app import EngineJob, run_processes
@@ -40,7 +40,6 @@ from slipstream.streams.publish import frame_records
 
 Say = Callable[[str], None]
 TOLERANCE = 1e-9
-_MAX_JOIN_KEYS = 64  # far beyond any entity: a "key" claiming more is not a Feast key
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,50 +67,6 @@ def _load(config: VerifyConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 # ------------------------------------------------------------------------------------------- the throwaway namespace
-def key_project(key: bytes) -> bytes | None:
-    """The project a Feast Redis key belongs to (the bytes after its serialized entity key, see
-    ``features/feast_layout.py``), or ``None`` when ``key`` is not a Feast key."""
-    try:
-        (n,) = struct.unpack_from("<I", key, 0)
-        if not 0 < n <= _MAX_JOIN_KEYS:
-            return None
-        pos = 4
-        for _ in range(2 * n):  # the join key names, then their values: <I type><I length><bytes> each
-            _kind, length = struct.unpack_from("<II", key, pos)
-            pos += 8 + length
-    except struct.error:
-        return None
-    return key[pos:] if pos < len(key) else None
-
-
-def project_keys(client: Any, project: str) -> Iterator[list[bytes]]:
-    """The Redis keys of Feast project ``project``, in batches, by SCAN (never KEYS); matched exactly, so project
-    ``a_b`` never takes the keys of project ``x_a_b``. ``client``: a ``redis.Redis``."""
-    suffix = project.encode()
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=b"*" + suffix, count=2000):
-        if key_project(key) == suffix:
-            batch.append(key)
-        if len(batch) >= 2000:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def project_key_count(redis_url: str, project: str, *, delete: bool = False) -> int:
-    """How many Redis keys Feast project ``project`` has; with ``delete``, delete them and return how many went."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    try:
-        if delete:
-            return sum(int(client.delete(*batch)) for batch in project_keys(client, project))
-        return sum(len(batch) for batch in project_keys(client, project))
-    finally:
-        client.close()
-
-
 @contextlib.contextmanager
 def _held_interrupts() -> Iterator[list[int]]:
     """Hold Ctrl-C back while the namespace is removed (half a cleanup is the worst outcome); the caller re-raises
@@ -177,7 +132,7 @@ class Throwaway:
         failure is raised at the end."""
         shutil.rmtree(self.directory, ignore_errors=True)
         admin = TopicAdmin(app.bootstrap_servers)
-        # The engine's stages are static group members: each stays in its group until its session times out.
+        # A stage that was a static member (SLIPSTREAM_WORKER_ID) stays in its group until its session times out.
         patience = app.engine_settings().session_timeout_ms / 1000 + 5
         steps: dict[str, Callable[[], Any]] = {
             "topics": lambda: len(admin.delete_prefix(self.prefix)),

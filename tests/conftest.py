@@ -12,8 +12,8 @@ Every test gets its own uuid-named set of topics (see ``contracts``).
 No Kafka client outlives the broker: a client that is still open when the broker stops reconnects, and logs
 "Connection refused", until the process exits. Two things kept clients open past their test: the engine and the
 scorers freeze the collector's heap (``gc.freeze``) in the test process too, which makes every reference cycle alive
-at that moment immortal (``_collector_as_it_was`` undoes it after each test); and the engine's stage runners, run
-in threads here, never close their producers (``_close_kafka_clients`` closes what is left before the broker stops).
+at that moment immortal (``_collector_as_it_was`` undoes it after each test); and a client a test leaves to the
+collector stays open until it runs (``_close_kafka_clients`` closes what is left before the broker stops).
 """
 
 from __future__ import annotations

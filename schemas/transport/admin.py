@@ -214,9 +214,13 @@ class TopicAdmin:
                 try:
                     future.result()
                 except KafkaException as exc:
-                    if exc.args and exc.args[0].code() == KafkaError.NON_EMPTY_GROUP:
+                    code = exc.args[0].code() if exc.args else None
+                    if code == KafkaError.NON_EMPTY_GROUP:
                         busy.append(name)
-                    continue  # else GROUP_ID_NOT_FOUND: nothing of ours to remove
+                    elif code != KafkaError.GROUP_ID_NOT_FOUND:  # gone already: nothing of ours to remove
+                        msg = f"cannot delete consumer group {name!r}: {exc}"
+                        raise TopicError(msg) from exc
+                    continue
                 deleted.append(name)
             if not busy or time.monotonic() > deadline:
                 break

@@ -151,7 +151,7 @@ def topics_delete(
     groups whose names start with a prefix, and optionally a Feast project's Redis keys.
 
     Lists what it will delete first, then asks; with no terminal to ask on, it refuses unless --yes."""
-    from slipstream.verify import project_key_count
+    from slipstream.features.online_store import project_key_count
 
     with friendly_errors():
         _delete_inputs(prefix, redis_project)
@@ -173,7 +173,7 @@ def topics_delete(
                 console.print("nothing deleted")
                 raise typer.Exit(1)
         admin.delete(topics, wait=True)  # the listed ones: a topic created since was not shown, so it stays
-        # An engine stage is a static member of its group until its session times out: wait that long at most.
+        # A static member (SLIPSTREAM_WORKER_ID) stays in its group until its session times out: wait that long at most.
         patience = app.engine_settings().session_timeout_ms / 1000 + 5
         deleted_groups = admin.delete_groups(groups, patience_s=patience)
         removed = project_key_count(app.redis_url, redis_project, delete=True) if redis_project else 0

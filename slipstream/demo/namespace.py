@@ -8,12 +8,13 @@ import json
 import os
 from pathlib import Path
 
-import redis
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from slipstream.app import Slipstream
 from slipstream.demo.timeline import Namespace
+from slipstream.features.online_store import project_key_count
+from slipstream.schemas.exceptions import SlipstreamError
 from slipstream.schemas.transport.admin import members_holding_partitions
 
 
@@ -45,25 +46,11 @@ def group_assigned(admin: AdminClient, group: str) -> bool:
 
 def cleanup(app: Slipstream, ns: Namespace) -> int:
     """Delete the run's topics, its Redis keys and its consumer groups; return the Redis keys deleted."""
-    app.topic_admin().delete(app.with_prefix(ns.prefix).catalog.full_names())
-    client = redis.Redis.from_url(app.redis_url)
-    deleted = 0
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=f"*{ns.project}".encode(), count=2000):
-        batch.append(key)
-        if len(batch) >= 2000:
-            deleted += int(client.delete(*batch))
-            batch = []
-    if batch:
-        deleted += int(client.delete(*batch))
-    client.close()
-    admin = admin_client(app.bootstrap_servers)
-    with contextlib.suppress(Exception):  # best effort: group offsets also expire by themselves
-        listed = admin.list_consumer_groups(request_timeout=5).result(timeout=10)
-        groups = [g.group_id for g in listed.valid if ns.prefix in g.group_id]
-        for future in admin.delete_consumer_groups(groups, request_timeout=5).values() if groups else ():
-            with contextlib.suppress(Exception):
-                future.result(timeout=10)
+    admin = app.topic_admin()
+    admin.delete_prefix(ns.prefix)  # the contract topics and the engine's own
+    deleted = project_key_count(app.redis_url, ns.project, delete=True)
+    with contextlib.suppress(SlipstreamError):  # best effort: group offsets also expire by themselves
+        admin.delete_groups(admin.groups(ns.prefix), patience_s=0)
     return deleted
 
 

@@ -162,6 +162,10 @@ class StageRunner:
         self._inputs = {contracts.topic(t): contracts.spec(t).name for t in stage.inputs}
         self._changelog = contracts.topic(stage.changelog_topic)
         self._forward = contracts.topic(stage.forward_topic) if stage.forward_topic else None
+        for logical in self._inputs.values():  # before any client exists: a refused topology leaks nothing
+            if contracts.spec(logical).value_schema:
+                fields = (f["name"] for f in contracts.serde(logical).schema.raw["fields"])
+                check_fields(topology, logical, fields)
         group = f"{prefix}slipstream-engine-{topology.feature_set.name}-{stage.name}"
         config: dict[str, Any] = {
             "bootstrap.servers": settings.bootstrap_servers,
@@ -185,10 +189,6 @@ class StageRunner:
         client = redis.Redis.from_url(settings.redis_url)
         self._writer = RedisFeatureWriter(client, view_layouts([topology.feature_set], settings.project).values())
         self._join_keys = {view.name: view.entity.join_keys for view in stage.views}
-        for logical in self._inputs.values():
-            if contracts.spec(logical).value_schema:
-                fields = (f["name"] for f in contracts.serde(logical).schema.raw["fields"])
-                check_fields(topology, logical, fields)
         self._ts_fields = {
             logical: timestamp_fields(contracts.serde(logical).schema.raw)
             for logical in self._inputs.values()
@@ -215,16 +215,18 @@ class StageRunner:
         gc.collect()
         gc.freeze()
         gc.set_threshold(200_000, 50, 1000)
-        internal = TopicCatalog(self.contracts.catalog.prefix, self.topology.topics())
-        TopicAdmin(self.settings.bootstrap_servers).apply(internal)  # idempotent; concurrent stages agree
-        self._consumer.subscribe(list(self._inputs), on_assign=self._on_assign, on_revoke=self._on_revoke)
-        first = next(iter(self._inputs))
-        self._input_partitions = len(self._producer.list_topics(first, timeout=10).topics[first].partitions)
-        if self._forward:
-            md = self._producer.list_topics(self._forward, timeout=10).topics[self._forward]
-            self._forward_partitions = len(md.partitions)
         failed = True
         try:
+            internal = TopicCatalog(self.contracts.catalog.prefix, self.topology.topics())
+            TopicAdmin(self.settings.bootstrap_servers).apply(internal)  # idempotent; concurrent stages agree
+            self._consumer.subscribe(
+                list(self._inputs), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
+            first = next(iter(self._inputs))
+            self._input_partitions = len(self._producer.list_topics(first, timeout=10).topics[first].partitions)
+            if self._forward:
+                md = self._producer.list_topics(self._forward, timeout=10).topics[self._forward]
+                self._forward_partitions = len(md.partitions)
             while not stop.is_set():
                 got = self.step()
                 if not self._owned:  # idle time counts only once partitions are ours
@@ -241,23 +243,32 @@ class StageRunner:
 
     def close(self, *, commit: bool = True) -> None:
         """Flush and commit (not after a failure: what was not written is read again on restart), then leave."""
-        self._hand_over = commit  # leaving the group revokes every partition: after a failure, commit nothing there
         try:
             if commit:
                 self._flush(10)
                 self._commit(wait=True)
         finally:
-            self._consumer.close()
-            for producer in (self._producer, self._bulk):  # after a failure, what was not sent is read again
-                producer.purge()
-                producer.flush(0)
-                producer.close()
-            self._events.close(timeout=0)
+            # Leaving the group revokes every partition: what was done is committed above, and after a failure
+            # nothing may be, so the revoke hands nothing over. Each client is closed whatever the others do.
+            self._hand_over = False
+            try:
+                self._consumer.close()
+            finally:
+                for producer in (self._producer, self._bulk):  # after a failure, what was not sent is read again
+                    producer.purge()
+                    producer.flush(0)
+                    producer.close()
+                self._events.close(timeout=0)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = {tp.partition for tp in partitions} - self._owned
         self._restore(numbers)
         self._owned |= numbers
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions taken away without a hand-over (this member was fenced or timed out): another member may already
+        own them, so nothing is flushed or committed for them; they are dropped, and read again by their owner."""
+        self._drop({tp.partition for tp in partitions})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Hand partitions over exactly: what is done is flushed and committed first (the next owner restores the
@@ -267,6 +278,9 @@ class StageRunner:
         if self._owned & gone and self._hand_over:
             self._flush(30)
             self._commit(wait=True)
+        self._drop(gone)
+
+    def _drop(self, gone: set[int]) -> None:
         self.processor.forget(gone)
         self._owned -= gone
         for key in [k for k in self._next_offsets if k[1] in gone]:

@@ -32,12 +32,8 @@ ALLOWED = {
     ("serving/http_edge.py", "ValueError"): (
         "pydantic AfterValidators of the HTTP request models must raise ValueError; pydantic reports it as a 422"
     ),
-    ("serving/http.py", "RuntimeError"): (
-        "owned by the HTTP-edge change in progress: a can't-happen check (fewer scores than requests) answered as a"
-        " 500; to become a ServingError there"
-    ),
     ("slipstream/cli/inputs.py", "KeyError"): (
-        "owned by the CLI-inputs change in progress: spec(kind) is a lookup by a constant key, a miss is a bug"
+        "spec(kind) looks up an input kind by a constant key of the code: a miss is a bug, not bad input"
     ),
 }
 

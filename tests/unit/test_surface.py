@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 import shutil
 import subprocess
@@ -112,9 +113,22 @@ def test_every_module_is_reached_through_the_links() -> None:
 
 
 def test_the_wheel_holds_only_slipstream(tmp_path: Path) -> None:
-    source = tmp_path / "src"  # a copy, links kept, so the build writes nothing into the work tree
-    skip = shutil.ignore_patterns(".git", ".venv", ".slipstream", "build", "dist", "*.egg-info", "__pycache__", "tests")
-    shutil.copytree(REPO, source, symlinks=True, ignore=skip)
+    source = tmp_path / "src"  # a copy of what git knows (links kept), so the build writes nothing into the tree
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        if name.startswith("tests/") or not os.path.lexists(REPO / name):
+            continue
+        target = source / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (REPO / name).is_symlink():
+            target.symlink_to(os.readlink(REPO / name))
+        else:
+            shutil.copy2(REPO / name, target)
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(source)],
         capture_output=True,

@@ -251,7 +251,8 @@ def test_kafka_and_redis_do_not_carry_the_run_but_what_follows_does(
 ) -> None:
     """The platform the demo starts outlives the run: were it marked as the run's, the run would end reporting it
     left running (and fail), and a later run's sweep of this one would stop it."""
-    monkeypatch.delenv(RUN_VARIABLE, raising=False)
+    monkeypatch.setenv(RUN_VARIABLE, "x")  # recorded, so the value the run sets is undone after the test
+    monkeypatch.delenv(RUN_VARIABLE)
     marked_at_up: list[str | None] = []
 
     def up() -> None:

@@ -49,7 +49,8 @@ __all__ = [
     "spec",
 ]
 
-Family = Literal["integer", "number", "boolean", "string", "timestamp", "any"]
+# timestamp: a time column, or integer epoch microseconds; datetime: a time column only (pandas arithmetic on it)
+Family = Literal["integer", "number", "boolean", "string", "timestamp", "datetime", "any"]
 PARQUET: tuple[str, ...] = (".parquet",)
 EVENT_FILES: tuple[str, ...] = (".parquet", ".jsonl", ".ndjson")  # what `produce` reads (streams/publish.py)
 _AVRO_FAMILIES: Mapping[str, Family] = {
@@ -89,6 +90,14 @@ class InputSpec:
         required = ", ".join(str(c) for c in self.columns if c.required)
         optional = ", ".join(str(c) for c in self.columns if not c.required)
         return f"{self.what} ({'/'.join(self.suffixes)}): {required}" + (f"; optional: {optional}" if optional else "")
+
+    def times_as_datetimes(self) -> InputSpec:
+        """This spec with its time columns required as time columns (no integer microseconds)."""
+        columns = tuple(
+            Column(c.name, "timestamp (tz-aware)", "datetime", c.required) if c.family == "timestamp" else c
+            for c in self.columns
+        )
+        return InputSpec(self.what, columns, self.suffixes)
 
     def plus(self, *columns: Column, what: str | None = None) -> InputSpec:
         """This spec with more columns (a column named twice keeps its first declaration, made required if either
@@ -182,6 +191,8 @@ def input_specs() -> Mapping[str, InputSpec]:
     truth = Column("tx_fraud", "0/1", "boolean")
     table["training:transactions"] = table["verify:transactions"].plus(truth, what="transactions with tx_fraud")
     table["training:labels"] = table["verify:labels"]
+    for kind in [k for k in table if k.startswith(("verify:", "training:"))]:  # read with pandas time arithmetic
+        table[kind] = table[kind].times_as_datetimes()
     return table
 
 
@@ -239,6 +250,7 @@ def _fits(arrow_type: pa.DataType, family: Family) -> bool:
         "boolean": integer or bool(pa.types.is_boolean(arrow_type)),
         "string": bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)),
         "timestamp": integer or bool(pa.types.is_timestamp(arrow_type)),
+        "datetime": bool(pa.types.is_timestamp(arrow_type)),
     }[family]
 
 
@@ -294,7 +306,7 @@ def _check_parquet(path: Path, option: str, input_spec: InputSpec, assume_utc: b
         if not _fits(arrow_type, column.family):
             msg = f"{option}: {_quoted(path)}: column {column.name!r} is {arrow_type}, expected {column.type}"
             raise InputError(msg)
-        if column.family == "timestamp" and pa.types.is_timestamp(arrow_type) and arrow_type.tz is None:
+        if column.family in ("timestamp", "datetime") and pa.types.is_timestamp(arrow_type) and arrow_type.tz is None:
             if not assume_utc:
                 hint = "; write them timezone-aware" + (" or pass --assume-utc" if assume_utc is not None else "")
                 msg = f"{option}: {_quoted(path)}: column {column.name!r} holds naive timestamps{hint}"
@@ -384,8 +396,11 @@ def reads(describe: Described) -> Callable[[Callable[..., Any]], Callable[..., A
 def help_text(entries: Sequence[tuple[str, InputSpec]]) -> str:
     lines = ["[b]Input files[/b] (checked from their schema before any work starts):"]
     lines += [f"  {escape(option)}: {escape(entry.describe())}" for option, entry in entries]
-    if any(c.family == "timestamp" for _, entry in entries for c in entry.columns):
+    families = {c.family for _, entry in entries for c in entry.columns}
+    if "timestamp" in families:
         lines.append("  A timestamp is timezone-aware, or an integer of epoch microseconds.")
+    if "datetime" in families:
+        lines.append("  A timestamp (tz-aware) is a timezone-aware time column: integers are not taken there.")
     return "\n".join(lines)
 
 

@@ -76,6 +76,15 @@ def test_column_of_the_wrong_type_is_named(tmp_path: Path) -> None:
         check_input(path, spec("verify:transactions"), "--events")
 
 
+def test_training_and_verify_inputs_take_times_as_time_columns_only(tmp_path: Path) -> None:
+    """``produce`` takes integer epoch microseconds; the commands that compute on the times with pandas do not."""
+    record = sample("transaction") | {"event_time": 1_700_000_000_000_000}
+    path = _write(tmp_path / "tx.parquet", [record])
+    check_input(path, spec("events:transactions"), "--file")
+    with pytest.raises(InputError, match=r"column 'event_time' is int64, expected timestamp \(tz-aware\)$"):
+        check_input(path, spec("verify:transactions"), "--events")
+
+
 def test_naive_timestamps_are_refused_unless_read_as_utc(tmp_path: Path) -> None:
     naive = sample("transaction") | {"event_time": sample("transaction")["event_time"].replace(tzinfo=None)}
     path = _write(tmp_path / "tx.parquet", [naive])
@@ -182,7 +191,7 @@ def test_bad_input_is_one_line_before_any_work(
     assert code == 2, stderr
     assert stderr.splitlines() == [f"error: {stderr.removeprefix('error: ').strip()}"]  # one line, no traceback
     assert message in stderr
-    assert seconds < 5  # a command past its checks would wait for the dead broker
+    assert seconds < 20  # a command past its checks would wait for the dead broker (30 s and more)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no state dir, Feast repo, output or simulation
 
 

@@ -90,6 +90,15 @@ install_uv() {
   if "$PY" -m pip install --quiet --user uv >/dev/null 2>&1 && UV=$(uv_of_python) && works "$UV"; then
     return 0
   fi
+  # Debian's own Python refuses --user installs (PEP 668) and ships venv apart: add python3-venv, then the venv way
+  pyver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")' 2>/dev/null)
+  if apt_install python3-venv "python$pyver-venv" 2>/dev/null || apt_install python3-venv 2>/dev/null; then
+    rm -rf "$TOOLS"
+    if "$PY" -m venv "$TOOLS" >/dev/null 2>&1 && "$TOOLS/bin/python" -m pip install --quiet uv >/dev/null 2>&1 \
+      && works "$TOOLS/bin/uv"; then
+      UV="$TOOLS/bin/uv"; return 0
+    fi
+  fi
   die "could not install uv with $PY (no venv module, no pip): apt-get install python3-venv, or install uv (pipx install uv), then run this again"
 }
 

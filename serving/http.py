@@ -16,6 +16,7 @@ CPU-bound call, so it runs on the event loop itself: a thread hop would cost mor
 from __future__ import annotations
 
 import asyncio
+import codecs
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -270,7 +271,9 @@ class FraudFastPath:
             return
         if body is Cut.TOO_LARGE:
             await self._reject(send, too_large(self.max_body_bytes), endpoint, close=True)
-        elif posted and endpoint == "fraud":
+            return
+        body = body.removeprefix(codecs.BOM_UTF8)  # RFC 8259 lets a parser ignore it: both endpoints do
+        if posted and endpoint == "fraud":
             status, payload = await self._score(body)
             await send_json(send, status, payload)
         else:

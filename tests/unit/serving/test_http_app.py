@@ -180,3 +180,14 @@ def test_a_body_under_the_cap_is_handed_on_whole() -> None:
         "POST", "/v1/recommendations", [b'{"user_id": 1, ', b'"candidates": [{"item_id": 1, "category_id": 1}]}']
     )
     assert reco.status == 404 and reco.json["error"] == "not_enabled"  # the whole body reached the route
+
+
+def test_a_byte_order_mark_is_ignored_by_both_endpoints_alike() -> None:
+    """RFC 8259 lets a parser ignore a UTF-8 BOM: both endpoints do, so they answer the same body the same way."""
+    for path, body in (("/v1/fraud/score", b'{"transaction_id": 1,'), ("/v1/recommendations", b'{"user_id": 1,')):
+        plain, marked = _call("POST", path, [body]), _call("POST", path, [b"\xef\xbb\xbf" + body])
+        assert plain.status == marked.status == 400
+        assert plain.json == marked.json
+    fraud = _call("POST", "/v1/fraud/score", [b'\xef\xbb\xbf{"transaction_id": -1}'])
+    reco = _call("POST", "/v1/recommendations", [b'\xef\xbb\xbf{"user_id": -1}'])
+    assert (fraud.status, reco.status) == (422, 422)  # parsed: the field is judged, not the encoding

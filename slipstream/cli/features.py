@@ -70,11 +70,16 @@ def run(
         bool, typer.Option("--threads/--processes", help="Stages in threads of one process, or one process each.")
     ] = False,
     until_idle: Annotated[float | None, typer.Option(help="Stop after this many seconds without input.")] = None,
+    workers: Annotated[
+        int, typer.Option(help="Workers per stage here, sharing its partitions (at most its partition count).")
+    ] = 1,
     quiet: Annotated[bool, typer.Option(help="No live table.")] = False,
 ) -> None:
     """Run the online feature engine: exact event-time windows from Kafka into Feast's Redis layout and the
-    feature log; stop with Ctrl-C. More processes of the same command share each stage's partitions (give each its
-    own SLIPSTREAM_WORKER_ID to make it a static member that takes its partitions back at once after a restart)."""
+    feature log; stop with Ctrl-C. A stage's workers (--workers, and more processes of the same command, here or on
+    other hosts) share its partitions; a rebalance hands them over exactly. With SLIPSTREAM_WORKER_ID a worker is a
+    static member that takes its partitions back at once after a restart (each command needs its own id). A worker
+    that dies stops the run with its error."""
     from slipstream.streams.engine.topology import topology_for
 
     with friendly_errors():
@@ -83,9 +88,10 @@ def run(
             check_choices(stages, [s.name for s in topology_for(chosen).stages], "--stages")
         if until_idle is not None:
             check_number(until_idle, "--until-idle", gt=0)
+        check_number(workers, "--workers", ge=1)
         app = build()
         app.ensure_platform()
-        job = EngineJob(app.engine_settings(), app.settings.topic_prefix, feature_set, stage_list(stages))
+        job = EngineJob(app.engine_settings(), app.settings.topic_prefix, feature_set, stage_list(stages), workers)
         stop = threading.Event()
         latest: dict[str, StageStats] = {}
         started = time.monotonic()

@@ -11,8 +11,8 @@ import queue as queue_module
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from slipstream.features.base import FeatureSet
@@ -33,17 +33,66 @@ class EngineJob:
     prefix: str
     feature_set: str | FeatureSet  # a registered set's name, or any set (see features/definitions)
     stages: tuple[str, ...] = ()
+    workers: int = 1  # per stage, sharing its partitions through the stage's consumer group
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            msg = f"workers per stage must be >= 1, got {self.workers}"
+            raise EngineError(msg)
 
     def stage_names(self) -> tuple[str, ...]:
         topology = topology_for(self.feature_set)
         return self.stages or tuple(s.name for s in topology.stages)
 
+    def members(self) -> list[tuple[str, int]]:
+        """(stage, worker index) of every worker this job runs."""
+        return [(stage, i) for stage in self.stage_names() for i in range(self.workers)]
+
 
 def _runner(
-    job: EngineJob, stage: str, contracts: Contracts, on_batch: Callable[[StageStats], None] | None
+    job: EngineJob, stage: str, worker: int, contracts: Contracts, on_batch: Callable[[StageStats], None] | None
 ) -> StageRunner:
+    """Worker ``worker`` of ``stage``: with several workers a static member id is made unique per worker."""
     topology = topology_for(job.feature_set)
-    return StageRunner(job.settings, contracts, topology, topology.stage(stage), on_batch=on_batch)
+    settings = job.settings
+    if job.workers > 1 and settings.worker_id is not None:
+        settings = replace(settings, worker_id=f"{settings.worker_id}-{worker}")
+    return StageRunner(settings, contracts, topology, topology.stage(stage), on_batch=on_batch)
+
+
+def _summed(stats: Iterable[StageStats]) -> StageStats:
+    """The workers of one stage as one: counts added, the latest batch time kept."""
+    out = StageStats()
+    for one in stats:
+        for name in ("consumed", "applied", "duplicates", "dead_lettered", "vectors", "rows_written", "rows_stale"):
+            setattr(out, name, getattr(out, name) + getattr(one, name))
+        out.batches += one.batches
+        out.restored_keys += one.restored_keys
+        out.last_batch_at = max(out.last_batch_at, one.last_batch_at)
+    return out
+
+
+class _PerStage:
+    """Each worker's latest stats; reports and results per stage, its workers summed."""
+
+    def __init__(self, on_batch: Callable[[str, StageStats], None] | None) -> None:
+        self._latest: dict[tuple[str, int], StageStats] = {}
+        self._on_batch = on_batch
+        self._lock = threading.Lock()
+
+    def update(self, stage: str, worker: int, stats: StageStats) -> None:
+        with self._lock:
+            self._latest[(stage, worker)] = stats
+            summed = self._stage(stage)
+        if self._on_batch is not None:
+            self._on_batch(stage, summed)
+
+    def _stage(self, stage: str) -> StageStats:
+        return _summed(s for (name, _), s in self._latest.items() if name == stage)
+
+    def result(self) -> dict[str, StageStats]:
+        with self._lock:
+            return {stage: self._stage(stage) for stage in dict.fromkeys(name for name, _ in self._latest)}
 
 
 def run_threads(
@@ -55,25 +104,27 @@ def run_threads(
 ) -> dict[str, StageStats]:
     """Every stage in a thread; returns when ``stop`` is set, or when all stages were idle ``until_idle_s``."""
     contracts = Contracts.default(job.prefix)
-    results: dict[str, StageStats] = {}
+    per_stage = _PerStage(on_batch)
     errors: list[BaseException] = []
 
-    def work(stage: str) -> None:
+    def work(stage: str, worker: int) -> None:
         try:
-            runner = _runner(job, stage, contracts, (lambda s: on_batch(stage, s)) if on_batch else None)
-            results[stage] = runner.run(stop, until_idle_s=until_idle_s)
+            runner = _runner(job, stage, worker, contracts, lambda s: per_stage.update(stage, worker, s))
+            per_stage.update(stage, worker, runner.run(stop, until_idle_s=until_idle_s))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
             errors.append(exc)
             stop.set()
 
-    threads = [threading.Thread(target=work, args=(s,), name=f"engine-{s}", daemon=True) for s in job.stage_names()]
+    threads = [
+        threading.Thread(target=work, args=(s, i), name=f"engine-{s}-{i}", daemon=True) for s, i in job.members()
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     if errors:
         raise errors[0]
-    return results
+    return per_stage.result()
 
 
 def _die_with_parent(parent: int) -> None:
@@ -89,7 +140,9 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _stage_process(job: EngineJob, stage: str, until_idle_s: float | None, queue: Any, parent: int) -> None:
+def _stage_process(
+    job: EngineJob, stage: str, worker: int, until_idle_s: float | None, queue: Any, parent: int
+) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -100,10 +153,10 @@ def _stage_process(job: EngineJob, stage: str, until_idle_s: float | None, queue
     contracts = Contracts.default(job.prefix)
 
     def report(stats: StageStats) -> None:
-        queue.put((stage, stats))
+        queue.put((stage, worker, stats))
 
-    stats = _runner(job, stage, contracts, report).run(stop, until_idle_s=until_idle_s)
-    queue.put((stage, stats))
+    stats = _runner(job, stage, worker, contracts, report).run(stop, until_idle_s=until_idle_s)
+    queue.put((stage, worker, stats))
 
 
 def run_processes(
@@ -113,29 +166,35 @@ def run_processes(
     until_idle_s: float | None = None,
     on_batch: Callable[[str, StageStats], None] | None = None,
 ) -> dict[str, StageStats]:
-    """One OS process per stage (the GIL would otherwise serialise them)."""
+    """One OS process per stage worker (the GIL would otherwise serialise them). A worker that dies stops the run:
+    the others are stopped and the error names the worker, never a half pipeline left running."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     procs = {
-        s: ctx.Process(target=_stage_process, args=(job, s, until_idle_s, queue, os.getpid()), name=f"engine-{s}")
-        for s in job.stage_names()
+        (s, i): ctx.Process(
+            target=_stage_process, args=(job, s, i, until_idle_s, queue, os.getpid()), name=f"engine-{s}-{i}"
+        )
+        for s, i in job.members()
     }
     for proc in procs.values():
         proc.start()
-    latest: dict[str, StageStats] = {}
+    per_stage = _PerStage(on_batch)
+    died: list[str] = []
     try:
         while any(p.is_alive() for p in procs.values()):
+            dead = [f"{s}#{i}" for (s, i), p in procs.items() if p.exitcode not in (None, 0, -signal.SIGTERM)]
+            if dead and not died:
+                died.extend(dead)
+                stop.set()
             if stop.is_set():
                 for proc in procs.values():
                     if proc.is_alive() and proc.pid is not None:
                         proc.terminate()
             try:
-                stage, stats = queue.get(timeout=0.2)
+                stage, worker, stats = queue.get(timeout=0.2)
             except queue_module.Empty:
                 continue
-            latest[stage] = stats
-            if on_batch is not None:
-                on_batch(stage, stats)
+            per_stage.update(stage, worker, stats)
     finally:  # on the way out, normal or not: stages run in sessions of their own, so no Ctrl-C reaches them
         for proc in procs.values():
             if proc.is_alive():
@@ -146,13 +205,14 @@ def run_processes(
                 proc.kill()
                 proc.join(timeout=5)
     while not queue.empty():
-        stage, stats = queue.get()
-        latest[stage] = stats
-    failed = [s for s, p in procs.items() if p.exitcode not in (0, -signal.SIGTERM)]
+        stage, worker, stats = queue.get()
+        per_stage.update(stage, worker, stats)
+    failed = died or [f"{s}#{i}" for (s, i), p in procs.items() if p.exitcode not in (0, -signal.SIGTERM)]
     if failed:
-        msg = f"engine stage(s) {failed} exited with an error (see their output above)"
+        codes = {f"{s}#{i}": p.exitcode for (s, i), p in procs.items()}
+        msg = f"engine worker(s) {failed} exited with an error (exit codes {codes}; see their output above)"
         raise EngineError(msg)
-    return latest
+    return per_stage.result()
 
 
 def stage_list(value: str | None) -> tuple[str, ...]:

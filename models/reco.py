@@ -312,9 +312,10 @@ def evaluate_reco(
     seed: int = 42,
     params: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    view_rows: Mapping[str, pd.DataFrame] | None = None,
 ) -> dict[str, Any]:
     """Run the protocol of the module docstring on ``sim``: the ranker and the popularity baseline on the held-out
-    users.
+    users. ``view_rows``: ``sim``'s offline view rows of ``RECO`` if the caller has them (computed otherwise).
 
     Returns ``ndcg_at_{k}``, ``recall_at_{k}`` (ranker), ``popularity`` (the same two for the baseline), ``users``
     (held out), ``candidates_per_user`` (mean), ``train_rows``, ``train_queries`` and ``seconds``.
@@ -324,7 +325,8 @@ def evaluate_reco(
     started = time.perf_counter()
     final, _ = cutoffs(sim.config)
     say(f"{len(sim.events):,} events")
-    view_rows = compute_offline(RECO, {"interactions": sim.events}).view_rows
+    if view_rows is None:
+        view_rows = compute_offline(RECO, {"interactions": sim.events}).view_rows
     train = training_frame(sim, view_rows, seed=seed)
     say(f"training frame: {len(train):,} rows, {train.groupby(list(QUERY)).ngroups:,} queries")
     model = train_ranker(train, seed=seed, params=params)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
@@ -40,14 +40,26 @@ class TopicAdmin:
         self._rf = replication_factor
         self._timeout = timeout_s
 
-    def existing(self) -> dict[str, int]:
-        """Topic name -> partition count, for every topic on the broker."""
+    def _topics(self) -> dict[str, Any]:
+        """The broker's topic metadata by name."""
         try:
-            metadata = self._admin.list_topics(timeout=self._timeout)
+            return dict(self._admin.list_topics(timeout=self._timeout).topics)
         except KafkaException as exc:
             msg = f"cannot list topics: {exc}"
             raise TopicError(msg) from exc
-        return {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None}
+
+    def existing(self) -> dict[str, int]:
+        """Topic name -> partition count, for every topic on the broker."""
+        return {name: len(t.partitions) for name, t in self._topics().items() if t.error is None}
+
+    def _wait(self, pending: Callable[[], list[str]], problem: str) -> None:
+        """Poll until ``pending()`` is empty; after the timeout, a :class:`TopicError` naming what is left."""
+        deadline = time.monotonic() + self._timeout
+        while left := pending():
+            if time.monotonic() > deadline:
+                msg = f"topics {left[:5]} {problem} after {self._timeout:g} s"
+                raise TopicError(msg)
+            time.sleep(0.05)
 
     def apply(self, catalog: TopicCatalog) -> list[TopicChange]:
         existing = self.existing()
@@ -69,26 +81,18 @@ class TopicAdmin:
         """Wait until every topic shows in the broker's metadata with a leader for each partition, so that apply's
         postcondition holds at once: a client may produce, fetch or read offsets of any of them (a topic another
         client has just created may still be electing its leaders)."""
-        deadline = time.monotonic() + self._timeout
-        while True:
-            try:
-                topics = self._admin.list_topics(timeout=self._timeout).topics
-            except KafkaException as exc:
-                msg = f"cannot list topics: {exc}"
-                raise TopicError(msg) from exc
-            waiting = [
+
+        def waiting() -> list[str]:
+            topics = self._topics()
+            return [
                 n
                 for n in names
                 if n not in topics
                 or topics[n].error is not None
                 or any(p.leader < 0 or p.error is not None for p in topics[n].partitions.values())
             ]
-            if not waiting:
-                return
-            if time.monotonic() > deadline:
-                msg = f"topics {waiting[:5]} exist but have no leader for every partition after {self._timeout:g} s"
-                raise TopicError(msg)
-            time.sleep(0.05)
+
+        self._wait(waiting, "exist but have no leader for every partition")
 
     def _create(self, prefix: str, specs: Iterable[TopicSpec]) -> None:
         new = [
@@ -163,15 +167,7 @@ class TopicAdmin:
             self._await_gone(names)
 
     def _await_gone(self, names: list[str]) -> None:
-        deadline = time.monotonic() + self._timeout
-        while True:
-            left = sorted(set(names) & set(self.existing()))
-            if not left:
-                return
-            if time.monotonic() > deadline:
-                msg = f"topics {left} were deleted but are still listed after {self._timeout:g} s"
-                raise TopicError(msg)
-            time.sleep(0.05)
+        self._wait(lambda: sorted(set(names) & set(self.existing())), "were deleted but are still listed")
 
     def matching(self, prefix: str) -> list[str]:
         """The topics on the broker whose names start with ``prefix``, sorted; never Kafka's internal ``__`` ones.

@@ -161,8 +161,8 @@ def _train_reco(app: Slipstream, promote: bool | None, producer: EventProducer |
     from slipstream.streams.simulate.reco import RecoSimConfig, simulate_interactions
 
     simulation = simulate_interactions(RecoSimConfig())
-    report = evaluate_reco(simulation, progress=lambda text: console.print(f"[dim]{text}[/dim]"))
     view_rows = compute_offline(RECO, {"interactions": simulation.events}).view_rows
+    report = evaluate_reco(simulation, view_rows=view_rows, progress=lambda text: console.print(f"[dim]{text}[/dim]"))
     frame = training_frame(simulation, view_rows)
     model = train_ranker(frame)
     names = list(FEATURES)

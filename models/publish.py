@@ -1,15 +1,21 @@
-"""Registering a trained fraud model, the one way the CLI, the demo and the benchmarks do it: validation metrics,
-reference distributions of every feature and of the score, parameters with the boosting rounds kept, and a
-validation sample for the ONNX parity gate."""
+"""Registering a trained model, the one way the CLI, the demo and the benchmarks do it: evaluation metrics,
+reference distributions of every feature and of the score, parameters with the boosting rounds kept, and a sample for
+the ONNX parity gate. :func:`register_fraud` for the fraud classifier, :func:`register_reco` for the ranker."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pandas as pd
 
 from slipstream.features.definitions.fraud import FRAUD
 from slipstream.models.artifacts import reference_distribution
+from slipstream.models.dataset import data_hash
 from slipstream.models.evaluation import fraud_metrics
 from slipstream.models.fraud import FraudModel, predict
+from slipstream.models.reco import FEATURES as RECO_FEATURES
+from slipstream.models.reco import RecoFit, predict_scores
 from slipstream.models.registry import ModelRegistry, RegisteredModel
 from slipstream.schemas.transport import EventProducer
 
@@ -41,6 +47,48 @@ def register_fraud(
         data_window=data_window,
         data_hash=data_hash,
         sample=valid_set[names].to_numpy()[:sample_rows],
+        producer=producer,
+    )
+    return registered, metrics
+
+
+def reco_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """The numbers of a :func:`~slipstream.models.reco.fit_reco` report worth keeping with the model: the ranker's
+    ``ndcg_at_k`` and ``recall_at_k`` on the held-out users and the popularity baseline's (``popularity_…``)."""
+    ranker = {key: float(v) for key, v in report.items() if key.startswith(("ndcg_at_", "recall_at_"))}
+    baseline = {f"popularity_{key}": float(v) for key, v in report["popularity"].items()}
+    return ranker | baseline
+
+
+def register_reco(
+    registry: ModelRegistry,
+    name: str,
+    fit: RecoFit,
+    *,
+    producer: EventProducer | None = None,
+    sample_rows: int = 20_000,
+) -> tuple[RegisteredModel, dict[str, float]]:
+    """Register the ranker of ``fit`` as a new version of ``name`` (a ``ranking`` model card) behind the parity gate;
+    also returns its held-out metrics (:func:`reco_metrics`).
+
+    The ranker's score is a raw score (only its order means something), so it has no threshold (0.0 in the card).
+    Reference distributions and the parity sample (``sample_rows`` evenly spaced rows) come from the training frame;
+    the data hash is the training frame's."""
+    names = list(RECO_FEATURES)
+    frame = fit.train
+    x = frame[names].to_numpy(dtype=np.float64)
+    metrics = reco_metrics(fit.report)
+    registered = registry.register(
+        name,
+        fit.model.booster,
+        names,
+        threshold=0.0,
+        reference=reference_distribution(x, predict_scores(fit.model, frame), names, score_range=None),
+        metrics=metrics,
+        params=fit.model.params,
+        data_window=fit.data_window,
+        data_hash=data_hash(frame),
+        sample=x[:: max(1, len(x) // sample_rows)],
         producer=producer,
     )
     return registered, metrics

@@ -1,8 +1,8 @@
 """The recommendation ranker: LightGBM lambdarank over the ``RECO`` features, scored against the simulator's truth.
 
-Protocol (:func:`evaluate_reco`), over any clickstream with its item catalogue (:class:`InteractionLog`; the
-simulator's ``RecoSimulation`` is one): cut off at the start of
-the last :data:`EVAL_DAYS` days. A deterministic ~30 % of the users with a click after the cut-off are held out.
+Protocol (:func:`fit_reco`, :func:`evaluate_reco`), over any clickstream with its item catalogue
+(:class:`InteractionLog`; the simulator's ``RecoSimulation`` is one): cut off at the start of the last
+:data:`EVAL_DAYS` days. A deterministic ~30 % of the users with a click after the cut-off are held out.
 For a (user, cut-off) the retrieval stage proposes the :data:`TOP_N` items with the most views in the 7 days before
 the cut-off plus the user's own items of the 14 days before it (at most :data:`OWN_ITEMS`, the latest). Features are
 point in time: per candidate, the latest view row at or before the cut-off of ``user_activity``,
@@ -305,7 +305,22 @@ def _mean_metrics(frame: pd.DataFrame, score: str, truth: pd.DataFrame, k: int) 
     return {f"ndcg_at_{k}": float(np.mean(ndcg)), f"recall_at_{k}": float(np.mean(recall))}
 
 
-def evaluate_reco(
+@dataclass(frozen=True)
+class RecoFit:
+    """What :func:`fit_reco` made: the ranker, its training frame, the held-out users' candidates at the final cut-off
+    (``test``, with the ranker's ``score``), every future relevance (``truth``), the cut-off, the log's first and last
+    event day (UTC) and the protocol's report."""
+
+    model: RecoModel
+    train: pd.DataFrame
+    test: pd.DataFrame
+    truth: pd.DataFrame
+    cutoff: pd.Timestamp
+    data_window: tuple[str, str]
+    report: dict[str, Any]
+
+
+def fit_reco(
     sim: InteractionLog,
     *,
     k: int = 10,
@@ -313,12 +328,13 @@ def evaluate_reco(
     params: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
     view_rows: Mapping[str, pd.DataFrame] | None = None,
-) -> dict[str, Any]:
-    """Run the protocol of the module docstring on ``sim``: the ranker and the popularity baseline on the held-out
-    users. ``view_rows``: ``sim``'s offline view rows of ``RECO`` if the caller has them (computed otherwise).
+) -> RecoFit:
+    """Run the protocol of the module docstring on ``sim`` and keep what it made: the ranker (trained once) scored
+    with the popularity baseline on the held-out users. ``view_rows``: ``sim``'s offline view rows of ``RECO`` if the
+    caller has them (computed otherwise).
 
-    Returns ``ndcg_at_{k}``, ``recall_at_{k}`` (ranker), ``popularity`` (the same two for the baseline), ``users``
-    (held out), ``candidates_per_user`` (mean), ``train_rows``, ``train_queries`` and ``seconds``.
+    The report holds ``ndcg_at_{k}``, ``recall_at_{k}`` (ranker), ``popularity`` (the same two for the baseline),
+    ``users`` (held out), ``candidates_per_user`` (mean), ``train_rows``, ``train_queries`` and ``seconds``.
     """
     _check_k(k)
     say = progress or (lambda _message: None)
@@ -337,7 +353,7 @@ def evaluate_reco(
     ranker = _mean_metrics(test, "score", truth, k)
     baseline = _mean_metrics(test, POPULARITY, truth, k)
     say(f"ranker {ranker}, popularity {baseline}")
-    return {
+    report = {
         **ranker,
         "popularity": baseline,
         "users": len(held),
@@ -346,6 +362,21 @@ def evaluate_reco(
         "train_queries": int(train.groupby(list(QUERY)).ngroups),
         "seconds": round(time.perf_counter() - started, 2),
     }
+    window = (str(sim.events["event_time"].min().date()), str(sim.events["event_time"].max().date()))
+    return RecoFit(model, train, test, truth, final, window, report)
+
+
+def evaluate_reco(
+    sim: InteractionLog,
+    *,
+    k: int = 10,
+    seed: int = 42,
+    params: Mapping[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+    view_rows: Mapping[str, pd.DataFrame] | None = None,
+) -> dict[str, Any]:
+    """The report of :func:`fit_reco` alone."""
+    return fit_reco(sim, k=k, seed=seed, params=params, progress=progress, view_rows=view_rows).report
 
 
 __all__ = [
@@ -353,11 +384,13 @@ __all__ = [
     "FEATURES",
     "InteractionLog",
     "LogSpan",
+    "RecoFit",
     "RecoModel",
     "candidate_frame",
     "cutoffs",
     "dcg_at_k",
     "evaluate_reco",
+    "fit_reco",
     "future_labels",
     "held_out_users",
     "ndcg_at_k",

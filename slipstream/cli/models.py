@@ -149,47 +149,18 @@ def _place(
 
 
 def _train_reco(app: Slipstream, promote: bool | None, producer: EventProducer | None) -> None:
-    """LambdaRank on the simulated clickstream; evaluated on held-out users, then registered as model ``reco``.
-
-    The ranker's score is a raw score (only its order means something), so it has no threshold (0.0 in the card).
+    """LambdaRank on the simulated clickstream, evaluated on held-out users, registered as model ``reco``: the same
+    two calls as the demo (:func:`~slipstream.models.reco.fit_reco`, :func:`~slipstream.models.publish.register_reco`).
     """
-    from slipstream.features.definitions import RECO
-    from slipstream.features.offline import compute_offline
-    from slipstream.models.artifacts import reference_distribution
-    from slipstream.models.dataset import data_hash
-    from slipstream.models.reco import FEATURES, evaluate_reco, predict_scores, train_ranker, training_frame
+    from slipstream.models.publish import register_reco
+    from slipstream.models.reco import fit_reco
     from slipstream.streams.simulate.reco import RecoSimConfig, simulate_interactions
 
-    simulation = simulate_interactions(RecoSimConfig())
-    view_rows = compute_offline(RECO, {"interactions": simulation.events}).view_rows
-    report = evaluate_reco(simulation, view_rows=view_rows, progress=lambda text: console.print(f"[dim]{text}[/dim]"))
-    frame = training_frame(simulation, view_rows)
-    model = train_ranker(frame)
-    names = list(FEATURES)
-    metrics = {
-        "ndcg_at_10": float(report["ndcg_at_10"]),
-        "recall_at_10": float(report["recall_at_10"]),
-        "popularity_ndcg_at_10": float(report["popularity"]["ndcg_at_10"]),
-        "popularity_recall_at_10": float(report["popularity"]["recall_at_10"]),
-    }
-    window = (str(simulation.events["event_time"].min().date()), str(simulation.events["event_time"].max().date()))
-    x = frame[names].to_numpy()
+    fit = fit_reco(simulate_interactions(RecoSimConfig()), progress=lambda text: console.print(f"[dim]{text}[/dim]"))
     registry = registry_for(app)
-    registered = registry.register(
-        "reco",
-        model.booster,
-        names,
-        threshold=0.0,
-        reference=reference_distribution(x, predict_scores(model, frame), names, score_range=None),
-        metrics=metrics,
-        params=model.params,
-        data_window=window,
-        data_hash=data_hash(frame),
-        sample=x[:: max(1, len(x) // 20_000)],
-        producer=producer,
-    )
-    alias = _place(registry, "reco", registered.version, promote, producer)
-    _registered("reco", registered, alias)
+    registered, metrics = register_reco(registry, app.settings.reco_model, fit, producer=producer)
+    alias = _place(registry, app.settings.reco_model, registered.version, promote, producer)
+    _registered(app.settings.reco_model, registered, alias)
     for key, value in sorted(metrics.items()):
         out.print(f"  {key:<24} {value:.4f}")
 

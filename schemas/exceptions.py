@@ -47,6 +47,10 @@ draws that branch). The whole tree, one class a line with the module that define
     │   ├── FeaturesUnavailableError   (slipstream.serving.exceptions)  the online store unreadable (HTTP 503)
     │   ├── ModelUnavailableError      (slipstream.serving.exceptions)  no model loaded yet (HTTP 503)
     │   └── ModelRefusedError          (slipstream.serving.exceptions)  a candidate model failed its checks
+    ├── MonitoringError                (slipstream.monitoring.exceptions)  a model watcher cannot go on
+    │   ├── ShadowError                (slipstream.monitoring.exceptions)  the shadow consumer cannot go on
+    │   ├── JoinError                  (slipstream.monitoring.exceptions)  the label joiner cannot go on
+    │   └── ReportError                (slipstream.monitoring.exceptions)  realised performance not computable
     ├── InfraError                     (slipstream.infra.exceptions)  a local service cannot be run or reached
     │   ├── InfraConfigError           (slipstream.infra.exceptions)  a PlatformConfig value is invalid
     │   ├── JavaNotFoundError          (slipstream.infra.exceptions)  no Java 17+ found

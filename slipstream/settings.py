@@ -102,6 +102,23 @@ class Settings(BaseSettings):
         ge=1,
         description="How many entity states score-stream keeps decoded, reused while the store holds the same bytes.",
     )
+    label_horizon_days: float = Field(
+        30.0,
+        gt=0,
+        le=3650,
+        description=(
+            "How long, in event time, the label joiner waits for a prediction's label (and a label's prediction); "
+            "past the horizon plus SLIPSTREAM_LABEL_GRACE_DAYS an unlabelled prediction is written as such."
+        ),
+    )
+    label_grace_days: float = Field(
+        1.0, ge=0, le=365, description="Extra event time the label joiner waits past the horizon (late records)."
+    )
+    challenger_alias_prefix: str = Field(
+        "challenger",
+        pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,63}$",
+        description="MLflow aliases starting with this make a version a challenger the shadow consumer scores.",
+    )
 
     @field_validator("kafka_heap")
     @classmethod

@@ -11,6 +11,7 @@ from slipstream.cli.events import produce, schemas_app, tail
 from slipstream.cli.features import backfill, features_app
 from slipstream.cli.inputs import InputsCommand
 from slipstream.cli.models import models_app, train
+from slipstream.cli.outcomes import outcomes
 from slipstream.cli.platform import infra_app, topics_app
 from slipstream.cli.serving import score_stream, serve
 from slipstream.cli.simulate import simulate_app
@@ -20,8 +21,8 @@ app = typer.Typer(
     help=(
         "Real-time ML on Kafka: Avro contracts with dead letters, exact streaming features into Feast/Redis,"
         " LightGBM models as ONNX behind a parity gate in MLflow, and a scorer (HTTP and Kafka) with lineage and"
-        " hot swaps. Planned, not built yet: shadow models, delayed-label joins, drift and retraining, record and"
-        " replay.\n\n"
+        " hot swaps; challengers shadowed on the champion's exact inputs, predictions joined to their delayed labels."
+        " Planned, not built yet: drift detection and retraining, record and replay.\n\n"
         "Settings come from SLIPSTREAM_* environment variables (or .env); KAFKA_BOOTSTRAP_SERVERS and REDIS_URL "
         "point Slipstream at existing services instead of starting its own."
     ),
@@ -43,6 +44,7 @@ app.command(cls=InputsCommand)(backfill)
 app.command(cls=InputsCommand)(train)
 app.command()(serve)
 app.command("score-stream")(score_stream)
+app.command()(outcomes)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import pytest
 import slipstream
 
 REPO = Path(__file__).resolve().parents[2]
-PARTS = ("streams", "features", "models", "serving", "infra", "schemas")
+PARTS = ("streams", "features", "models", "serving", "infra", "schemas", "monitoring")
 
 
 def _python(code: str, cwd: Path) -> str:

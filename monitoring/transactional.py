@@ -1,0 +1,364 @@
+"""Consume, process, produce — in Kafka transactions, so a processor's outputs, its state and its input offsets
+move together: after a crash (even SIGKILL) nothing is lost and nothing is written twice.
+
+Per batch: read up to ``max_batch`` records (``isolation.level=read_committed``: only what upstream committed), hand
+them to the :class:`Handler` (pure logic: state machines per input partition), then in one transaction write its
+records, its changelog entries and the batch's input offsets (``send_offsets_to_transaction``, KIP-447: the
+group's metadata fences a zombie of this member). A transaction that fails is aborted, the handler's partitions are
+restored from the changelog and the consumer rewinds to the committed offsets, so the batch is processed again from
+the same state. A restart under the same ``transactional_id`` aborts what its predecessor left open.
+
+Inputs are co-partitioned: every input topic (and the changelog) has the same number of partitions, records of one
+entity land on the same partition number everywhere, and the range assignor gives a member the same partition
+numbers of every topic. Partition ``p`` of the changelog holds the state of input partition ``p``.
+
+The handler is told when partitions come and go (eager rebalances: every partition is revoked, then the new set
+assigned, its state restored first). Its ``tick`` runs about once a second, also when no record arrives (timers).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from slipstream.monitoring.exceptions import MonitoringError
+from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.dead_letter import RawMessage, envelope
+from slipstream.schemas.exceptions import DecodeError
+from slipstream.schemas.transport.consumer import ConsumedEvent, normalize_headers
+
+log = logging.getLogger(__name__)
+TXN_TIMEOUT_S = 30.0
+
+
+@dataclass(slots=True)
+class Emitted:
+    """What a handler produced: records for contract topics and changelog entries (a value of None deletes)."""
+
+    records: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list)
+    changelog: list[tuple[int, bytes, bytes | None]] = field(default_factory=list)
+
+    def extend(self, other: Emitted) -> Emitted:
+        self.records.extend(other.records)
+        self.changelog.extend(other.changelog)
+        return self
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.changelog)
+
+
+class Handler(Protocol):
+    """A processor's logic, per input partition. No Kafka in here: it is given records and returns records."""
+
+    def assign(self, partition: int, restored: Mapping[bytes, bytes]) -> None:
+        """Partition ``partition`` is now this member's; ``restored`` is its changelog (latest value per key)."""
+        ...
+
+    def revoke(self, partition: int) -> None:
+        """Forget partition ``partition`` (its state is in the changelog, its offsets committed with it)."""
+        ...
+
+    def process(self, events: Sequence[ConsumedEvent]) -> Emitted: ...
+
+    def tick(self, now_s: float) -> Emitted:
+        """Called about once a second (wall clock ``now_s``), with or without records: timers, expiry."""
+        ...
+
+
+@dataclass(slots=True)
+class ProcessorStats:
+    consumed: int = 0
+    produced: int = 0
+    changelog_writes: int = 0
+    dead_letters: int = 0
+    transactions: int = 0
+    aborted: int = 0
+    restored: int = 0
+    rebalances: int = 0
+    partitions: tuple[int, ...] = ()
+
+
+def _check_copartitioned(consumer: Consumer, topics: Sequence[str]) -> int:
+    metadata = consumer.list_topics(timeout=10)
+    counts: dict[str, int] = {}
+    for topic in topics:
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            msg = f"topic {topic!r} does not exist on the broker (run `slipstream topics apply`)"
+            raise MonitoringError(msg)
+        counts[topic] = len(found.partitions)
+    if len(set(counts.values())) > 1:
+        msg = f"inputs and changelog must have the same number of partitions (co-partitioned), got {counts}"
+        raise MonitoringError(msg)
+    return next(iter(counts.values()))
+
+
+class TransactionalProcessor:
+    """Runs a :class:`Handler` over ``inputs`` (logical topic names) as member of ``group_id``, exactly once."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        contracts: Contracts,
+        *,
+        group_id: str,
+        inputs: Sequence[str],
+        handler: Handler,
+        transactional_id: str,
+        changelog: str | None = None,
+        processor_name: str = "processor",
+        max_batch: int = 2000,
+        poll_s: float = 0.05,
+        tick_s: float = 1.0,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        if max_batch < 1:
+            msg = f"max_batch must be >= 1, got {max_batch}"
+            raise MonitoringError(msg)
+        self.contracts = contracts
+        self.handler = handler
+        self.processor_name = processor_name
+        self.max_batch = max_batch
+        self.poll_s = poll_s
+        self.tick_s = tick_s
+        self.stats = ProcessorStats()
+        self._bootstrap = bootstrap_servers
+        self._logical = {contracts.topic(t): contracts.spec(t).name for t in inputs}
+        self._changelog = contracts.topic(changelog) if changelog is not None else None
+        self._dead_letter_topic = contracts.topic("dead-letter")
+        self._partitions: set[int] = set()
+        self._next_tick = 0.0
+        conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": group_id,
+            # static membership: a restarted worker (same id) takes its partitions back at once, no rebalance
+            "group.instance.id": transactional_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "partition.assignment.strategy": "range",
+            "enable.partition.eof": False,
+            "fetch.wait.max.ms": 50,
+            "socket.nagle.disable": True,
+            **(config or {}),
+        }
+        self._consumer = Consumer(conf)
+        try:
+            topics = [*self._logical, *([self._changelog] if self._changelog else [])]
+            self.n_partitions = _check_copartitioned(self._consumer, topics)
+            self._producer = Producer(
+                {
+                    "bootstrap.servers": bootstrap_servers,
+                    "transactional.id": transactional_id,
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": 2,
+                    "compression.type": "lz4",
+                    "transaction.timeout.ms": int(TXN_TIMEOUT_S * 2000),
+                    "socket.nagle.disable": True,
+                }
+            )
+            self._producer.init_transactions(TXN_TIMEOUT_S)  # aborts what a predecessor with this id left open
+        except KafkaException as exc:
+            self._consumer.close()
+            msg = f"{processor_name}: cannot start its transactions ({transactional_id!r}): {exc.args[0].str()}"
+            raise MonitoringError(msg) from exc
+        except BaseException:
+            self._consumer.close()
+            raise
+        self._consumer.subscribe(
+            list(self._logical), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
+
+    # --- partitions and state ---
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.stats.rebalances += 1
+        for number in sorted({tp.partition for tp in partitions} - self._partitions):
+            restored = self._restore(number)
+            self.stats.restored += len(restored)
+            self.handler.assign(number, restored)
+            self._partitions.add(number)
+        self.stats.partitions = tuple(sorted(self._partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for number in sorted({tp.partition for tp in partitions} & self._partitions):
+            self.handler.revoke(number)
+            self._partitions.discard(number)
+        self.stats.partitions = tuple(sorted(self._partitions))
+
+    def _restore(self, partition: int) -> dict[bytes, bytes]:
+        """The latest committed value per key of changelog partition ``partition`` (tombstones drop keys)."""
+        if self._changelog is None:
+            return {}
+        reader = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "group.id": f"slipstream-restore-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "enable.partition.eof": True,
+            }
+        )
+        state: dict[bytes, bytes] = {}
+        try:
+            tp = TopicPartition(self._changelog, partition)
+            _low, high = reader.get_watermark_offsets(tp, timeout=10)
+            if high <= 0:
+                return state
+            reader.assign([TopicPartition(self._changelog, partition, OFFSET_BEGINNING)])
+            deadline = time.monotonic() + 120.0
+            while time.monotonic() < deadline:
+                got_eof = False
+                for record in reader.consume(5000, 0.2):
+                    err = record.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            got_eof = True
+                            continue
+                        text = f"{self.processor_name}: restoring {tp.topic}[{partition}]: {err.str()}"
+                        raise MonitoringError(text)
+                    key, value = record.key(), record.value()
+                    if key is None:
+                        continue
+                    if value is None:
+                        state.pop(key, None)
+                    else:
+                        state[key] = value
+                if got_eof:  # read_committed: the end of what is committed (markers and aborted records skipped)
+                    return state
+            msg = f"{self.processor_name}: restoring {tp.topic}[{partition}] did not reach its end in 120 s"
+            raise MonitoringError(msg)
+        finally:
+            reader.close()
+
+    # --- the loop ---
+
+    def run(self, stop: threading.Event, *, until_idle_s: float | None = None) -> ProcessorStats:
+        """Process until ``stop`` is set (or, with ``until_idle_s``, until nothing arrived for that long)."""
+        last = time.monotonic()
+        while not stop.is_set():
+            if self.step():
+                last = time.monotonic()
+            elif until_idle_s is not None and self._partitions and time.monotonic() - last >= until_idle_s:
+                break
+        return self.stats
+
+    def step(self) -> int:
+        """One batch: read, process, write in a transaction. Returns the number of input records handled."""
+        messages = self._consumer.consume(self.max_batch, self.poll_s)
+        events: list[ConsumedEvent] = []
+        dead: list[tuple[RawMessage, str, str]] = []
+        offsets: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.fatal() or not err.retriable():
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    text = f"{self.processor_name}: consumer error: {err.str()}"
+                    raise MonitoringError(text)
+                continue
+            full, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+            offsets[(full, partition)] = offset + 1
+            decoded = self._decode(msg, full, partition, offset, dead)
+            if decoded is not None:
+                events.append(decoded)
+        emitted = self.handler.process(events) if events else Emitted()
+        now = time.monotonic()
+        if now >= self._next_tick:
+            self._next_tick = now + self.tick_s
+            emitted.extend(self.handler.tick(time.time()))
+        if offsets or emitted or dead:
+            self._transact(offsets, emitted, dead)
+        self.stats.consumed += len(events)
+        return len(offsets)
+
+    def _decode(
+        self, msg: Message, full: str, partition: int, offset: int, dead: list[tuple[RawMessage, str, str]]
+    ) -> ConsumedEvent | None:
+        ts_type, ts = msg.timestamp()
+        try:
+            value = self.contracts.serde(self._logical[full]).decode(msg.value())
+        except DecodeError as exc:
+            headers = normalize_headers(msg.headers())
+            raw = RawMessage(full, partition, offset, ts if ts_type else None, msg.key(), msg.value(), headers)
+            dead.append((raw, exc.error_type, str(exc)))
+            return None
+        return ConsumedEvent(full, partition, offset, ts if ts_type else None, msg.key(), value)
+
+    def _transact(
+        self, offsets: Mapping[tuple[str, int], int], emitted: Emitted, dead: Sequence[tuple[RawMessage, str, str]]
+    ) -> None:
+        producer = self._producer
+        producer.begin_transaction()
+        try:
+            for topic, record in emitted.records:
+                serde = self.contracts.serde(topic)
+                self._produce(serde.topic, self.contracts.key(topic, record), serde.encode(record))
+            for partition, key, value in emitted.changelog:
+                assert self._changelog is not None  # noqa: S101 - a handler without a changelog emits none
+                self._produce(self._changelog, key, value, partition)
+            dl_serde = self.contracts.serde("dead-letter")
+            failed_at = datetime.now(UTC)
+            for raw, error_type, reason in dead:
+                record = envelope(
+                    raw, error_type=error_type, reason=reason, processor=self.processor_name, failed_at=failed_at
+                )
+                self._produce(self._dead_letter_topic, raw.key, dl_serde.encode(record))
+            if offsets:
+                positions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+                producer.send_offsets_to_transaction(positions, self._consumer.consumer_group_metadata(), TXN_TIMEOUT_S)
+            producer.commit_transaction(TXN_TIMEOUT_S)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if not error.txn_requires_abort():
+                msg = f"{self.processor_name}: transaction failed and cannot be retried: {error.str()}"
+                raise MonitoringError(msg) from exc
+            log.warning("%s: transaction aborted (%s); replaying from the committed state", self.processor_name, error)
+            producer.abort_transaction(TXN_TIMEOUT_S)
+            self.stats.aborted += 1
+            self._rewind()
+            return
+        except BaseException:
+            producer.abort_transaction(TXN_TIMEOUT_S)
+            raise
+        self.stats.transactions += 1
+        self.stats.produced += len(emitted.records)
+        self.stats.changelog_writes += len(emitted.changelog)
+        self.stats.dead_letters += len(dead)
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
+        kwargs: dict[str, Any] = {} if partition is None else {"partition": partition}
+        while True:
+            try:
+                self._producer.produce(topic, value, key, **kwargs)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def _rewind(self) -> None:
+        """After an abort: state back to the changelog, positions back to the committed offsets."""
+        assignment = self._consumer.assignment()
+        for number in sorted(self._partitions):
+            self.handler.revoke(number)
+            self.handler.assign(number, self._restore(number))
+        committed = self._consumer.committed(assignment, timeout=10)
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+
+    def close(self) -> None:
+        """Leave the group and release the clients (call between steps: no transaction is open then)."""
+        try:
+            self._consumer.close()
+        finally:
+            self._producer.flush(5)

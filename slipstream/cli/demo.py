@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import signal
 import threading
 import time
@@ -16,110 +15,16 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.status import Status
-from rich.table import Table
-from rich.text import Text
 
 from slipstream.cli.common import build, friendly_errors, out
+from slipstream.cli.demo_view import live_view, status_line
 from slipstream.cli.simulate import fraud_data
 from slipstream.demo import DemoOptions, DemoReport, DemoRun, LiveStats
-from slipstream.demo.timeline import DAY_US, REACH_US, iso, labels_path
-
-
-def _ms(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:,.1f}"
-
-
-def _share(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.1%}"
-
-
-def live_view(stats: LiveStats, *, rate: float, stopping: bool = False, final: bool = False) -> Group:
-    """The live summary: throughput, latency, what the model catches, which model, how fresh, what was rejected."""
-    produced_rate, scored_rate = stats.rates()
-    minutes, seconds = divmod(int(stats.elapsed), 60)
-    state = "final" if final else "stopping: scoring what is in flight…" if stopping else "Ctrl-C stops"
-    table = Table(title=f"Slipstream live: card traffic → Kafka → features → fraud scores   ({state})", min_width=100)
-    table.add_column("", style="bold")
-    table.add_column("now", justify="right")
-    clock = iso(stats.shown_time_us)[:19].replace("T", " ") if stats.shown_time_us else "-"
-    table.add_row("live for", f"{minutes}:{seconds:02d}   event time {clock} UTC (simulated ×{stats.speedup:,.0f})")
-    table.add_row(
-        "transactions produced",
-        f"{stats.produced:,} of {stats.planned:,}  {produced_rate:,.0f}/s (target {rate:g}/s)  "
-        f"+ {stats.labels:,} delayed labels{'  [data exhausted]' if stats.exhausted else ''}",
-    )
-    table.add_row("scored by score-stream", f"{stats.scored:,}  {scored_rate:,.0f}/s")
-    table.add_row(
-        "latency produce → prediction p50 / p99",
-        f"{_ms(stats.percentile('e2e_ms', 50))} / {_ms(stats.percentile('e2e_ms', 99))} ms  "
-        f"(scorer batch p50 {_ms(stats.percentile('scorer_ms', 50))} ms)",
-    )
-    table.add_row(
-        "HTTP scorer round trip p50 / p99",
-        f"{_ms(stats.percentile('http_ms', 50))} / {_ms(stats.percentile('http_ms', 99))} ms  "
-        f"({len(stats.http_ms):,} requests, {stats.http_errors} errors, port {stats.http_port})",
-    )
-    table.add_row(
-        "frauds in the stream / flagged / caught",
-        f"{stats.frauds_scored:,} / {stats.flagged:,} / {stats.caught:,}   "
-        f"precision {_share(stats.precision)}  recall {_share(stats.recall)}",
-    )
-    table.add_row("model (from predictions)", stats.model or "-")
-    table.add_row(
-        "feature freshness p50 / p99",
-        f"{_ms(stats.percentile('freshness_ms', 50))} / {_ms(stats.percentile('freshness_ms', 99))} ms "
-        "(produce → engine's feature vector)",
-    )
-    letters = ", ".join(f"{name} {n:,}" for name, n in sorted(stats.dead_letters.items())) or "none"
-    table.add_row("dead letters", f"{stats.poisoned:,} poison messages injected → {letters}")
-    engine = ", ".join(f"{stage} {s.applied:,}" for stage, s in stats.stages.items())
-    table.add_row("engine: events applied per stage", engine or "-")
-    return Group(table, _http_view(stats))
-
-
-def _http_view(stats: LiveStats) -> Text:
-    last = stats.http_last
-    text = Text("HTTP  POST /v1/fraud/score  ", style="bold")
-    if not last:
-        return text.append("(the first live transaction is scored shortly)", style="dim")
-    flagged = bool(last.get("decision"))
-    text.append(f"transaction {last.get('transaction_id')}, customer {last.get('customer_id')}, ")
-    text.append(f"amount {last.get('amount', 0.0):,.2f} → score {last.get('score', 0.0):.4f} ")
-    text.append("FLAGGED" if flagged else "passed", style="bold red" if flagged else "green")
-    text.append(f" (truth: {'fraud' if last.get('is_fraud') else 'genuine'}) by {_model(last)}, ")
-    server = (last.get("timings_us") or {}).get("total_us", float("nan")) / 1000
-    text.append(f"{last.get('round_trip_ms', 0.0):.1f} ms round trip ({server:.2f} ms scoring)")
-    return text
-
-
-def _model(answer: dict[str, Any]) -> str:
-    model = answer.get("model") or {}
-    return f"{model.get('name', '?')} v{model.get('version', '?')}"
-
-
-def status_line(stats: LiveStats, *, stopping: bool = False) -> str:
-    """The live table's numbers on one line, for a log or a pipe."""
-    produced_rate, scored_rate = stats.rates()
-    minutes, seconds = divmod(int(stats.elapsed), 60)
-    letters = ", ".join(f"{name} {n:,}" for name, n in sorted(stats.dead_letters.items())) or "none"
-    pct = stats.percentile
-    parts = [
-        f"live {minutes}:{seconds:02d}{' stopping' if stopping else ''}",
-        f"produced {stats.produced:,} ({produced_rate:,.0f}/s)",
-        f"scored {stats.scored:,} ({scored_rate:,.0f}/s)",
-        f"latency p50/p99 {_ms(pct('e2e_ms', 50))}/{_ms(pct('e2e_ms', 99))} ms",
-        f"http p50/p99 {_ms(pct('http_ms', 50))}/{_ms(pct('http_ms', 99))} ms",
-        f"frauds/flagged/caught {stats.frauds_scored:,}/{stats.flagged:,}/{stats.caught:,}",
-        f"precision {_share(stats.precision)} recall {_share(stats.recall)}",
-        f"model {stats.model or '-'}",
-        f"freshness p50 {_ms(pct('freshness_ms', 50))} ms",
-        f"dead letters {letters}",
-    ]
-    return " | ".join(parts)
+from slipstream.demo.timeline import DAY_US, REACH_US, labels_path
 
 
 class ConsoleUI:
@@ -287,7 +192,9 @@ def _farewell(console: Console, report: DemoReport, *, external: bool, keep: boo
     """Say how it ended; True when it ended well."""
     t = report.timings
     if "startup" in t:
-        parts = ", ".join(f"{k} {t[k]:.0f}" for k in ("platform", "data", "train", "warmup", "scorers") if k in t)
+        parts = ", ".join(
+            f"{k} {t[k]:.0f}" for k in ("platform", "data", "train", "reco", "warmup", "scorers") if k in t
+        )
         console.print(f"start-up to live traffic: {t['startup']:.0f} s ({parts} s)")
     stopped = ", ".join(f"{name} ({_exit(code)})" for name, code in report.exit_codes.items())
     if report.left_running:
@@ -342,10 +249,13 @@ def demo(
     ] = None,
 ) -> None:
     """Everything, live: start Kafka + Redis, simulate the Fraud Handbook's card traffic, backfill features, train a
-    LightGBM model and register it in MLflow behind the ONNX parity gate as champion, warm the online store through
-    the feature engine, start the engine, score-stream and the HTTP scorer, then stream transactions (and their
-    delayed labels) at --rate and watch throughput, latency, frauds caught and the model version live. Ctrl-C stops
-    every process the demo started; Kafka and Redis keep running (`slipstream infra down`)."""
+    LightGBM model and register it in MLflow behind the ONNX parity gate as champion, then the recommendations
+    ranker (LambdaRank on the simulated clickstream, as `slipstream train reco`) likewise, its features at the
+    clickstream's cut-off materialized into the online store; warm the online store through the feature engine,
+    start the engine, score-stream and the HTTP scorer, then stream transactions (and their delayed labels) at
+    --rate, with recommendation requests over HTTP beside them, and watch throughput, latency, frauds caught, the
+    recommendations' NDCG@10 and the model versions live. Ctrl-C stops every process the demo started; Kafka and
+    Redis keep running (`slipstream infra down`)."""
     with friendly_errors():
         if data is not None:  # given, it must exist: a mistyped path is an error, never a place to simulate into
             fraud_data(data)
@@ -371,6 +281,7 @@ def demo(
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if report_json is not None:
-            report_json.write_text(json.dumps(report.summary(), indent=2, default=str))
+            summary = {**report.summary(), "reco": report.stats.reco.summary()}
+            report_json.write_text(json.dumps(summary, indent=2, default=str))
         if not _farewell(out, report, external=app.external, keep=keep):
             raise typer.Exit(1)

@@ -4,7 +4,8 @@ Start-up, in order (the slow parts overlap): the platform and this run's topics;
 stage) starts and waits for input; the simulated data is read and split along the timeline; the warm-up is produced
 on a thread while the main thread backfills, trains, registers and promotes the champion; the scorer group is set to
 start at the live point; `score-stream` and `serve` start as child processes while the engine works through the
-warm-up; live traffic starts once the engine has applied every warm-up event and both scorers answer.
+warm-up; live traffic starts once the engine has applied every warm-up event and both scorers answer. The reco
+ranker follows the champion (:mod:`slipstream.demo.recommend`); `serve` loads both, and recommendations go live too.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from slipstream.demo.processes import (
     processes_of_run,
     terminate,
 )
+from slipstream.demo.recommend import RecoClient, probe_reco
 from slipstream.demo.timeline import (
     DAY_US,
     LABEL_FIELDS_ALL,
@@ -50,7 +52,7 @@ from slipstream.demo.timeline import (
     slice_events,
 )
 from slipstream.demo.traffic import produce_all, stream_live
-from slipstream.demo.training import train_champion
+from slipstream.demo.training import RecoChampion, train_champion, train_reco_champion
 from slipstream.schemas.exceptions import SlipstreamError
 from slipstream.schemas.transport import EventProducer
 from slipstream.streams.engine.runner import StageStats
@@ -80,6 +82,7 @@ class DemoRun:
         self._producer: EventProducer | None = None
         self._run_file: Path | None = None
         self._clock = time.perf_counter()
+        self.reco: RecoChampion | None = None
 
     def run(self) -> DemoReport:
         started = time.perf_counter()
@@ -110,6 +113,7 @@ class DemoRun:
             importlib.import_module("slipstream.features.offline")
             importlib.import_module("slipstream.models.evaluation")
             importlib.import_module("slipstream.models.fraud")
+            importlib.import_module("slipstream.models.reco")
             _ = self.app.model_registry
 
     def _phase(self, name: str) -> None:
@@ -194,13 +198,13 @@ class DemoRun:
         champion = train_champion(self.app, producer, tx, labels, timeline)
         self.report.champion = champion
         self._phase("train")
-        self.ui.done(
-            f"{self.app.settings.fraud_model} v{champion.version} registered in MLflow and promoted to champion "
-            f"(REGISTERED, PROMOTED on model-events): trained on {champion.train_rows:,} transactions, validation "
-            f"AP {champion.metrics.get('average_precision', float('nan')):.3f}, threshold {champion.threshold:.3f}, "
-            f"ONNX parity max |diff| {champion.parity_max_abs_diff:.1g}; {champion.backfill_vectors:,} offline "
-            f"feature vectors in {self.app.settings.offline_dir}"
-        )
+        self.ui.done(champion.story(self.app.settings.fraud_model, self.app.settings.offline_dir))
+        self.ui.step("training the recommendations ranker on the simulated clickstream (as `slipstream train reco`)")
+        self.reco = reco = train_reco_champion(self.app, producer, self.ns.project)
+        self.stats.reco.registered = reco.version
+        self.stats.reco.offline_ndcg = reco.metrics.get("ndcg_at_10", float("nan"))
+        self._phase("reco")
+        self.ui.done(reco.story(self.app.settings.reco_model))
         warming.join()
         producer.flush(120)
         start_group_at_end(self.app.bootstrap_servers, self._scorer_group, self.contracts.topic("transactions"))
@@ -235,10 +239,11 @@ class DemoRun:
     def _wait_scorers(self, timeout_s: float = 180.0) -> None:
         port = self.report.http_port
         self.ui.step(f"waiting for the scorers: score-stream (Kafka) and serve (HTTP, port {port})")
-        http, admin = HttpScorer(port), admin_client(self.app.bootstrap_servers)
+        http, admin = RecoClient(port), admin_client(self.app.bootstrap_servers)
         deadline = time.monotonic() + timeout_s
+        reco = self.stats.reco
         try:
-            while not (http.ready() and group_assigned(admin, self._scorer_group)):
+            while not (http.ready() and group_assigned(admin, self._scorer_group) and http.has_reco(reco)):
                 self._check()
                 if time.monotonic() > deadline:
                     logs = "; ".join(f"{c.name} ({c.log}): {c.tail(5)}" for c in self.children.values())
@@ -249,7 +254,10 @@ class DemoRun:
             http.close()
         self._phase("scorers")
         version = self.report.champion.version if self.report.champion else "?"
-        self.ui.done(f"scorers ready with v{version}: score-stream → predictions, http://127.0.0.1:{port}")
+        self.ui.done(
+            f"scorers ready with fraud v{version} and reco v{reco.loaded or '-'}: score-stream → predictions, "
+            f"http://127.0.0.1:{port} (/v1/fraud/score, /v1/recommendations)"
+        )
 
     def _start_engine(self) -> None:
         from slipstream.streams.engine.app import EngineJob, run_processes
@@ -321,6 +329,9 @@ class DemoRun:
         )
         http = HttpScorer(self.report.http_port)
         self._spawn("demo-http", lambda: probe_http(http, stats, self._live_stop, options.http_every_s))
+        if self.reco is not None:
+            queries, client = self.reco.queries, RecoClient(self.report.http_port)
+            self._spawn("demo-reco", lambda: probe_reco(client, queries, stats, self._live_stop))
         last_render = 0.0
         drain_until: float | None = None
         try:

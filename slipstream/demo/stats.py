@@ -1,6 +1,10 @@
 """What the live table shows, measured where the demo can see it: transactions as they are produced, and the
 ``predictions``, ``feature-log`` and ``dead-letter`` topics as they are read back. Ground truth comes from the
-simulation (every transaction sent knows whether it is a fraud), so precision and recall are exact so far."""
+simulation (every transaction sent knows whether it is a fraud), so precision and recall are exact so far; the
+recommendations' from the clickstream's week after the cut-off, so their NDCG@10 is exact too.
+
+The live table's model panel has a line per model and path (:class:`ModelRow`, :meth:`LiveStats.model_rows`): a
+challenger or a shadow model is one more line, and what it measures one more field."""
 
 from __future__ import annotations
 
@@ -17,6 +21,77 @@ from slipstream.streams.engine.runner import StageStats
 
 def _pct(samples: deque[float], q: float) -> float:
     return float(np.percentile(np.fromiter(samples, float), q)) if samples else float("nan")
+
+
+@dataclass
+class RecoStats:
+    """Recommendations asked of the HTTP scorer: answers, round trips, the serving version and NDCG@10 of each."""
+
+    registered: str = ""  # the version the demo registered and promoted
+    offline_ndcg: float = float("nan")  # the protocol's NDCG@10 on the same users, from the model card
+    loaded: str | None = None  # the version /readyz said was loaded when live traffic started
+    served: int = 0
+    errors: int = 0
+    model: str = ""  # from the latest answer
+    ms: deque[float] = field(default_factory=lambda: deque(maxlen=5_000))
+    ndcg_sum: float = 0.0
+    judged: int = 0  # answers with an NDCG (the user had a relevant item)
+    last: dict[str, Any] = field(default_factory=dict)
+
+    def on_answer(self, round_trip_ms: float, answer: Mapping[str, Any], ndcg: float) -> None:
+        self.served += 1
+        self.ms.append(round_trip_ms)
+        if not np.isnan(ndcg):
+            self.ndcg_sum += ndcg
+            self.judged += 1
+        model = answer.get("model") or {}
+        self.model = f"{model.get('name', '?')} v{model.get('version', '?')}"
+        self.last = {**answer, "round_trip_ms": round_trip_ms, "ndcg": ndcg}
+
+    def percentile(self, q: float) -> float:
+        """Round trip percentile ``q`` in ms."""
+        return _pct(self.ms, q)
+
+    @property
+    def mean_ndcg(self) -> float:
+        return self.ndcg_sum / self.judged if self.judged else float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "registered_version": self.registered or None,
+            "loaded_version": self.loaded,
+            "model": self.model,
+            "requests": self.served,
+            "errors": self.errors,
+            "p50_ms": self.percentile(50),
+            "p99_ms": self.percentile(99),
+            "ndcg_at_10": self.mean_ndcg,
+            "offline_ndcg_at_10": self.offline_ndcg,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRow:
+    """One line of the live table's model panel: a model on one path, its role, what it served, how fast and how
+    well (the quality measure says what it is)."""
+
+    model: str
+    role: str
+    version: str
+    path: str
+    served: int
+    p50_ms: float
+    p99_ms: float
+    quality: str
+
+
+def _version(model: str) -> str:
+    """``fraud v4`` -> ``4``; empty -> ``-``."""
+    return model.rpartition(" v")[2] if " v" in model else "-"
+
+
+def _share(value: float) -> str:
+    return "-" if np.isnan(value) else f"{value:.1%}"
 
 
 @dataclass
@@ -44,6 +119,7 @@ class LiveStats:
     http_errors: int = 0
     http_last: dict[str, Any] = field(default_factory=dict)
     dead_letters: Counter[str] = field(default_factory=Counter)
+    reco: RecoStats = field(default_factory=RecoStats)
     stages: dict[str, StageStats] = field(default_factory=dict)
     sent: dict[str, tuple[float, bool]] = field(default_factory=dict)  # transaction id -> (sent at, is fraud)
     vectors_pending: dict[str, float] = field(default_factory=dict)
@@ -68,6 +144,50 @@ class LiveStats:
     def percentile(self, name: str, q: float) -> float:
         samples: deque[float] = getattr(self, name)
         return _pct(samples, q)
+
+    def model_rows(self) -> list[ModelRow]:
+        """The model panel: fraud on the Kafka path and over HTTP, recommendations over HTTP."""
+        fraud_quality = f"precision {_share(self.precision)}  recall {_share(self.recall)} (ground truth)"
+        http_model = str((self.http_last.get("model") or {}).get("version", "-"))
+        reco = self.reco
+        reco_quality = (
+            f"NDCG@10 {reco.mean_ndcg:.3f} over {reco.judged:,} answers (offline {reco.offline_ndcg:.3f})"
+            if reco.judged
+            else "-"
+        )
+        pct = self.percentile
+        return [
+            ModelRow(
+                "fraud",
+                "champion",
+                _version(self.model),
+                "score-stream",
+                self.scored,
+                pct("e2e_ms", 50),
+                pct("e2e_ms", 99),
+                fraud_quality,
+            ),
+            ModelRow(
+                "fraud",
+                "champion",
+                http_model,
+                "HTTP",
+                len(self.http_ms),
+                pct("http_ms", 50),
+                pct("http_ms", 99),
+                "",
+            ),
+            ModelRow(
+                "reco",
+                "champion",
+                _version(reco.model) if reco.model else reco.loaded or "-",
+                "HTTP",
+                reco.served,
+                reco.percentile(50),
+                reco.percentile(99),
+                reco_quality,
+            ),
+        ]
 
     def on_sent(self, record: Mapping[str, Any], fraud: bool, now: float) -> None:
         key = str(record["transaction_id"])

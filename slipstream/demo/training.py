@@ -1,6 +1,8 @@
 """The model half of the story, as `slipstream train fraud --promote` tells it, on just the events its windows need:
 offline features backfilled (Feast file sources), LightGBM trained and validated, exported to ONNX behind the parity
-gate, registered in MLflow and promoted to champion — with REGISTERED and PROMOTED on this run's ``model-events``."""
+gate, registered in MLflow and promoted to champion — with REGISTERED and PROMOTED on this run's ``model-events``.
+Then the same for the recommendations ranker, as `slipstream train reco --promote` tells it (the same two calls), and
+its features at the cut-off materialized into this run's online store (:mod:`slipstream.demo.recommend`)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from slipstream.schemas.transport import EventProducer
 if TYPE_CHECKING:
     import pandas as pd
 
+    from slipstream.demo.recommend import RecoQuery
+
 
 @dataclass(frozen=True, slots=True)
 class Champion:
@@ -27,6 +31,16 @@ class Champion:
     train_rows: int
     train_frauds: int
     backfill_vectors: int
+
+    def story(self, name: str, offline_dir: object) -> str:
+        """What happened, in a sentence."""
+        return (
+            f"{name} v{self.version} registered in MLflow and promoted to champion (REGISTERED, PROMOTED on "
+            f"model-events): trained on {self.train_rows:,} transactions, validation AP "
+            f"{self.metrics.get('average_precision', float('nan')):.3f}, threshold {self.threshold:.3f}, ONNX parity "
+            f"max |diff| {self.parity_max_abs_diff:.1g}; {self.backfill_vectors:,} offline feature vectors in "
+            f"{offline_dir}"
+        )
 
 
 def train_champion(
@@ -74,4 +88,60 @@ def train_champion(
         len(train_set),
         int(train_set["label"].sum()),
         len(backfill.vectors),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RecoChampion:
+    version: str
+    metrics: dict[str, float]
+    parity_max_abs_diff: float
+    parity_rows: int
+    events: int
+    train_rows: int
+    cutoff: str
+    materialized: int
+    queries: list[RecoQuery]
+
+    def story(self, name: str) -> str:
+        """What happened, in a sentence."""
+        m = self.metrics
+        return (
+            f"{name} v{self.version} (LambdaRank) registered behind the ONNX parity gate (max |diff| "
+            f"{self.parity_max_abs_diff:.1g} on {self.parity_rows:,} rows) and promoted to champion: trained on "
+            f"{self.train_rows:,} candidate rows of {self.events:,} simulated clicks, held-out NDCG@10 "
+            f"{m.get('ndcg_at_10', float('nan')):.3f} (popularity {m.get('popularity_ndcg_at_10', float('nan')):.3f});"
+            f" {self.materialized:,} feature rows at the cut-off {self.cutoff[:16]} materialized into the online "
+            f"store; {len(self.queries):,} users' requests to send"
+        )
+
+
+def train_reco_champion(app: Slipstream, producer: EventProducer, project: str) -> RecoChampion:
+    """What `slipstream train reco --promote` does — the protocol on the simulated clickstream, the ranker registered
+    behind the ONNX parity gate and promoted (model-events) — then the clickstream's features at the cut-off into
+    ``project``'s online store and the held-out users' requests, for the HTTP scorer to rank live."""
+    from slipstream.demo.recommend import materialize, reco_queries
+    from slipstream.features.definitions import RECO
+    from slipstream.features.offline import compute_offline
+    from slipstream.models.publish import register_reco
+    from slipstream.models.reco import fit_reco
+    from slipstream.streams.simulate.reco import RecoSimConfig, simulate_interactions
+
+    simulation = simulate_interactions(RecoSimConfig())
+    view_rows = compute_offline(RECO, {"interactions": simulation.events}).view_rows
+    fit = fit_reco(simulation, view_rows=view_rows)
+    registry, name = app.model_registry, app.settings.reco_model
+    registered, metrics = register_reco(registry, name, fit, producer=producer)
+    registry.promote(name, registered.version, producer=producer)
+    written = materialize(app.redis_url, project, view_rows, fit.cutoff)
+    return RecoChampion(
+        registered.version,
+        metrics,
+        registered.parity.max_abs_diff,
+        registered.parity.n,
+        len(simulation.events),
+        len(fit.train),
+        fit.cutoff.isoformat(),
+        written,
+        reco_queries(fit),
     )

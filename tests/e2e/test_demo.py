@@ -1,6 +1,7 @@
 """`slipstream demo`, the whole story in a short mode, against the test platform: platform, data, a trained and
-promoted champion, a (2-day) warm-up through the engine, score-stream and the HTTP scorer as child processes, live
-traffic for a few seconds, then a clean stop — nothing of the run left running, its topics and Redis keys gone."""
+promoted champion and reco ranker, a (2-day) warm-up through the engine, score-stream and the HTTP scorer as child
+processes, live traffic and recommendation requests for a few seconds, then a clean stop — nothing of the run left
+running, its topics and Redis keys gone."""
 
 from __future__ import annotations
 
@@ -103,6 +104,18 @@ def test_demo_end_to_end(services: Services, tmp_path: Path) -> None:
     assert report["poisoned"] > 0
     assert report["dead_letters"].get("score-stream", 0) > 0  # poison reached the scorer, and was dead-lettered
     assert report["error"] is None
+
+    # recommendations too: the ranker registered and promoted, loaded by serve (/readyz), serving the requests
+    reco = report["reco"]
+    assert reco["registered_version"], output[-2000:]
+    assert reco["loaded_version"] == reco["registered_version"]  # /readyz: reco loaded, that version
+    assert reco["model"] == f"reco v{reco['registered_version']}"  # the answers' model
+    assert reco["requests"] >= LIVE_SECONDS * 5, reco  # ~20/s asked
+    assert reco["errors"] == 0
+    assert reco["p50_ms"] > 0
+    assert abs(reco["ndcg_at_10"] - reco["offline_ndcg_at_10"]) < 0.15  # the held-out users, ranked online
+    assert "timings_s" in report and "reco" in report["timings_s"]
+    assert "models serving" in output and "/v1/recommendations" in output
     assert "start-up to live traffic" in output
     assert "slipstream infra down" not in output  # the services were given: the demo says it leaves them be
 

@@ -291,9 +291,11 @@ class ModelRegistry:
         history.append(version)
         self.client.set_registered_model_alias(name, CHAMPION, version)
         self.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-        if self.alias_version(name, CHALLENGER) == version:
+        event = self._event(name, "PROMOTED", version, previous, producer, reason=None)
+        if self.alias_version(name, CHALLENGER) == version:  # the challenger won: it is no longer one
             self.client.delete_registered_model_alias(name, CHALLENGER)
-        return self._event(name, "PROMOTED", version, previous, producer, reason=None)
+            self._event(name, "CHALLENGER_REMOVED", version, None, producer, reason="promoted", alias=CHALLENGER)
+        return event
 
     def rollback(
         self, name: str, producer: EventProducer | None = None, *, reason: str | None = None
@@ -310,6 +312,43 @@ class ModelRegistry:
         self.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
         return self._event(name, "ROLLED_BACK", target, current, producer, reason=reason)
 
+    # --- challengers ---
+
+    def set_challenger(
+        self, name: str, version: str | int, alias: str = CHALLENGER, producer: EventProducer | None = None
+    ) -> dict[str, Any]:
+        """Point challenger ``alias`` at ``version``; return (and publish) the CHALLENGER_SET event, whose
+        ``previous_version`` is the version the alias pointed to before (if any). The champion cannot be one."""
+        version = str(version)
+        if alias == CHAMPION:
+            msg = f"alias {alias!r} is the serving model's, not a challenger's"
+            raise RegistryError(msg)
+        self._version(name, version)
+        previous = self.alias_version(name, alias)
+        self.client.set_registered_model_alias(name, alias, version)
+        return self._event(name, "CHALLENGER_SET", version, previous, producer, reason=None, alias=alias)
+
+    def remove_challenger(self, name: str, alias: str, producer: EventProducer | None = None) -> dict[str, Any]:
+        """Delete challenger ``alias``; return (and publish) the CHALLENGER_REMOVED event (``version``: the one it
+        pointed to). :class:`RegistryError` when the alias points nowhere."""
+        if alias == CHAMPION:
+            msg = f"alias {alias!r} is the serving model's, not a challenger's"
+            raise RegistryError(msg)
+        version = self.alias_version(name, alias)
+        if version is None:
+            msg = f"model {name!r} has no alias {alias!r}"
+            raise RegistryError(msg)
+        self.client.delete_registered_model_alias(name, alias)
+        return self._event(name, "CHALLENGER_REMOVED", version, None, producer, reason=None, alias=alias)
+
+    def challengers(self, name: str, prefix: str = CHALLENGER) -> dict[str, str]:
+        """Alias -> version of every alias of ``name`` starting with ``prefix`` (none when ``name`` is unknown)."""
+        try:
+            aliases = self.client.get_registered_model(name).aliases
+        except MlflowException:
+            return {}
+        return {str(a): str(v) for a, v in sorted(aliases.items()) if str(a).startswith(prefix) and a != CHAMPION}
+
     def _event(
         self,
         name: str,
@@ -319,6 +358,7 @@ class ModelRegistry:
         producer: EventProducer | None,
         *,
         reason: str | None,
+        alias: str = CHAMPION,
     ) -> dict[str, Any]:
         model_version = self._version(name, version)
         record: dict[str, Any] = {
@@ -326,7 +366,7 @@ class ModelRegistry:
             "event_time": datetime.now(UTC),
             "action": action,
             "model_name": name,
-            "alias": CHAMPION,
+            "alias": alias,
             "version": version,
             "previous_version": previous,
             "artifact_uri": f"{model_version.source}/{ONNX_FILE}",

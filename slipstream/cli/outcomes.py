@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from slipstream.cli.common import build, console, friendly_errors, out
+from slipstream.cli.options import check_number
 
 
 def outcomes(
@@ -45,6 +46,12 @@ def outcomes(
     from slipstream.monitoring.outcomes.processor import JoinSettings, run_outcomes
 
     with friendly_errors():
+        if horizon_days is not None:
+            check_number(horizon_days, "--horizon-days", gt=0)
+        if grace_days is not None:
+            check_number(grace_days, "--grace-days", ge=0)
+        if until_idle is not None:
+            check_number(until_idle, "--until-idle", gt=0)
         app = build()
         s = app.settings
         settings = JoinSettings(

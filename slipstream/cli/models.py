@@ -67,6 +67,65 @@ def promote(
         )
 
 
+challenger_app = typer.Typer(
+    help="Challengers: versions the shadow consumer scores beside the champion, by alias (challenger, challenger-b, "
+    "...; any alias starting with SLIPSTREAM_CHALLENGER_ALIAS_PREFIX).",
+    no_args_is_help=True,
+)
+models_app.add_typer(challenger_app, name="challenger")
+Alias = Annotated[str, typer.Option(help="Challenger alias; must start with SLIPSTREAM_CHALLENGER_ALIAS_PREFIX.")]
+
+
+def _challenger_alias(app: Slipstream, alias: str) -> str:
+    prefix = app.settings.challenger_alias_prefix
+    if not alias.startswith(prefix) or alias == "champion":
+        msg = f"--alias {alias!r} must start with {prefix!r} (SLIPSTREAM_CHALLENGER_ALIAS_PREFIX) and not be champion"
+        raise InputError(msg)
+    return alias
+
+
+@challenger_app.command("set")
+def challenger_set(
+    name: Name,
+    version: Annotated[str, typer.Argument(help="Version to shadow the champion.")],
+    alias: Alias = "challenger",
+    publish: Publish = True,
+) -> None:
+    """Make VERSION a challenger under ALIAS (re-pointed if it existed); running shadow consumers pick it up live."""
+    with friendly_errors():
+        app = build()
+        _challenger_alias(app, alias)
+        producer = app.producer() if publish else None
+        event = registry_for(app).set_challenger(name, version, alias, producer)
+        was = f" (was v{event['previous_version']})" if event["previous_version"] else ""
+        console.print(f"[green]✓[/green] {name} v{event['version']} is challenger {alias}{was}")
+
+
+@challenger_app.command("remove")
+def challenger_remove(name: Name, alias: Alias = "challenger", publish: Publish = True) -> None:
+    """Remove challenger ALIAS; running shadow consumers stop comparing it."""
+    with friendly_errors():
+        app = build()
+        _challenger_alias(app, alias)
+        producer = app.producer() if publish else None
+        event = registry_for(app).remove_challenger(name, alias, producer)
+        console.print(f"[green]✓[/green] {name}: challenger {alias} (v{event['version']}) removed")
+
+
+@challenger_app.command("list")
+def challenger_list(name: Name) -> None:
+    """The challenger aliases of a model and their versions."""
+    with friendly_errors():
+        app = build()
+        found = registry_for(app).challengers(name, app.settings.challenger_alias_prefix)
+        table = Table(title=f"challengers of {name}")
+        table.add_column("alias")
+        table.add_column("version")
+        for alias, version in found.items():
+            table.add_row(alias, version)
+        out.print(table)
+
+
 @models_app.command()
 def rollback(
     name: Name,
@@ -144,7 +203,7 @@ def _place(
     if promote:
         registry.promote(name, version, producer=producer)
         return CHAMPION
-    registry.set_alias(name, CHALLENGER, version)
+    registry.set_challenger(name, version, CHALLENGER, producer)
     return CHALLENGER
 
 

@@ -203,6 +203,13 @@ class PerformanceBook:
             raise MonitoringError(msg)
         return self
 
+    def reject(self, reason: str) -> PerformanceBook:
+        """Count a record that could not be used (the first ten reasons are kept)."""
+        self.rejected += 1
+        if len(self.rejections) < 10:
+            self.rejections.append(reason)
+        return self
+
     def update_all(self, records: Iterable[Mapping[str, Any]]) -> PerformanceBook:
         for record in records:
             self.update(record)
@@ -284,9 +291,7 @@ class PerformanceBook:
             self._advance(event_us)
             return
         if r.get("score") is None or r.get("decision") is None:  # a bad record is data: counted, not a crash
-            self.rejected += 1
-            if len(self.rejections) < 10:
-                self.rejections.append(f"outcome {r['outcome_id']!r} ({status}) carries no score or decision")
+            self.reject(f"outcome {r['outcome_id']!r} ({status}) carries no score or decision")
             return
         group = (str(r["model_name"]), str(r["model_version"]), str(r["role"]))
         item = self._item(str(r["outcome_id"]), group, r, r["score"], r["decision"])

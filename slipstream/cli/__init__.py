@@ -11,6 +11,7 @@ from slipstream.cli.events import produce, schemas_app, tail
 from slipstream.cli.features import backfill, features_app
 from slipstream.cli.inputs import InputsCommand
 from slipstream.cli.models import models_app, train
+from slipstream.cli.monitor import monitor, report
 from slipstream.cli.outcomes import outcomes
 from slipstream.cli.platform import infra_app, topics_app
 from slipstream.cli.serving import score_stream, serve
@@ -45,6 +46,8 @@ app.command(cls=InputsCommand)(train)
 app.command()(serve)
 app.command("score-stream")(score_stream)
 app.command()(outcomes)
+app.command()(monitor)
+app.command()(report)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from slipstream.monitoring.exceptions import ShadowError
 from slipstream.monitoring.shadow.challengers import (
@@ -37,6 +38,7 @@ class ShadowSettings:
     bound: JoinBound = field(default_factory=JoinBound)
     feature_sets: Mapping[str, str] = field(default_factory=dict)  # model -> its feature-log set (default: same)
     max_batch: int = 2000
+    consumer_config: Mapping[str, Any] = field(default_factory=dict)  # extra librdkafka settings of the group member
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -103,6 +105,7 @@ class ShadowWorker:
                 changelog=CHANGELOG,
                 processor_name=PROCESSOR,
                 max_batch=self.settings.max_batch,
+                config=self.settings.consumer_config,
             )
             self.stats = processor.stats
             try:

@@ -11,6 +11,7 @@ import fastavro
 from fastavro.validation import ValidationError, validate
 
 from slipstream.schemas.base import Framing, RecordValidator
+from slipstream.schemas.compiled_reader import compile_reader
 from slipstream.schemas.compiled_writer import compile_writer
 from slipstream.schemas.exceptions import DecodeError, SerializationError
 from slipstream.schemas.registry import SchemaVersion
@@ -42,6 +43,7 @@ class AvroSerde:
         self._validator = validator
         self._parsed = schema.parsed
         self._compiled = compile_writer(self._parsed)
+        self._reader = compile_reader(self._parsed)
         self._ts_fields = timestamp_fields(schema.raw)
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
@@ -89,15 +91,9 @@ class AvroSerde:
             msg = "message has no value (tombstone)"
             raise DecodeError(msg)
         writer, body = self._framing.unframe(self.topic, data)
-        reader = None if writer.fingerprint == self.schema.fingerprint else self._parsed
-        stream = io.BytesIO(body)
-        try:
-            record: Any = fastavro.schemaless_reader(stream, writer.parsed, reader)
-        except Exception as exc:
-            msg = f"Avro body does not decode with schema {writer.name!r} v{writer.version}: {exc!r}"
-            raise DecodeError(msg, "schema_mismatch") from exc
-        if stream.tell() != len(body):
-            msg = f"{len(body) - stream.tell()} trailing bytes after a {writer.name!r} record"
+        record, used = self._read(writer, body)
+        if used != len(body):
+            msg = f"{len(body) - used} trailing bytes after a {writer.name!r} record"
             raise DecodeError(msg, "schema_mismatch")
         if not isinstance(record, dict):
             msg = f"decoded value is not a record: {record!r}"
@@ -108,3 +104,20 @@ class AvroSerde:
                 msg = f"invalid {self.schema.name}: {reason}"
                 raise DecodeError(msg, "invalid_field")
         return record
+
+    def _read(self, writer: SchemaVersion, body: memoryview) -> tuple[Any, int]:
+        """The record in ``body`` and the bytes it used: the compiled reader when ``writer`` is this serde's schema,
+        else (or when the compiled reader fails on bad bytes) fastavro, resolving ``writer`` to this schema."""
+        same = writer.fingerprint == self.schema.fingerprint
+        if same and self._reader is not None:
+            try:
+                return self._reader(body)
+            except Exception:  # noqa: BLE001, S110 - fastavro below decodes it or explains what is wrong
+                pass
+        stream = io.BytesIO(body)
+        try:
+            record = fastavro.schemaless_reader(stream, writer.parsed, None if same else self._parsed)
+        except Exception as exc:
+            msg = f"Avro body does not decode with schema {writer.name!r} v{writer.version}: {exc!r}"
+            raise DecodeError(msg, "schema_mismatch") from exc
+        return record, stream.tell()

@@ -72,6 +72,7 @@ def _worker_process(
 
 
 def _processes(app: Slipstream, group: str, ids: list[str], stop: threading.Event, until_idle: float | None) -> None:
+    app.model_registry.challengers(app.settings.fraud_model)  # the registry's database made once, not by N at once
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     procs = {

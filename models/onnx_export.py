@@ -24,14 +24,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+
+if TYPE_CHECKING:  # LightGBM loads only where a booster is exported, never to score an ONNX model
+    import lightgbm as lgb
 
 from slipstream.models.exceptions import InvalidInputError, OnnxExportError, ParityError
 
@@ -52,6 +54,8 @@ _TREE_OPS: Mapping[ModelKind, str] = {"binary": "TreeEnsembleClassifier", "ranki
 
 def trimmed(booster: lgb.Booster) -> lgb.Booster:
     """The booster cut at its best iteration (what ``predict`` uses by default), so every artifact agrees."""
+    import lightgbm as lgb
+
     return lgb.Booster(model_str=booster.model_to_string())
 
 

@@ -24,13 +24,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
+if TYPE_CHECKING:  # LightGBM loads only where a booster is exported, never to score an ONNX model
+    import lightgbm as lgb
 
 from slipstream.models.artifacts import (
     BOOSTER_FILE,

@@ -28,7 +28,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from slipstream.models.evaluation import average_precision
+from slipstream.models.metrics import average_precision
 from slipstream.monitoring.exceptions import MonitoringError
 
 F64 = npt.NDArray[np.float64]

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from slipstream.models.evaluation import average_precision, card_precision_at_k, roc_auc
+from slipstream.models.metrics import average_precision, card_precision_at_k, roc_auc
 from slipstream.monitoring.estimate import calibration_check, expected_metrics
 from slipstream.monitoring.exceptions import MonitoringError
 

@@ -19,8 +19,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy.stats import kendalltau
-
 from slipstream.monitoring.exceptions import ShadowError
 
 DEFAULT_K = 10
@@ -70,6 +68,8 @@ def kendall_tau(reference: Sequence[int], other: Sequence[int]) -> float:
     if len(reference) < 2:
         return 1.0
     ranks_in_reference = [position[item] for item in other]
+    from scipy.stats import kendalltau  # scipy loads at the first ranking compared, not at start-up
+
     tau = float(kendalltau(range(len(other)), ranks_in_reference).statistic)
     return round(tau, 12)  # tau-b divides by a square root: 0.9999999999999999 for identical orders otherwise
 

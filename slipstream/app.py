@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -135,7 +135,9 @@ class Slipstream:
         dead_letters: EventProducer | None = None,
         processor: str = "consumer",
         contracts: Contracts | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> EventConsumer:
+        """A decoding consumer; ``config`` holds extra librdkafka settings (e.g. ``isolation.level``)."""
         return EventConsumer(
             self.bootstrap_servers,
             contracts or self.contracts,
@@ -144,6 +146,7 @@ class Slipstream:
             from_beginning=from_beginning,
             dead_letters=dead_letters,
             processor=processor,
+            config=config,
         )
 
     # ------------------------------------------------------------------ models and serving

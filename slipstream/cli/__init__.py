@@ -15,6 +15,7 @@ from slipstream.cli.monitor import monitor, report
 from slipstream.cli.outcomes import outcomes
 from slipstream.cli.platform import infra_app, topics_app
 from slipstream.cli.serving import score_stream, serve
+from slipstream.cli.shadow import shadow
 from slipstream.cli.simulate import simulate_app
 
 app = typer.Typer(
@@ -45,6 +46,7 @@ app.command(cls=InputsCommand)(backfill)
 app.command(cls=InputsCommand)(train)
 app.command()(serve)
 app.command("score-stream")(score_stream)
+app.command()(shadow)
 app.command()(outcomes)
 app.command()(monitor)
 app.command()(report)

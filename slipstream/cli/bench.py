@@ -193,3 +193,30 @@ def e2e(
         )
         results = run_e2e_bench(build(), config, _say(as_json))
         _print_results("slipstream bench e2e", results, as_json)
+
+
+@bench_app.command("shadow")
+def shadow(
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
+    rate: Annotated[float, typer.Option(help="Champion predictions published per second (open loop).")] = 1000.0,
+    seconds: Annotated[float, typer.Option(help="Length of the run.")] = 60.0,
+    label_lag: Annotated[float, typer.Option(help="Seconds after its prediction each label is published.")] = 2.0,
+    kill: Annotated[bool, typer.Option(help="SIGKILL the shadow consumer halfway and restart it.")] = True,
+    trees: Annotated[int, typer.Option(help="Boosting rounds of the champion and each challenger.")] = 200,
+) -> None:
+    """The shadow consumer (two challengers) and the label joiner as child processes under an open-loop stream of
+    predictions and their labels: CPU per prediction (both processes), comparison lag p50/p99 (prediction on its
+    topic -> comparison on its topic), lost and duplicate comparisons and outcomes across a SIGKILL and restart of
+    the shadow consumer, and the cost of only decoding the predictions, measured in the same run."""
+    from slipstream.bench.shadow_bench import ShadowBenchConfig, run_shadow_bench
+
+    with friendly_errors():
+        check_number(rate, "--rate", gt=0)
+        check_number(seconds, "--seconds", gt=0)
+        check_number(label_lag, "--label-lag", ge=0)
+        check_number(trees, "--trees", ge=1)
+        config = ShadowBenchConfig(rate=rate, seconds=seconds, label_lag_s=label_lag, kill=kill, trees=trees)
+        app = build()
+        app.ensure_platform()
+        results = run_shadow_bench(app, config, _say(as_json))
+        _print_results("slipstream bench shadow", results, as_json)

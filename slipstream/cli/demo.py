@@ -281,7 +281,7 @@ def demo(
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         if report_json is not None:
-            summary = {**report.summary(), "reco": report.stats.reco.summary()}
+            summary = report.summary()
             report_json.write_text(json.dumps(summary, indent=2, default=str))
         if not _farewell(out, report, external=app.external, keep=keep):
             raise typer.Exit(1)

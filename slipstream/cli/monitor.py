@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -15,7 +15,11 @@ from rich.table import Table
 from slipstream.cli.common import build, console, friendly_errors, out
 from slipstream.cli.options import check_choice, check_number
 from slipstream.exceptions import InputError
-from slipstream.monitoring.performance import PERIODS, PerformanceBook
+
+if TYPE_CHECKING:  # the figures need pandas: loaded by the commands that compute them, not by every command
+    from slipstream.monitoring.performance import PerformanceBook
+
+PERIODS = ("day", "week", "all")  # monitoring.figures.PERIODS; a unit test keeps the two equal
 
 Prefix = Annotated[
     str | None, typer.Option(help="Namespace prepended to every topic name.", envvar="SLIPSTREAM_TOPIC_PREFIX")
@@ -116,6 +120,8 @@ def monitor(
         from slipstream.monitoring.monitor import read_book
 
         app = build(topic_prefix=prefix)
+        from slipstream.monitoring.performance import PerformanceBook
+
         book = PerformanceBook(retain_days=retain_days)
         periods = (by,) if by == "all" else (by, "all")
         metrics = MonitorMetrics()
@@ -168,6 +174,8 @@ def report(
         from slipstream.monitoring.report import write_report
 
         app = build(topic_prefix=prefix)
+        from slipstream.monitoring.performance import PerformanceBook
+
         book = read_book(app.bootstrap_servers, app.contracts, book=PerformanceBook(retain_days=retain_days))
         written = write_report(book.summary(), out_path)
         console.print(f"[green]✓[/green] report written to {written} ({written.stat().st_size:,} bytes)")

@@ -56,6 +56,9 @@ class DemoReport:
             "prefix": self.namespace.prefix,
             "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
             "registered_version": self.champion.version if self.champion else None,
+            "challenger_version": self.champion.challenger.version
+            if self.champion and self.champion.challenger
+            else None,
             "model": s.model,
             "produced": s.produced,
             "labels": s.labels,
@@ -75,6 +78,8 @@ class DemoReport:
             "project": self.namespace.project,
             "poisoned": s.poisoned,
             "dead_letters": dict(s.dead_letters),
+            "reco": s.reco.summary(),
+            "shadow": s.verdicts.summary(),
             "exit_codes": self.exit_codes,
             "left_running": self.left_running,
             "cleaned": self.cleaned,

@@ -199,6 +199,8 @@ class DemoRun:
         self.report.champion = champion
         self._phase("train")
         self.ui.done(champion.story(self.app.settings.fraud_model, self.app.settings.offline_dir))
+        if champion.challenger is not None:
+            self.ui.done(champion.challenger.story(self.app.settings.fraud_model))
         self.ui.step("training the recommendations ranker on the simulated clickstream (as `slipstream train reco`)")
         self.reco = reco = train_reco_champion(self.app, producer, self.ns.project)
         self.stats.reco.registered = reco.version
@@ -287,6 +289,9 @@ class DemoRun:
         self.children["serve"] = Child.start(
             "serve", ["serve", "--port", str(port), "--log-level", "warning"], env, logs / "serve.log"
         )
+        # the watchers: challengers on the champion's inputs, and every score joined to its label days later
+        for name in ("shadow", "outcomes"):
+            self.children[name] = Child.start(name, [name], env, logs / f"{name}.log")
 
     def _check(self) -> None:
         """Raise if the run cannot go on: stopped, the engine failed, or a child exited."""
@@ -310,9 +315,11 @@ class DemoRun:
         stats, options = self.stats, self.options
         live_tx, live_labels = self.live_events
         self.report.live = True
-        names = ("predictions", "feature-log", "dead-letter")
+        names = ("predictions", "feature-log", "dead-letter", "shadow-comparisons", "outcomes")
         # From the end: the feature log holds a vector of every warm-up transaction, and nothing else is ours yet.
-        reader = self.app.consumer(names, from_beginning=False, contracts=self.contracts)
+        reader = self.app.consumer(
+            names, from_beginning=False, contracts=self.contracts, config={"isolation.level": "read_committed"}
+        )
         topics = {self.contracts.topic(t): t for t in names}
         stats.started = time.perf_counter()
         self._spawn(
@@ -339,13 +346,7 @@ class DemoRun:
                 batch = reader.poll_batch(max_records=2000, timeout=0.1)
                 now = time.perf_counter()
                 for event in batch.events:
-                    kind = topics[event.topic]
-                    if kind == "predictions":
-                        stats.on_prediction(event.value, now)
-                    elif kind == "feature-log":
-                        stats.on_vector(event.value, now)
-                    else:
-                        stats.dead_letters[str(event.value["processor"])] += 1
+                    stats.on_event(topics[event.topic], event.value, event.timestamp_ms, now)
                 if now - last_render >= 0.5:
                     self.ui.live(stats)
                     last_render = now

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from slipstream.demo.verdicts import Verdicts
 from slipstream.streams.engine.runner import StageStats
 
 
@@ -120,6 +121,7 @@ class LiveStats:
     http_last: dict[str, Any] = field(default_factory=dict)
     dead_letters: Counter[str] = field(default_factory=Counter)
     reco: RecoStats = field(default_factory=RecoStats)
+    verdicts: Verdicts = field(default_factory=Verdicts)
     stages: dict[str, StageStats] = field(default_factory=dict)
     sent: dict[str, tuple[float, bool]] = field(default_factory=dict)  # transaction id -> (sent at, is fraud)
     vectors_pending: dict[str, float] = field(default_factory=dict)
@@ -147,7 +149,12 @@ class LiveStats:
 
     def model_rows(self) -> list[ModelRow]:
         """The model panel: fraud on the Kafka path and over HTTP, recommendations over HTTP."""
-        fraud_quality = f"precision {_share(self.precision)}  recall {_share(self.recall)} (ground truth)"
+        verdicts = self.verdicts
+        champion = _version(self.model)
+        fraud_quality = (
+            f"precision {_share(self.precision)}  recall {_share(self.recall)} (simulator's truth); "
+            f"{verdicts.quality(champion, self.scored)}"
+        )
         http_model = str((self.http_last.get("model") or {}).get("version", "-"))
         reco = self.reco
         reco_quality = (
@@ -160,7 +167,7 @@ class LiveStats:
             ModelRow(
                 "fraud",
                 "champion",
-                _version(self.model),
+                champion,
                 "score-stream",
                 self.scored,
                 pct("e2e_ms", 50),
@@ -187,6 +194,19 @@ class LiveStats:
                 reco.percentile(99),
                 reco_quality,
             ),
+            *(
+                ModelRow(
+                    "fraud",
+                    "challenger",
+                    version,
+                    "shadow",
+                    c.compared,
+                    _pct(c.lag_ms, 50),
+                    _pct(c.lag_ms, 99),
+                    f"agrees {_share(c.agreement)} ({c.flips:,} flips); {verdicts.quality(version, c.compared)}",
+                )
+                for version, c in sorted(verdicts.challengers.items())
+            ),
         ]
 
     def on_sent(self, record: Mapping[str, Any], fraud: bool, now: float) -> None:
@@ -210,6 +230,20 @@ class LiveStats:
         self.frauds_scored += fraud
         self.caught += decision and fraud
         self.model = f"{value['model_name']} v{value['model_version']}"
+
+    def on_event(self, topic: str, value: Mapping[str, Any], timestamp_ms: int | None, now: float) -> None:
+        """One record read back from ``topic`` (logical name), broker time ``timestamp_ms``, read at ``now``."""
+        if topic == "predictions":
+            self.on_prediction(value, now)
+            self.verdicts.on_prediction(value, timestamp_ms)
+        elif topic == "feature-log":
+            self.on_vector(value, now)
+        elif topic == "shadow-comparisons":
+            self.verdicts.on_comparison(value, timestamp_ms)
+        elif topic == "outcomes":
+            self.verdicts.on_outcome(value)
+        else:
+            self.dead_letters[str(value["processor"])] += 1
 
     def on_vector(self, value: Mapping[str, Any], now: float) -> None:
         sent = self.vectors_pending.pop(str(value["event_id"]), None)

@@ -22,6 +22,24 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
+class Challenger:
+    """The version the demo sets beside the champion: the same recipe on the recent half of the training window."""
+
+    version: str
+    threshold: float
+    metrics: dict[str, float]
+    train_window: tuple[str, str]
+
+    def story(self, name: str) -> str:
+        return (
+            f"{name} v{self.version} registered and set as challenger (CHALLENGER_SET on model-events): trained on "
+            f"{self.train_window[0]}..{self.train_window[1]} only, validation AP "
+            f"{self.metrics.get('average_precision', float('nan')):.3f}, threshold {self.threshold:.3f}; "
+            f"`slipstream shadow` scores it on every champion prediction's inputs"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Champion:
     version: str
     threshold: float
@@ -31,6 +49,7 @@ class Champion:
     train_rows: int
     train_frauds: int
     backfill_vectors: int
+    challenger: Challenger | None = None
 
     def story(self, name: str, offline_dir: object) -> str:
         """What happened, in a sentence."""
@@ -48,6 +67,8 @@ def train_champion(
 ) -> Champion:
     """What `slipstream train fraud --promote` does, on the events the windows need: backfill the offline features
     (Feast file sources), train LightGBM, register it behind the ONNX parity gate, promote it (model-events)."""
+    import pandas as pd
+
     from slipstream.features.offline import compute_offline, write_offline
     from slipstream.models.dataset import data_hash, fraud_training_frame, window
     from slipstream.models.fraud import train_fraud
@@ -79,6 +100,23 @@ def train_champion(
         producer=producer,
     )
     registry.promote(name, registered.version, producer=producer)
+    # The challenger: the same recipe on the recent half of the training window (another window, as a retrain on
+    # fresher data would be), registered behind the same gate and shadowed, never served.
+    start, end = timeline.train
+    middle = (pd.Timestamp(start) + (pd.Timestamp(end) - pd.Timestamp(start)) / 2).date().isoformat()
+    recent = window(frame, middle, end)
+    rival = train_fraud(recent, valid_set)
+    rival_registered, rival_metrics = register_fraud(
+        registry,
+        name,
+        rival,
+        recent,
+        valid_set,
+        data_window=(middle, timeline.valid[1]),
+        data_hash=data_hash(frame),
+        producer=producer,
+    )
+    registry.set_challenger(name, rival_registered.version, producer=producer)
     return Champion(
         registered.version,
         model.threshold,
@@ -88,6 +126,7 @@ def train_champion(
         len(train_set),
         int(train_set["label"].sum()),
         len(backfill.vectors),
+        Challenger(rival_registered.version, rival.threshold, rival_metrics, (middle, end)),
     )
 
 

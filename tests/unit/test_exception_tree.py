@@ -17,7 +17,8 @@ from slipstream.schemas import exceptions as root_module
 from slipstream.schemas.exceptions import SlipstreamError
 
 REPO = Path(__file__).resolve().parents[2]
-PARTS = ("streams", "features", "models", "serving", "infra", "schemas", "monitoring")  # slipstream/<part> links to ../<part>
+# slipstream/<part> links to ../<part>
+PARTS = ("streams", "features", "models", "serving", "infra", "schemas", "monitoring")
 
 # Modules that are scripts, not library: importing one runs it. Each must define no class (checked below).
 SCRIPTS = {"slipstream.__main__": "runs the CLI when imported (it is `python -m slipstream`)"}

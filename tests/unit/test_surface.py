@@ -62,6 +62,17 @@ def test_import_loads_no_part(tmp_path: Path) -> None:
     assert loaded == "[]"
 
 
+def test_the_command_line_starts_without_the_heavy_libraries(tmp_path: Path) -> None:
+    """Every `slipstream` command imports the CLI first: the model, plotting and dataframe libraries load only in
+    the commands that use them (a restarted shadow consumer is back in seconds, `--help` answers at once)."""
+    code = (
+        "import sys, slipstream.cli\n"
+        "heavy = ('lightgbm', 'sklearn', 'onnxruntime', 'mlflow', 'pandas', 'matplotlib', 'scipy', 'feast')\n"
+        "print([m for m in heavy if m in sys.modules])"
+    )
+    assert _python(code, tmp_path) == "[]"
+
+
 def test_parts_import_only_downhill(tmp_path: Path) -> None:
     code = (
         "import sys, json, importlib\n"

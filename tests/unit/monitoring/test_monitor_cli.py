@@ -47,3 +47,10 @@ def test_table_shows_every_version_and_the_estimate() -> None:
     text = console.export_text()
     assert "CHAMPION" in text and "CHALLENGER" in text and "est. AP" in text
     assert "labels without prediction 5" in text and "overlap@k" in text
+
+
+def test_the_cli_names_the_periods_the_book_knows() -> None:
+    from slipstream.cli.monitor import PERIODS as CLI_PERIODS
+    from slipstream.monitoring.figures import PERIODS
+
+    assert CLI_PERIODS == PERIODS

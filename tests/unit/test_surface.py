@@ -90,6 +90,19 @@ def test_parts_import_only_downhill(tmp_path: Path) -> None:
     assert "streams" not in parts["slipstream.models.reco"]
 
 
+def test_the_model_watchers_stand_on_models_and_schemas_only(tmp_path: Path) -> None:
+    """`monitoring/` scores ONNX challengers and reads and writes contract topics: no engine, no scorer inside."""
+    code = (
+        "import sys, importlib, json\n"
+        "for name in ('slipstream.monitoring.shadow.service', 'slipstream.monitoring.outcomes.processor',"
+        " 'slipstream.monitoring.monitor', 'slipstream.monitoring.report', 'slipstream.monitoring.metrics'):\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted({m.split('.')[1] for m in sys.modules if m.startswith('slipstream.') and '.' in m})))"
+    )
+    parts = set(json.loads(_python(code, tmp_path)))
+    assert parts <= {"monitoring", "models", "schemas", "features"}, parts
+
+
 def test_no_part_is_importable_or_imported_under_a_bare_name(tmp_path: Path) -> None:
     code = (
         "import importlib, pkgutil, sys, slipstream\n"

@@ -196,6 +196,10 @@ def _farewell(console: Console, report: DemoReport, *, external: bool, keep: boo
             f"{k} {t[k]:.0f}" for k in ("platform", "data", "train", "reco", "warmup", "scorers") if k in t
         )
         console.print(f"start-up to live traffic: {t['startup']:.0f} s ({parts} s)")
+    live_cpu, live_s = report.cpu_s.get("live"), report.stats.elapsed
+    if live_cpu and live_s > 0:
+        shares = ", ".join(f"{name} {used / live_s:.0%}" for name, used in live_cpu.items())
+        console.print(f"CPU while live ({live_s:.0f} s; share of one core): {shares}")
     stopped = ", ".join(f"{name} ({_exit(code)})" for name, code in report.exit_codes.items())
     if report.left_running:
         console.print(f"[red]✗[/red] still running after the stop: pids {report.left_running}")
@@ -251,11 +255,13 @@ def demo(
     """Everything, live: start Kafka + Redis, simulate the Fraud Handbook's card traffic, backfill features, train a
     LightGBM model and register it in MLflow behind the ONNX parity gate as champion, then the recommendations
     ranker (LambdaRank on the simulated clickstream, as `slipstream train reco`) likewise, its features at the
-    clickstream's cut-off materialized into the online store; warm the online store through the feature engine,
-    start the engine, score-stream and the HTTP scorer, then stream transactions (and their delayed labels) at
-    --rate, with recommendation requests over HTTP beside them, and watch throughput, latency, frauds caught, the
-    recommendations' NDCG@10 and the model versions live. Ctrl-C stops every process the demo started; Kafka and
-    Redis keep running (`slipstream infra down`)."""
+    clickstream's cut-off materialized into the online store, and a challenger beside each champion; warm the
+    online store through the feature engine, start the engine, score-stream (transactions and recommendation
+    requests), the HTTP scorer, the shadow consumer and the label joiner, then stream transactions (and their
+    delayed labels) at --rate, with recommendation requests over HTTP and Kafka beside them, and watch throughput,
+    latency, frauds caught, the recommendations' NDCG@10, each challenger against its champion (agreement and
+    flips; overlap@10, Kendall tau, NDCG@10) and realised performance as labels arrive. Ctrl-C stops every process
+    the demo started; Kafka and Redis keep running (`slipstream infra down`)."""
     with friendly_errors():
         if data is not None:  # given, it must exist: a mistyped path is an error, never a place to simulate into
             fraud_data(data)

@@ -49,6 +49,8 @@ class DemoReport:
     http_port: int = 0
     live: bool = False
     error: str | None = None
+    # CPU seconds per process (child name, "demo", "engine") to the start of live traffic ("startup") and during it
+    cpu_s: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         s = self.stats
@@ -80,6 +82,7 @@ class DemoReport:
             "dead_letters": dict(s.dead_letters),
             "reco": s.reco.summary(),
             "shadow": s.verdicts.summary(),
+            "cpu_s": {phase: {k: round(v, 2) for k, v in used.items()} for phase, used in self.cpu_s.items()},
             "exit_codes": self.exit_codes,
             "left_running": self.left_running,
             "cleaned": self.cleaned,

@@ -1,5 +1,7 @@
-"""The demo's child processes: `slipstream score-stream` and `slipstream serve`, started with this run's settings,
-their output in log files, stopped with SIGTERM (then SIGKILL) — and told to stop if the demo itself dies."""
+"""The demo's child processes — the scorers (`slipstream score-stream`, `score-stream --reco`, `serve`) and the
+watchers (`slipstream shadow`, `slipstream outcomes`) — started with this run's settings, their output in log
+files, their CPU time read from ``/proc``, stopped with SIGTERM (then SIGKILL), and told to stop if the demo itself
+dies."""
 
 from __future__ import annotations
 
@@ -69,6 +71,11 @@ class Child:
         except OSError:
             return ""
 
+    def cpu_s(self) -> float | None:
+        """CPU seconds (user + system) the child has used so far, with its waited-for children; None once gone or
+        off Linux."""
+        return cpu_seconds(self.proc.pid)
+
     def stop(self, timeout: float = 15.0) -> int:
         if self.alive:
             self.proc.send_signal(signal.SIGTERM)
@@ -79,6 +86,42 @@ class Child:
                 self.proc.wait(5)
         self._handle.close()
         return int(self.proc.returncode)
+
+
+def start_children(app: Slipstream, ns: Namespace, port: int, logs: Path) -> dict[str, Child]:
+    """The run's child processes, by name: the Kafka scorers of transactions and of recommendation requests, the
+    HTTP scorer on ``port``, the shadow consumer (every challenger on the champions' inputs) and the label joiner."""
+    env = child_env(app, ns)
+    commands = {
+        "score-stream": ["score-stream", "--quiet", "--log-level", "warning"],
+        "score-stream-reco": ["score-stream", "--reco", "--quiet", "--log-level", "warning"],
+        "serve": ["serve", "--port", str(port), "--log-level", "warning"],
+        "shadow": ["shadow"],
+        "outcomes": ["outcomes"],
+    }
+    return {name: Child.start(name, args, env, logs / f"{name}.log") for name, args in commands.items()}
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of ``pid`` from ``/proc/<pid>/stat``: utime + stime + cutime + cstime; None if unreadable."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
+def cpu_snapshot(children: Mapping[str, Child]) -> dict[str, float]:
+    """CPU seconds used so far by each child (by name), by this process (``demo``) and by its other children (the
+    feature engine's stage processes, ``engine``)."""
+    times = os.times()
+    out = {"demo": times.user + times.system}
+    ours = {child.proc.pid for child in children.values()}
+    for name, child in children.items():
+        used = child.cpu_s()
+        if used is not None:
+            out[name] = used
+    out["engine"] = sum(cpu_seconds(pid) or 0.0 for pid in children_of(os.getpid()) if pid not in ours)
+    return out
 
 
 def free_port() -> int:

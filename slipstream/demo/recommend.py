@@ -8,6 +8,12 @@ are materialized into this run's Feast project, the offline store's rows copied 
 ``materialize`` does. The requests are the held-out users' retrieval candidates at the cut-off, dated at the cut-off,
 so every answer can be judged against what those users did in the week after: NDCG@10 of the served top 10 over
 all their relevant items, the protocol's metric, online.
+
+Each request also goes to ``recommendation-requests``, where `score-stream --reco` ranks it onto ``recommendations``
+and `slipstream shadow` re-ranks the champion's list with the reco challenger (``shadow-rankings``): the HTTP
+endpoint publishes nothing to Kafka, so the stream path is the one a shadow can see. On Kafka the request asks for
+every candidate back (``top_k`` null), not the top 10: a challenger re-ranks the candidates the champion ranked, and
+given only the champion's top 10 its overlap@10 would be 1 by construction.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import http.client
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,11 +32,13 @@ import orjson
 from slipstream.demo.exceptions import DemoError
 from slipstream.demo.probe import HttpScorer
 from slipstream.demo.stats import LiveStats, RecoStats
+from slipstream.schemas.exceptions import SlipstreamError
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from slipstream.models.reco import RecoFit
+    from slipstream.schemas.transport import EventProducer
 
 TOP_K = 10
 EVERY_S = 0.05  # a recommendation request every 50 ms: ~20/s beside the card traffic
@@ -68,14 +77,23 @@ def materialize(redis_url: str, project: str, view_rows: Mapping[str, pd.DataFra
     return written
 
 
+REQUESTS = "recommendation-requests"
+
+
 @dataclass(frozen=True, slots=True)
 class RecoQuery:
-    """One request body and what its answer is judged by: the user's future grade per item and the ideal DCG@10."""
+    """One request body and what its answer is judged by: the user's future grade per item and the ideal DCG@10;
+    ``request``: the same request as a ``recommendation-requests`` record, all candidates asked back, no id yet."""
 
     body: bytes
     user_id: int
     gains: Mapping[int, float]
     ideal_dcg: float
+    request: Mapping[str, Any] = field(default_factory=dict)
+
+    def record(self, request_id: str) -> dict[str, Any]:
+        """The ``recommendation-requests`` record of this request under ``request_id``."""
+        return {**self.request, "request_id": request_id}
 
 
 def _dcg(gains: list[float]) -> float:
@@ -89,6 +107,7 @@ def reco_queries(fit: RecoFit) -> list[RecoQuery]:
     from slipstream.features.definitions.reco import POPULARITY
 
     when = fit.cutoff.isoformat()
+    event_time: datetime = fit.cutoff.to_pydatetime()
     gains_of: dict[int, dict[int, float]] = {}
     for user, item, label in zip(fit.truth["user_id"], fit.truth["item_id"], fit.truth["label"], strict=True):
         gains_of.setdefault(int(user), {})[int(item)] = float(label)
@@ -101,7 +120,9 @@ def reco_queries(fit: RecoFit) -> list[RecoQuery]:
             for i, c, v in zip(group["item_id"], group["category_id"], group[POPULARITY], strict=True)
         ]
         body = {"user_id": user, "event_time": when, "candidates": candidates, "top_k": TOP_K}
-        queries.append(RecoQuery(orjson.dumps(body), user, gains, _dcg(sorted(gains.values(), reverse=True))))
+        request = {"user_id": user, "event_time": event_time, "candidates": candidates, "top_k": None}
+        ideal = _dcg(sorted(gains.values(), reverse=True))
+        queries.append(RecoQuery(orjson.dumps(body), user, gains, ideal, request))
     return queries
 
 
@@ -144,13 +165,31 @@ class RecoClient(HttpScorer):
 
 
 def probe_reco(
-    client: RecoClient, queries: list[RecoQuery], stats: LiveStats, stop: threading.Event, interval_s: float = EVERY_S
+    client: RecoClient,
+    queries: list[RecoQuery],
+    stats: LiveStats,
+    stop: threading.Event,
+    interval_s: float = EVERY_S,
+    *,
+    stream: EventProducer | None = None,
+    id_prefix: str = "demo-reco-",
 ) -> None:
-    """Send the requests in turn (round and round) every ``interval_s``; count, time and judge the answers."""
+    """Send the requests in turn (round and round) every ``interval_s``; count, time and judge the answers. With
+    ``stream``, each request also goes to ``recommendation-requests`` as ``<id_prefix><n>`` (its send time noted for
+    the comparison lag)."""
     i = 0
     while queries and not stop.wait(interval_s):
         query = queries[i % len(queries)]
         i += 1
+        if stream is not None and query.request:
+            request_id = f"{id_prefix}{i}"
+            try:
+                stream.send(REQUESTS, query.record(request_id))
+            except SlipstreamError:
+                stats.reco.stream_errors += 1
+            else:
+                stats.reco.streamed += 1
+                stats.verdicts.on_request(request_id, time.time() * 1000)
         try:
             elapsed, answer = client.recommend(query.body)
         except (OSError, http.client.HTTPException, DemoError, ValueError):

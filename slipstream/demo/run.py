@@ -3,9 +3,13 @@
 Start-up, in order (the slow parts overlap): the platform and this run's topics; the feature engine (one process per
 stage) starts and waits for input; the simulated data is read and split along the timeline; the warm-up is produced
 on a thread while the main thread backfills, trains, registers and promotes the champion; the scorer group is set to
-start at the live point; `score-stream` and `serve` start as child processes while the engine works through the
-warm-up; live traffic starts once the engine has applied every warm-up event and both scorers answer. The reco
-ranker follows the champion (:mod:`slipstream.demo.recommend`); `serve` loads both, and recommendations go live too.
+start at the live point; `score-stream`, `score-stream --reco`, `serve`, `shadow` and `outcomes` start as child
+processes (:func:`~slipstream.demo.processes.start_children`) while the engine works through the warm-up; live
+traffic starts once the engine has applied every warm-up event and the scorers answer. The reco ranker follows the
+champion (:mod:`slipstream.demo.recommend`); `serve` loads both, and recommendations go live too, over HTTP and on
+``recommendation-requests``. Each model has a challenger, which `shadow` compares with its champion; the outputs
+are read back (:mod:`slipstream.demo.readback`) into the live table. The CPU time of every process is noted at the
+start and the end of live traffic (the report's ``cpu_s``).
 """
 
 from __future__ import annotations
@@ -30,13 +34,15 @@ from slipstream.demo.probe import HttpScorer, probe_http
 from slipstream.demo.processes import (
     RUN_VARIABLE,
     Child,
-    child_env,
     children_of,
+    cpu_snapshot,
     free_port,
     processes_of_run,
+    start_children,
     terminate,
 )
-from slipstream.demo.recommend import RecoClient, probe_reco
+from slipstream.demo.readback import ReadBack
+from slipstream.demo.recommend import REQUESTS, RecoClient, probe_reco
 from slipstream.demo.timeline import (
     DAY_US,
     LABEL_FIELDS_ALL,
@@ -74,6 +80,7 @@ class DemoRun:
         self.children: dict[str, Child] = {}
         self.live_events: tuple[Events, Events] | None = None
         self._scorer_group = f"{self.ns.prefix}slipstream-scorer-fraud"
+        self._reco_group = f"{self.ns.prefix}slipstream-scorer-reco"
         self._engine_stop = threading.Event()
         self._engine_error: list[BaseException] = []
         self._engine: threading.Thread | None = None
@@ -207,9 +214,13 @@ class DemoRun:
         self.stats.reco.offline_ndcg = reco.metrics.get("ndcg_at_10", float("nan"))
         self._phase("reco")
         self.ui.done(reco.story(self.app.settings.reco_model))
+        if reco.challenger is not None:
+            self.stats.reco.challenger = reco.challenger.version
+            self.ui.done(reco.challenger.story(self.app.settings.reco_model))
         warming.join()
         producer.flush(120)
         start_group_at_end(self.app.bootstrap_servers, self._scorer_group, self.contracts.topic("transactions"))
+        start_group_at_end(self.app.bootstrap_servers, self._reco_group, self.contracts.topic(REQUESTS))
         self._start_scorers()
 
     def _wait_warm(self, warm: tuple[Events, Events]) -> None:
@@ -279,19 +290,10 @@ class DemoRun:
         self._engine.start()
 
     def _start_scorers(self) -> None:
-        env = child_env(self.app, self.ns)
         logs = self.app.settings.state_dir / "demo" / self.ns.run_id
         port = self.options.port or free_port()
         self.report.http_port = self.stats.http_port = port
-        self.children["score-stream"] = Child.start(
-            "score-stream", ["score-stream", "--quiet", "--log-level", "warning"], env, logs / "score-stream.log"
-        )
-        self.children["serve"] = Child.start(
-            "serve", ["serve", "--port", str(port), "--log-level", "warning"], env, logs / "serve.log"
-        )
-        # the watchers: challengers on the champion's inputs, and every score joined to its label days later
-        for name in ("shadow", "outcomes"):
-            self.children[name] = Child.start(name, [name], env, logs / f"{name}.log")
+        self.children.update(start_children(self.app, self.ns, port, logs))
 
     def _check(self) -> None:
         """Raise if the run cannot go on: stopped, the engine failed, or a child exited."""
@@ -315,13 +317,9 @@ class DemoRun:
         stats, options = self.stats, self.options
         live_tx, live_labels = self.live_events
         self.report.live = True
-        names = ("predictions", "feature-log", "dead-letter", "shadow-comparisons", "outcomes")
-        # From the end: the feature log holds a vector of every warm-up transaction, and nothing else is ours yet.
-        reader = self.app.consumer(
-            names, from_beginning=False, contracts=self.contracts, config={"isolation.level": "read_committed"}
-        )
-        topics = {self.contracts.topic(t): t for t in names}
+        reader = ReadBack(self.app, self.contracts, stats)
         stats.started = time.perf_counter()
+        at_start = self.report.cpu_s["startup"] = cpu_snapshot(self.children)
         self._spawn(
             "demo-live",
             lambda: stream_live(
@@ -338,15 +336,15 @@ class DemoRun:
         self._spawn("demo-http", lambda: probe_http(http, stats, self._live_stop, options.http_every_s))
         if self.reco is not None:
             queries, client = self.reco.queries, RecoClient(self.report.http_port)
-            self._spawn("demo-reco", lambda: probe_reco(client, queries, stats, self._live_stop))
+            self._spawn(
+                "demo-reco",
+                lambda: probe_reco(client, queries, stats, self._live_stop, stream=producer, id_prefix=self.ns.prefix),
+            )
         last_render = 0.0
         drain_until: float | None = None
         try:
             while True:
-                batch = reader.poll_batch(max_records=2000, timeout=0.1)
-                now = time.perf_counter()
-                for event in batch.events:
-                    stats.on_event(topics[event.topic], event.value, event.timestamp_ms, now)
+                now = reader.poll()
                 if now - last_render >= 0.5:
                     self.ui.live(stats)
                     last_render = now
@@ -362,6 +360,8 @@ class DemoRun:
                     break
         finally:
             reader.close()
+            at_end = cpu_snapshot(self.children)
+            self.report.cpu_s["live"] = {k: v - at_start.get(k, 0.0) for k, v in at_end.items()}
             self.ui.live(stats)
 
     def _busy(self) -> bool:

@@ -29,10 +29,13 @@ class RecoStats:
     """Recommendations asked of the HTTP scorer: answers, round trips, the serving version and NDCG@10 of each."""
 
     registered: str = ""  # the version the demo registered and promoted
+    challenger: str = ""  # the version the demo set as challenger beside it
     offline_ndcg: float = float("nan")  # the protocol's NDCG@10 on the same users, from the model card
     loaded: str | None = None  # the version /readyz said was loaded when live traffic started
     served: int = 0
     errors: int = 0
+    streamed: int = 0  # the same requests sent to recommendation-requests (score-stream --reco, then the shadow)
+    stream_errors: int = 0
     model: str = ""  # from the latest answer
     ms: deque[float] = field(default_factory=lambda: deque(maxlen=5_000))
     ndcg_sum: float = 0.0
@@ -60,10 +63,13 @@ class RecoStats:
     def summary(self) -> dict[str, Any]:
         return {
             "registered_version": self.registered or None,
+            "challenger_version": self.challenger or None,
             "loaded_version": self.loaded,
             "model": self.model,
             "requests": self.served,
             "errors": self.errors,
+            "streamed": self.streamed,
+            "stream_errors": self.stream_errors,
             "p50_ms": self.percentile(50),
             "p99_ms": self.percentile(99),
             "ndcg_at_10": self.mean_ndcg,
@@ -148,7 +154,9 @@ class LiveStats:
         return _pct(samples, q)
 
     def model_rows(self) -> list[ModelRow]:
-        """The model panel: fraud on the Kafka path and over HTTP, recommendations over HTTP."""
+        """The model panel: fraud on the Kafka path and over HTTP, recommendations over HTTP, then a row per
+        challenger (fraud: compared, lag prediction → comparison; reco: rankings compared, lag request →
+        comparison)."""
         verdicts = self.verdicts
         champion = _version(self.model)
         fraud_quality = (
@@ -207,6 +215,19 @@ class LiveStats:
                 )
                 for version, c in sorted(verdicts.challengers.items())
             ),
+            *(
+                ModelRow(
+                    "reco",
+                    "challenger",
+                    version,
+                    "shadow",
+                    r.compared,
+                    _pct(r.lag_ms, 50),
+                    _pct(r.lag_ms, 99),
+                    r.quality(),
+                )
+                for version, r in sorted(verdicts.rankers.items())
+            ),
         ]
 
     def on_sent(self, record: Mapping[str, Any], fraud: bool, now: float) -> None:
@@ -240,6 +261,8 @@ class LiveStats:
             self.on_vector(value, now)
         elif topic == "shadow-comparisons":
             self.verdicts.on_comparison(value, timestamp_ms)
+        elif topic == "shadow-rankings":
+            self.verdicts.on_ranking(value, timestamp_ms)
         elif topic == "outcomes":
             self.verdicts.on_outcome(value)
         else:

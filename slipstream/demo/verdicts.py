@@ -1,8 +1,15 @@
 """What the demo learns from `slipstream shadow` and `slipstream outcomes` as they run: per challenger, how often it
-agrees with the champion (decision flips) and how far behind its comparisons come; per model version, how many of
-its scores have been judged by a label so far (label coverage) and how well it did on them (realised average
-precision and precision / recall at its threshold). Read from ``shadow-comparisons`` and ``outcomes`` with
-``read_committed``, so every record counts once."""
+agrees with the champion (decision flips) and how far behind its comparisons come; per ranking challenger, how close
+its orders of the champion's recommendations come (mean overlap@10, Kendall tau, NDCG@10 against the champion's
+order, the share whose first item changed); per model version, how many of its scores have been judged by a label
+so far (label coverage) and how well it did on them (realised average precision and precision / recall at its
+threshold). Read from ``shadow-comparisons``, ``shadow-rankings`` and ``outcomes`` with ``read_committed``, so every
+record counts once.
+
+Comparison lag: for a fraud challenger, from the champion's prediction on ``predictions`` to the comparison on
+``shadow-comparisons`` (both broker times); for a ranking challenger, from the moment the demo sent the request to
+``recommendation-requests`` (its wall clock) to the comparison on ``shadow-rankings`` (broker time) — so it includes
+the champion's ranking by `score-stream --reco`; the demo does not read the (large) recommendations back."""
 
 from __future__ import annotations
 
@@ -62,14 +69,79 @@ class ChallengerStats:
 
 
 @dataclass
+class RankingStats:
+    """One ranking challenger's comparisons so far: sums of the measures (their means), top-item changes, lags."""
+
+    compared: int = 0
+    overlap_sum: float = 0.0
+    tau_sum: float = 0.0
+    ndcg_sum: float = 0.0
+    top_changed: int = 0
+    k: int = 0  # the cut-off of the latest comparison (10 unless the list is shorter)
+    lag_ms: deque[float] = field(default_factory=lambda: deque(maxlen=20_000))
+
+    def on_ranking(self, value: Mapping[str, Any], lag_ms: float | None) -> None:
+        self.compared += 1
+        self.overlap_sum += float(value["overlap_at_k"])
+        self.tau_sum += float(value["kendall_tau"])
+        self.ndcg_sum += float(value["ndcg_at_k"])
+        self.top_changed += bool(value["top_changed"])
+        self.k = int(value["k"])
+        if lag_ms is not None:
+            self.lag_ms.append(lag_ms)
+
+    def _mean(self, total: float) -> float:
+        return total / self.compared if self.compared else float("nan")
+
+    @property
+    def overlap(self) -> float:
+        return self._mean(self.overlap_sum)
+
+    @property
+    def tau(self) -> float:
+        return self._mean(self.tau_sum)
+
+    @property
+    def ndcg(self) -> float:
+        return self._mean(self.ndcg_sum)
+
+    @property
+    def top_changed_share(self) -> float:
+        return self._mean(self.top_changed)
+
+    def quality(self) -> str:
+        """The measures against the champion, for the model panel."""
+        if not self.compared:
+            return "no ranking compared yet"
+        return (
+            f"vs champion: overlap@{self.k} {self.overlap:.2f}  Kendall tau {self.tau:.2f}  NDCG@{self.k} "
+            f"{self.ndcg:.3f}; top item changed {_share(self.top_changed_share)}"
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "compared": self.compared,
+            "mean_overlap_at_k": self.overlap,
+            "mean_kendall_tau": self.tau,
+            "mean_ndcg_at_k": self.ndcg,
+            "top_changed_share": self.top_changed_share,
+            "lag_from_request_p50_ms": _pct(self.lag_ms, 50),
+            "lag_from_request_p99_ms": _pct(self.lag_ms, 99),
+        }
+
+
+@dataclass
 class Verdicts:
     """Shadow comparisons and label outcomes as the demo reads them."""
 
     challengers: dict[str, ChallengerStats] = field(default_factory=dict)
+    rankers: dict[str, RankingStats] = field(default_factory=dict)  # ranking challengers, by version
     versions: dict[str, VersionVerdict] = field(default_factory=dict)
     orphan_labels: int = 0
     # broker time of each champion prediction not yet compared (bounded: the oldest go first)
     _predicted_ms: dict[str, int] = field(default_factory=dict)
+    # wall clock (ms) at which each recommendation request was sent; written by the sender thread only
+    _requested_ms: dict[str, float] = field(default_factory=dict)
 
     def on_prediction(self, value: Mapping[str, Any], timestamp_ms: int | None) -> None:
         if timestamp_ms is not None:
@@ -84,6 +156,18 @@ class Verdicts:
         predicted = self._predicted_ms.get(str(value["prediction_id"]))
         if predicted is not None and timestamp_ms is not None:
             stats.lag_ms.append(float(timestamp_ms - predicted))
+
+    def on_request(self, request_id: str, sent_ms: float) -> None:
+        """A recommendation request went to ``recommendation-requests`` at ``sent_ms`` (wall clock). Called from one
+        thread only (the sender): it alone inserts and evicts, the reader only looks up."""
+        self._requested_ms[request_id] = sent_ms
+        if len(self._requested_ms) > 50_000:
+            del self._requested_ms[next(iter(self._requested_ms))]
+
+    def on_ranking(self, value: Mapping[str, Any], timestamp_ms: int | None) -> None:
+        stats = self.rankers.setdefault(str(value["challenger_version"]), RankingStats())
+        sent = self._requested_ms.get(str(value["request_id"]))
+        stats.on_ranking(value, None if sent is None or timestamp_ms is None else timestamp_ms - sent)
 
     def on_outcome(self, value: Mapping[str, Any]) -> None:
         status = value["status"]
@@ -123,6 +207,7 @@ class Verdicts:
                 }
                 for version, c in self.challengers.items()
             },
+            "rankers": {version: r.summary() for version, r in self.rankers.items()},
             "versions": {
                 version: {
                     "role": v.role,

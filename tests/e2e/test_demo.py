@@ -119,8 +119,31 @@ def test_demo_end_to_end(services: Services, tmp_path: Path) -> None:
     assert "start-up to live traffic" in output
     assert "slipstream infra down" not in output  # the services were given: the demo says it leaves them be
 
+    # a challenger beside each champion, shadowed live: fraud on the champion's predictions, reco on its rankings
+    challenger = report["challenger_version"]
+    assert challenger and challenger != version
+    fraud_shadow = report["shadow"]["challengers"][challenger]
+    assert fraud_shadow["compared"] > 0, report["shadow"]
+    assert 0.0 <= fraud_shadow["agreement"] <= 1.0
+    assert fraud_shadow["lag_p50_ms"] > 0
+    reco_challenger = reco["challenger_version"]
+    assert reco_challenger and reco_challenger != reco["registered_version"]
+    assert reco["streamed"] > 0 and reco["stream_errors"] == 0  # the requests also went to Kafka
+    ranker = report["shadow"]["rankers"][reco_challenger]
+    assert ranker["compared"] > 0, report["shadow"]
+    for measure in ("mean_overlap_at_k", "mean_ndcg_at_k"):
+        assert 0.0 < ranker[measure] <= 1.0, ranker
+    assert -1.0 <= ranker["mean_kendall_tau"] <= 1.0
+    assert ranker["lag_from_request_p50_ms"] > 0
+    rows = [line for line in output.splitlines() if " challenger " in line and "shadow" in line]
+    assert any(line.split("│")[1].strip() == "fraud" for line in rows if "│" in line), rows
+    assert any(line.split("│")[1].strip() == "reco" for line in rows if "│" in line), rows
+    cpu = report["cpu_s"]["live"]  # CPU seconds of each process during live traffic, for the record
+    assert cpu["shadow"] > 0 and cpu["score-stream-reco"] > 0
+
     # a clean stop: every child ended, nothing of this run left running, its namespace deleted
-    assert set(report["exit_codes"]) == {"score-stream", "serve", "engine"}
+    children = {"score-stream", "score-stream-reco", "serve", "shadow", "outcomes"}
+    assert set(report["exit_codes"]) == children | {"engine"}
     assert report["exit_codes"]["score-stream"] == 0
     assert report["exit_codes"]["engine"] == 0
     assert report["left_running"] == []
@@ -134,4 +157,4 @@ def test_demo_end_to_end(services: Services, tmp_path: Path) -> None:
     client = redis.Redis.from_url(services.redis_url)
     assert not list(client.scan_iter(match=f"*{report['project']}".encode(), count=1000))
     client.close()
-    print(f"demo e2e: {elapsed:.0f} s in all; start-up {report['timings_s']}")
+    print(f"demo e2e: {elapsed:.0f} s in all; start-up {report['timings_s']}; CPU s {report['cpu_s']}")

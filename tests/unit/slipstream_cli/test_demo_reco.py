@@ -1,5 +1,7 @@
-"""The demo's recommendations, without a broker: the requests are the held-out users' candidates at the cut-off, each
-answer is judged by the protocol's NDCG@10, and the live view, the status line and the report show what was served."""
+"""The demo's recommendations, without a broker: the requests are the held-out users' candidates at the cut-off (on
+Kafka, every candidate asked back), each answer is judged by the protocol's NDCG@10, the reco challenger's held-out
+figures are the protocol's, and the live view, the status line and the report show what was served and how the
+challenger's rankings compare."""
 
 from __future__ import annotations
 
@@ -13,8 +15,11 @@ from rich.console import Console
 
 from slipstream.demo import LiveStats
 from slipstream.demo.recommend import RecoQuery, reco_queries, served_ndcg
+from slipstream.demo.training import held_out_report
 from slipstream.features.definitions.reco import FEATURES, POPULARITY
-from slipstream.models.reco import RecoFit, RecoModel, ndcg_at_k
+from slipstream.models.reco import RecoFit, RecoModel, fit_reco, ndcg_at_k, train_ranker
+from slipstream.schemas.contracts import Contracts
+from slipstream.streams.simulate.reco import RecoSimConfig, simulate_interactions
 
 cli_demo = importlib.import_module("slipstream.cli.demo")
 CUTOFF = pd.Timestamp("2024-01-22", tz="UTC")
@@ -84,3 +89,57 @@ def test_live_view_status_line_and_report_show_the_recommendations() -> None:
     summary = stats.reco.summary()
     assert summary["registered_version"] == summary["loaded_version"] == "3"
     assert (summary["requests"], summary["errors"], summary["ndcg_at_10"]) == (2, 0, 0.5)
+
+
+def test_the_kafka_request_is_the_same_request_with_every_candidate_asked_back() -> None:
+    query = reco_queries(_fit())[0]
+    record = query.record("demo-7")
+    body = orjson.loads(query.body)
+    assert record["request_id"] == "demo-7"
+    assert (record["user_id"], record["candidates"], record["top_k"]) == (3, body["candidates"], None)
+    assert record["event_time"] == CUTOFF.to_pydatetime() and record["event_time"].tzinfo is not None
+    serde = Contracts.default().serde("recommendation-requests")
+    assert serde.decode(serde.encode(record)) == record  # the contract's record, as score-stream --reco reads it
+    assert "request_id" not in query.request  # each send gets its own id
+
+
+def test_the_challengers_held_out_figures_are_the_protocols() -> None:
+    sim = simulate_interactions(RecoSimConfig(n_users=150, n_items=400, n_categories=8, days=23, seed=11))
+    fit = fit_reco(sim, params={"n_estimators": 10})
+    report = held_out_report(fit, fit.model)  # the champion itself: exactly the protocol's report
+    assert report == fit.report
+    rival = held_out_report(fit, train_ranker(fit.train, params={"n_estimators": 3}))
+    assert rival["popularity"] == fit.report["popularity"]
+    assert rival["ndcg_at_10"] != fit.report["ndcg_at_10"] and 0.0 < rival["ndcg_at_10"] < 1.0
+
+
+def _ranking(request_id: str, overlap: float, tau: float, ndcg: float, top_changed: bool) -> dict[str, object]:
+    return {
+        "request_id": request_id,
+        "challenger_version": "4",
+        "k": 10,
+        "overlap_at_k": overlap,
+        "kendall_tau": tau,
+        "ndcg_at_k": ndcg,
+        "top_changed": top_changed,
+    }
+
+
+def test_the_reco_challenger_row_shows_its_rankings_against_the_champion() -> None:
+    stats = LiveStats()
+    stats.verdicts.on_request("r-1", 1_000.0)
+    stats.verdicts.on_request("r-2", 2_000.0)
+    stats.on_event("shadow-rankings", _ranking("r-1", 0.8, 0.5, 0.9, False), 1_040, 0.0)
+    stats.on_event("shadow-rankings", _ranking("r-2", 0.6, 0.1, 0.7, True), 2_060, 0.0)
+    stats.on_event("shadow-rankings", _ranking("r-0", 1.0, 1.0, 1.0, False), 2_100, 0.0)  # sent before: no lag
+    (row,) = [r for r in stats.model_rows() if r.model == "reco" and r.role == "challenger"]
+    assert (row.version, row.path, row.served, row.p50_ms, row.p99_ms) == ("4", "shadow", 3, 50.0, 59.8)
+    assert row.quality == ("vs champion: overlap@10 0.80  Kendall tau 0.53  NDCG@10 0.867; top item changed 33.3%")
+    summary = stats.verdicts.summary()["rankers"]["4"]
+    assert summary["compared"] == 3
+    assert summary["mean_overlap_at_k"] == (0.8 + 0.6 + 1.0) / 3
+    assert summary["mean_kendall_tau"] == (0.5 + 0.1 + 1.0) / 3
+    assert summary["lag_from_request_p50_ms"] == 50.0
+    console = Console(record=True, width=250, color_system=None)
+    console.print(cli_demo.live_view(stats, rate=200.0))
+    assert "overlap@10 0.80  Kendall tau 0.53" in console.export_text()

@@ -22,10 +22,10 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -73,6 +73,15 @@ class Handler(Protocol):
         ...
 
 
+@runtime_checkable
+class EndAware(Protocol):
+    """A handler whose logic needs to know which input partitions are read to their end (event-time clocks)."""
+
+    def at_end(self, ends: Set[tuple[str, int]]) -> Emitted:
+        """``ends``: (logical topic, partition) with nothing more to read just now, after the last batch."""
+        ...
+
+
 @dataclass(slots=True)
 class ProcessorStats:
     consumed: int = 0
@@ -114,6 +123,14 @@ def _end_offset(reader: Consumer, tp: TopicPartition, patience_s: float = 30.0) 
             time.sleep(0.2)
 
 
+def _start_offset(consumer: Consumer, tp: TopicPartition) -> int:
+    """Where a partition with no committed offset is read from (``auto.offset.reset=earliest``): its low mark."""
+    try:
+        return int(consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)[0])
+    except KafkaException:
+        return -1  # unknown: the partition counts as not at its end until a record is read
+
+
 class TransactionalProcessor:
     """Runs a :class:`Handler` over ``inputs`` (logical topic names) as member of ``group_id``, exactly once."""
 
@@ -133,6 +150,7 @@ class TransactionalProcessor:
         tick_s: float = 1.0,
         fetch_wait_ms: int = 50,
         fetch_min_bytes: int = 32 * 1024,
+        fields: Mapping[str, Collection[str]] | None = None,
         config: Mapping[str, Any] | None = None,
         producer_config: Mapping[str, Any] | None = None,
     ) -> None:
@@ -148,10 +166,20 @@ class TransactionalProcessor:
         self.stats = ProcessorStats()
         self._bootstrap = bootstrap_servers
         self._logical = {contracts.topic(t): contracts.spec(t).name for t in inputs}
+        # per input topic (full name) its decoder: a projection when the handler reads only some ``fields`` of it
+        # (their timestamps then come as epoch microseconds)
+        projected = fields or {}
+        self._decoders: dict[str, Callable[[bytes | None], dict[str, Any]]] = {
+            full: contracts.serde(t).projection(projected[t]) if t in projected else contracts.serde(t).decode
+            for full, t in self._logical.items()
+        }
+        # per output topic (logical name): its full name, encoder and key field, looked up once
+        self._outputs: dict[str, tuple[str, Callable[[Mapping[str, Any]], bytes], str]] = {}
         self._changelog = contracts.topic(changelog) if changelog is not None else None
         self._dead_letter_topic = contracts.topic("dead-letter")
         self._partitions: set[int] = set()
         self._assigned_at = 0.0
+        self._next: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset to read
         self._next_tick = 0.0
         conf: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,
@@ -204,6 +232,8 @@ class TransactionalProcessor:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.stats.rebalances += 1
+        for tp in consumer.committed(partitions, timeout=10):  # where reading starts: the ends check needs it
+            self._next[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else _start_offset(consumer, tp)
         new = sorted({tp.partition for tp in partitions} - self._partitions)
         for number, restored in self._restore(new).items():
             self.stats.restored += len(restored)
@@ -298,10 +328,13 @@ class TransactionalProcessor:
                 continue
             full, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
             offsets[(full, partition)] = offset + 1
+            self._next[(full, partition)] = offset + 1
             decoded = self._decode(msg, full, partition, offset, dead)
             if decoded is not None:
                 events.append(decoded)
         emitted = self.handler.process(events) if events else Emitted()
+        if isinstance(self.handler, EndAware):
+            emitted.extend(self.handler.at_end(self._ends()))
         now = time.monotonic()
         if now >= self._next_tick:
             self._next_tick = now + self.tick_s
@@ -311,12 +344,25 @@ class TransactionalProcessor:
         self.stats.consumed += len(events)
         return len(offsets)
 
+    def _ends(self) -> set[tuple[str, int]]:
+        """Assigned input partitions read to the end the consumer last saw (with ``read_committed``, the last stable
+        offset): the next offset to read — the committed one until a record is consumed, the consumer's position
+        after (which steps over transaction markers) — is at or past it."""
+        ends: set[tuple[str, int]] = set()
+        for tp in self._consumer.position(self._consumer.assignment()):
+            key = (tp.topic, tp.partition)
+            following = max(tp.offset, self._next.get(key, -1))
+            _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if following >= 0 and high >= 0 and following >= high:
+                ends.add((self._logical[tp.topic], tp.partition))
+        return ends
+
     def _decode(
         self, msg: Message, full: str, partition: int, offset: int, dead: list[tuple[RawMessage, str, str]]
     ) -> ConsumedEvent | None:
         ts_type, ts = msg.timestamp()
         try:
-            value = self.contracts.serde(self._logical[full]).decode(msg.value())
+            value = self._decoders[full](msg.value())
         except DecodeError as exc:
             headers = normalize_headers(msg.headers())
             raw = RawMessage(full, partition, offset, ts if ts_type else None, msg.key(), msg.value(), headers)
@@ -330,9 +376,13 @@ class TransactionalProcessor:
         producer = self._producer
         producer.begin_transaction()
         try:
+            outputs = self._outputs
             for topic, record in emitted.records:
-                serde = self.contracts.serde(topic)
-                self._produce(serde.topic, self.contracts.key(topic, record), serde.encode(record))
+                output = outputs.get(topic) or self._output(topic)
+                key = record.get(output[2])
+                if key is None:
+                    key = self.contracts.key(topic, record)  # raises, naming the missing key field
+                self._produce(output[0], str(key).encode(), output[1](record))
             for partition, key, value in emitted.changelog:
                 assert self._changelog is not None  # noqa: S101 - a handler without a changelog emits none
                 self._produce(self._changelog, key, value, partition)
@@ -365,11 +415,16 @@ class TransactionalProcessor:
         self.stats.changelog_writes += len(emitted.changelog)
         self.stats.dead_letters += len(dead)
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None) -> None:
-        kwargs: dict[str, Any] = {} if partition is None else {"partition": partition}
+    def _output(self, topic: str) -> tuple[str, Callable[[Mapping[str, Any]], bytes], str]:
+        serde = self.contracts.serde(topic)
+        output = self._outputs[topic] = (serde.topic, serde.encode, self.contracts.spec(topic).key_field)
+        return output
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int = -1) -> None:
+        """Produce one record (``partition`` -1: the partitioner's choice), waiting out a full local queue."""
         while True:
             try:
-                self._producer.produce(topic, value, key, **kwargs)
+                self._producer.produce(topic, value, key, partition)
                 return
             except BufferError:
                 self._producer.poll(0.05)

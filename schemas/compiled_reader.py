@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -152,6 +152,31 @@ def _double_map() -> _Read:
     return read
 
 
+def _double_map_skip() -> Callable[[bytes, int], int]:
+    """Walks past a map of doubles, returning the position after it: an entry count seen before with the same
+    keys is one ``struct`` call (the keys unpacked and compared, the doubles jumped over)."""
+    plans: dict[int, list[tuple[Callable[[bytes, int], tuple[Any, ...]], int, tuple[bytes, ...]]]] = {}
+
+    def skip(buf: bytes, pos: int) -> int:
+        b = buf[pos]
+        if b >= 0x80 or b & 1 or not b:  # a long or negative count, or the empty map
+            return _generic_double_map(buf, pos)[1]
+        for unpack, size, raw in plans.get(b, ()):
+            end = pos + 1 + size
+            if end < len(buf) and unpack(buf, pos + 1) == raw and buf[end] == 0:
+                return end + 1
+        out, end = _generic_double_map(buf, pos)
+        if len(out) == b >> 1 and len(plans.get(b, ())) < _MAX_MAP_PLANS:
+            raw = tuple(bytes((len(k) << 1,)) + k if len(k) < 64 else b"" for k in (k.encode() for k in out))
+            if all(raw):
+                fmt = struct.Struct("<" + "".join(f"{len(r)}s8x" for r in raw))
+                if 2 + fmt.size == end - pos:
+                    plans.setdefault(b, []).append((fmt.unpack_from, fmt.size, raw))
+        return end
+
+    return skip
+
+
 @functools.cache
 def _pair_tables() -> tuple[list[int], list[int]]:
     """Two varint bytes (little-endian ``H``) to their 14 bits: ``[0]`` both continue, ``[1]`` the second ends the
@@ -182,6 +207,7 @@ class _Generator:
         self.functions: list[str] = []
         self.named: dict[str, Any] = {}
         self.records: dict[str, str] = {}
+        self.micros = False  # timestamps of the field being emitted as epoch microseconds (a projection's option)
         self.n = 0
 
     def name(self, prefix: str, value: Any = None) -> str:
@@ -191,17 +217,26 @@ class _Generator:
             self.ns[name] = value
         return name
 
-    def record(self, schema: Mapping[str, Any]) -> str:
-        """The name of the function reading a record of ``schema`` (generated on first sight)."""
+    def record(self, schema: Mapping[str, Any], keep: frozenset[str] | None = None, micros: bool = False) -> str:
+        """The name of the function reading a record of ``schema`` (generated on first sight). For the root record a
+        projection: only the fields in ``keep`` (all when None) are returned, the others' bytes are walked past;
+        with ``micros`` its timestamps are returned as epoch microseconds."""
         fn = self.name("_record_")
         self.records[schema["name"]] = fn
         self.named[schema["name"]] = schema
         body: list[str] = []
         targets = []
+        outer = self.micros
         for field in schema["fields"]:
+            if keep is not None and field["name"] not in keep:
+                self.micros = False
+                self.skip(field["type"], body, 1)
+                continue
             target = self.name("v")
+            self.micros = micros
             self.emit(field["type"], target, body, 1)
             targets.append(f"{field['name']!r}: {target}")
+        self.micros = outer
         body.append(f"    return {{{', '.join(targets)}}}, pos")
         self.functions.append(f"def {fn}(buf, pos):\n" + "\n".join(body))
         return fn
@@ -231,7 +266,11 @@ class _Generator:
                 if kind != "long" or logical not in ("timestamp-micros", "timestamp-millis"):
                     msg = f"logical type {logical!r} on {kind!r}"
                     raise _Unsupported(msg)
-                if logical == "timestamp-micros":  # 8 bytes from 1979 to 3110: two table lookups per 4 bytes
+                if self.micros:
+                    scale = "" if logical == "timestamp-micros" else " * 1000"
+                    put("b = buf[pos]", "if b < 0x80:", f"    {t} = ((b >> 1) ^ -(b & 1)){scale}", "    pos += 1")
+                    put("else:", "    n, pos = _varint(buf, pos)", f"    {t} = n{scale}")
+                elif logical == "timestamp-micros":  # 8 bytes from 1979 to 3110: two table lookups per 4 bytes
                     self.ns["_TC"], self.ns["_TE"] = _pair_tables()
                     put("a, b, c, d = _4H(buf, pos)", "n = _TC[a] | _TC[b] << 14 | _TC[c] << 28 | _TE[d] << 42")
                     put("if n >> 56:", "    n, pos = _varint(buf, pos)", "else:", "    n = (n >> 1) ^ -(n & 1)")
@@ -261,6 +300,87 @@ class _Generator:
                 self.emit(kind, t, out, depth)
             return
         self.primitive(schema, t, put)
+
+    def skip(self, schema: Any, out: list[str], depth: int) -> None:
+        """Append the lines walking past one value of ``schema`` (a field a projection leaves out): lengths, counts
+        and union branches are read, no value is built (a nested record is read and dropped)."""
+        pad = "    " * depth
+
+        def put(*lines: str) -> None:
+            out.extend(pad + line for line in lines)
+
+        def nested(item: Any) -> None:
+            before = len(out)
+            self.skip(item, out, depth + 1)
+            if len(out) == before:
+                put("    pass")
+
+        if isinstance(schema, list):
+            if len(schema) > 64:
+                msg = f"union of {len(schema)} branches"
+                raise _Unsupported(msg)
+            put("b = buf[pos]", "pos += 1")
+            for i, branch in enumerate(schema):
+                put(f"{'if' if i == 0 else 'elif'} b == {2 * i}:")
+                nested(branch)
+            put("else:", "    raise _Corrupt(f'union index byte {b} out of range')")
+            return
+        if isinstance(schema, str) and schema in self.named:
+            if schema in self.records:
+                put(f"_, pos = {self.records[schema]}(buf, pos)")
+                return
+            schema = self.named[schema]
+        if not isinstance(schema, Mapping):
+            self.skip_primitive(schema, put)
+            return
+        kind = schema["type"]
+        if isinstance(kind, list | Mapping):
+            self.skip(kind, out, depth)
+            return
+        logical = schema.get("logicalType")
+        if logical is not None:
+            if kind != "long" or logical not in ("timestamp-micros", "timestamp-millis"):
+                msg = f"logical type {logical!r} on {kind!r}"
+                raise _Unsupported(msg)
+            self.skip_primitive("long", put)
+        elif kind == "record":
+            put(f"_, pos = {self.record(schema)}(buf, pos)")
+        elif kind == "enum":
+            self.named[schema["name"]] = schema
+            self.skip_primitive("long", put)
+        elif kind == "fixed":
+            self.named[schema["name"]] = schema
+            put(f"pos += {int(schema['size'])}")
+        elif kind == "map" and schema["values"] == "double":
+            put(f"pos = {self.name('_skip_map_', _double_map_skip())}(buf, pos)")
+        elif kind in ("array", "map"):
+            put("while True:", "    c, pos = _varint(buf, pos)", "    if not c:", "        break", "    if c < 0:")
+            put("        size, pos = _length(buf, pos)", "        pos += size", "        continue")
+            put("    for _ in range(c):")
+            if kind == "map":
+                self.skip("string", out, depth + 2)
+            before = len(out)
+            self.skip(schema["items" if kind == "array" else "values"], out, depth + 2)
+            if len(out) == before:
+                put("        pass")
+        else:
+            self.skip(kind, out, depth)
+
+    def skip_primitive(self, kind: Any, put: Callable[..., None]) -> None:
+        if kind == "null":
+            return
+        if kind == "boolean":
+            put("pos += 1")
+        elif kind in ("int", "long"):
+            put("if buf[pos] < 0x80:", "    pos += 1", "else:", "    _, pos = _varint(buf, pos)")
+        elif kind in ("float", "double"):
+            put(f"pos += {8 if kind == 'double' else 4}")
+        elif kind in ("string", "bytes"):
+            put("n = buf[pos]", "if n < 0x80 and not n & 1:", "    pos += 1 + (n >> 1)", "else:")
+            put("    n, pos = _length(buf, pos)", "    pos += n")
+        else:
+            msg = f"type {kind!r}"
+            raise _Unsupported(msg)
 
     def primitive(self, kind: Any, t: str, put: Callable[..., None]) -> None:
         if kind == "null":
@@ -321,16 +441,24 @@ class _Generator:
         out.append(f"{pad}        {store.format(t=t, k=k, v=v)}")
 
 
-def compile_reader(schema: Mapping[str, Any]) -> RecordReader | None:
+def compile_reader(
+    schema: Mapping[str, Any], fields: Collection[str] | None = None, *, micros: bool = False
+) -> RecordReader | None:
     """A function decoding a record of ``schema`` (fastavro's *parsed* form: names fully qualified) from Avro
     binary, returning the record and the number of bytes it used; ``None`` when the schema uses something not
     covered. The function raises (``DecodeError``, ``IndexError``, ``KeyError``, ``struct.error``,
-    ``UnicodeDecodeError``...) on bytes that are not a record of ``schema``."""
+    ``UnicodeDecodeError``...) on bytes that are not a record of ``schema``.
+
+    A projection: with ``fields``, the record holds only the top-level fields named (in schema order); the bytes of
+    the others are walked past without building their values (a string is not decoded, a map of doubles not turned
+    into a dict), so bad bytes inside a skipped field may go unnoticed — its length and structure are still read,
+    and the length used is the record's. With ``micros``, the kept top-level timestamps (``timestamp-micros`` and
+    ``-millis``, also inside a union) are epoch microseconds (``int``), not ``datetime``."""
     if schema.get("type") != "record":
         return None
     generator = _Generator()
     try:
-        root = generator.record(schema)
+        root = generator.record(schema, None if fields is None else frozenset(fields), micros)
     except _Unsupported:
         return None
     source = "\n\n".join(generator.functions)

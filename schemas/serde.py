@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fastavro
 from fastavro.validation import ValidationError, validate
 
 from slipstream.schemas.base import Framing, RecordValidator
-from slipstream.schemas.compiled_reader import compile_reader
+from slipstream.schemas.compiled_reader import RecordReader, compile_reader
 from slipstream.schemas.compiled_writer import compile_writer
-from slipstream.schemas.exceptions import DecodeError, SerializationError
+from slipstream.schemas.exceptions import DecodeError, SchemaError, SerializationError
 from slipstream.schemas.registry import SchemaVersion
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 
 
 def timestamp_fields(raw: Mapping[str, Any]) -> tuple[str, ...]:
@@ -87,17 +90,51 @@ class AvroSerde:
 
         Raises :class:`DecodeError` with the reason when the bytes are not a valid event.
         """
+        return self._decode(data, self._reader, None)
+
+    def projection(self, fields: Collection[str]) -> Callable[[bytes | None], dict[str, Any]]:
+        """A decoder of this topic's values returning only ``fields`` (top-level names, kept in schema order), its
+        timestamps as epoch microseconds (``int``): for a consumer that reads a few fields of a large record (the
+        label join reads a prediction's scores, not its feature map). The bytes of the other fields are walked past,
+        not turned into values. The semantic validator runs on the projected record, so ``fields`` must hold the
+        fields it checks. Errors are :meth:`decode`'s."""
+        names = {f["name"] for f in self.schema.raw["fields"]}
+        unknown = sorted(set(fields) - names)
+        if unknown:
+            msg = f"{self.schema.name} has no fields {unknown}"
+            raise SchemaError(msg)
+        keep = tuple(f["name"] for f in self.schema.raw["fields"] if f["name"] in fields)
+        timestamps = tuple(n for n in self._ts_fields if n in keep)
+
+        def project(record: dict[str, Any]) -> dict[str, Any]:
+            out = {name: record[name] for name in keep}
+            for name in timestamps:
+                value = out[name]
+                if isinstance(value, datetime):
+                    out[name] = (value - _EPOCH) // _US
+            return out
+
+        reader = compile_reader(self._parsed, keep, micros=True)
+        return lambda data: self._decode(data, reader, project)
+
+    def _decode(
+        self,
+        data: bytes | None,
+        reader: RecordReader | None,
+        project: Callable[[dict[str, Any]], dict[str, Any]] | None,
+    ) -> dict[str, Any]:
         if data is None:
             msg = "message has no value (tombstone)"
             raise DecodeError(msg)
         writer, body = self._framing.unframe(self.topic, data)
-        record, used = self._read(writer, body)
+        value, used, compiled = self._read(writer, body, reader)
         if used != len(body):
             msg = f"{len(body) - used} trailing bytes after a {writer.name!r} record"
             raise DecodeError(msg, "schema_mismatch")
-        if not isinstance(record, dict):
-            msg = f"decoded value is not a record: {record!r}"
+        if not isinstance(value, dict):
+            msg = f"decoded value is not a record: {value!r}"
             raise DecodeError(msg, "schema_mismatch")
+        record: dict[str, Any] = value if project is None or compiled else project(value)  # fastavro read it all
         if self._validator is not None:
             reason = self._validator(record)
             if reason is not None:
@@ -105,19 +142,21 @@ class AvroSerde:
                 raise DecodeError(msg, "invalid_field")
         return record
 
-    def _read(self, writer: SchemaVersion, body: memoryview) -> tuple[Any, int]:
-        """The record in ``body`` and the bytes it used: the compiled reader when ``writer`` is this serde's schema,
-        else (or when the compiled reader fails on bad bytes) fastavro, resolving ``writer`` to this schema."""
+    def _read(self, writer: SchemaVersion, body: memoryview, reader: RecordReader | None) -> tuple[Any, int, bool]:
+        """The record in ``body``, the bytes it used and whether ``reader`` read it: ``reader`` (compiled) when
+        ``writer`` is this serde's schema, else (or when it fails on bad bytes) fastavro, resolving ``writer`` to this
+        schema."""
         same = writer.fingerprint == self.schema.fingerprint
-        if same and self._reader is not None:
+        if same and reader is not None:
             try:
-                return self._reader(body)
+                record, used = reader(body)
+                return record, used, True
             except Exception:  # noqa: BLE001, S110 - fastavro below decodes it or explains what is wrong
                 pass
         stream = io.BytesIO(body)
         try:
-            record = fastavro.schemaless_reader(stream, writer.parsed, None if same else self._parsed)
+            value = fastavro.schemaless_reader(stream, writer.parsed, None if same else self._parsed)
         except Exception as exc:
             msg = f"Avro body does not decode with schema {writer.name!r} v{writer.version}: {exc!r}"
             raise DecodeError(msg, "schema_mismatch") from exc
-        return record, stream.tell()
+        return value, stream.tell(), False

@@ -3,15 +3,20 @@
 One :class:`LabelJoin` per input partition. Its state is one :class:`Entry` per event id: the scores still waiting
 for their label, the ids already answered (so a re-delivered prediction is recognised), and the label once known.
 A label joins every score of its event, whichever came first; a score arriving after its label is answered at
-once. Nothing vanishes: at the horizon (the event's time plus ``horizon_us`` plus ``grace_us``, measured on the
-partition's event-time clock) each score still waiting becomes an ``UNLABELLED_AT_HORIZON`` outcome and a label no
-score claimed becomes ``LABEL_WITHOUT_PREDICTION``; the entry is then deleted. A record arriving for an event past
+once — if it became known within the horizon (the event's time plus ``horizon_us`` plus ``grace_us``); a label known
+later answers nothing and is written as ``LABEL_WITHOUT_PREDICTION`` at once, whatever the reading order. Nothing
+vanishes: at the horizon (measured on the partition's event-time clock) each score still waiting becomes an
+``UNLABELLED_AT_HORIZON`` outcome and a label no score claimed becomes ``LABEL_WITHOUT_PREDICTION``; the entry is
+then deleted. A record arriving for an event past
 its horizon is answered the same way at once.
 
-The clock is the newest event time the partition has seen: predictions and scores carry their event's time, labels
-the time they became known — so it advances with the stream, not with the wall clock, and a replay reproduces it.
-(Which record of two topics a consumer reads first can differ between runs; that moves an expiry only for a record
-that arrives within a batch of its horizon.)
+The clock is a watermark over the three inputs: per input, the newest event time this partition has seen (predictions
+and scores carry their event's time, labels the time they became known), and the clock is the *oldest* of those —
+an input that is at its end (nothing more to read now; :meth:`LabelJoin.set_idle`) does not hold it back. So a
+joiner catching up on a backlog, which may read one topic far ahead of another, expires nothing a slower topic could
+still answer; the clock follows the stream, never the wall clock, and a replay reproduces it. (Whether an input is at
+its end depends on timing: an input that goes quiet and then delivers records older than the others' progress can see
+their events expired first — the engine's idle-source caveat, docs/architecture.md.)
 
 Bound: live entries are the events of the last ``horizon + grace`` of event time on this partition; each holds
 about 120 bytes plus 140 per score waiting (two models: ~400 bytes per event in memory, ~250 in the changelog). At
@@ -31,6 +36,8 @@ import orjson
 from slipstream.features.windows import to_micros
 
 CLOCK_KEY = b"\x00clock"
+INPUTS = ("predictions", "shadow-comparisons", "labels")
+NEVER = -(2**62)
 LABELLED = "LABELLED"
 UNLABELLED = "UNLABELLED_AT_HORIZON"
 ORPHAN_LABEL = "LABEL_WITHOUT_PREDICTION"
@@ -97,10 +104,13 @@ class JoinCounts:
 class LabelJoin:
     """The join state of one partition; every method returns the outcomes it decided (outcome-topic records)."""
 
-    def __init__(self, horizon_us: int, grace_us: int = 0) -> None:
+    def __init__(self, horizon_us: int, grace_us: int = 0, inputs: tuple[str, ...] = INPUTS) -> None:
         self.horizon_us = horizon_us
         self.grace_us = grace_us
-        self.clock_us = -(2**62)
+        self.inputs = inputs
+        self.clock_us = NEVER
+        self.seen: dict[str, int] = {}  # input -> newest event time read from it
+        self.idle: frozenset[str] = frozenset()  # inputs at their end just now
         self.entries: dict[str, Entry] = {}
         self.counts = JoinCounts()
         self._expiry: list[tuple[int, str]] = []  # (expires at, event id); stale items are skipped
@@ -112,7 +122,8 @@ class LabelJoin:
     def restore(self, restored: Mapping[bytes, bytes]) -> None:
         for key, value in restored.items():
             if key == CLOCK_KEY:
-                self.clock_us = int(value)
+                clock = orjson.loads(value)
+                self.clock_us, self.seen = int(clock["clock"]), {k: int(v) for k, v in clock["seen"].items()}
                 continue
             entry = Entry.decode(value)
             self.entries[entry.event_id] = entry
@@ -126,7 +137,7 @@ class LabelJoin:
         self._dirty.clear()
         if self._clock_dirty:
             self._clock_dirty = False
-            yield CLOCK_KEY, str(self.clock_us).encode()
+            yield CLOCK_KEY, orjson.dumps({"clock": self.clock_us, "seen": self.seen})
 
     def _deadline(self, entry: Entry) -> int:
         return entry.event_time_us + self.horizon_us + self.grace_us
@@ -144,7 +155,9 @@ class LabelJoin:
             bool(p["decision"]),
             float(p["threshold"]),
         )
-        return self._on_score(str(p["event_id"]), int(p["customer_id"]), p.get("terminal_id"), p["event_time"], scored)
+        at_us = _us(p["event_time"])
+        out = self._advance("predictions", at_us)
+        return out + self._on_score(str(p["event_id"]), int(p["customer_id"]), p.get("terminal_id"), at_us, scored)
 
     def on_comparison(self, c: Mapping[str, Any]) -> list[dict[str, Any]]:
         """A challenger's score from a shadow comparison (shadow_comparison.avsc)."""
@@ -158,13 +171,20 @@ class LabelJoin:
             bool(c["challenger_decision"]),
             float(c["challenger_threshold"]),
         )
-        return self._on_score(str(c["event_id"]), int(c["customer_id"]), None, c["event_time"], scored)
+        at_us = _us(c["event_time"])
+        out = self._advance("shadow-comparisons", at_us)
+        return out + self._on_score(str(c["event_id"]), int(c["customer_id"]), None, at_us, scored)
 
     def on_label(self, label: Mapping[str, Any]) -> list[dict[str, Any]]:
         """A label record (label.avsc): the ground truth of one event, known at its ``event_time``."""
         event_id = str(label["transaction_id"])
         at_us, known_us = _us(label["tx_event_time"]), _us(label["event_time"])
-        out = self._advance(known_us)
+        out = self._advance("labels", known_us)
+        if known_us > at_us + self.horizon_us + self.grace_us:  # known past the horizon: it answers no score
+            self.counts.orphan_labels += 1
+            late = Entry(event_id, int(label["customer_id"]), label.get("terminal_id"), at_us)
+            late.label, late.label_time_us = bool(label["is_fraud"]), known_us
+            return [*out, self._outcome(late, None, ORPHAN_LABEL)]
         entry = self._entry(event_id, int(label["customer_id"]), label.get("terminal_id"), at_us)
         if entry.label is not None:
             if entry.label != bool(label["is_fraud"]):
@@ -185,10 +205,9 @@ class LabelJoin:
         return out
 
     def _on_score(
-        self, event_id: str, customer_id: int, terminal_id: Any, event_time: Any, scored: Scored
+        self, event_id: str, customer_id: int, terminal_id: Any, at_us: int, scored: Scored
     ) -> list[dict[str, Any]]:
-        at_us = _us(event_time)
-        out = self._advance(at_us)
+        out: list[dict[str, Any]] = []
         entry = self._entry(event_id, customer_id, terminal_id, at_us)
         if scored.outcome_id in entry.answered or scored.outcome_id in entry.waiting:
             self.counts.duplicate_scores += 1
@@ -217,10 +236,25 @@ class LabelJoin:
 
     # --- time ---
 
-    def _advance(self, time_us: int) -> list[dict[str, Any]]:
-        if time_us <= self.clock_us:
+    def set_idle(self, idle: frozenset[str]) -> list[dict[str, Any]]:
+        """The inputs at their end just now: they no longer hold the clock back (what is now due is written)."""
+        self.idle = idle
+        return self._move()
+
+    def _advance(self, source: str, time_us: int) -> list[dict[str, Any]]:
+        if time_us <= self.seen.get(source, NEVER):
             return []
-        self.clock_us = time_us
+        self.seen[source] = time_us
+        self._clock_dirty = True
+        return self._move()
+
+    def _move(self) -> list[dict[str, Any]]:
+        """The clock to the oldest progress of the inputs still to be read (all at their end: the newest)."""
+        waiting = [self.seen.get(k, NEVER) for k in self.inputs if k not in self.idle]
+        mark = min(waiting) if waiting else max(self.seen.values(), default=NEVER)
+        if mark <= self.clock_us:
+            return []
+        self.clock_us = mark
         self._clock_dirty = True
         out: list[dict[str, Any]] = []
         while self._expiry and self._expiry[0][0] < self.clock_us:

@@ -8,7 +8,7 @@ partition number; one :class:`~slipstream.monitoring.outcomes.join.LabelJoin` pe
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,34 @@ from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.transport.consumer import ConsumedEvent
 
 INPUTS = ("predictions", "shadow-comparisons", "labels")
+# What the join reads of each input (and the validators check): the rest of a record (a prediction's feature map,
+# freshness and timings, a comparison's champion side) is walked past undecoded; timestamps come as epoch micros.
+FIELDS = {
+    "predictions": (
+        "prediction_id",
+        "event_id",
+        "customer_id",
+        "model_name",
+        "model_version",
+        "score",
+        "decision",
+        "threshold",
+        "event_time",
+        "role",
+        "terminal_id",
+    ),
+    "shadow-comparisons": (
+        "event_id",
+        "customer_id",
+        "model_name",
+        "event_time",
+        "challenger_version",
+        "challenger_score",
+        "challenger_threshold",
+        "challenger_decision",
+    ),
+    "labels": ("transaction_id", "customer_id", "terminal_id", "tx_event_time", "event_time", "is_fraud"),
+}
 CHANGELOG = "outcomes-join.changelog"
 DAY_US = 86_400_000_000
 
@@ -84,6 +112,16 @@ class OutcomeHandler:
             out.changelog.extend((partition, k, v) for k, v in self.joins[partition].changes())
         return out
 
+    def at_end(self, ends: Set[tuple[str, int]]) -> Emitted:
+        """Which input partitions have nothing more to read just now: they stop holding their join's clock back."""
+        out = Emitted()
+        for partition, join in self.joins.items():
+            records = join.set_idle(frozenset(topic for topic, p in ends if p == partition))
+            if records:
+                out.records.extend(("outcomes", r) for r in records)
+                out.changelog.extend((partition, k, v) for k, v in join.changes())
+        return out
+
     def tick(self, now_s: float) -> Emitted:
         return Emitted()  # expiry follows event time (records), never the wall clock
 
@@ -117,6 +155,7 @@ def run_outcomes(
         transactional_id=f"{contracts.catalog.prefix}{settings.group_id}-{settings.worker}",
         changelog=CHANGELOG,
         processor_name="outcomes",
+        fields=FIELDS,
         # labels come days after their predictions: half a second more buys bigger batches, less CPU per record
         poll_s=0.2,
         fetch_wait_ms=500,

@@ -92,7 +92,9 @@ def test_the_horizon_writes_what_is_owed_and_forgets() -> None:
     join = LabelJoin(30 * DAY, DAY)
     out = feed(join, [("p", prediction(1, 0)), ("l", label(2, 0, HOUR)), ("p", prediction(3, 20 * DAY))])
     assert out == [] and len(join.entries) == 3
-    out = feed(join, [("p", prediction(4, 31 * DAY + 1))])  # the clock passes 0 + 30 d + 1 d
+    out = feed(join, [("p", prediction(4, 31 * DAY + 1))])
+    assert out == []  # labels and comparisons may still be behind: they hold the clock back
+    out = join.set_idle(frozenset({"labels", "shadow-comparisons"}))  # read to their end: the clock passes 31 d
     statuses = sorted((o["outcome_id"], o["status"]) for o in out)
     assert statuses == [("1@1", UNLABELLED), ("label:2", ORPHAN_LABEL)]
     assert set(join.entries) == {"3", "4"}
@@ -102,7 +104,7 @@ def test_the_horizon_writes_what_is_owed_and_forgets() -> None:
 
 
 def test_a_label_seen_then_its_prediction_counts_no_orphan() -> None:
-    join = LabelJoin(DAY)
+    join = LabelJoin(DAY, inputs=("predictions",))  # only the predictions' progress moves this clock
     out = feed(join, [("l", label(1, 0, HOUR)), ("p", prediction(1, 0)), ("p", prediction(9, 3 * DAY))])
     assert [(o["outcome_id"], o["status"]) for o in out] == [("1@1", LABELLED)]
     assert join.counts.orphan_labels == 0 and "1" not in join.entries
@@ -137,3 +139,13 @@ def test_changelog_restores_the_same_state() -> None:
         assert out == whole, cut
     ids = [o["outcome_id"] for o in whole]
     assert len(ids) == len(set(ids))
+
+
+def test_a_topic_read_far_ahead_expires_nothing_a_slower_one_can_still_answer() -> None:
+    """A joiner catching up reads the labels of 40 days before the predictions they answer: all are joined."""
+    join = LabelJoin(30 * DAY, DAY)
+    labels = [("l", label(i, i * HOUR, 30 * DAY)) for i in range(24 * 40)]
+    scores = [("p", prediction(i, i * HOUR)) for i in range(24 * 40)]
+    out = feed(join, labels) + feed(join, scores)
+    assert {o["status"] for o in out} == {LABELLED} and len(out) == 24 * 40
+    assert join.counts.unlabelled == join.counts.orphan_labels == 0

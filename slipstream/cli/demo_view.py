@@ -115,6 +115,15 @@ def status_line(stats: LiveStats, *, stopping: bool = False) -> str:
         f"dead letters {letters}",
         f"reco {reco.model or '-'} served {reco.served:,} p50/p99 {_ms(reco.percentile(50))}/"
         f"{_ms(reco.percentile(99))} ms ndcg@10 {_ndcg(reco.mean_ndcg)}",
+        *(
+            f"fraud challenger v{version} compared {c.compared:,} agrees {_share(c.agreement)}"
+            for version, c in sorted(stats.verdicts.challengers.items())
+        ),
+        *(
+            f"reco challenger v{version} compared {r.compared:,} overlap@10 {_ndcg(r.overlap)} "
+            f"tau {_ndcg(r.tau)} ndcg@10 {_ndcg(r.ndcg)}"
+            for version, r in sorted(stats.verdicts.rankers.items())
+        ),
     ]
     return " | ".join(parts)
 

@@ -110,12 +110,12 @@ class RankingStats:
         return self._mean(self.top_changed)
 
     def quality(self) -> str:
-        """The measures against the champion, for the model panel."""
+        """The mean measures against the champion (tau: Kendall's tau-b), for the model panel."""
         if not self.compared:
             return "no ranking compared yet"
         return (
-            f"vs champion: overlap@{self.k} {self.overlap:.2f}  Kendall tau {self.tau:.2f}  NDCG@{self.k} "
-            f"{self.ndcg:.3f}; top item changed {_share(self.top_changed_share)}"
+            f"vs champion: overlap@{self.k} {self.overlap:.2f}  tau {self.tau:.2f}  NDCG@{self.k} {self.ndcg:.3f}  "
+            f"new top item {_share(self.top_changed_share)}"
         )
 
     def summary(self) -> dict[str, Any]:

@@ -134,7 +134,7 @@ def test_the_reco_challenger_row_shows_its_rankings_against_the_champion() -> No
     stats.on_event("shadow-rankings", _ranking("r-0", 1.0, 1.0, 1.0, False), 2_100, 0.0)  # sent before: no lag
     (row,) = [r for r in stats.model_rows() if r.model == "reco" and r.role == "challenger"]
     assert (row.version, row.path, row.served, row.p50_ms, row.p99_ms) == ("4", "shadow", 3, 50.0, 59.8)
-    assert row.quality == ("vs champion: overlap@10 0.80  Kendall tau 0.53  NDCG@10 0.867; top item changed 33.3%")
+    assert row.quality == "vs champion: overlap@10 0.80  tau 0.53  NDCG@10 0.867  new top item 33.3%"
     summary = stats.verdicts.summary()["rankers"]["4"]
     assert summary["compared"] == 3
     assert summary["mean_overlap_at_k"] == (0.8 + 0.6 + 1.0) / 3
@@ -142,4 +142,5 @@ def test_the_reco_challenger_row_shows_its_rankings_against_the_champion() -> No
     assert summary["lag_from_request_p50_ms"] == 50.0
     console = Console(record=True, width=250, color_system=None)
     console.print(cli_demo.live_view(stats, rate=200.0))
-    assert "overlap@10 0.80  Kendall tau 0.53" in console.export_text()
+    assert "overlap@10 0.80  tau 0.53" in console.export_text()
+    assert "reco challenger v4 compared 3 overlap@10 0.800 tau 0.533 ndcg@10 0.867" in cli_demo.status_line(stats)

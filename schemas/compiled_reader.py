@@ -266,15 +266,13 @@ class _Generator:
                 if kind != "long" or logical not in ("timestamp-micros", "timestamp-millis"):
                     msg = f"logical type {logical!r} on {kind!r}"
                     raise _Unsupported(msg)
-                if self.micros:
-                    scale = "" if logical == "timestamp-micros" else " * 1000"
-                    put("b = buf[pos]", "if b < 0x80:", f"    {t} = ((b >> 1) ^ -(b & 1)){scale}", "    pos += 1")
-                    put("else:", "    n, pos = _varint(buf, pos)", f"    {t} = n{scale}")
-                elif logical == "timestamp-micros":  # 8 bytes from 1979 to 3110: two table lookups per 4 bytes
+                if logical == "timestamp-micros":  # 8 bytes from 1979 to 3110: two table lookups per 4 bytes
                     self.ns["_TC"], self.ns["_TE"] = _pair_tables()
                     put("a, b, c, d = _4H(buf, pos)", "n = _TC[a] | _TC[b] << 14 | _TC[c] << 28 | _TE[d] << 42")
                     put("if n >> 56:", "    n, pos = _varint(buf, pos)", "else:", "    n = (n >> 1) ^ -(n & 1)")
-                    put("    pos += 8", f"{t} = _EPOCH + _td(0, 0, n)")
+                    put("    pos += 8", f"{t} = n" if self.micros else f"{t} = _EPOCH + _td(0, 0, n)")
+                elif self.micros:
+                    put("n, pos = _varint(buf, pos)", f"{t} = n * 1000")
                 else:
                     put("n, pos = _varint(buf, pos)", f"{t} = _EPOCH + _td(0, 0, n * 1000)")
                 return
@@ -342,7 +340,12 @@ class _Generator:
             if kind != "long" or logical not in ("timestamp-micros", "timestamp-millis"):
                 msg = f"logical type {logical!r} on {kind!r}"
                 raise _Unsupported(msg)
-            self.skip_primitive("long", put)
+            if logical == "timestamp-micros":  # 8 bytes from 1979 to 3110: seven continue, the eighth ends it
+                self.ns["_TC"], self.ns["_TE"] = _pair_tables()
+                put("a, b, c, d = _4H(buf, pos)", "if (_TC[a] | _TC[b] | _TC[c] | _TE[d]) >> 56:")
+                put("    _, pos = _varint(buf, pos)", "else:", "    pos += 8")
+            else:
+                self.skip_primitive("long", put)
         elif kind == "record":
             put(f"_, pos = {self.record(schema)}(buf, pos)")
         elif kind == "enum":

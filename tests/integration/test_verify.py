@@ -161,6 +161,13 @@ def test_a_failing_verify_removes_what_it_created(services: Services, user_repo:
     _untouched(user_repo, tmp_path)
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C as a user at a terminal sends it: the command starts with SIGINT neither ignored nor blocked, whatever
+    the test runner inherited (a background job of a shell without job control starts with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_an_interrupted_verify_removes_what_it_created(
     services: Services, events: Path, user_repo: Path, tmp_path: Path
 ) -> None:
@@ -172,6 +179,7 @@ def test_an_interrupted_verify_removes_what_it_created(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_as_in_a_terminal,
     )
     assert proc.stderr is not None
     said: list[str] = []

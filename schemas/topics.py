@@ -147,6 +147,15 @@ TOPICS: tuple[TopicSpec, ...] = (
         description="The label joiner's state per event id (compacted; tombstones once an event leaves the horizon).",
     ),
     TopicSpec(
+        "drift",
+        "drift_alarm",
+        "model_name",
+        partitions=1,
+        retention_ms=-1,
+        description="Drift alarms with their evidence (slipstream drift); the closed loop acts on them.",
+        extra_config=APPEND_TIME,
+    ),
+    TopicSpec(
         "dead-letter",
         "dead_letter",
         "source_topic",

@@ -123,6 +123,7 @@ VALIDATORS: Mapping[str, Validator] = {
     "prediction": Validator(non_empty_text("prediction_id"), finite("score"), event_time_in_range("event_time")),
     "recommendation": Validator(non_empty_text("request_id"), non_negative_id("user_id")),
     "model_event": Validator(non_empty_text("model_name"), non_empty_text("version")),
+    "drift_alarm": Validator(non_empty_text("alarm_id"), non_empty_text("model_name"), finite("value")),
 }
 
 

@@ -156,6 +156,15 @@ TOPICS: tuple[TopicSpec, ...] = (
         extra_config=APPEND_TIME,
     ),
     TopicSpec(
+        "drift-windows",
+        "drift_window",
+        "model_name",
+        partitions=1,
+        retention_ms=90 * DAY_MS,
+        description="Every closed drift window: each feature's and the score's statistic and threshold (dashboard).",
+        extra_config=APPEND_TIME,
+    ),
+    TopicSpec(
         "dead-letter",
         "dead_letter",
         "source_topic",

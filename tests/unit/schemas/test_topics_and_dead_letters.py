@@ -65,4 +65,12 @@ def test_envelope_refuses_a_naive_clock() -> None:
 def test_outputs_are_stamped_by_the_broker_inputs_by_their_producers() -> None:
     """A prediction's Kafka timestamp is when it was on the topic (audits, `bench e2e`); events keep their own."""
     stamped = {spec.name for spec in TOPICS if spec.config().get("message.timestamp.type") == "LogAppendTime"}
-    assert stamped == {"predictions", "recommendations", "shadow-comparisons", "shadow-rankings", "outcomes", "drift"}
+    assert stamped == {
+        "predictions",
+        "recommendations",
+        "shadow-comparisons",
+        "shadow-rankings",
+        "outcomes",
+        "drift",
+        "drift-windows",
+    }

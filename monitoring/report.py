@@ -6,6 +6,12 @@ and embedded as base64 PNG, so the page is one self-contained file: realised AP 
 the CBPE estimate of the predictions still awaiting labels) per version over event-time days; the flip rate per
 challenger over days; label coverage per version over days. Below them the summary tables: ``all`` per version and
 role, every day, and rank agreement per challenger ranker. Every estimated figure says "estimated".
+
+Given a :class:`~slipstream.monitoring.dashboard_data.DashboardData`, the page is the dashboard's (``slipstream ui``
+serves it, ``slipstream report`` writes it): the model versions and their roles first, then the plots, the drift heat
+map (:mod:`slipstream.monitoring.dashboard_charts`) and the timeline of alarms and decisions with their reasons; a
+section whose topics are empty says "no data yet". Every chart is an ``<img class=chart>`` with a stable ``id`` and
+alt text; a small script marks each one ``data-loaded`` once the browser has decoded it.
 """
 
 from __future__ import annotations
@@ -22,13 +28,16 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from slipstream.monitoring.dashboard_charts import heatmap_png, timeline_png
+from slipstream.monitoring.dashboard_data import DashboardData
 from slipstream.monitoring.exceptions import ReportError
 
 PLOTS: Final = ("performance", "flip_rate", "coverage")
 _STYLE: Final = (
     "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}"
     "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}td.t{text-align:left}"
-    "img{max-width:100%;border:1px solid #eee;margin:0.5em 0}.est{color:#8a5a00}"
+    "img{max-width:100%;border:1px solid #eee;margin:0.5em 0;display:block}.est{color:#8a5a00}"
+    ".empty{color:#777;font-style:italic}#status{color:#555}"
 )
 COLUMNS: Final = (
     ("model", "model_name"),
@@ -163,7 +172,9 @@ def plots(summary: dict[str, Any]) -> dict[str, bytes]:
     }
 
 
-def _table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+def _table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], text_columns: int = 4, table_id: str = ""
+) -> str:
     head = "".join(
         f"<th class=est>{html.escape(name)}</th>" if name.startswith("estimated") else f"<th>{html.escape(name)}</th>"
         for name, _path in columns
@@ -171,34 +182,133 @@ def _table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -
     body = "".join(
         "<tr>"
         + "".join(
-            f"<td class=t>{_cell(_get(r, path))}</td>" if i < 4 else f"<td>{_cell(_get(r, path))}</td>"
+            f"<td class=t>{_cell(_get(r, path))}</td>" if i < text_columns else f"<td>{_cell(_get(r, path))}</td>"
             for i, (_name, path) in enumerate(columns)
         )
         + "</tr>"
         for r in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    ident = f" id={table_id}" if table_id else ""
+    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render(summary: dict[str, Any], title: str = "Slipstream: models in production") -> str:
-    """The whole page as HTML text."""
-    images = plots(summary)
+def _img(name: str, png: bytes, alt: str) -> str:
+    encoded = base64.b64encode(png).decode()
+    return f"<img id={name} class=chart alt='{html.escape(alt, quote=True)}' src='data:image/png;base64,{encoded}'>"
+
+
+def _empty(name: str, what: str) -> str:
+    return f"<p class=empty id={name}-empty>{html.escape(what)}: no data yet.</p>"
+
+
+def _versions(data: DashboardData, summary: dict[str, Any]) -> str:
+    versions = data.versions(summary)
+    if not versions:
+        return _empty("versions", "Model versions (model-events)")
+    rows = [
+        {
+            "model": v.model_name,
+            "version": v.version,
+            "role": v.role,
+            "aliases": ", ".join(v.aliases),
+            "since": v.since.strftime("%Y-%m-%d %H:%M:%S") if v.since else None,
+            "last": v.last_action,
+            "reason": v.reason,
+        }
+        for v in versions
+    ]
+    columns = [(n, n) for n in ("model", "version", "role", "aliases")]
+    columns += [("since (wall clock, UTC)", "since"), ("last change", "last"), ("reason", "reason")]
+    return _table(rows, columns, text_columns=7, table_id="versions-table")
+
+
+def _drift(data: DashboardData) -> str:
+    maps = data.heatmaps()
+    if not maps:
+        return _empty("drift_heatmap", "Drift per feature (drift-windows)")
+    alt = "drift heat map: " + "; ".join(
+        f"{m.model_name} {len(m.subjects)} subjects x {len(m.window_ends)} windows, {sum(m.alarmed)} alarmed"
+        for m in maps
+    )
+    return _img("drift_heatmap", heatmap_png(maps), alt)
+
+
+def _timeline(data: DashboardData) -> str:
+    entries = data.timeline()
+    if not entries:
+        return _empty("timeline", "Alarms (drift) and decisions (model-events)")
+    timed = [e for e in entries if e.time is not None]
+    chart = (
+        _img("timeline", timeline_png(entries), f"timeline of {len(timed)} alarms and decisions in event time")
+        if timed
+        else "<p class=empty id=timeline-empty>No alarm or decision has an event time yet (changes made by hand "
+        "have only a wall clock): see the table.</p>"
+    )
+    rows = [
+        {
+            "time": e.time.strftime("%Y-%m-%d %H:%M") if e.time else None,
+            "wall": e.wall.strftime("%Y-%m-%d %H:%M:%S"),
+            "source": e.source,
+            "kind": e.kind,
+            "model": f"{e.model_name} v{e.version}" if e.version else e.model_name,
+            "detail": e.detail,
+            "reason": e.reason,
+        }
+        for e in reversed(entries)
+    ]
+    columns = [("event time", "time"), ("wall clock", "wall")]
+    columns += [(n, n) for n in ("source", "kind", "model", "detail", "reason")]
+    return chart + _table(rows, columns, text_columns=7, table_id="timeline-table")
+
+
+_LOADED: Final = (  # marks each chart once the browser has decoded it (data-loaded = its natural size)
+    "<script>addEventListener('load',()=>{for(const i of document.querySelectorAll('img.chart'))"
+    "if(i.complete&&i.naturalWidth>0)i.dataset.loaded=i.naturalWidth+'x'+i.naturalHeight})</script>"
+)
+
+
+def render(
+    summary: dict[str, Any],
+    title: str = "Slipstream: models in production",
+    *,
+    data: DashboardData | None = None,
+    refresh_s: float | None = None,
+    status: str | None = None,
+) -> str:
+    """The whole page as HTML text. Without ``data``: the performance plots and tables (raises
+    :class:`ReportError` when there is no day row). With ``data`` (the dashboard): also the model versions and
+    roles, the drift heat map and the timeline, each section saying "no data yet" while its topic is empty.
+    ``refresh_s``: the browser reloads the page that often; ``status``: a line under the title."""
     rows = summary["performance"]
+    has_days = any(r["period"] == "day" for r in rows)
+    refresh = f"<meta http-equiv=refresh content={max(1, round(refresh_s))}>" if refresh_s else ""
     parts = [
-        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<!doctype html><html><head><meta charset=utf-8>{refresh}<title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
+    ]
+    if status:
+        parts.append(f"<p id=status>{html.escape(status)}</p>")
+    if data is not None:
+        parts.append(f"<h2>Model versions and roles</h2>{_versions(data, summary)}")
+    parts.append(
+        "<h2>Realised and estimated performance</h2>"
         "<p>Realised figures use the predictions whose labels arrived (outcomes LABELLED). <span class=est>Estimated"
         "</span> figures are label-free (CBPE: calibrated scores read as expected labels) for the predictions still "
         "awaiting labels; trust them only where <i>estimate trusted</i> says yes. A period is <i>mature</i> when no "
         f"prediction in it awaits its label. Newest event day: {_cell(summary.get('newest_event_day'))}; "
         f"labels without prediction: {_cell(summary.get('labels_without_prediction'))}; join lag (event time): "
         f"{_cell(summary.get('join_lag_s'))} s; duplicates ignored: {_cell(sum(summary['duplicates'].values()))}."
-        "</p>",
-    ]
+        "</p>"
+    )
     alt = {"performance": "realised and estimated AP", "flip_rate": "flip rate", "coverage": "label coverage"}
-    for name in PLOTS:
-        encoded = base64.b64encode(images[name]).decode()
-        parts.append(f"<img id={name} alt='{alt[name]}' src='data:image/png;base64,{encoded}'>")
+    if has_days or data is None:
+        images = plots(summary)
+        parts += [_img(name, images[name], alt[name]) for name in PLOTS]
+    else:
+        parts += [_empty(name, alt[name].capitalize() + " (predictions, outcomes)") for name in PLOTS]
+    if data is not None:
+        parts.append(f"<h2>Drift per feature and window</h2>{_drift(data)}")
+        parts.append(f"<h2>Alarms and decisions</h2>{_timeline(data)}")
     for heading, period in (("All event time", "all"), ("Per week", "week"), ("Per day", "day")):
         chosen = [r for r in rows if r["period"] == period]
         if chosen:
@@ -206,16 +316,16 @@ def render(summary: dict[str, Any], title: str = "Slipstream: models in producti
     ranks = [r for r in summary.get("rankings", []) if r["period"] in ("all", "day")]
     if ranks:
         parts.append(f"<h2>Rank agreement of challenger rankers</h2>{_table(ranks, RANK_COLUMNS)}")
-    parts.append("</body></html>")
+    parts.append(f"{_LOADED}</body></html>")
     return "\n".join(parts)
 
 
-def write_report(summary: dict[str, Any], path: Path) -> Path:
-    """Write :func:`render` to ``path`` (its folder must exist) and return it."""
+def write_report(summary: dict[str, Any], path: Path, *, data: DashboardData | None = None) -> Path:
+    """Write :func:`render` (with ``data``: the dashboard's page) to ``path`` (its folder must exist)."""
     if not path.parent.is_dir():
         msg = f"--out {str(path)!r}: folder {str(path.parent)!r} does not exist"
         raise ReportError(msg)
-    path.write_text(render(summary), encoding="utf-8")
+    path.write_text(render(summary, data=data), encoding="utf-8")
     return path
 
 

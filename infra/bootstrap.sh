@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Slipstream needs on this machine, and nothing twice. Safe to repeat, from any shell.
 #   - a Python >= 3.11 virtualenv in .venv with the locked dependencies and the extras in $EXTRAS, installed by uv
+#   - Chromium (Debian's chromium, apt, when /usr/bin/chromium is missing): `make test` drives it headless to load the
+#     dashboard page (tests/integration/monitoring/test_dashboard_browser.py)
 #   - without a Docker engine: Java 17+, Maven and redis-server from the OS packages (apt), when missing
 # Kafka's jars are resolved from Maven Central by `slipstream infra up` into ~/.cache/slipstream (cached).
 #
@@ -123,6 +125,15 @@ else
   say "installing Python dependencies (locked in requirements.lock; extras $EXTRAS)"
   "$UV" pip install --quiet --python "$VENV/bin/python" -c requirements.lock -e ".[$EXTRAS]"
   echo "$WANT" > "$STAMP"
+fi
+
+# --- Chromium: the headless browser of the dashboard's test ------------------------------------------------
+# Before the services: the test needs it whether Kafka runs in Docker or not. Without apt or root it is a warning, not
+# a failure (the demo does not need it); that test then fails naming the missing browser.
+if [ ! -x /usr/bin/chromium ]; then
+  say "installing Chromium (headless browser for the dashboard's test)"
+  apt_install chromium || printf '\033[1;33mwarning:\033[0m %s\n' \
+    "could not install Chromium (apt-get install chromium, as root): the dashboard's browser test will fail" >&2
 fi
 
 # --- Services: Docker, or Java + Maven + redis-server ------------------------------------------------------

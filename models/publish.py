@@ -16,6 +16,7 @@ from slipstream.models.evaluation import fraud_metrics
 from slipstream.models.fraud import FraudModel, predict
 from slipstream.models.reco import FEATURES as RECO_FEATURES
 from slipstream.models.reco import RecoFit, predict_scores
+from slipstream.models.reference import drift_reference
 from slipstream.models.registry import ModelRegistry, RegisteredModel
 from slipstream.schemas.transport import EventProducer
 
@@ -35,13 +36,18 @@ def register_fraud(
     """Register ``model`` as a new version of ``name`` behind the parity gate; also returns its validation metrics."""
     names = list(FRAUD.model_input)
     scores = predict(model, valid_set)
+    train_scores = predict(model, train_set)
+    reference = {
+        **reference_distribution(train_set[names], train_scores, names),
+        "drift": drift_reference(train_set[names], train_scores, train_set["event_time"], names),
+    }
     metrics = {k: float(v) for k, v in fraud_metrics(valid_set, scores).items() if isinstance(v, int | float)}
     registered = registry.register(
         name,
         model.booster,
         names,
         threshold=model.threshold,
-        reference=reference_distribution(train_set[names], predict(model, train_set), names),
+        reference=reference,
         metrics=metrics,
         params={**model.params, "best_iteration": model.best_iteration},
         data_window=data_window,
@@ -73,17 +79,21 @@ def register_reco(
 
     The ranker's score is a raw score (only its order means something), so it has no threshold (0.0 in the card).
     Reference distributions and the parity sample (``sample_rows`` evenly spaced rows) come from the training frame;
-    the data hash is the training frame's."""
+    the data hash is the training frame's. The drift sketch's windows are the training cut-off days (a candidate's
+    time is its query's cut-off), so a reco monitor calibrates on as many windows as there are cut-offs."""
     names = list(RECO_FEATURES)
     frame = fit.train
     x = frame[names].to_numpy(dtype=np.float64)
     metrics = reco_metrics(fit.report)
+    scores = predict_scores(fit.model, frame)
+    # a candidate's time is its query's cut-off: the per-window counts are per training cut-off day
+    drift = drift_reference(x, scores, frame["cutoff"], names, score_range=None)
     registered = registry.register(
         name,
         fit.model.booster,
         names,
         threshold=0.0,
-        reference=reference_distribution(x, predict_scores(fit.model, frame), names, score_range=None),
+        reference={**reference_distribution(x, scores, names, score_range=None), "drift": drift},
         metrics=metrics,
         params=fit.model.params,
         data_window=fit.data_window,

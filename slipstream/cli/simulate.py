@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -14,6 +14,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from slipstream.cli.common import console, friendly_errors
 from slipstream.cli.inputs import InputSpec, beside, check_input, check_output_file, spec
 from slipstream.exceptions import InputError
+
+if TYPE_CHECKING:
+    from slipstream.streams.simulate.fraud import FraudSimConfig
+    from slipstream.streams.simulate.scenarios import DriftScenario
 
 simulate_app = typer.Typer(
     help="Generate realistic event streams to publish, backfill and benchmark.", no_args_is_help=True
@@ -33,9 +37,11 @@ def simulate_fraud_file(
     days: int = 183,
     start_date: str = "2018-04-01",
     label_delay_days: float = 7.0,
+    scenario: DriftScenario | None = None,
     show_progress: bool = True,
 ) -> tuple[int, int]:
-    """Simulate, write transactions to ``out`` and labels beside it; return (transactions, frauds)."""
+    """Simulate (with a drift ``scenario`` if given), write transactions to ``out`` and labels beside it; return
+    (transactions, frauds)."""
     from slipstream.streams.simulate.fraud import (
         FraudSimConfig,
         label_events,
@@ -53,7 +59,9 @@ def simulate_fraud_file(
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=not show_progress) as bar:
         task = bar.add_task("simulating customers", total=customers)
-        frame = simulate_transactions(config, progress=lambda done, _total: bar.update(task, completed=done))
+        frame = simulate_transactions(
+            config, progress=lambda done, _total: bar.update(task, completed=done), scenario=scenario
+        )
     events = to_transaction_events(frame)
     events["tx_fraud"] = frame["TX_FRAUD"].to_numpy()
     events["tx_fraud_scenario"] = frame["TX_FRAUD_SCENARIO"].to_numpy()
@@ -113,6 +121,43 @@ def fraud_files() -> list[tuple[str, InputSpec]]:
     return [("--data", spec("training:transactions")), ("--data labels (X.labels.parquet)", spec("training:labels"))]
 
 
+# One line per scenario of slipstream.streams.simulate.scenarios (kept here: importing it would load pandas for --help).
+SCENARIO_HELP = {
+    "none": "the Fraud Handbook's data, unchanged",
+    "new-fraud-pattern": "card testing, bursts of small night-time frauds on 10 cards a day (scenario 4)",
+    "covariate-shift": "amounts x1.3 and 15% of transactions at 50 hub terminals, same fraud rules",
+}
+SCENARIO_OPTION_HELP = "Drift from --drift-start on. " + "; ".join(f"{k}: {v}" for k, v in SCENARIO_HELP.items()) + "."
+
+
+def drift_start(text: str | None) -> int | date | None:
+    """``--drift-start``: a day number of the simulation (0 = --start-date) or an ISO date; ``None`` stays None."""
+    if text is None:
+        return None
+    if re.fullmatch(r"[+-]?\d+", text.strip()):
+        return int(text)
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        msg = f"--drift-start: {text!r} is neither a day number nor an ISO date (YYYY-MM-DD)"
+        raise InputError(msg) from exc
+
+
+def drift_scenario(name: str, start: str | None, config: FraudSimConfig) -> DriftScenario:
+    """``--scenario`` and ``--drift-start`` as a scenario checked against the simulation's config."""
+    from slipstream.streams.simulate.scenarios import DriftScenario
+
+    start_day = drift_start(start)
+    try:
+        drift = DriftScenario(name, start_day=start_day)
+        drift.first_day(config)
+    except ValueError as exc:
+        option = "--drift-start" if "start_day" in str(exc) else "--scenario"
+        msg = f"{option}: {str(exc).removeprefix('start_day ')}"
+        raise InputError(msg) from exc
+    return drift
+
+
 @simulate_app.command("fraud")
 def fraud(
     out: Annotated[
@@ -125,15 +170,25 @@ def fraud(
     label_delay_days: Annotated[
         float, typer.Option(help="Event-time delay of each label after its transaction.")
     ] = 7.0,
+    scenario: Annotated[str, typer.Option(help=SCENARIO_OPTION_HELP)] = "none",
+    drift_start_day: Annotated[
+        str | None,
+        typer.Option(
+            "--drift-start",
+            help="First day of the drift: a day number (0 = --start-date) or an ISO date.",
+            show_default="the middle day, --days // 2",
+        ),
+    ] = None,
 ) -> None:
     """The Fraud Detection Handbook's card-transaction simulator; defaults reproduce the published data set
-    (1,754,155 transactions, 14,681 frauds). Seeds are the book's, so the output is the same on every machine."""
+    (1,754,155 transactions, 14,681 frauds). Seeds are the book's, so the output is the same on every machine.
+    --scenario adds a drift from --drift-start on (docs/scenarios.md)."""
     from slipstream.streams.simulate.fraud import FraudSimConfig
 
     with friendly_errors():
         check_output_file(out, "--out")
         try:
-            FraudSimConfig(
+            config = FraudSimConfig(
                 n_customers=customers,
                 n_terminals=terminals,
                 nb_days=days,
@@ -142,6 +197,7 @@ def fraud(
             )
         except (ValueError, OverflowError) as exc:  # OverflowError: a --label-delay-days no timedelta holds
             raise _in_options(exc, _FRAUD_OPTIONS) from exc
+        drift = drift_scenario(scenario, drift_start_day, config)
         started = time.perf_counter()
         n, frauds = simulate_fraud_file(
             out,
@@ -150,6 +206,7 @@ def fraud(
             days=days,
             start_date=start_date,
             label_delay_days=label_delay_days,
+            scenario=None if drift.name == "none" else drift,
         )
         console.print(
             f"[green]✓[/green] {n:,} transactions ({frauds:,} frauds, {frauds / max(n, 1):.3%}) → {out}; "

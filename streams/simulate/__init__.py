@@ -1,4 +1,5 @@
-"""Data simulators. ``fraud``: the Fraud Detection Handbook's card transactions, reproduced exactly."""
+"""Data simulators. ``fraud``: the Fraud Detection Handbook's card transactions, reproduced exactly, with optional
+drift scenarios (``scenarios``); ``reco``: a clickstream."""
 
 from slipstream.streams.simulate.fraud import (
     TX_COLUMNS,
@@ -14,6 +15,7 @@ from slipstream.streams.simulate.reco import (
     RecoSimulation,
     simulate_interactions,
 )
+from slipstream.streams.simulate.scenarios import SCENARIOS, DriftScenario
 
 __all__ = [
     "INTERACTION_ACTIONS",
@@ -22,6 +24,8 @@ __all__ = [
     "RecoSimulation",
     "simulate_interactions",
     "TX_COLUMNS",
+    "SCENARIOS",
+    "DriftScenario",
     "FraudSimConfig",
     "label_events",
     "simulate_transactions",

@@ -28,6 +28,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,9 @@ import pandas as pd
 
 from slipstream.streams.simulate.exceptions import SimulationConfigError, SimulationInputError
 from slipstream.streams.simulate.introsort import introsort_argsort
+
+if TYPE_CHECKING:
+    from slipstream.streams.simulate.scenarios import DriftScenario
 
 __all__ = [
     "TX_COLUMNS",
@@ -213,13 +217,18 @@ def _add_frauds(
     return fraud, scenario
 
 
-def simulate_transactions(config: FraudSimConfig | None = None, progress: Progress | None = None) -> pd.DataFrame:
+def simulate_transactions(
+    config: FraudSimConfig | None = None, progress: Progress | None = None, scenario: DriftScenario | None = None
+) -> pd.DataFrame:
     """The book's transactions table (columns :data:`TX_COLUMNS`), sorted and numbered like the book.
 
     ``progress(done, total)`` is called after each customer's transactions are drawn.
     ``TX_DATETIME`` is naive, as in the book; :func:`to_transaction_events` makes it UTC.
+    ``scenario``: a drift from its start day on (:mod:`slipstream.streams.simulate.scenarios`); ``None`` is the book.
     """
     config = FraudSimConfig() if config is None else config
+    if scenario is not None:
+        scenario.first_day(config)  # a bad start day is refused before the draws
     customers = _customers(config.n_customers)
     reach = _terminals_in_reach(customers.xy, _terminals(config.n_terminals), config.radius)
     seconds, customer_ids, terminal_ids, amount = _draw_transactions(config, customers, reach, progress)
@@ -227,9 +236,11 @@ def simulate_transactions(config: FraudSimConfig | None = None, progress: Progre
     seconds, customer_ids, terminal_ids = seconds[order], customer_ids[order], terminal_ids[order]
     amount = amount[order]
     days = seconds // SECONDS_PER_DAY
-    fraud, scenario = _add_frauds(config, days, customer_ids, terminal_ids, amount)
+    if scenario is not None:  # inputs shifted before the fraud rules, which then apply to them unchanged
+        terminal_ids, amount = scenario.shift(config, days, terminal_ids, amount)
+    fraud, fraud_scenario = _add_frauds(config, days, customer_ids, terminal_ids, amount)
     start = np.datetime64(config.start_date, "s")
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "TRANSACTION_ID": np.arange(seconds.size, dtype=np.int64),
             "TX_DATETIME": (start + seconds).astype("datetime64[ns]"),
@@ -239,9 +250,10 @@ def simulate_transactions(config: FraudSimConfig | None = None, progress: Progre
             "TX_TIME_SECONDS": seconds,
             "TX_TIME_DAYS": days,
             "TX_FRAUD": fraud,
-            "TX_FRAUD_SCENARIO": scenario,
+            "TX_FRAUD_SCENARIO": fraud_scenario,
         }
     )
+    return frame if scenario is None else scenario.add_transactions(config, frame, reach)
 
 
 def _require(df: pd.DataFrame, columns: tuple[str, ...]) -> None:

@@ -91,9 +91,7 @@ def heatmap_png(maps: Sequence[Heatmap]) -> bytes:
 def _cmap() -> Colormap:
     from matplotlib import colormaps
 
-    cmap = colormaps["YlOrRd"].copy()
-    cmap.set_bad("#eeeeee")  # a subject not measured in a window
-    return cmap
+    return colormaps["YlOrRd"].with_extremes(bad="#eeeeee")  # bad: a subject not measured in a window
 
 
 def _days(t: datetime) -> float:

@@ -198,13 +198,16 @@ class Adwin:
         self._ticks += 1
         if self._ticks % self.clock or self._width < 2 * self.min_window:
             return False
-        increase = False
+        increase, seen = False, (0.0, 0.0)
         while self._width >= 2 * self.min_window:
             cut, up = self._cut()
             if not cut:
                 break
-            increase = increase or up
+            if up and not increase:
+                increase, seen = True, (self._value, self._eps)
             self._drop_oldest()  # forget the old part one bucket at a time, re-checking after each
+        if increase:
+            self._value, self._eps = seen  # the alarm's difference and bound, not the last re-check's
         return increase
 
     def after_alarm(self) -> None:

@@ -28,7 +28,10 @@ def _reference() -> dict[str, Any]:
 REFERENCE = _reference()
 
 
-def _events(days: int, per_day: int, shift_from_day: int = 99, seed: int = 1) -> list[tuple[int, dict[str, float], float]]:
+Event = tuple[int, dict[str, float], float]
+
+
+def _events(days: int, per_day: int, shift_from_day: int = 99, seed: int = 1) -> list[Event]:
     rng = np.random.default_rng(seed)
     out = []
     for d in range(days):

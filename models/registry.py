@@ -63,6 +63,8 @@ HISTORY_TAG = "champion_history"
 CHECKSUM_TAG = "onnx_sha256"
 ARTIFACT_DIR = "model"
 MODEL_EVENTS = "model-events"
+# A decision's context on its model event: "reason", "evidence" (JSON text), "stream_time" (event time, datetime)
+Note = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -279,8 +281,11 @@ class ModelRegistry:
             raise RegistryError(msg) from exc
         return [str(v) for v in json.loads(tags.get(HISTORY_TAG, "[]"))]
 
-    def promote(self, name: str, version: str | int, *, producer: EventProducer | None = None) -> dict[str, Any]:
-        """Make ``version`` the champion; return (and publish, with a producer) the PROMOTED model event."""
+    def promote(
+        self, name: str, version: str | int, *, producer: EventProducer | None = None, note: Note | None = None
+    ) -> dict[str, Any]:
+        """Make ``version`` the champion; return (and publish, with a producer) the PROMOTED model event. ``note``:
+        the decision's ``reason``, ``evidence`` (JSON text) and ``stream_time``, as the closed loop records them."""
         version = str(version)
         self._version(name, version)
         previous = self.alias_version(name, CHAMPION)
@@ -293,14 +298,14 @@ class ModelRegistry:
         history.append(version)
         self.client.set_registered_model_alias(name, CHAMPION, version)
         self.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-        event = self._event(name, "PROMOTED", version, previous, producer, reason=None)
+        event = self._event(name, "PROMOTED", version, previous, producer, reason=None, note=note)
         if self.alias_version(name, CHALLENGER) == version:  # the challenger won: it is no longer one
             self.client.delete_registered_model_alias(name, CHALLENGER)
             self._event(name, "CHALLENGER_REMOVED", version, None, producer, reason="promoted", alias=CHALLENGER)
         return event
 
     def rollback(
-        self, name: str, producer: EventProducer | None = None, *, reason: str | None = None
+        self, name: str, producer: EventProducer | None = None, *, reason: str | None = None, note: Note | None = None
     ) -> dict[str, Any]:
         """Make the previous champion the champion again; return (and publish) the ROLLED_BACK event."""
         history = self._history(name)
@@ -312,12 +317,17 @@ class ModelRegistry:
         target = history[-1]
         self.client.set_registered_model_alias(name, CHAMPION, target)
         self.client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-        return self._event(name, "ROLLED_BACK", target, current, producer, reason=reason)
+        return self._event(name, "ROLLED_BACK", target, current, producer, reason=reason, note=note)
 
     # --- challengers ---
 
     def set_challenger(
-        self, name: str, version: str | int, alias: str = CHALLENGER, producer: EventProducer | None = None
+        self,
+        name: str,
+        version: str | int,
+        alias: str = CHALLENGER,
+        producer: EventProducer | None = None,
+        note: Note | None = None,
     ) -> dict[str, Any]:
         """Point challenger ``alias`` at ``version``; return (and publish) the CHALLENGER_SET event, whose
         ``previous_version`` is the version the alias pointed to before (if any). The champion cannot be one."""
@@ -328,9 +338,11 @@ class ModelRegistry:
         self._version(name, version)
         previous = self.alias_version(name, alias)
         self.client.set_registered_model_alias(name, alias, version)
-        return self._event(name, "CHALLENGER_SET", version, previous, producer, reason=None, alias=alias)
+        return self._event(name, "CHALLENGER_SET", version, previous, producer, reason=None, alias=alias, note=note)
 
-    def remove_challenger(self, name: str, alias: str, producer: EventProducer | None = None) -> dict[str, Any]:
+    def remove_challenger(
+        self, name: str, alias: str, producer: EventProducer | None = None, note: Note | None = None
+    ) -> dict[str, Any]:
         """Delete challenger ``alias``; return (and publish) the CHALLENGER_REMOVED event (``version``: the one it
         pointed to). :class:`RegistryError` when the alias points nowhere."""
         if alias == CHAMPION:
@@ -341,7 +353,7 @@ class ModelRegistry:
             msg = f"model {name!r} has no alias {alias!r}"
             raise RegistryError(msg)
         self.client.delete_registered_model_alias(name, alias)
-        return self._event(name, "CHALLENGER_REMOVED", version, None, producer, reason=None, alias=alias)
+        return self._event(name, "CHALLENGER_REMOVED", version, None, producer, reason=None, alias=alias, note=note)
 
     def challengers(self, name: str, prefix: str = CHALLENGER) -> dict[str, str]:
         """Alias -> version of every alias of ``name`` starting with ``prefix`` (none when ``name`` is unknown)."""
@@ -361,6 +373,7 @@ class ModelRegistry:
         *,
         reason: str | None,
         alias: str = CHAMPION,
+        note: Note | None = None,
     ) -> dict[str, Any]:
         model_version = self._version(name, version)
         record: dict[str, Any] = {
@@ -375,6 +388,7 @@ class ModelRegistry:
             "checksum": model_version.tags.get(CHECKSUM_TAG, ""),
             "actor": self.actor,
             "reason": reason,
+            **(note or {}),
         }
         if producer is not None:
             producer.send(MODEL_EVENTS, record)

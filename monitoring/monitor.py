@@ -81,7 +81,14 @@ class TopicReader:
 
     def poll(self, max_records: int = 5000, timeout: float = 0.5) -> tuple[list[dict[str, Any]], list[str]]:
         """Decoded records, and a reason per record that did not decode."""
-        records: list[dict[str, Any]] = []
+        tagged, failures = self.poll_tagged(max_records, timeout)
+        return [record for _topic, record in tagged], failures
+
+    def poll_tagged(
+        self, max_records: int = 5000, timeout: float = 0.5
+    ) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+        """Decoded records with their logical topic names, and a reason per record that did not decode."""
+        records: list[tuple[str, dict[str, Any]]] = []
         failures: list[str] = []
         first = self._consumer.poll(timeout)
         if first is None:
@@ -95,7 +102,8 @@ class TopicReader:
                 continue
             full = msg.topic() or ""
             try:
-                records.append(self.contracts.serde(self._logical[full]).decode(msg.value()))
+                logical = self._logical[full]
+                records.append((logical, self.contracts.serde(logical).decode(msg.value())))
             except DecodeError as exc:
                 failures.append(f"{full}[{msg.partition()}]@{msg.offset()}: {exc}")
         return records, failures

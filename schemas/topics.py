@@ -165,6 +165,14 @@ TOPICS: tuple[TopicSpec, ...] = (
         extra_config=APPEND_TIME,
     ),
     TopicSpec(
+        "drift.changelog",
+        None,
+        "model_version",
+        retention_ms=-1,
+        cleanup_policy="compact",
+        description="The drift monitor's state per model version (compacted; partition 0 only, one worker).",
+    ),
+    TopicSpec(
         "dead-letter",
         "dead_letter",
         "source_topic",

@@ -6,10 +6,13 @@ import typer
 
 from slipstream.cli.bench import bench_app
 from slipstream.cli.demo import demo
+from slipstream.cli.drift import drift
+from slipstream.cli.drill import drill
 from slipstream.cli.evaluate import evaluate_app
 from slipstream.cli.events import produce, schemas_app, tail
 from slipstream.cli.features import backfill, features_app
 from slipstream.cli.inputs import InputsCommand
+from slipstream.cli.loop import loop_app
 from slipstream.cli.models import models_app, train
 from slipstream.cli.monitor import monitor, report
 from slipstream.cli.outcomes import outcomes
@@ -23,8 +26,9 @@ app = typer.Typer(
     help=(
         "Real-time ML on Kafka: Avro contracts with dead letters, exact streaming features into Feast/Redis,"
         " LightGBM models as ONNX behind a parity gate in MLflow, and a scorer (HTTP and Kafka) with lineage and"
-        " hot swaps; challengers shadowed on the champion's exact inputs, predictions joined to their delayed labels."
-        " Planned, not built yet: drift detection and retraining, record and replay.\n\n"
+        " hot swaps; challengers shadowed on the champion's exact inputs, predictions joined to their delayed labels; drift"
+        " detection and a closed loop (retrain, shadow, gated promotion, rollback) by policy, proven by drills."
+        " Planned, not built yet: record and replay.\n\n"
         "Settings come from SLIPSTREAM_* environment variables (or .env); KAFKA_BOOTSTRAP_SERVERS and REDIS_URL "
         "point Slipstream at existing services instead of starting its own."
     ),
@@ -50,6 +54,9 @@ app.command()(shadow)
 app.command()(outcomes)
 app.command()(monitor)
 app.command()(report)
+app.command()(drift)
+app.add_typer(loop_app, name="loop")
+app.command()(drill)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ fraud recipe on the recent half of the training window, the ranker's with a quar
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from slipstream.app import Slipstream
@@ -68,10 +68,17 @@ class Champion:
 
 
 def train_champion(
-    app: Slipstream, producer: EventProducer, tx: pd.DataFrame, labels: pd.DataFrame, timeline: Timeline
+    app: Slipstream,
+    producer: EventProducer,
+    tx: pd.DataFrame,
+    labels: pd.DataFrame,
+    timeline: Timeline,
+    *,
+    with_challenger: bool = True,
 ) -> Champion:
     """What `slipstream train fraud --promote` does, on the events the windows need: backfill the offline features
-    (Feast file sources), train LightGBM, register it behind the ONNX parity gate, promote it (model-events)."""
+    (Feast file sources), train LightGBM, register it behind the ONNX parity gate, promote it (model-events); then,
+    ``with_challenger``, a challenger beside it (the drills start without one: their loop makes its own)."""
     import pandas as pd
 
     from slipstream.features.offline import compute_offline, write_offline
@@ -105,6 +112,18 @@ def train_champion(
         producer=producer,
     )
     registry.promote(name, registered.version, producer=producer)
+    champion = Champion(
+        registered.version,
+        model.threshold,
+        metrics,
+        registered.parity.max_abs_diff,
+        registered.parity.n,
+        len(train_set),
+        int(train_set["label"].sum()),
+        len(backfill.vectors),
+    )
+    if not with_challenger:
+        return champion
     # The challenger: the same recipe on the recent half of the training window (another window, as a retrain on
     # fresher data would be), registered behind the same gate and shadowed, never served.
     start, end = timeline.train
@@ -122,16 +141,8 @@ def train_champion(
         producer=producer,
     )
     registry.set_challenger(name, rival_registered.version, producer=producer)
-    return Champion(
-        registered.version,
-        model.threshold,
-        metrics,
-        registered.parity.max_abs_diff,
-        registered.parity.n,
-        len(train_set),
-        int(train_set["label"].sum()),
-        len(backfill.vectors),
-        Challenger(rival_registered.version, rival.threshold, rival_metrics, (middle, end)),
+    return replace(
+        champion, challenger=Challenger(rival_registered.version, rival.threshold, rival_metrics, (middle, end))
     )
 
 

@@ -2,7 +2,8 @@
 drift windows, drift alarms and the loop's decisions are produced; the dashboard runs as its own process on a free
 loopback port; headless Chromium takes a screenshot (a real PNG that is not blank) and dumps the DOM after the page's
 load event: every chart's ``<img>`` is there and was decoded by the browser (``data-loaded`` = its natural size).
-The screenshot is kept at /tmp/slipstream-dashboard-sample.png for a person to look at."""
+The screenshot is kept at /tmp/slipstream-dashboard-sample.png for a person to look at. Read once to the ends (as
+`slipstream report` reads), the same records give the same counts and a static page with the same charts."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import pytest
 from matplotlib import image
 
 from slipstream.monitoring.dashboard import CHARTS
+from slipstream.monitoring.dashboard_feed import read_dashboard
+from slipstream.monitoring.report import write_report
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.transport import EventProducer
 from tests.conftest import Services
@@ -180,3 +183,8 @@ def test_the_dashboard_in_a_real_browser(
     assert "no data yet" not in dom
     assert "AP below the champion's" in dom.replace("&#39;", "'") and "moved: TX_AMOUNT" in dom
     assert re.search(r"Read from Kafka at [0-9-]+ [0-9:]+ UTC", dom)
+
+    data = read_dashboard(services.bootstrap_servers, contracts)  # `slipstream report`'s reading: the same page
+    assert data.records == health["records"]
+    static = write_report(data.book.summary(), tmp_path / "report.html", data=data).read_text(encoding="utf-8")
+    assert sorted(re.findall(r"<img id=(\w+) class=chart", static)) == sorted(CHARTS)

@@ -133,22 +133,8 @@ class World:
             for i in range(self.per_day):
                 event_id = f"e{day}-{i}"
                 label_us = times[i] + round(self.delay_days * DAY_US)
-                outcome = {
-                    "outcome_id": f"{event_id}@{version}",
-                    "status": "LABELLED",
-                    "event_id": event_id,
-                    "customer_id": int(customers[i]),
-                    "event_time": times[i],
-                    "model_name": MODEL,
-                    "model_version": version,
-                    "role": role,
-                    "score": float(scores[i]),
-                    "decision": bool(scores[i] > THRESHOLD),
-                    "threshold": THRESHOLD,
-                    "label": bool(labels[i]),
-                    "label_time": label_us,
-                    "label_delay_ms": self.delay_days * 86_400_000,
-                }
+                score, label = float(scores[i]), bool(labels[i])
+                outcome = make_outcome(event_id, times[i], int(customers[i]), version, role, score, label, label_us)
                 self._pending.append((label_us, outcome))
                 if role == "CHALLENGER":
                     latency = self.latency_us.get(version, 80.0)
@@ -196,6 +182,28 @@ class World:
 
     def history(self) -> list[dict[str, Any]]:
         return [r for s in self.steps for r in (*s.records, *s.written)]
+
+
+def make_outcome(
+    event_id: str, event_us: int, customer_id: int, version: str, role: str, score: float, label: bool, label_us: int
+) -> dict[str, Any]:
+    """A LABELLED outcome, as the label joiner writes it."""
+    return {
+        "outcome_id": f"{event_id}@{version}",
+        "status": "LABELLED",
+        "event_id": event_id,
+        "customer_id": customer_id,
+        "event_time": event_us,
+        "model_name": MODEL,
+        "model_version": version,
+        "role": role,
+        "score": score,
+        "decision": score > THRESHOLD,
+        "threshold": THRESHOLD,
+        "label": label,
+        "label_time": label_us,
+        "label_delay_ms": (label_us - event_us) / 1000,
+    }
 
 
 def comparison(

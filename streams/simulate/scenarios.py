@@ -113,7 +113,7 @@ class DriftScenario:
             raise SimulationConfigError(msg)
 
     def first_day(self, config: FraudSimConfig) -> int:
-        """The day number D the drift starts on, checked to be in ``[1, nb_days)`` (unchecked: ``none`` by default)."""
+        """The day number D the drift starts on, checked to be in ``[1, nb_days)`` (``none`` without one: unchecked)."""
         day = self.start_day
         if day is None:
             if self.name == "none":

@@ -25,8 +25,9 @@ up with every topic, as :meth:`PerformanceBook.compact` is called.
 champion_version, flip, latency_us)``, of events no older than ``policy.retention_days`` before the watermark (the
 longest look-back of the performance trigger and of both gates: 21 days by default); drift alarms of the last
 ``alarm_window_days``; the ids of model events (a handful a day). With the default policy on the Handbook's data
-(~9,600 events a day) and a champion with one version in shadow: ~200,000 scores per version, ~250 bytes each, about
-100 MB at most. Rows older than the retention are pruned whenever the watermark has moved an hour, and every query
+(~9,600 events a day) and a champion with one version in shadow: ~200,000 scores per version at ~130 bytes each
+(tracemalloc) plus the event id (~55 bytes, one string shared by the versions), and as many comparisons: under
+100 MB. Rows older than the retention are pruned whenever the watermark has moved an hour, and every query
 filters by the exact cutoff, so when pruning ran makes no difference. A closed version's rows go at once.
 """
 

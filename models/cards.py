@@ -4,6 +4,7 @@ monitor and the closed loop need of a version (its reference distributions, vali
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,11 @@ from slipstream.models.registry import ARTIFACT_DIR, ModelRegistry
 
 def read_card(registry: ModelRegistry, name: str, version: str | int) -> dict[str, Any]:
     """The model card of ``name`` version ``version``; :class:`RegistryError` naming both if it cannot be read."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file: no bar in logs
     try:
         model_version = registry.client.get_model_version(name, str(version))
         with tempfile.TemporaryDirectory() as tmp:
-            local = registry.client.download_artifacts(model_version.run_id, f"{ARTIFACT_DIR}/{CARD_FILE}", tmp)
+            local = registry.client.download_artifacts(str(model_version.run_id), f"{ARTIFACT_DIR}/{CARD_FILE}", tmp)
             card: dict[str, Any] = json.loads(Path(local).read_text())
     except (MlflowException, OSError, ValueError) as exc:
         msg = f"cannot read the model card of {name!r} version {version}: {exc}"

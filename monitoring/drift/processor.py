@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 INPUTS = ("predictions", "outcomes", "shadow-comparisons")
 FIELDS = {
-    "predictions": ("model_name", "model_version", "role", "event_time", "features", "score"),
+    "predictions": ("prediction_id", "model_name", "model_version", "role", "event_time", "features", "score"),
     "outcomes": ("status", "role", "model_name", "model_version", "event_time", "label_time", "score", "label"),
     "shadow-comparisons": ("model_name", "champion_version", "challenger_version", "event_time", "flip"),
 }

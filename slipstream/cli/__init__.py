@@ -20,14 +20,16 @@ from slipstream.cli.platform import infra_app, topics_app
 from slipstream.cli.serving import score_stream, serve
 from slipstream.cli.shadow import shadow
 from slipstream.cli.simulate import simulate_app
+from slipstream.cli.ui import ui
 
 app = typer.Typer(
     name="slipstream",
     help=(
         "Real-time ML on Kafka: Avro contracts with dead letters, exact streaming features into Feast/Redis,"
         " LightGBM models as ONNX behind a parity gate in MLflow, and a scorer (HTTP and Kafka) with lineage and"
-        " hot swaps; challengers shadowed on the champion's exact inputs, predictions joined to their delayed labels; drift"
-        " detection and a closed loop (retrain, shadow, gated promotion, rollback) by policy, proven by drills."
+        " hot swaps; challengers shadowed on the champion's exact inputs, predictions joined to their delayed"
+        " labels; drift detection and a closed loop (retrain, shadow, gated promotion, rollback) by policy, proven"
+        " by drills."
         " Planned, not built yet: record and replay.\n\n"
         "Settings come from SLIPSTREAM_* environment variables (or .env); KAFKA_BOOTSTRAP_SERVERS and REDIS_URL "
         "point Slipstream at existing services instead of starting its own."
@@ -57,6 +59,7 @@ app.command()(report)
 app.command()(drift)
 app.add_typer(loop_app, name="loop")
 app.command()(drill)
+app.command()(ui)
 
 
 def main() -> None:

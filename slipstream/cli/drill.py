@@ -14,7 +14,8 @@ from typing import Annotated, Any
 import typer
 
 from slipstream.cli.common import build, console, friendly_errors, out
-from slipstream.cli.options import InputError, check_number
+from slipstream.cli.options import check_number
+from slipstream.exceptions import InputError
 
 
 class Scenario(StrEnum):

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from slipstream.cli.common import build, console, friendly_errors, out
-from slipstream.cli.options import InputError
+from slipstream.exceptions import InputError
 
 loop_app = typer.Typer(
     help=(

@@ -159,8 +159,10 @@ def report(
     retain_days: RetainDays = None,
     prefix: Prefix = None,
 ) -> None:
-    """Write an HTML page with plots (realised vs estimated AP per version over event time, flip rate per
-    challenger, label coverage) and the summary tables, read from the topics to their current ends."""
+    """Write the dashboard as one static HTML page: model versions and roles, realised vs estimated AP per version
+    over event time, flip rate per challenger, label coverage, the drift heat map per feature and window, and the
+    timeline of drift alarms and loop decisions with their reasons — read from the topics to their current ends
+    (`slipstream ui` serves the same page live)."""
     with friendly_errors():
         if retain_days is not None:
             check_number(retain_days, "--retain-days", gt=0)
@@ -170,14 +172,16 @@ def report(
         if not out_path.parent.is_dir():
             msg = f"--out: folder {str(out_path.parent)!r} of {str(out_path)!r} does not exist"
             raise InputError(msg)
-        from slipstream.monitoring.monitor import read_book
+        from slipstream.monitoring.dashboard_data import DashboardData
+        from slipstream.monitoring.dashboard_feed import read_dashboard
+        from slipstream.monitoring.performance import PerformanceBook
         from slipstream.monitoring.report import write_report
 
         app = build(topic_prefix=prefix)
-        from slipstream.monitoring.performance import PerformanceBook
-
-        book = read_book(app.bootstrap_servers, app.contracts, book=PerformanceBook(retain_days=retain_days))
-        written = write_report(book.summary(), out_path)
+        data = read_dashboard(
+            app.bootstrap_servers, app.contracts, data=DashboardData(PerformanceBook(retain_days=retain_days))
+        )
+        written = write_report(data.book.summary(), out_path, data=data)
         console.print(f"[green]✓[/green] report written to {written} ({written.stat().st_size:,} bytes)")
 
 

@@ -83,7 +83,9 @@ def simulated(
     before = history_days(train_days)
     config = FraudSimConfig(n_customers=customers, n_terminals=2 * customers, nb_days=before + days)
     drift = None if scenario == "none" else before + drift_day
-    table = simulate_transactions(config, scenario=DriftScenario(scenario, start_day=drift or 1))
+    # the book's card-testing size (10 cards a day) is for its 5,000 customers: a smaller world gets as many per card
+    cards = max(1, round(10 * customers / 5000))
+    table = simulate_transactions(config, scenario=DriftScenario(scenario, start_day=drift or 1, cards_per_day=cards))
     tx = to_transaction_events(table)
     tx["tx_fraud"] = table["TX_FRAUD"].to_numpy()
     labels = label_events(table, config)

@@ -38,6 +38,7 @@ from slipstream.schemas.transport import EventProducer
 
 log = logging.getLogger(__name__)
 SCORER_GROUP = "slipstream-scorer-fraud"
+MARKER_SLACK = 64  # offsets of trailing transaction markers a drained group may stay behind
 DRAIN_GROUPS = {
     "slipstream-scorer-fraud": ("transactions",),
     "slipstream-shadow": ("predictions",),
@@ -347,26 +348,25 @@ class DrillRun:
         self.bad_version = registered.version
         self.progress.notes.append(f"bad promotion: v{registered.version} at {iso(at_us)[:16]}")
 
-    def _drain(self, quiet_s: float = 10.0, timeout_s: float = 900.0) -> None:
-        """Until every processor has read its inputs to their ends and nothing moved for ``quiet_s``."""
+    def _drain(self, quiet_s: float = 15.0, timeout_s: float = 900.0) -> None:
+        """Until every processor has read its inputs (up to the transaction markers a transactional writer leaves
+        after its last records: a few offsets no consumer ever commits past) and nothing moved for ``quiet_s``."""
         began = time.perf_counter()
         offsets = GroupOffsets(self.app.bootstrap_servers)
         contracts = self.app.contracts
         try:
             deadline = time.monotonic() + timeout_s
-            still_since = None
+            still_since, last = time.monotonic(), None
             while True:
                 self._check()
                 lags = {
                     g: offsets.lag(self.ns.prefix + g, [contracts.topic(t) for t in topics])
                     for g, topics in DRAIN_GROUPS.items()
                 }
-                if all(v == 0 for v in lags.values()) and not self._watch.retraining:
-                    still_since = still_since or time.monotonic()
-                    if time.monotonic() - still_since >= quiet_s:
-                        break
-                else:
-                    still_since = None
+                if lags != last or self._watch.retraining:
+                    still_since, last = time.monotonic(), lags
+                elif all(v <= MARKER_SLACK for v in lags.values()) and time.monotonic() - still_since >= quiet_s:
+                    break
                 if time.monotonic() > deadline:
                     msg = f"the processors did not drain in {timeout_s:g} s: lag per group {lags}"
                     raise DrillError(msg)

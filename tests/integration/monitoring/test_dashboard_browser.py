@@ -36,7 +36,6 @@ from tests.unit.monitoring.synthetic import START, generate
 
 CHROMIUM = Path("/usr/bin/chromium")
 SAMPLE = Path("/tmp/slipstream-dashboard-sample.png")  # noqa: S108 - a fixed place the lead looks at
-UI = "import typer; from slipstream.cli.ui import ui; typer.run(ui)"  # `slipstream ui`, however it is registered
 WINDOWS, ALARMED = 20, (7, 8, 15)
 
 
@@ -89,7 +88,7 @@ def dashboard(services: Services, contracts: Contracts, tmp_path: Path) -> Itera
     }
     log = (tmp_path / "ui.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-c", UI, "--host", "127.0.0.1", "--port", str(port), "--refresh-s", "5"],
+        [sys.executable, "-m", "slipstream", "ui", "--host", "127.0.0.1", "--port", str(port), "--refresh-s", "5"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

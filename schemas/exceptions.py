@@ -59,6 +59,7 @@ draws that branch). The whole tree, one class a line with the module that define
     │   ├── ServiceDiedError           (slipstream.infra.exceptions)  a service we started exited
     │   └── ServiceTimeoutError        (slipstream.infra.exceptions)  a service was not ready in time
     ├── DemoError                      (slipstream.demo.exceptions)  the demo cannot go on
+    ├── DrillError                     (slipstream.drill.exceptions)  a drill cannot start or go on
     └── BenchError                     (slipstream.bench.exceptions)  a benchmark cannot be run or measured
         ├── BenchConfigError           (slipstream.bench.exceptions)  an option out of range (rate, --scorers)
         ├── ResponseFormatError        (slipstream.bench.exceptions)  the server's reply is not HTTP/1.1

@@ -39,7 +39,7 @@ def register_fraud(
     train_scores = predict(model, train_set)
     reference = {
         **reference_distribution(train_set[names], train_scores, names),
-        "drift": drift_reference(train_set[names], train_scores, train_set["event_time"], names),
+        "drift": fraud_drift_reference(train_set, valid_set, scores, names),
     }
     metrics = {k: float(v) for k, v in fraud_metrics(valid_set, scores).items() if isinstance(v, int | float)}
     registered = registry.register(
@@ -56,6 +56,30 @@ def register_fraud(
         producer=producer,
     )
     return registered, metrics
+
+
+def fraud_drift_reference(
+    train_set: pd.DataFrame, valid_set: pd.DataFrame, valid_scores: Any, names: list[str]
+) -> dict[str, Any]:
+    """The drift reference of a fraud model: the features of every training and validation day (they do not depend
+    on the model), the score of the validation days only — a model's scores of the rows it was fit on are more
+    extreme than any it gives later, so an in-sample score reference would see drift in every live window. The score
+    subject's training windows hold no counts; calibration passes over windows that small."""
+    both = pd.concat([train_set, valid_set], ignore_index=True)
+    filler = np.concatenate([np.full(len(train_set), np.nan), np.asarray(valid_scores, dtype=np.float64)])
+    reference = drift_reference(both[names], np.nan_to_num(filler, nan=0.5), both["event_time"], names)
+    out_of_sample = drift_reference(valid_set[names], valid_scores, valid_set["event_time"], names)
+    score = dict(out_of_sample["subjects"]["score"])
+    where = {int(start): i for i, start in enumerate(out_of_sample["window_starts"])}
+    bins = len(score["counts"])
+    score["window_counts"] = [
+        list(out_of_sample["subjects"]["score"]["window_counts"][where[int(start)]])
+        if int(start) in where
+        else [0] * bins
+        for start in reference["window_starts"]
+    ]
+    reference["subjects"]["score"] = score
+    return reference
 
 
 def reco_metrics(report: dict[str, Any]) -> dict[str, float]:

@@ -56,7 +56,7 @@ class DriftTrigger(_Section):
 
 class PerformanceTrigger(_Section):
     enabled: bool = True
-    window_days: Days = 14.0
+    window_days: Days = 7.0
     min_labels: Count = 10_000
     min_positives: Count = 50
     metric: Metric = "average_precision"
@@ -67,28 +67,28 @@ class Triggers(_Section):
     drift: DriftTrigger = DriftTrigger()
     performance: PerformanceTrigger = PerformanceTrigger()
     schedule_days: DaysOrOff = 0.0
-    cooldown_days: DaysOrOff = 7.0
+    cooldown_days: DaysOrOff = 3.0
 
 
 class Retrain(_Section):
     window_days: Days = 21.0  # training: the window_days before the holdout
     label_maturity_days: DaysOrOff = 7.0
-    valid_days: Days = 7.0
+    valid_days: Days = 3.0
     rounds: Count | None = None
     params: dict[str, ParamValue] = Field(default_factory=dict)
 
 
 class OfflineGate(_Section):
     metric: Metric = "average_precision"
-    margin: Margin = 0.0
+    margin: Margin = 0.01
 
 
 class ShadowGate(_Section):
-    min_labels: Count = 20_000
-    min_positives: Count = 100
+    min_labels: Count = 10_000
+    min_positives: Count = 80
     metric: Metric = "average_precision"
     margin: Margin = 0.0
-    max_flip_rate: Rate = 0.02
+    max_flip_rate: Rate = 0.05
     max_latency_p99_us: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 2_000.0
     max_days: Days = 21.0
 

@@ -102,7 +102,9 @@ class DrillRun:
         self._engine_stop = threading.Event()
         self._engine_error: list[BaseException] = []
         self._engine: threading.Thread | None = None
-        self._applied: dict[str, int] = {}
+        self._applied: dict[str, int] = {}  # events applied per engine stage (on_batch reports)
+        self._vectors: dict[str, int] = {}
+        self._warm_sent = (0, 0)  # transactions, labels of the warm-up
         self._watch_stop = threading.Event()
         self._producer: EventProducer | None = None
 
@@ -164,7 +166,8 @@ class DrillRun:
         job = EngineJob(self.app.engine_settings(colocated=True), self.ns.prefix, "fraud")
 
         def on_batch(stage: str, stats: StageStats) -> None:
-            self._applied[stage] = stats.applied + (stats.vectors if stage == "terminal" else 0)
+            self._applied[stage] = stats.applied
+            self._vectors[stage] = stats.vectors
 
         def work() -> None:
             try:
@@ -198,9 +201,10 @@ class DrillRun:
         warm_tx, warm_labels = events["warm_tx"], events["warm_labels"]
         produce_all(self.producer, warm_tx, warm_labels, self.stop)
         self.producer.flush(120)
+        self._warm_sent = (len(warm_tx), len(warm_labels))
         total = 3 * len(warm_tx) + len(warm_labels)
         last, idle_since = -1, time.monotonic()
-        while (done := sum(self._applied.values())) < total:
+        while (done := sum(self._applied.values()) + sum(self._vectors.values())) < total:
             self._check()
             if done != last:
                 last, idle_since = done, time.monotonic()
@@ -269,15 +273,17 @@ class DrillRun:
         )
         times = live_tx.columns["event_time"]
         self.progress.total = len(live_tx)
-        sent_tx = 0
+        sent_tx = sent_labels = 0
         try:
             for is_tx, i in merge_order(times, live_labels.columns["event_time"]):
                 if not is_tx:
                     record = live_labels.record(i)
                     producer.send_raw(label_serde.topic, contracts.key("labels", record), label_serde.encode(record))
+                    sent_labels += 1
                     continue
                 if sent_tx % 200 == 0:
-                    self._gate(offsets, group, tx_topic, base + sent_tx, watch)
+                    sent = (self._warm_sent[0] + sent_tx, self._warm_sent[1] + sent_labels)
+                    self._gate(offsets, group, tx_topic, base + sent_tx, watch, sent)
                     self.progress.sent, self.progress.event_us = sent_tx, int(times[i])
                     self._on_progress(self.progress)
                 if bad_at is not None and int(times[i]) >= bad_at:
@@ -293,8 +299,18 @@ class DrillRun:
             offsets.close()
         self._phase("live", began)
 
-    def _gate(self, offsets: GroupOffsets, group: str, topic: str, produced: int, watch: RetrainWatch) -> None:
-        """Wait while the scorer is more than ``max_lag`` transactions behind, or the loop retrains."""
+    def _engine_behind(self, sent: tuple[int, int]) -> int:
+        """Events the engine has yet to apply of the (transactions, labels) sent: every stage applies each
+        transaction, the terminal stage also each label (as the warm-up counts them)."""
+        transactions, labels = sent
+        customer, terminal = self._applied.get("customer", 0), self._applied.get("terminal", 0)
+        return max(transactions - customer, transactions + labels - terminal, 0)
+
+    def _gate(
+        self, offsets: GroupOffsets, group: str, topic: str, produced: int, watch: RetrainWatch, sent: tuple[int, int]
+    ) -> None:
+        """Wait while the scorer or the engine is more than ``max_lag`` events behind, or the loop retrains: the
+        scorer computes features from the engine's state, so an engine far behind would serve stale features."""
         paused = time.perf_counter()
         flushed = False
         while True:
@@ -306,7 +322,10 @@ class DrillRun:
                 self.stop.wait(0.2)
                 continue
             self.producer.poll(0)
-            if produced - offsets.committed(group, topic) <= self.options.max_lag:
+            if (
+                self._engine_behind(sent) <= self.options.max_lag
+                and produced - offsets.committed(group, topic) <= self.options.max_lag
+            ):
                 break
             self.stop.wait(0.02)
         self.progress.paused_s += time.perf_counter() - paused

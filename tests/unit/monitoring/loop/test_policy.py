@@ -22,7 +22,7 @@ def test_the_shipped_default_is_the_coded_default_and_round_trips() -> None:
     )
     assert policy.retention_days == 21.0
     assert Policy.model_validate(policy.to_dict()) == policy  # to_dict is plain JSON values that validate back
-    assert policy.to_dict()["promotion"]["shadow"]["min_labels"] == 20_000
+    assert policy.to_dict()["promotion"]["shadow"]["min_labels"] == 10_000
 
 
 def test_a_file_sets_only_what_it_names(tmp_path: Path) -> None:

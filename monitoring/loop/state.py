@@ -48,7 +48,8 @@ __all__ = ["Alarm", "LoopState", "Shadow", "Watch", "days_us"]
 
 HOUR_US: Final = 3_600_000_000
 Labelled = tuple[int, int, bool, float]  # event_us, customer_id, label, score
-Compared = tuple[int, str, bool, float]  # event_us, champion_version, flip, latency_us
+# event_us, champion_version, flip, latency_us, customer_id, challenger_score, champion_score
+Compared = tuple[int, str, bool, float, int, float, float]
 
 
 def days_us(days: float) -> int:
@@ -104,6 +105,7 @@ class LoopState:
         self.alarms: dict[str, Alarm] = {}
         self.labelled: dict[str, dict[str, Labelled]] = {}
         self.compared: dict[str, dict[str, Compared]] = {}
+        self.frauds: dict[str, int] = {}  # event id -> event time of those labelled fraud (any version's outcome)
         self.counts: dict[str, int] = dict.fromkeys(("model_events", "alarms", "outcomes", "comparisons"), 0)
         self.duplicates = 0
         self.ignored = 0  # records of other models, or of closed versions, or older than the retention
@@ -189,6 +191,8 @@ class LoopState:
             self._saw_champion(event_us, version)
         if r.get("status") != "LABELLED" or r.get("score") is None or r.get("label") is None:
             return
+        if r["label"] and self._visible(event_us):  # a fact about the event, whichever version's outcome says it
+            self.frauds[sys.intern(str(r["event_id"]))] = event_us
         if version in self.closed or not self._visible(event_us):
             self.ignored += 1
             return
@@ -212,7 +216,15 @@ class LoopState:
         if event_id in rows:
             self.duplicates += 1
             return
-        rows[event_id] = (event_us, str(r["champion_version"]), bool(r["flip"]), float(r["challenger_latency_us"]))
+        rows[event_id] = (
+            event_us,
+            str(r["champion_version"]),
+            bool(r["flip"]),
+            float(r["challenger_latency_us"]),
+            int(r.get("customer_id", 0)),
+            float(r.get("challenger_score", 0.0)),
+            float(r.get("champion_score", 0.0)),
+        )
 
     def _alarm(self, r: Mapping[str, Any]) -> None:
         alarm_id = str(r["alarm_id"])
@@ -302,6 +314,8 @@ class LoopState:
             _drop_before(labelled, cutoff)
         for compared in self.compared.values():
             _drop_before(compared, cutoff)
+        for event_id in [k for k, t in self.frauds.items() if t < cutoff]:
+            del self.frauds[event_id]
         alarm_cut = self.watermark_us - self._alarm_window_us()
         for alarm_id in [k for k, a in self.alarms.items() if a.window_end_us < alarm_cut]:
             del self.alarms[alarm_id]
@@ -313,14 +327,31 @@ class LoopState:
         return [(k, row) for k, row in self.labelled.get(version, {}).items() if row[0] >= low]
 
     def paired_rows(self, a: str, b: str, since_us: int, before_us: int) -> list[PairedRow]:
-        """Events labelled for both ``a`` and ``b`` with ``since_us <= event time < before_us``."""
-        rows_a, rows_b = self.labelled.get(a, {}), self.labelled.get(b, {})
+        """Events scored by both ``a`` and ``b`` with ``since_us <= event time < before_us`` (callers pass a cut of
+        *mature* events: older than ``retrain.label_maturity_days``).
+
+        When one of the two shadowed the other, every event both scored is a row (its comparison holds both scores),
+        labelled as known: fraud if a LABELLED outcome said so, genuine otherwise — the known-labels protocol, which
+        the retrain uses too: with realistic delays frauds are reported within days while genuine transactions are
+        confirmed only at 30, and a gate that waited for those would wait a month. Without comparisons, the events
+        labelled for both (their outcomes)."""
         low = max(since_us, self.cutoff_us or since_us)
+        found: dict[str, PairedRow] = {}
+        for challenger, champion, swap in ((a, b, False), (b, a, True)):
+            for key, c in self.compared.get(challenger, {}).items():
+                if c[1] != champion or not low <= c[0] < before_us or key in found:
+                    continue
+                score_challenger, score_champion = c[5], c[6]
+                first, second = (score_champion, score_challenger) if swap else (score_challenger, score_champion)
+                found[key] = (c[0], key, c[4], key in self.frauds, first, second)
+        if found:
+            return list(found.values())
+        out: list[PairedRow] = []
+        rows_a, rows_b = self.labelled.get(a, {}), self.labelled.get(b, {})
         if len(rows_b) < len(rows_a):
             keys: Iterable[str] = (k for k in rows_b if k in rows_a)
         else:
             keys = (k for k in rows_a if k in rows_b)
-        out: list[PairedRow] = []
         for key in keys:
             event_us, customer, label, score_a = rows_a[key]
             if low <= event_us < before_us:

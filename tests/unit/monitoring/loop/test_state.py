@@ -172,3 +172,17 @@ def test_p99_is_a_value_that_occurred_and_json_refuses_nan() -> None:
 def test_policy_of_the_state_is_the_default_for_decide() -> None:
     state = LoopState(Policy())
     assert decide(state) == [] and state.model == MODEL and state.watermark_us is None
+
+
+def test_gates_pair_every_shadowed_event_and_take_an_unreported_one_as_genuine() -> None:
+    """With realistic delays frauds are reported within days and genuine transactions confirmed at 30: the gates pair
+    every event both versions scored (from the comparisons) and count one with no fraud report as genuine."""
+    state = LoopState(Policy())
+    records = [comparison(f"e{i}", day_us(1) + i, "1", "2", 0.1 * (i % 10), 0.05 * (i % 10), 80.0) for i in range(50)]
+    frauds = [make_outcome(f"e{i}", day_us(1) + i, 7, "1", "CHAMPION", 0.9, True, day_us(3)) for i in (9, 19, 29)]
+    state.update_all([*records, *frauds])
+    rows = state.paired_rows("2", "1", day_us(0), day_us(2))
+    assert len(rows) == 50 and sum(r[3] for r in rows) == 3
+    by_id = {r[1]: r for r in rows}
+    assert by_id["e9"][4:] == (0.45, 0.9)  # (challenger 2's score, champion 1's) in the order asked
+    assert state.paired_rows("1", "2", day_us(0), day_us(2))[0][4:] == rows[0][4:][::-1]

@@ -4,9 +4,10 @@
 :class:`DriftSettings`:
 
 * :meth:`~DriftMonitor.observe_prediction` counts a champion prediction's features and score into its tumbling
-  event-time window (UTC-aligned, ``window_s`` long). At most two windows are open: a prediction older than the
-  oldest open one (or than a window already closed) is counted in ``late`` and dropped; one that needs a third
-  window closes the oldest first.
+  event-time window (UTC-aligned, ``window_s`` long). Windows close when the watermark passes them (``advance``:
+  the host's watermark is the slowest input partition's), so partitions read unevenly lose nothing. At most
+  :data:`MAX_OPEN` (8) windows are open: one that needs a ninth closes the oldest first; a prediction older than the
+  oldest open window (or than a window already closed) is counted in ``late`` and dropped.
 * :meth:`~DriftMonitor.advance` closes every window whose end is at or before the watermark and returns one
   ``drift_window`` dict per window and the ``drift_alarm`` dicts (FEATURE_DRIFT, SCORE_DRIFT) it raised, both without
   their wall-clock field (``closed_at`` / ``raised_at``), timestamps in epoch µs. A window of fewer than
@@ -41,7 +42,7 @@ from slipstream.monitoring.exceptions import MonitoringError
 
 SCORE: Final = "score"
 ERROR_SUBJECT: Final = "brier"
-MAX_OPEN: Final = 2
+MAX_OPEN: Final = 8  # windows open at once: input partitions may be up to 7 windows apart
 _US: Final = 1_000_000
 
 

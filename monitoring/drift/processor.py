@@ -10,12 +10,12 @@ another id is refused with an error, since it would split the windows.
 Event time is the clock. The watermark is the smallest, over the ``predictions`` partitions, of the newest event time
 read on each; a partition read to its end does not hold it back (an idle partition would stop every window from
 closing). A window closes when the watermark passes its end; a prediction older than the oldest open window is
-counted late and dropped (the monitor keeps two windows open: lateness up to one window).
+counted late and dropped (the monitor keeps up to eight windows open, so partitions read unevenly lose nothing).
 
 One :class:`~slipstream.monitoring.drift.monitor.DriftMonitor` per (model, champion version) that has a drift
 reference in its model card (``reference.drift``, written at registration); predictions of a version without one are
 counted in ``unmonitored``. State bound: each monitor holds its open windows' histograms (subjects × bins × 2) and
-its change detectors; monitors of versions that sent nothing for two windows are dropped (with a tombstone).
+its change detectors; monitors of versions that sent nothing for eight windows are dropped (with a tombstone).
 """
 
 from __future__ import annotations
@@ -215,8 +215,8 @@ class DriftHandler:
                     out.records.append(("drift-windows", {**window, "closed_at": now}))
                     self.counts.windows += 1
                 self._emit(out, alarms)
-            # a version that sent nothing for two windows (a champion replaced) is forgotten, its state deleted
-            horizon = watermark - 2 * round(self.settings.window_s * 1_000_000)
+            # a version that sent nothing for eight windows (a champion replaced) is forgotten, its state deleted
+            horizon = watermark - 8 * round(self.settings.window_s * 1_000_000)
             for key in [k for k, seen in self._last_seen.items() if seen < horizon]:
                 self.monitors.pop(key, None)
                 self._last_seen.pop(key, None)

@@ -24,7 +24,9 @@ from slipstream.cli.common import build, friendly_errors, out
 from slipstream.cli.demo_view import live_view, status_line
 from slipstream.cli.simulate import fraud_data
 from slipstream.demo import DemoOptions, DemoReport, DemoRun, LiveStats
+from slipstream.demo.closedloop import DRIFT_SCENARIOS, DRIFT_START, POLICY, drift_data, live_seconds_needed
 from slipstream.demo.timeline import DAY_US, REACH_US, labels_path
+from slipstream.exceptions import InputError
 
 
 class ConsoleUI:
@@ -167,15 +169,21 @@ def _signals(stop: threading.Event) -> dict[int, Any]:
     return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
-def _ensure_data(console: Console, data: Path) -> None:
+def _ensure_data(console: Console, data: Path, drift: str = "none") -> None:
     from slipstream.cli.simulate import simulate_fraud_file
 
     if data.exists() and labels_path(data).exists():
         console.print(f"[green]✓[/green] simulated data cached in {data}")
         return
-    console.print(f"simulating the Fraud Detection Handbook data set once (cached in {data}) …")
+    scenario = None
+    if drift != "none":
+        from slipstream.streams.simulate.scenarios import DriftScenario
+
+        scenario = DriftScenario(drift, start_day=DRIFT_START)
+    what = "" if scenario is None else f" with a new fraud pattern from {DRIFT_START} on"
+    console.print(f"simulating the Fraud Detection Handbook data set{what} once (cached in {data}) …")
     started = time.perf_counter()
-    n, frauds = simulate_fraud_file(data)
+    n, frauds = simulate_fraud_file(data, scenario=scenario)
     console.print(
         f"[green]✓[/green] {n:,} transactions, {frauds:,} frauds [dim]({time.perf_counter() - started:.1f} s)[/dim]"
     )
@@ -227,6 +235,26 @@ def _farewell(console: Console, report: DemoReport, *, external: bool, keep: boo
     return report.error is None and not report.left_running and not scored_nothing
 
 
+def _drift(drift: str | None, data: Path | None, duration: float | None, rate: float) -> str:
+    """``--drift`` as given (checked), else new-fraud-pattern when the run is long enough for the loop to promote."""
+    if drift is not None and drift not in DRIFT_SCENARIOS:
+        msg = f"--drift: {drift!r} is not one of {', '.join(DRIFT_SCENARIOS)}"
+        raise InputError(msg)
+    if data is not None:
+        if drift not in (None, "none"):
+            msg = f"--drift {drift} picks the demo's own simulation; --data {data} is a file of yours: give one"
+            raise InputError(msg)
+        return "none"
+    if drift is None:
+        enough = duration is None or duration >= live_seconds_needed(7.0, rate)
+        return "new-fraud-pattern" if enough else "none"
+    return drift
+
+
+def _default_data(state_dir: Path, drift: str) -> Path:
+    return state_dir / "data" / "fraud.parquet" if drift == "none" else drift_data(state_dir, drift)
+
+
 def demo(
     rate: Annotated[float, typer.Option(min=0.1, help="Live transactions per second (open loop).")] = 200.0,
     duration: Annotated[
@@ -251,6 +279,21 @@ def demo(
     report_json: Annotated[
         Path | None, typer.Option("--report", help="Also write the final summary as JSON here.")
     ] = None,
+    drift: Annotated[
+        str | None,
+        typer.Option(
+            help=f"A new fraud pattern mid-demo: new-fraud-pattern (card testing from simulated {DRIFT_START} on, "
+            "0-7 event days into live; its own cached simulation) or none.",
+            show_default="new-fraud-pattern, unless --data is given or --duration is too short for the loop",
+        ),
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="The closed loop's policy (TOML, docs/policy.md).", show_default="the demo's, beside it"),
+    ] = None,
+    dashboard: Annotated[
+        bool, typer.Option("--ui/--no-ui", help="Serve the dashboard (`slipstream ui`) on a free port.")
+    ] = True,
 ) -> None:
     """Everything, live: start Kafka + Redis, simulate the Fraud Handbook's card traffic, backfill features, train a
     LightGBM model and register it in MLflow behind the ONNX parity gate as champion, then the recommendations
@@ -260,24 +303,35 @@ def demo(
     requests), the HTTP scorer, the shadow consumer and the label joiner, then stream transactions (and their
     delayed labels) at --rate, with recommendation requests over HTTP and Kafka beside them, and watch throughput,
     latency, frauds caught, the recommendations' NDCG@10, each challenger against its champion (agreement and
-    flips; overlap@10, Kendall tau, NDCG@10) and realised performance as labels arrive. Ctrl-C stops every process
-    the demo started; Kafka and Redis keep running (`slipstream infra down`)."""
+    flips; overlap@10, Kendall tau, NDCG@10) and realised performance as labels arrive. The closed loop runs beside
+    them (`slipstream drift`, `slipstream loop` under the demo's policy, `slipstream ui`): with --drift a new fraud
+    pattern starts mid-demo, and the live table shows the alarm, the retrain, the challenger in shadow, the promotion
+    and the recovery. Ctrl-C stops every process the demo started; Kafka and Redis keep running
+    (`slipstream infra down`)."""
     with friendly_errors():
         if data is not None:  # given, it must exist: a mistyped path is an error, never a place to simulate into
             fraud_data(data)
+        drift = _drift(drift, data, duration, rate)
+        if policy is not None:
+            from slipstream.monitoring.loop.policy import load_policy
+
+            load_policy(policy)  # a bad key fails here, before any work
         app = build()
         options = DemoOptions(
             rate=rate,
             duration_s=duration,
             warmup_days=warmup_days,
             poison_every=poison_every,
-            data=data or app.settings.state_dir / "data" / "fraud.parquet",
+            data=data or _default_data(app.settings.state_dir, drift),
             keep=keep,
             port=port,
+            drift=drift,
+            policy=policy or POLICY,
+            ui=dashboard,
         )
         stop = threading.Event()
         ui = console_ui(out, stop, rate)
-        _ensure_data(out, options.data)
+        _ensure_data(out, options.data, drift)
         previous = _signals(stop)
         run = DemoRun(app, options, ui, stop)
         try:

@@ -1,6 +1,7 @@
 """What `slipstream demo` shows while it runs: the live table (throughput, latency, frauds caught, freshness, dead
 letters), the model panel (a line per model and path: role, version, served, latency, quality), the latest HTTP
-answers of both endpoints, and the same numbers on one status line for a file or a pipe.
+answers of both endpoints, the closed-loop panel (the drift alarms, the loop's decisions, realised AP before and
+after the drift and after the promotion), and the same numbers on one status line for a file or a pipe.
 
 The model panel is data: a line is a :class:`~slipstream.demo.stats.ModelRow` (from
 :meth:`~slipstream.demo.stats.LiveStats.model_rows`) and a column an entry of :data:`MODEL_COLUMNS`, so a challenger
@@ -17,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from slipstream.demo import LiveStats
+from slipstream.demo.closedloop import LoopView
 from slipstream.demo.stats import ModelRow
 from slipstream.demo.timeline import iso
 
@@ -41,6 +43,8 @@ def live_view(stats: LiveStats, *, rate: float, stopping: bool = False, final: b
     table.add_column("", style="bold")
     table.add_column("now", justify="right")
     clock = iso(stats.shown_time_us)[:19].replace("T", " ") if stats.shown_time_us else "-"
+    if stats.loop.ui_url:
+        table.add_row("dashboard (slipstream ui)", stats.loop.ui_url)
     table.add_row("live for", f"{minutes}:{seconds:02d}   event time {clock} UTC (simulated ×{stats.speedup:,.0f})")
     table.add_row(
         "transactions produced",
@@ -73,7 +77,55 @@ def live_view(stats: LiveStats, *, rate: float, stopping: bool = False, final: b
     table.add_row("dead letters", f"{stats.poisoned:,} poison messages injected → {letters}")
     engine = ", ".join(f"{stage} {s.applied:,}" for stage, s in stats.stages.items())
     table.add_row("engine: events applied per stage", engine or "-")
-    return Group(table, models_table(stats), _http_view(stats), _reco_view(stats))
+    panels = [table, models_table(stats)]
+    if stats.loop.enabled:
+        panels.append(loop_table(stats.loop))
+    return Group(*panels, _http_view(stats), _reco_view(stats))
+
+
+def _when(us: int | None) -> str:
+    return iso(us)[:16].replace("T", " ") if us else "-"
+
+
+def _ap(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"
+
+
+def loop_table(loop: LoopView, *, decisions: int = 8) -> Table:
+    """The closed-loop panel: the drift start, the alarms (first, latest), the loop's decisions (the latest
+    ``decisions``) with their event times and reasons, and realised AP per version and period, and of the champion
+    and the challenger on the same events."""
+    table = Table(title=f"closed loop: slipstream drift → slipstream loop   ({loop.state})", min_width=100)
+    table.add_column("", style="bold")
+    table.add_column("event time")
+    table.add_column("what")
+    table.add_row("new fraud pattern", _when(loop.drift_start_us), loop.scenario if loop.drift_start_us else "none")
+    if loop.latest_alarm is None:
+        table.add_row("drift alarms", "-", "none yet")
+    else:
+        counts = ", ".join(f"{kind} {n:,}" for kind, n in sorted(loop.alarms.items()))
+        for name, alarm in (("first alarm", loop.first_alarm), ("latest alarm", loop.latest_alarm)):
+            if alarm is not None:
+                what = f"{alarm.kind} {alarm.subject} {alarm.value:.3g} > {alarm.threshold:.3g} (v{alarm.version})"
+                table.add_row(name, _when(alarm.window_end_us), what)
+        table.add_row("alarms so far", "", counts)
+    shown = loop.decisions[-decisions:]
+    if not shown:
+        table.add_row("loop decisions", "-", "none yet")
+    for decision in shown:
+        table.add_row(decision.action, _when(decision.stream_us), f"v{decision.version}: {decision.reason}")
+    realised = "; ".join(
+        f"v{version} {period} {_ap(ap)} ({n:,})" for version, period, ap, n in loop.realised() if period != "all"
+    ) or "; ".join(f"v{version} {_ap(ap)} ({n:,})" for version, _, ap, n in loop.realised())
+    table.add_row("realised AP (labelled)", "", realised or "no labels yet")
+    challenger_ap, champion_ap, events, frauds = loop.paired_ap()
+    if events:
+        table.add_row(
+            "same events",
+            "",
+            f"challenger {_ap(challenger_ap)} vs champion {_ap(champion_ap)} on {events:,} events ({frauds:,} frauds)",
+        )
+    return table
 
 
 def _http_view(stats: LiveStats) -> Text:
@@ -125,7 +177,21 @@ def status_line(stats: LiveStats, *, stopping: bool = False) -> str:
             for version, r in sorted(stats.verdicts.rankers.items())
         ),
     ]
+    if stats.loop.enabled:
+        parts.append(_loop_line(stats.loop))
     return " | ".join(parts)
+
+
+def _loop_line(loop: LoopView) -> str:
+    """The closed loop on the status line: its state, the alarms, the last decision, realised AP per version."""
+    alarm = loop.latest_alarm
+    alarms = f"{sum(loop.alarms.values()):,} alarms" + (
+        f" (latest {alarm.kind} {alarm.subject} at {_when(alarm.window_end_us)})" if alarm else ""
+    )
+    last = loop.decisions[-1] if loop.decisions else None
+    decided = f"last {last.action} v{last.version} at {_when(last.stream_us)}" if last else "no decision yet"
+    realised = ", ".join(f"v{v} {p} {_ap(ap)}" for v, p, ap, _ in loop.realised())
+    return f"loop: {loop.state}; {alarms}; {decided}; realised AP {realised or '-'}"
 
 
 MODEL_COLUMNS: tuple[tuple[str, str, Callable[[ModelRow], str]], ...] = (

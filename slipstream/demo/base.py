@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from slipstream.demo.closedloop import POLICY
 from slipstream.demo.stats import LiveStats
 from slipstream.demo.timeline import DAY_US, REACH_US, Namespace
 from slipstream.demo.training import Champion
@@ -21,6 +22,9 @@ class DemoOptions:
     data: Path = Path(".slipstream/data/fraud.parquet")
     keep: bool = False
     port: int | None = None
+    drift: str = "none"  # the simulated drift in ``data`` from closedloop.DRIFT_START on: new-fraud-pattern or none
+    policy: Path = POLICY  # the closed loop's policy (`slipstream drift` and `slipstream loop` run beside the scorers)
+    ui: bool = True  # `slipstream ui` (the dashboard) on a free port
 
 
 class DemoUI(Protocol):
@@ -82,6 +86,7 @@ class DemoReport:
             "dead_letters": dict(s.dead_letters),
             "reco": s.reco.summary(),
             "shadow": s.verdicts.summary(),
+            "loop": s.loop.summary(),
             "cpu_s": {phase: {k: round(v, 2) for k, v in used.items()} for phase, used in self.cpu_s.items()},
             "exit_codes": self.exit_codes,
             "left_running": self.left_running,

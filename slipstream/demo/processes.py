@@ -1,5 +1,6 @@
-"""The demo's child processes — the scorers (`slipstream score-stream`, `score-stream --reco`, `serve`) and the
-watchers (`slipstream shadow`, `slipstream outcomes`) — started with this run's settings, their output in log
+"""The demo's child processes — the scorers (`slipstream score-stream`, `score-stream --reco`, `serve`), the
+watchers (`slipstream shadow`, `slipstream outcomes`) and the closed loop (`slipstream drift`, `slipstream loop`,
+`slipstream ui`) — started with this run's settings, their output in log
 files, their CPU time read from ``/proc``, stopped with SIGTERM (then SIGKILL), and told to stop if the demo itself
 dies."""
 
@@ -88,9 +89,19 @@ class Child:
         return int(self.proc.returncode)
 
 
-def start_children(app: Slipstream, ns: Namespace, port: int, logs: Path) -> dict[str, Child]:
+def start_children(
+    app: Slipstream,
+    ns: Namespace,
+    port: int,
+    logs: Path,
+    *,
+    policy: Path | None = None,
+    ui_port: int | None = None,
+) -> dict[str, Child]:
     """The run's child processes, by name: the Kafka scorers of transactions and of recommendation requests, the
-    HTTP scorer on ``port``, the shadow consumer (every challenger on the champions' inputs) and the label joiner."""
+    HTTP scorer on ``port``, the shadow consumer (every challenger on the champions' inputs) and the label joiner;
+    with a ``policy``, the closed loop too — the drift monitor (daily event-time windows) and the loop under that
+    policy — and, with a ``ui_port``, the dashboard on it."""
     env = child_env(app, ns)
     commands = {
         "score-stream": ["score-stream", "--quiet", "--log-level", "warning"],
@@ -99,6 +110,11 @@ def start_children(app: Slipstream, ns: Namespace, port: int, logs: Path) -> dic
         "shadow": ["shadow"],
         "outcomes": ["outcomes"],
     }
+    if policy is not None:
+        commands["drift"] = ["drift", "--window-s", "86400"]
+        commands["loop"] = ["loop", "--policy", str(policy), "--log-level", "info"]
+    if ui_port is not None:
+        commands["ui"] = ["ui", "--port", str(ui_port), "--refresh-s", "10", "--retain-days", "30"]
     return {name: Child.start(name, args, env, logs / f"{name}.log") for name, args in commands.items()}
 
 

@@ -1,8 +1,9 @@
 """What the demo reads back while live traffic flows: the run's output topics, committed records only, each handed
 to :meth:`LiveStats.on_event <slipstream.demo.stats.LiveStats.on_event>` with its broker time — the scorer's
 predictions, the engine's feature vectors, the dead letters, the shadow consumer's comparisons (fraud) and rankings
-(reco) and the label joiner's outcomes. ``recommendations`` is not read: its records carry every candidate's
-features (tens of kB each), and the panel needs none of it."""
+(reco), the label joiner's outcomes, the drift monitor's alarms and the model events (the closed loop's
+decisions). ``recommendations`` is not read: its records carry every candidate's features (tens of kB each), and
+the panel needs none of it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ from slipstream.app import Slipstream
 from slipstream.demo.stats import LiveStats
 from slipstream.schemas.contracts import Contracts
 
-READ_BACK = ("predictions", "feature-log", "dead-letter", "shadow-comparisons", "shadow-rankings", "outcomes")
+READ_BACK = (
+    "predictions",
+    "feature-log",
+    "dead-letter",
+    "shadow-comparisons",
+    "shadow-rankings",
+    "outcomes",
+    "drift",
+    "model-events",
+)
 
 
 class ReadBack:

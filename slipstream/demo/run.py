@@ -3,12 +3,14 @@
 Start-up, in order (the slow parts overlap): the platform and this run's topics; the feature engine (one process per
 stage) starts and waits for input; the simulated data is read and split along the timeline; the warm-up is produced
 on a thread while the main thread backfills, trains, registers and promotes the champion; the scorer group is set to
-start at the live point; `score-stream`, `score-stream --reco`, `serve`, `shadow` and `outcomes` start as child
-processes (:func:`~slipstream.demo.processes.start_children`) while the engine works through the warm-up; live
-traffic starts once the engine has applied every warm-up event and the scorers answer. The reco ranker follows the
-champion (:mod:`slipstream.demo.recommend`); `serve` loads both, and recommendations go live too, over HTTP and on
-``recommendation-requests``. Each model has a challenger, which `shadow` compares with its champion; the outputs
-are read back (:mod:`slipstream.demo.readback`) into the live table. The CPU time of every process is noted at the
+start at the live point; `score-stream`, `score-stream --reco`, `serve`, `shadow`, `outcomes`, `drift`, `loop` and
+`ui` start as child processes (:func:`~slipstream.demo.processes.start_children`) while the engine works through
+the warm-up; live traffic starts once the engine has applied every warm-up event and the scorers answer. The reco
+ranker follows the champion (:mod:`slipstream.demo.recommend`); `serve` loads both, and recommendations go live too,
+over HTTP and on ``recommendation-requests``. Each model has a challenger, which `shadow` compares with its
+champion (with a drift, the fraud challenger is the closed loop's retrained model:
+:mod:`slipstream.demo.closedloop`); the outputs are read back (:mod:`slipstream.demo.readback`) into the live
+table. The CPU time of every process is noted at the
 start and the end of live traffic (the report's ``cpu_s``).
 """
 
@@ -28,6 +30,7 @@ import redis
 
 from slipstream.app import Slipstream
 from slipstream.demo.base import DemoOptions, DemoReport, DemoUI
+from slipstream.demo.closedloop import DRIFT_START, drift_note
 from slipstream.demo.exceptions import DemoError, DemoStopped
 from slipstream.demo.namespace import RunFiles, admin_client, cleanup, group_assigned, start_group_at_end
 from slipstream.demo.probe import HttpScorer, probe_http
@@ -51,6 +54,7 @@ from slipstream.demo.timeline import (
     Events,
     Namespace,
     Timeline,
+    day_micros,
     iso,
     labels_path,
     micros,
@@ -178,6 +182,10 @@ class DemoRun:
             msg = f"{data} holds no transactions after {iso(timeline.live_start_us)} to stream live"
             raise DemoError(msg)
         self.live_events = (live_tx, events["live_labels"])
+        loop = self.stats.loop
+        loop.enabled, loop.scenario = True, self.options.drift
+        if self.options.drift != "none":
+            loop.drift_start_us = day_micros(DRIFT_START.isoformat()) + timeline.shift_us
         times = live_tx.columns["event_time"]
         simulated_s_per_tx = (int(times[-1]) - int(times[0])) / 1e6 / max(len(times) - 1, 1)
         self.stats.planned, self.stats.speedup = len(live_tx), simulated_s_per_tx * self.options.rate
@@ -185,6 +193,7 @@ class DemoRun:
         self.ui.done(
             f"{len(tx):,} simulated transactions; live from simulated {iso(timeline.live_start_us)[:16]}, moved "
             f"{timeline.shift_us // WEEK_US:,} weeks to now: {len(live_tx):,} transactions to stream"
+            + drift_note(loop.drift_start_us, timeline.live_start_us + timeline.shift_us, self.options.rate)
         )
         return tx, labels, timeline, (events["warm_tx"], events["warm_labels"])
 
@@ -202,7 +211,10 @@ class DemoRun:
         self.ui.step(
             f"backfilling offline features; training on {train[0]}..{train[1]}, validating on {valid[0]}..{valid[1]}"
         )
-        champion = train_champion(self.app, producer, tx, labels, timeline)
+        # with a drift the loop's retrained model is the fraud challenger; without, the demo sets its own
+        champion = train_champion(
+            self.app, producer, tx, labels, timeline, with_challenger=self.options.drift == "none"
+        )
         self.report.champion = champion
         self._phase("train")
         self.ui.done(champion.story(self.app.settings.fraud_model, self.app.settings.offline_dir))
@@ -293,7 +305,10 @@ class DemoRun:
         logs = self.app.settings.state_dir / "demo" / self.ns.run_id
         port = self.options.port or free_port()
         self.report.http_port = self.stats.http_port = port
-        self.children.update(start_children(self.app, self.ns, port, logs))
+        ui_port = free_port() if self.options.ui else None
+        if ui_port is not None:
+            self.stats.loop.ui_url = f"http://127.0.0.1:{ui_port}"
+        self.children.update(start_children(self.app, self.ns, port, logs, policy=self.options.policy, ui_port=ui_port))
 
     def _check(self) -> None:
         """Raise if the run cannot go on: stopped, the engine failed, or a child exited."""

@@ -1,5 +1,6 @@
 """What the live table shows, measured where the demo can see it: transactions as they are produced, and the
-``predictions``, ``feature-log`` and ``dead-letter`` topics as they are read back. Ground truth comes from the
+``predictions``, ``feature-log`` and ``dead-letter`` topics as they are read back (the closed loop's alarms and
+decisions: :class:`~slipstream.demo.closedloop.LoopView`). Ground truth comes from the
 simulation (every transaction sent knows whether it is a fraud), so precision and recall are exact so far; the
 recommendations' from the clickstream's week after the cut-off, so their NDCG@10 is exact too.
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from slipstream.demo.closedloop import LoopView
 from slipstream.demo.verdicts import Verdicts
 from slipstream.streams.engine.runner import StageStats
 
@@ -128,6 +130,7 @@ class LiveStats:
     dead_letters: Counter[str] = field(default_factory=Counter)
     reco: RecoStats = field(default_factory=RecoStats)
     verdicts: Verdicts = field(default_factory=Verdicts)
+    loop: LoopView = field(default_factory=LoopView)
     stages: dict[str, StageStats] = field(default_factory=dict)
     sent: dict[str, tuple[float, bool]] = field(default_factory=dict)  # transaction id -> (sent at, is fraud)
     vectors_pending: dict[str, float] = field(default_factory=dict)
@@ -265,6 +268,11 @@ class LiveStats:
             self.verdicts.on_ranking(value, timestamp_ms)
         elif topic == "outcomes":
             self.verdicts.on_outcome(value)
+            self.loop.on_outcome(value)
+        elif topic == "drift":
+            self.loop.on_alarm(value)
+        elif topic == "model-events":
+            self.loop.on_model_event(value)
         else:
             self.dead_letters[str(value["processor"])] += 1
 

@@ -1,12 +1,13 @@
 """`slipstream demo`, the whole story in a short mode, against the test platform: platform, data, a trained and
 promoted champion and reco ranker, a (2-day) warm-up through the engine, score-stream and the HTTP scorer as child
-processes, live traffic and recommendation requests for a few seconds, then a clean stop — nothing of the run left
-running, its topics and Redis keys gone."""
+processes (and the closed loop's drift monitor, loop and dashboard), live traffic and recommendation requests for
+a few seconds, then a clean stop — nothing of the run left running, its topics and Redis keys gone."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -138,11 +139,21 @@ def test_demo_end_to_end(services: Services, tmp_path: Path) -> None:
     rows = [line for line in output.splitlines() if " challenger " in line and "shadow" in line]
     assert any(line.split("│")[1].strip() == "fraud" for line in rows if "│" in line), rows
     assert any(line.split("│")[1].strip() == "reco" for line in rows if "│" in line), rows
+    # the closed loop ran beside them (drift, loop, the dashboard): with --data there is no drift, and 15 s of live
+    # traffic (~8 event hours, no label yet) give the loop nothing to decide; a daily drift window may close
+    loop = report["loop"]
+    assert loop["enabled"] and loop["scenario"] == "none" and loop["drift_start"] is None
+    assert loop["decisions"] == [] and loop["state"] in ("watching", "alarmed; waiting for labels"), loop
+    assert loop["ui"] and loop["ui"].startswith("http://127.0.0.1:")
+    assert any("dashboard (slipstream ui)" in line and loop["ui"] in line for line in output.splitlines())
+    assert "closed loop: slipstream drift" in output
+    assert re.search(r"loop: (watching|alarmed; waiting for labels); \d+ alarms.*; no decision yet", output)
     cpu = report["cpu_s"]["live"]  # CPU seconds of each process during live traffic, for the record
     assert cpu["shadow"] > 0 and cpu["score-stream-reco"] > 0
+    assert cpu["drift"] > 0 and cpu["loop"] > 0
 
     # a clean stop: every child ended, nothing of this run left running, its namespace deleted
-    children = {"score-stream", "score-stream-reco", "serve", "shadow", "outcomes"}
+    children = {"score-stream", "score-stream-reco", "serve", "shadow", "outcomes", "drift", "loop", "ui"}
     assert set(report["exit_codes"]) == children | {"engine"}
     assert report["exit_codes"]["score-stream"] == 0
     assert report["exit_codes"]["engine"] == 0

@@ -220,3 +220,29 @@ def shadow(
         app.ensure_platform()
         results = run_shadow_bench(app, config, _say(as_json))
         _print_results("slipstream bench shadow", results, as_json)
+
+
+@bench_app.command("drift")
+def drift(
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
+    rate: Annotated[float, typer.Option(help="Champion predictions published per second (open loop).")] = 1000.0,
+    seconds: Annotated[float, typer.Option(help="Length of the run.")] = 30.0,
+    window_every: Annotated[
+        float, typer.Option(help="Wall seconds per one-day event-time window (event time runs faster).")
+    ] = 5.0,
+) -> None:
+    """`slipstream drift` as a child process under an open-loop stream of champion predictions (15 features +
+    score): its CPU per event, the cost of only decoding the same predictions measured in the same run and the
+    ratio, predictions consumed, windows closed (and predictions counted in them), and how long after event time
+    passes a window its record is on `drift-windows` (p50/p99)."""
+    from slipstream.bench.drift_bench import DriftBenchConfig, run_drift_bench
+
+    with friendly_errors():
+        check_number(rate, "--rate", gt=0)
+        check_number(seconds, "--seconds", gt=0)
+        check_number(window_every, "--window-every", gt=0)
+        config = DriftBenchConfig(rate=rate, seconds=seconds, window_every_s=window_every)
+        app = build()
+        app.ensure_platform()
+        results = run_drift_bench(app, config, _say(as_json))
+        _print_results("slipstream bench drift", results, as_json)

@@ -9,7 +9,8 @@ another id is refused with an error, since it would split the windows.
 
 Event time is the clock. The watermark is the smallest, over the ``predictions`` partitions, of the newest event time
 read on each; a partition read to its end does not hold it back (an idle partition would stop every window from
-closing). A window closes when the watermark passes its end; a prediction older than the oldest open window is
+closing; "read to its end" for five seconds, since a consumer sees new records only once fetched). A window closes
+when the watermark passes its end; a prediction older than the oldest open window is
 counted late and dropped (the monitor keeps up to eight windows open, so partitions read unevenly lose nothing).
 
 One :class:`~slipstream.monitoring.drift.monitor.DriftMonitor` per (model, champion version) that has a drift
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +44,7 @@ FIELDS = {
     "shadow-comparisons": ("model_name", "champion_version", "challenger_version", "event_time", "flip"),
 }
 CHANGELOG = "drift.changelog"
+IDLE_S = 5.0  # wall seconds a predictions partition must sit at its end before it stops holding the watermark
 STATE_PARTITION = 0
 
 CardSource = Callable[[str, str], Mapping[str, Any] | None]
@@ -87,6 +90,7 @@ class DriftHandler:
         self.partitions: set[int] = set()
         self._newest: dict[int, int] = {}  # predictions partition -> newest event time read (µs)
         self._idle: frozenset[int] = frozenset()
+        self._end_since: dict[int, float] = {}  # predictions partition -> when it was first seen at its end
         self._last_seen: dict[tuple[str, str], int] = {}
         self._dirty: set[tuple[str, str]] = set()
         self._dropped: set[tuple[str, str]] = set()
@@ -132,6 +136,10 @@ class DriftHandler:
         return monitor
 
     def _watermark(self) -> int | None:
+        """The slowest busy partition's newest event time; None while an assigned partition that is not idle has
+        sent nothing yet (it could hold anything)."""
+        if any(p not in self._newest and p not in self._idle for p in self.partitions):
+            return None
         busy = [t for p, t in self._newest.items() if p not in self._idle]
         if busy:
             return min(busy)
@@ -229,7 +237,16 @@ class DriftHandler:
         self._dirty.clear()
 
     def at_end(self, ends: Set[tuple[str, int]]) -> Emitted:
-        idle = frozenset(p for topic, p in ends if topic == "predictions")
+        """A predictions partition read to its end for ``IDLE_S`` seconds stops holding the watermark back. (The
+        consumer's idea of a partition's end is the high mark of its last fetch: new records not fetched yet look
+        like none, for a fetch or two; a partition briefly "at its end" must not let windows close over it.)"""
+        now = time.monotonic()
+        at_end = {p for topic, p in ends if topic == "predictions"}
+        for p in [p for p in self._end_since if p not in at_end]:
+            del self._end_since[p]
+        for p in at_end:
+            self._end_since.setdefault(p, now)
+        idle = frozenset(p for p, since in self._end_since.items() if now - since >= IDLE_S)
         if idle == self._idle:
             return Emitted()
         self._idle = idle

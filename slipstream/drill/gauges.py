@@ -105,6 +105,9 @@ class RetrainWatch:
 
 
 def _retrain_id(event: dict[str, Any]) -> str | None:
+    """The retrain an event is about: a RETRAIN_STARTED's own id (the loop's decision id), else its evidence's."""
+    if event.get("action") == "RETRAIN_STARTED":
+        return str(event["event_id"])
     text = event.get("evidence")
     if not text:
         return None

@@ -123,6 +123,9 @@ def train_champion(
         len(backfill.vectors),
     )
     if not with_challenger:
+        # the registry outlives runs: a challenger an earlier run left would be shadowed beside this champion
+        if registry.alias_version(name, "challenger") is not None:
+            registry.remove_challenger(name, "challenger", producer)
         return champion
     # The challenger: the same recipe on the recent half of the training window (another window, as a retrain on
     # fresher data would be), registered behind the same gate and shadowed, never served.

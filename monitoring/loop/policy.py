@@ -67,13 +67,13 @@ class Triggers(_Section):
     drift: DriftTrigger = DriftTrigger()
     performance: PerformanceTrigger = PerformanceTrigger()
     schedule_days: DaysOrOff = 0.0
-    cooldown_days: DaysOrOff = 3.0
+    cooldown_days: DaysOrOff = 1.0
 
 
 class Retrain(_Section):
     window_days: Days = 21.0  # training: the window_days before the holdout
     label_maturity_days: DaysOrOff = 7.0
-    valid_days: Days = 3.0
+    valid_days: Days = 2.0
     rounds: Count | None = None
     params: dict[str, ParamValue] = Field(default_factory=dict)
 

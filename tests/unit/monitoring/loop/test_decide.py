@@ -91,9 +91,8 @@ def test_drift_alarms_retrain_once_and_the_challenger_waits_for_its_labels() -> 
     assert [a["alarm_id"] for a in retrain.evidence["triggers"][0]["alarms"]] == ["a1", "a2"]
     plan = retrain.evidence["plan"]
     assert plan["valid_to_us"] == retrain.stream_time_us - 7 * 86_400_000_000
-    assert (
-        plan["valid_to_us"] - plan["valid_from_us"] == 3 * 86_400_000_000
-    )  # the default holdout: the newest 3 mature days
+    holdout = plan["valid_to_us"] - plan["valid_from_us"]
+    assert holdout == 2 * 86_400_000_000  # the default holdout: the newest 2 mature days
     assert plan["valid_from_us"] - plan["train_from_us"] == 21 * 86_400_000_000
     assert world.state.shadows["2"].since_us == retrain.stream_time_us
 

@@ -32,10 +32,14 @@ def register_fraud(
     data_hash: str,
     producer: EventProducer | None = None,
     sample_rows: int = 10_000,
+    validated: FraudModel | None = None,
 ) -> tuple[RegisteredModel, dict[str, float]]:
-    """Register ``model`` as a new version of ``name`` behind the parity gate; also returns its validation metrics."""
+    """Register ``model`` as a new version of ``name`` behind the parity gate; also returns its validation metrics.
+
+    ``validated``: when ``model`` was refit on training + validation rows, the fit that saw only the training rows —
+    the card's validation metrics and score reference are that fit's (out of sample), not the refit's."""
     names = list(FRAUD.model_input)
-    scores = predict(model, valid_set)
+    scores = predict(validated or model, valid_set)
     train_scores = predict(model, train_set)
     reference = {
         **reference_distribution(train_set[names], train_scores, names),

@@ -254,6 +254,7 @@ def _retrain(state: LoopState, policy: Policy, now: int, champion: str) -> Decis
         "valid_to_us": valid_to,
         "window": [_iso(train_from), _iso(valid_to)],
         "rounds": retrain.rounds,
+        "refit": retrain.refit,
         "params": dict(retrain.params),
         "offline": policy.promotion.offline.model_dump(mode="json"),
     }

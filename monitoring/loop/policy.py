@@ -74,6 +74,7 @@ class Retrain(_Section):
     window_days: Days = 21.0  # training: the window_days before the holdout
     label_maturity_days: DaysOrOff = 7.0
     valid_days: Days = 2.0
+    refit: bool = True  # once the offline gate passed: fit again on training + holdout, as many rounds
     rounds: Count | None = None
     params: dict[str, ParamValue] = Field(default_factory=dict)
 

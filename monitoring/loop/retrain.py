@@ -19,7 +19,7 @@ the holdout with the champion's *actual* scores of the same events (from their p
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +48,7 @@ class RetrainPlan:
     valid_to_us: int
     metric: str = "average_precision"
     margin: float = 0.0
+    refit: bool = False
 
     @classmethod
     def from_policy(
@@ -215,12 +216,22 @@ def run_retrain(
     if not gate["passed"]:
         tell(f"offline gate not passed: {gate['challenger']:.4f} vs champion {gate['champion']:.4f}")
         return result
+    final = model
+    if plan.refit:
+        both = pd.concat([train, valid], ignore_index=True)
+        refit_params = {**(params or {}), "n_estimators": model.best_iteration}
+        tell(
+            f"offline gate passed; refitting on training + holdout ({len(both):,} rows, {model.best_iteration} rounds)"
+        )
+        final = train_fraud(both, None, params=refit_params)
+        final = replace(final, threshold=model.threshold)  # the decision cut chosen on the holdout
     registered, metrics = register_fraud(
         registry,
         plan.model_name,
-        model,
+        final,
         train,
         valid,
+        validated=model if plan.refit else None,
         data_window=plan.window(),
         data_hash=data_hash(frame[["event_id", "label", *FRAUD.model_input]]),
         producer=producer,

@@ -118,6 +118,7 @@ def retrain(
                 valid_to_us=int(raw["valid_to_us"]),
                 metric=str(offline.get("metric", "average_precision")),
                 margin=float(offline.get("margin", 0.0)),
+                refit=bool(raw.get("refit", False)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             msg = f"--plan: not a retrain plan ({exc})"

@@ -88,6 +88,7 @@ class _Window:
     start: int
     n: int
     counts: list[list[int]]
+    first: int = -1  # the earliest event time counted (µs)
 
 
 class DriftMonitor:
@@ -107,6 +108,7 @@ class DriftMonitor:
         self._open: dict[int, _Window] = {}
         self._ready: list[_Window] = []
         self._closed_until: int | None = None
+        self._started: int | None = None  # start of the first window this monitor opened
         self.late = 0
         self._detectors: dict[str, PageHinkley | Adwin] = {}
         self._since: dict[str, int] = {}
@@ -131,11 +133,15 @@ class DriftMonitor:
             return
         window = self._open.get(start)
         if window is None:
-            window = _Window(start, 0, [[0] * (len(e) + 1) for e in self._edges])
+            window = _Window(start, 0, [[0] * (len(e) + 1) for e in self._edges], event_time_us)
             self._open[start] = window
+            if self._started is None:
+                self._started = start
             while len(self._open) > MAX_OPEN:
                 self._close_oldest()
         window.n += 1
+        if event_time_us < window.first:
+            window.first = event_time_us
         counts, edges = window.counts, self._edges
         for i, name in self._features:
             value = features.get(name)
@@ -170,7 +176,7 @@ class DriftMonitor:
             "subjects": [],
             "alarmed": False,
         }
-        if window.n < self.settings.min_window_n:
+        if window.n < self.settings.min_window_n or self._partial(window):
             return record, []
         rows: list[dict[str, Any]] = []
         tested: list[int] = []
@@ -193,6 +199,11 @@ class DriftMonitor:
         record["subjects"] = rows
         record["alarmed"] = any(rejected)
         return record, self._window_alarms(record, [rows[i] for i in tested])
+
+    def _partial(self, window: _Window) -> bool:
+        """The monitor's first window, when its stream started later than an hour into it (a scorer started mid-day):
+        part of a day is not a day — its time-of-day mix alone would look like drift — so it closes untested."""
+        return window.start == self._started and window.first - window.start > self._step // 24
 
     def _window_alarms(self, record: Mapping[str, Any], tested: list[dict[str, Any]]) -> list[dict[str, Any]]:
         def excess(row: Mapping[str, Any]) -> float:
@@ -268,8 +279,9 @@ class DriftMonitor:
         state = {
             "model": [self.model_name, self.model_version],
             "subjects": self.subjects,
-            "open": [[w.start, w.n, w.counts] for w in sorted(self._open.values(), key=lambda w: w.start)],
-            "ready": [[w.start, w.n, w.counts] for w in self._ready],
+            "open": [[w.start, w.n, w.counts, w.first] for w in sorted(self._open.values(), key=lambda w: w.start)],
+            "ready": [[w.start, w.n, w.counts, w.first] for w in self._ready],
+            "started": self._started,
             "closed_until": self._closed_until,
             "late": self.late,
             "detectors": {k: d.to_dict() for k, d in sorted(self._detectors.items())},
@@ -286,13 +298,19 @@ class DriftMonitor:
         if state["subjects"] != out.subjects:
             msg = f"snapshot of {name}@{version} has subjects {state['subjects']}, the reference {out.subjects}"
             raise MonitoringError(msg)
-        out._open = {int(s): _Window(int(s), int(n), c) for s, n, c in state["open"]}
-        out._ready = [_Window(int(s), int(n), c) for s, n, c in state["ready"]]
+        out._open = {int(w[0]): _window(w) for w in state["open"]}
+        out._ready = [_window(w) for w in state["ready"]]
+        out._started = state.get("started")
         out._closed_until = state["closed_until"]
         out.late = int(state["late"])
         out._detectors = {k: detector_from_dict(d) for k, d in state["detectors"].items()}
         out._since = {k: int(v) for k, v in state["since"].items()}
         return out
+
+
+def _window(saved: list[Any]) -> _Window:
+    start = int(saved[0])
+    return _Window(start, int(saved[1]), saved[2], int(saved[3]) if len(saved) > 3 else start)
 
 
 __all__ = ["DriftMonitor", "DriftSettings"]

@@ -145,3 +145,18 @@ def test_settings_and_reference_are_checked() -> None:
         DriftSettings(fdr_q=2)
     with pytest.raises(MonitoringError, match="window_s=5000"):
         DriftMonitor(REFERENCE, DriftSettings(window_s=5000), model_name="m", model_version="1")
+
+
+def test_a_first_window_that_started_mid_way_closes_untested() -> None:
+    late_start = _monitor()
+    on_time = _monitor()
+    for t, f, s in _events(2, 600):
+        if t - T0 >= DAY // 2 or t >= T0 + DAY:  # the stream starts at noon of the first day
+            late_start.observe_prediction(t, f, s)
+        on_time.observe_prediction(t, f, s)
+    partial, _ = late_start.advance(T0 + 2 * DAY)
+    full, _ = on_time.advance(T0 + 2 * DAY)
+    assert partial[0]["n"] >= 250 and partial[0]["subjects"] == [] and not partial[0]["alarmed"]
+    assert partial[1]["subjects"] and full[0]["subjects"]  # the next window, and a first one from its start, tested
+    restored = DriftMonitor.from_bytes(late_start.to_bytes(), REFERENCE, SETTINGS)
+    assert restored.to_bytes() == late_start.to_bytes()

@@ -362,7 +362,11 @@ class DrillRun:
             producer=self.producer,
         )
         registry.actor = "drill --bad-promotion"
-        registry.promote(name, registered.version, producer=self.producer)
+        note = {
+            "reason": "drill --bad-promotion: a model trained on shuffled labels, promoted by hand",
+            "stream_time": datetime.fromtimestamp(at_us / 1e6, tz=UTC),  # a promotion in the stream: watched
+        }
+        registry.promote(name, registered.version, producer=self.producer, note=note)
         registry.actor = "slipstream"
         self.bad_version = registered.version
         self.progress.notes.append(f"bad promotion: v{registered.version} at {iso(at_us)[:16]}")

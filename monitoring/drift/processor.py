@@ -280,9 +280,12 @@ def run_drift(
         changelog=CHANGELOG,
         processor_name="drift",
         fields=FIELDS,
-        poll_s=0.2,
-        fetch_wait_ms=200,
-        fetch_min_bytes=256 * 1024,
+        # windows are days long: a second's batching costs nothing and saves CPU per event (one transaction, one
+        # state snapshot per batch)
+        max_batch=10_000,
+        poll_s=0.5,
+        fetch_wait_ms=1000,
+        fetch_min_bytes=1024 * 1024,
     )
     try:
         stats = processor.run(stop, until_idle_s=until_idle_s)

@@ -331,45 +331,10 @@ class DrillRun:
         self.progress.paused_s += time.perf_counter() - paused
 
     def _bad_promotion(self, at_us: int) -> None:
-        """Register a model trained on shuffled labels and promote it, as a careless hand would."""
-        import numpy as np
+        from slipstream.drill.bad_model import promote_bad_model
 
-        from slipstream.models.dataset import data_hash, fraud_training_frame, window
-        from slipstream.models.fraud import train_fraud
-        from slipstream.models.publish import register_fraud
-
-        t = self.data.timeline
-        tx, labels = self.data.tx, self.data.labels
-        lo, hi = t.warm_start_us, t.live_start_us
-        from slipstream.demo.timeline import us_of
-
-        tx_part = tx.loc[(us_of(tx["event_time"]) >= lo) & (us_of(tx["event_time"]) < hi)].reset_index(drop=True)
-        lt = us_of(labels["tx_event_time"])
-        label_part = labels.loc[(lt >= lo) & (lt < hi)].reset_index(drop=True)
-        frame = fraud_training_frame(tx_part, label_part)
-        train_set, valid_set = window(frame, *t.train), window(frame, *t.valid)
-        shuffled = train_set.assign(label=np.random.default_rng(7).permutation(train_set["label"].to_numpy()))
-        model = train_fraud(shuffled, None, params={"n_estimators": 30})
-        registry, name = self.app.model_registry, self.app.settings.fraud_model
-        registered, _ = register_fraud(
-            registry,
-            name,
-            model,
-            shuffled,
-            valid_set,
-            data_window=t.train,
-            data_hash=data_hash(shuffled),
-            producer=self.producer,
-        )
-        registry.actor = "drill --bad-promotion"
-        note = {
-            "reason": "drill --bad-promotion: a model trained on shuffled labels, promoted by hand",
-            "stream_time": datetime.fromtimestamp(at_us / 1e6, tz=UTC),  # a promotion in the stream: watched
-        }
-        registry.promote(name, registered.version, producer=self.producer, note=note)
-        registry.actor = "slipstream"
-        self.bad_version = registered.version
-        self.progress.notes.append(f"bad promotion: v{registered.version} at {iso(at_us)[:16]}")
+        self.bad_version = promote_bad_model(self.app, self.data, self.producer, at_us)
+        self.progress.notes.append(f"bad promotion: v{self.bad_version} at {iso(at_us)[:16]}")
 
     def _drain(self, quiet_s: float = 15.0, timeout_s: float = 900.0) -> None:
         """Until every processor has read its inputs (up to the transaction markers a transactional writer leaves

@@ -89,6 +89,7 @@ class _Window:
     n: int
     counts: list[list[int]]
     first: int = -1  # the earliest event time counted (µs)
+    last: int = -1  # the latest
 
 
 class DriftMonitor:
@@ -133,7 +134,7 @@ class DriftMonitor:
             return
         window = self._open.get(start)
         if window is None:
-            window = _Window(start, 0, [[0] * (len(e) + 1) for e in self._edges], event_time_us)
+            window = _Window(start, 0, [[0] * (len(e) + 1) for e in self._edges], event_time_us, event_time_us)
             self._open[start] = window
             if self._started is None:
                 self._started = start
@@ -142,6 +143,8 @@ class DriftMonitor:
         window.n += 1
         if event_time_us < window.first:
             window.first = event_time_us
+        if event_time_us > window.last:
+            window.last = event_time_us
         counts, edges = window.counts, self._edges
         for i, name in self._features:
             value = features.get(name)
@@ -201,9 +204,12 @@ class DriftMonitor:
         return record, self._window_alarms(record, [rows[i] for i in tested])
 
     def _partial(self, window: _Window) -> bool:
-        """The monitor's first window, when its stream started later than an hour into it (a scorer started mid-day):
-        part of a day is not a day — its time-of-day mix alone would look like drift — so it closes untested."""
-        return window.start == self._started and window.first - window.start > self._step // 24
+        """Part of a window is not a window — its time-of-day mix alone would look like drift — so it closes untested:
+        the monitor's first window when its predictions began more than an hour into it (a scorer started mid-day),
+        and any window whose predictions stopped more than an hour before its end (the version was replaced)."""
+        slack = self._step // 24
+        first = window.start == self._started and window.first - window.start > slack
+        return first or window.start + self._step - window.last > slack
 
     def _window_alarms(self, record: Mapping[str, Any], tested: list[dict[str, Any]]) -> list[dict[str, Any]]:
         def excess(row: Mapping[str, Any]) -> float:
@@ -279,8 +285,10 @@ class DriftMonitor:
         state = {
             "model": [self.model_name, self.model_version],
             "subjects": self.subjects,
-            "open": [[w.start, w.n, w.counts, w.first] for w in sorted(self._open.values(), key=lambda w: w.start)],
-            "ready": [[w.start, w.n, w.counts, w.first] for w in self._ready],
+            "open": [
+                [w.start, w.n, w.counts, w.first, w.last] for w in sorted(self._open.values(), key=lambda w: w.start)
+            ],
+            "ready": [[w.start, w.n, w.counts, w.first, w.last] for w in self._ready],
             "started": self._started,
             "closed_until": self._closed_until,
             "late": self.late,
@@ -310,7 +318,8 @@ class DriftMonitor:
 
 def _window(saved: list[Any]) -> _Window:
     start = int(saved[0])
-    return _Window(start, int(saved[1]), saved[2], int(saved[3]) if len(saved) > 3 else start)
+    first = int(saved[3]) if len(saved) > 3 else start
+    return _Window(start, int(saved[1]), saved[2], first, int(saved[4]) if len(saved) > 4 else first)
 
 
 __all__ = ["DriftMonitor", "DriftSettings"]

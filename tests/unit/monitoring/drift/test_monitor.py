@@ -160,3 +160,13 @@ def test_a_first_window_that_started_mid_way_closes_untested() -> None:
     assert partial[1]["subjects"] and full[0]["subjects"]  # the next window, and a first one from its start, tested
     restored = DriftMonitor.from_bytes(late_start.to_bytes(), REFERENCE, SETTINGS)
     assert restored.to_bytes() == late_start.to_bytes()
+
+
+def test_a_window_whose_predictions_stopped_early_closes_untested() -> None:
+    """A champion replaced at noon: its last window holds half a day, whose time-of-day mix is not a day's."""
+    monitor = _monitor()
+    for t, f, s in _events(2, 600):
+        if t < T0 + DAY + DAY // 2:
+            monitor.observe_prediction(t, f, s)
+    windows, _ = monitor.advance(T0 + 2 * DAY)
+    assert windows[0]["subjects"] and not windows[1]["subjects"] and windows[1]["n"] >= 250

@@ -45,6 +45,7 @@ DECISIONS = frozenset(
     }
 )
 LOOP_ACTOR = "slipstream loop"
+MATURITY_DAYS = 7  # scores of the drill's last week are left out: their labels have not all come
 
 
 def _us(value: Any) -> int:
@@ -85,18 +86,36 @@ def _metrics(rows: list[tuple[int, int, float, int]]) -> dict[str, Any]:
     }
 
 
-def _scored(outcomes: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, tuple[int, int, float, int]]]:
-    """version → event id → (event µs, customer, score, label) of its LABELLED outcomes."""
+def _scored(
+    records: Mapping[str, Iterable[Mapping[str, Any]]], mature_before_us: int
+) -> dict[str, dict[str, tuple[int, int, float, int]]]:
+    """version → event id → (event µs, customer, score, label).
+
+    With ``scores`` (every champion prediction and challenger score): each scored event older than
+    ``mature_before_us``, labelled as its LABELLED outcome says, else genuine — the known-labels protocol the loop's
+    gates use (with realistic delays genuine transactions are confirmed only at 30 days; a late fraud report after the
+    drill's end counts as genuine). Without them: the LABELLED outcomes themselves."""
     out: dict[str, dict[str, tuple[int, int, float, int]]] = defaultdict(dict)
-    for o in outcomes:
-        if o["status"] != "LABELLED" or o.get("score") is None:
-            continue
-        out[str(o["model_version"])][str(o["event_id"])] = (
-            _us(o["event_time"]),
-            int(o["customer_id"]),
-            float(o["score"]),
-            int(bool(o["label"])),
-        )
+    outcomes = records.get("outcomes", [])
+    scores = records.get("scores")
+    if scores is None:
+        for o in outcomes:
+            if o["status"] != "LABELLED" or o.get("score") is None:
+                continue
+            out[str(o["model_version"])][str(o["event_id"])] = (
+                _us(o["event_time"]),
+                int(o["customer_id"]),
+                float(o["score"]),
+                int(bool(o["label"])),
+            )
+        return out
+    labels = {str(o["event_id"]): bool(o["label"]) for o in outcomes if o["status"] == "LABELLED"}
+    for s in scores:
+        t = _us(s["event_time"])
+        if t < mature_before_us:
+            event_id = str(s["event_id"])
+            label = int(labels.get(event_id, False))
+            out[str(s["model_version"])][event_id] = (t, int(s["customer_id"]), float(s["score"]), label)
     return out
 
 
@@ -144,7 +163,7 @@ def drill_report(
     after = [a for a in alarms if drift is not None and a["at_us"] >= drift]
     loop_promotions = [d for d in decisions if d["action"] == "PROMOTED" and d["actor"] == LOOP_ACTOR]
     promoted_after = next((d for d in loop_promotions if drift is not None and (d["at_us"] or 0) >= drift), None)
-    scored = _scored(records.get("outcomes", []))
+    scored = _scored(records, end - MATURITY_DAYS * DAY_US)
 
     def period(lo: int, hi: int) -> dict[str, Any]:
         return {

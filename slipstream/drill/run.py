@@ -68,6 +68,16 @@ class Progress:
     notes: list[str] = field(default_factory=list)
 
 
+def _score(record: dict[str, Any], version: str, score: float) -> dict[str, Any]:
+    return {
+        "event_id": record["event_id"],
+        "model_version": str(version),
+        "score": float(score),
+        "customer_id": int(record["customer_id"]),
+        "event_time": record["event_time"],
+    }
+
+
 class DrillRun:
     def __init__(
         self,
@@ -364,15 +374,29 @@ class DrillRun:
         self._phase("drain", began)
 
     def _read_back(self) -> dict[str, list[dict[str, Any]]]:
-        out: dict[str, list[dict[str, Any]]] = {}
-        for topic in ("drift", "drift-windows", "model-events", "outcomes"):
+        """``drift``, ``drift-windows`` and ``model-events`` whole; every score (champion predictions, challenger
+        scores from the shadow) and every LABELLED outcome's label, reduced to the fields the report reads."""
+        out: dict[str, list[dict[str, Any]]] = {"scores": [], "outcomes": []}
+        for topic in ("drift", "drift-windows", "model-events", "predictions", "shadow-comparisons", "outcomes"):
             rows: list[dict[str, Any]] = []
             with TopicReader(self.app.bootstrap_servers, self.app.contracts, (topic,)) as reader:
                 ends = reader.ends()
                 while not reader.caught_up(ends):
                     records, _ = reader.poll(20_000, 0.5)
-                    rows.extend(records)
-            out[topic] = rows
+                    if topic == "predictions":
+                        out["scores"] += [_score(r, r["model_version"], r["score"]) for r in records]
+                    elif topic == "shadow-comparisons":
+                        out["scores"] += [_score(r, r["challenger_version"], r["challenger_score"]) for r in records]
+                    elif topic == "outcomes":
+                        out["outcomes"] += [
+                            {"status": r["status"], "event_id": r["event_id"], "label": r["label"]}
+                            for r in records
+                            if r["status"] == "LABELLED"
+                        ]
+                    else:
+                        rows.extend(records)
+            if topic not in out:
+                out[topic] = rows
         return out
 
     # ------------------------------------------------------------------ stop

@@ -141,3 +141,31 @@ def test_a_promotion_of_a_worse_model_fails_the_covariate_check() -> None:
     result = checks(report, scenario="covariate-shift", bad=False)
     assert result["feature_drift_alarm"]["passed"]
     assert not result["no_promotion_of_a_worse_model"]["passed"]
+
+
+def test_with_every_score_an_unreported_mature_event_counts_as_genuine_and_the_last_week_is_left_out() -> None:
+    """Realistic delays: frauds are reported in days, genuine transactions confirmed at 30. The report pairs every
+    score (predictions and the shadow's) with the labels known, as the loop's gates do."""
+    scores, outcomes = [], []
+    for d in range(40):
+        for i in range(20):
+            event_id, fraud = f"{d}-{i}", i == 0
+            for version, good in (("1", False), ("2", True)):
+                score = (0.9 if fraud else 0.1 + i / 100) if good else (0.05 if fraud else 0.1 + i / 100)
+                scores.append(
+                    {
+                        "event_id": event_id,
+                        "model_version": version,
+                        "score": score,
+                        "customer_id": i,
+                        "event_time": LIVE + timedelta(days=d, minutes=i),
+                    }
+                )
+            if fraud:
+                outcomes.append({"status": "LABELLED", "event_id": event_id, "label": True})
+    records = {"scores": scores, "outcomes": outcomes, "drift": [], "model-events": [_event("PROMOTED", "2", 10, "1")]}
+    report = drill_report(records, _data(None))
+    versions = report["periods"]["before_drift"]["versions"]
+    assert versions["2"]["n"] == versions["1"]["n"] == 33 * 20  # the drill's last 7 days (of 40) are left out
+    assert versions["2"]["positives"] == 33 and versions["2"]["average_precision"] == 1.0
+    assert versions["1"]["average_precision"] < 0.2

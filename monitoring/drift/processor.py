@@ -31,6 +31,7 @@ from typing import Any
 
 from slipstream.monitoring.drift.monitor import DriftMonitor, DriftSettings
 from slipstream.monitoring.exceptions import MonitoringError
+from slipstream.monitoring.figures import micros
 from slipstream.monitoring.transactional import Emitted, ProcessorStats, TransactionalProcessor
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.transport.consumer import ConsumedEvent
@@ -65,12 +66,6 @@ class DriftCounts:
     unmonitored: int = 0
     windows: int = 0
     alarms: int = 0
-
-
-def _us(value: Any) -> int:
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1_000_000) if value.tzinfo else int(value.replace(tzinfo=UTC).timestamp() * 1e6)
-    return int(value)
 
 
 def _key(name: str, version: str) -> bytes:
@@ -168,7 +163,7 @@ class DriftHandler:
 
     def _prediction(self, partition: int, value: Mapping[str, Any]) -> None:
         self.counts.predictions += 1
-        t = _us(value["event_time"])
+        t = micros(value["event_time"])
         if t > self._newest.get(partition, -1):
             self._newest[partition] = t
         if str(value.get("role", "CHAMPION")) != "CHAMPION":
@@ -192,7 +187,7 @@ class DriftHandler:
         self._dirty.add((str(value["model_name"]), str(value["model_version"])))
         # the error of a prediction becomes known when its label does: the detector runs on label time
         known = value.get("label_time")
-        at = _us(known) if known is not None else _us(value["event_time"])
+        at = micros(known) if known is not None else micros(value["event_time"])
         return monitor.observe_outcome(at, float(value["score"]), bool(value["label"]))
 
     def _comparison(self, value: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -202,7 +197,7 @@ class DriftHandler:
             return []
         self._dirty.add((str(value["model_name"]), str(value["champion_version"])))
         return monitor.observe_comparison(
-            _us(value["event_time"]), str(value["challenger_version"]), bool(value["flip"])
+            micros(value["event_time"]), str(value["challenger_version"]), bool(value["flip"])
         )
 
     def _emit(self, out: Emitted, alarms: Sequence[Mapping[str, Any]]) -> None:

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from slipstream.monitoring.figures import micros
 from slipstream.monitoring.loop.decide import Decision, decide
 from slipstream.monitoring.loop.policy import Policy
 from slipstream.monitoring.loop.state import LoopState
@@ -164,7 +165,7 @@ class LoopController:
         """A retrain started by an earlier process and not ended: take what it registered, or run it again."""
         for retrain_id, record in list(self._started.items()):
             plan = _evidence(record).get("plan", {})
-            stream_us = _us(record.get("stream_time")) or 0
+            stream_us = micros(record["stream_time"]) if record.get("stream_time") is not None else 0
             job = Retraining(retrain_id, plan, str(record["version"]), stream_us)
             if self.dry_run:
                 self.say(f"dry run: retrain {retrain_id} was left unfinished; it would be resumed")
@@ -334,14 +335,6 @@ def _evidence(record: Mapping[str, Any]) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _us(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1_000_000)
-    return int(value)
 
 
 def retrain_command(plan: Mapping[str, Any], out: Path) -> Sequence[str]:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from slipstream.features.definitions.fraud import FRAUD
 from slipstream.monitoring.exceptions import MonitoringError
+from slipstream.monitoring.figures import micros
 from slipstream.monitoring.monitor import TopicReader
 from slipstream.schemas.contracts import Contracts
 
@@ -82,12 +83,6 @@ def _iso(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, tz=UTC).isoformat(timespec="seconds")
 
 
-def _us(value: Any) -> int:
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1_000_000)
-    return int(value)
-
-
 def _read_all(
     bootstrap: str, contracts: Contracts, topic: str, keep: Callable[[dict[str, Any]], bool]
 ) -> list[dict[str, Any]]:
@@ -120,13 +115,13 @@ def training_frame(
         rows[event_id] = (
             event_id,
             int(p["customer_id"]),
-            _us(p["event_time"]),
+            micros(p["event_time"]),
             float(p["score"]),
             *(float(features[n]) for n in names),
         )
     known: dict[str, bool] = {}
     for label in labels:
-        if _us(label["event_time"]) <= plan.known_by_us:
+        if micros(label["event_time"]) <= plan.known_by_us:
             known[str(label["transaction_id"])] = bool(label["is_fraud"])
     frame = pd.DataFrame(list(rows.values()), columns=["event_id", "customer_id", "event_us", "champion_score", *names])
     frame["label"] = np.fromiter((known.get(e, False) for e in frame["event_id"]), dtype=np.int64, count=len(frame))
@@ -143,11 +138,11 @@ def read_window(bootstrap: str, contracts: Contracts, plan: RetrainPlan) -> pd.D
         return (
             str(p["model_name"]) == plan.model_name
             and str(p.get("role", "CHAMPION")) == "CHAMPION"
-            and lo <= _us(p["event_time"]) < hi
+            and lo <= micros(p["event_time"]) < hi
         )
 
     predictions = _read_all(bootstrap, contracts, "predictions", in_window)
-    labels = _read_all(bootstrap, contracts, "labels", lambda r: lo <= _us(r["tx_event_time"]) < hi)
+    labels = _read_all(bootstrap, contracts, "labels", lambda r: lo <= micros(r["tx_event_time"]) < hi)
     return training_frame(predictions, labels, plan)
 
 

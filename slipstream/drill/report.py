@@ -27,6 +27,7 @@ import numpy as np
 
 from slipstream.demo.timeline import DAY_US, iso, us_of
 from slipstream.models.metrics import average_precision, card_precision_at_k
+from slipstream.monitoring.figures import micros
 
 if TYPE_CHECKING:
     from slipstream.drill.data import DrillData
@@ -46,12 +47,6 @@ DECISIONS = frozenset(
 )
 LOOP_ACTOR = "slipstream loop"
 MATURITY_DAYS = 7  # scores of the drill's last week are left out: their labels have not all come
-
-
-def _us(value: Any) -> int:
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1_000_000)
-    return int(value)
 
 
 def _days(us: int) -> float:
@@ -103,7 +98,7 @@ def _scored(
             if o["status"] != "LABELLED" or o.get("score") is None:
                 continue
             out[str(o["model_version"])][str(o["event_id"])] = (
-                _us(o["event_time"]),
+                micros(o["event_time"]),
                 int(o["customer_id"]),
                 float(o["score"]),
                 int(bool(o["label"])),
@@ -111,7 +106,7 @@ def _scored(
         return out
     labels = {str(o["event_id"]): bool(o["label"]) for o in outcomes if o["status"] == "LABELLED"}
     for s in scores:
-        t = _us(s["event_time"])
+        t = micros(s["event_time"])
         if t < mature_before_us:
             event_id = str(s["event_id"])
             label = int(labels.get(event_id, False))
@@ -126,8 +121,8 @@ def drill_report(
     alarms = sorted(
         (
             {
-                "at": iso(_us(a["window_end"])),
-                "at_us": _us(a["window_end"]),
+                "at": iso(micros(a["window_end"])),
+                "at_us": micros(a["window_end"]),
                 "kind": a["kind"],
                 "subject": a["subject"],
                 "statistic": a["statistic"],
@@ -144,8 +139,8 @@ def drill_report(
     decisions = sorted(
         (
             {
-                "at": iso(_us(e["stream_time"])) if e.get("stream_time") is not None else None,
-                "at_us": _us(e["stream_time"]) if e.get("stream_time") is not None else None,
+                "at": iso(micros(e["stream_time"])) if e.get("stream_time") is not None else None,
+                "at_us": micros(e["stream_time"]) if e.get("stream_time") is not None else None,
                 "action": e["action"],
                 "version": e["version"],
                 "previous_version": e.get("previous_version"),

@@ -17,6 +17,7 @@ draws that branch). The whole tree, one class a line with the module that define
     │   ├── LongOverflowError          (slipstream.schemas.exceptions)  an integer beyond an Avro long
     │   └── EnvelopeError              (slipstream.schemas.exceptions)  a dead-letter envelope with a naive time
     ├── DecodeError                    (slipstream.schemas.exceptions)  bytes are not a valid event (a dead letter)
+    ├── DeadLetterError                (slipstream.schemas.exceptions)  a dead-letter filter, id or time is wrong
     ├── TopicError                     (slipstream.schemas.exceptions)  a topic declaration cannot be applied
     ├── ProduceError                   (slipstream.schemas.exceptions)  the broker refused or never acknowledged
     ├── FeatureError                   (slipstream.features.exceptions)  features cannot be defined, stored or read
@@ -139,6 +140,11 @@ class DecodeError(SlipstreamError):
     def __init__(self, message: str, error_type: str = "undecodable") -> None:
         super().__init__(message)
         self.error_type = error_type
+
+
+class DeadLetterError(SlipstreamError):
+    """A dead-letter query cannot be applied: an unknown error type, a malformed envelope id (``partition:offset``),
+    a time that is neither ISO-8601 with a timezone nor relative (``2h``), a bad regular expression."""
 
 
 class TopicError(SlipstreamError):

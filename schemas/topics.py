@@ -28,8 +28,8 @@ CleanupPolicy = Literal["delete", "compact", "compact,delete"]
 class TopicSpec:
     """One topic, as declared. ``key_field`` is the value field whose text is the record key (the entity).
 
-    ``value_schema`` is ``None`` for the feature engine's internal topics (repartitions, changelogs), whose values
-    are the engine's own compact JSON and never leave it.
+    ``value_schema`` is ``None`` for internal topics (the feature engine's repartitions and changelogs, the
+    processors' changelogs, the dead-letter re-drive log), whose values are their owner's compact JSON.
     """
 
     name: str
@@ -179,6 +179,23 @@ TOPICS: tuple[TopicSpec, ...] = (
         partitions=3,
         retention_ms=30 * DAY_MS,
         description="Events a processor could not use, with the reason and the original bytes.",
+    ),
+    TopicSpec(
+        "dead-letter-quarantine",
+        "dead_letter",
+        "source_topic",
+        partitions=3,
+        retention_ms=90 * DAY_MS,
+        description="Re-driven events that failed again, with the new reason; re-driven only when asked explicitly.",
+    ),
+    TopicSpec(
+        "dead-letter-redrives",
+        None,
+        "envelope",
+        partitions=3,
+        retention_ms=-1,
+        cleanup_policy="compact",
+        description="Every re-drive of a dead letter (compacted JSON, keyed by the envelope's topic:partition:offset).",
     ),
 )
 

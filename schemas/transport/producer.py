@@ -10,7 +10,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from slipstream.schemas.contracts import Contracts
-from slipstream.schemas.dead_letter import RawMessage, envelope
+from slipstream.schemas.dead_letter import RawMessage, dead_letter_topic, envelope
 from slipstream.schemas.exceptions import ProduceError
 
 Headers = Sequence[tuple[str, bytes]]
@@ -85,11 +85,12 @@ class EventProducer:
         self._producer.poll(0)
 
     def dead_letter(self, message: RawMessage, *, error_type: str, reason: str, processor: str) -> None:
-        """Send ``message`` whole, with the reason, to the dead-letter topic."""
+        """Send ``message`` whole, with the reason, to the dead-letter topic (the quarantine for a re-driven original:
+        :func:`~slipstream.schemas.dead_letter.dead_letter_topic`)."""
         record = envelope(
             message, error_type=error_type, reason=reason, processor=processor, failed_at=datetime.now(UTC)
         )
-        serde = self.contracts.serde("dead-letter")
+        serde = self.contracts.serde(dead_letter_topic(message))
         self.send_raw(serde.topic, message.key, serde.encode(record))
 
     def poll(self, timeout: float = 0.0) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from slipstream.cli.bench import bench_app
+from slipstream.cli.deadletters import dead_letters_app
 from slipstream.cli.demo import demo
 from slipstream.cli.drift import drift
 from slipstream.cli.drill import drill
@@ -45,6 +46,7 @@ app.add_typer(features_app, name="features")
 app.add_typer(bench_app, name="bench")
 app.add_typer(models_app, name="models")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(dead_letters_app, name="dead-letters")
 app.command(cls=InputsCommand)(produce)
 app.command()(tail)
 app.command()(demo)

@@ -16,11 +16,14 @@ Backend = Literal["auto", "local", "docker"]
 
 BACKENDS: tuple[Backend, ...] = ("auto", "local", "docker")
 
+DEFAULT_KAFKA_VERSION = "4.3.1"
+
 # Redis is only ever bound to the loopback interface: it has no authentication in this setup.
 REDIS_HOST = "127.0.0.1"
 
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 _HEAP_RE = re.compile(r"^[1-9]\d*[kKmMgG]$")
+_IMAGE_RE = re.compile(r"^[a-z0-9][A-Za-z0-9._/:@-]*$")
 
 
 def _default_cache_dir() -> Path:
@@ -49,18 +52,24 @@ class PlatformConfig:
 
     ``state_dir`` holds pid files, logs and Kafka's data (``infra down --wipe`` deletes it);
     ``cache_dir`` holds the Kafka jars resolved from Maven Central, shared by every checkout.
+    ``kafka_image`` (None: ``apache/kafka:<kafka_version>``, see :attr:`kafka_image_ref`) and ``redis_image`` are
+    the container images of a throwaway platform; when one is neither in the engine nor pullable, a local image is
+    built instead (:mod:`slipstream.infra.images`). A Kafka image must hold the jars in ``/opt/kafka/libs`` and a
+    ``java`` on PATH, as the official one does.
     """
 
     state_dir: Path = Path(".slipstream")
     cache_dir: Path = field(default_factory=_default_cache_dir)
     backend: Backend = "auto"
-    kafka_version: str = "4.3.1"
+    kafka_version: str = DEFAULT_KAFKA_VERSION
     kafka_host: str = "127.0.0.1"
     kafka_port: int = 9092
     controller_port: int = 9093
     kafka_heap: str = "512m"
     redis_port: int = 6379
     startup_timeout_s: float = 90
+    kafka_image: str | None = None
+    redis_image: str = "redis:7-alpine"
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -81,6 +90,11 @@ class PlatformConfig:
         if not self.kafka_host or any(ch.isspace() for ch in self.kafka_host):
             msg = f"kafka_host {self.kafka_host!r} is not a host name or address"
             raise InfraConfigError(msg)
+        for name in ("kafka_image", "redis_image"):
+            image = getattr(self, name)
+            if image is not None and not _IMAGE_RE.match(str(image)):
+                msg = f"{name} {image!r} is not an image reference such as 'apache/kafka:4.3.1'"
+                raise InfraConfigError(msg)
         if not self.startup_timeout_s > 0:
             msg = f"startup_timeout_s {self.startup_timeout_s!r} must be a positive number of seconds"
             raise InfraConfigError(msg)
@@ -97,6 +111,11 @@ class PlatformConfig:
     def redis_url(self) -> str:
         """URL of Redis database 0, e.g. ``"redis://127.0.0.1:6379/0"``."""
         return f"redis://{REDIS_HOST}:{self.redis_port}/0"
+
+    @property
+    def kafka_image_ref(self) -> str:
+        """The Kafka image to run: ``kafka_image``, else ``apache/kafka:<kafka_version>``."""
+        return self.kafka_image or f"apache/kafka:{self.kafka_version}"
 
     @property
     def kafka_state_dir(self) -> Path:

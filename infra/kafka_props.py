@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from slipstream.infra.config import PlatformConfig
 
@@ -15,7 +15,7 @@ _LOG_VERSION_RE = re.compile(r"Kafka version: (?P<version>\d+\.\d+\.\d+\S*)")
 _CMDLINE_VERSION_RE = re.compile(r"kafka-(?P<version>\d+\.\d+\.\d+)[/\\]libs")
 
 
-def server_properties(config: PlatformConfig, data_dir: Path) -> dict[str, str]:
+def server_properties(config: PlatformConfig, data_dir: PurePath) -> dict[str, str]:
     """Settings of a single-node KRaft cluster (broker and controller in one JVM) on ``config``'s ports.
 
     The controller quorum is *dynamic* (``controller.quorum.bootstrap.servers`` + ``format --standalone``),

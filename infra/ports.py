@@ -31,6 +31,20 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports the kernel had free on ``host`` just now (all held open while choosing).
+
+    Another process may take one before it is used: callers bind soon after, and a failed bind is an error.
+    """
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+    return ports
+
+
 def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
     """True if something accepts TCP connections on ``host:port``."""
     try:

@@ -4,6 +4,9 @@
 #   - Chromium (Debian's chromium, apt, when /usr/bin/chromium is missing): `make test` drives it headless to load the
 #     dashboard page (tests/integration/monitoring/test_dashboard_browser.py)
 #   - without a Docker engine: Java 17+, Maven and redis-server from the OS packages (apt), when missing
+#   - as root on a system with apt and no `dockerd`: Debian's docker.io and debootstrap, quietly, once. Nothing here
+#     starts dockerd: the tests that need an engine start it (slipstream.infra.docker_engine), and without a registry
+#     the images are built from debootstrap + Debian packages + the cached Kafka jars (`slipstream infra images`)
 # Kafka's jars are resolved from Maven Central by `slipstream infra up` into ~/.cache/slipstream (cached).
 #
 # Nothing here runs pip inside .venv (a venv made by uv has none): uv installs into it from outside. uv itself is
@@ -136,24 +139,41 @@ if [ ! -x /usr/bin/chromium ]; then
     "could not install Chromium (apt-get install chromium, as root): the dashboard's browser test will fail" >&2
 fi
 
-# --- Services: Docker, or Java + Maven + redis-server ------------------------------------------------------
-if [ "${SLIPSTREAM_BACKEND:-auto}" != "local" ] && command -v docker >/dev/null && timeout 5 docker info >/dev/null 2>&1 && timeout 5 docker compose version >/dev/null 2>&1; then
-  say "Docker engine found: Kafka and Redis will run in containers"
-  exit 0
+# --- Docker engine packages (installed, never started here) ------------------------------------------------
+# The throwaway platforms (slipstream.infra.throwaway) and their tests run containers; the main suite does not.
+has_dockerd() { command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || [ -x /usr/bin/dockerd ]; }
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! has_dockerd; then
+  say "installing Docker's engine and debootstrap (docker.io, debootstrap; not started)"
+  apt_install docker.io debootstrap debian-archive-keyring || printf '\033[1;33mwarning:\033[0m %s\n' \
+    "could not install docker.io (apt-get install docker.io debootstrap): the throwaway-platform tests will fail" >&2
 fi
+
+# --- Services: Docker, or Java + Maven + redis-server ------------------------------------------------------
+# With Docker and Compose, `infra up` runs Kafka and Redis in containers; the test suite still uses the local
+# launcher unless SLIPSTREAM_TEST_BACKEND=testcontainers, so its prerequisites are still installed (a warning if not).
+LOCAL_REQUIRED=1
+if [ "${SLIPSTREAM_BACKEND:-auto}" != "local" ] && command -v docker >/dev/null && timeout 5 docker info >/dev/null 2>&1 && timeout 5 docker compose version >/dev/null 2>&1; then
+  say "Docker engine found: \`slipstream infra up\` will run Kafka and Redis in containers"
+  [ "${SLIPSTREAM_TEST_BACKEND:-}" = testcontainers ] && exit 0
+  LOCAL_REQUIRED=0
+fi
+missing() {
+  if [ "$LOCAL_REQUIRED" = 1 ]; then die "$1"; fi
+  printf '\033[1;33mwarning:\033[0m %s (the tests need it unless SLIPSTREAM_TEST_BACKEND=testcontainers)\n' "$1" >&2
+}
 
 java_ok() { command -v java >/dev/null && java -version 2>&1 | awk -F'"' '/version/ {split($2,v,"."); exit !(v[1] >= 17)}'; }
 if ! java_ok; then
   say "installing Java 17 (openjdk-17-jre-headless)"
-  apt_install openjdk-17-jre-headless || die "Java 17+ is required: apt-get install openjdk-17-jre-headless (or brew install openjdk@17)"
+  apt_install openjdk-17-jre-headless || missing "Java 17+ is required: apt-get install openjdk-17-jre-headless (or brew install openjdk@17)"
 fi
 if ! command -v mvn >/dev/null; then
   say "installing Maven (resolves the Kafka broker jars from Maven Central)"
-  apt_install maven || die "Maven is required: apt-get install maven (or brew install maven)"
+  apt_install maven || missing "Maven is required: apt-get install maven (or brew install maven)"
 fi
 if ! command -v redis-server >/dev/null && [ ! -x /usr/bin/redis-server ] && [ ! -x /usr/sbin/redis-server ]; then
   say "installing redis-server"
-  apt_install redis-server || die "redis-server is required: apt-get install redis-server (or brew install redis)"
+  apt_install redis-server || missing "redis-server is required: apt-get install redis-server (or brew install redis)"
   # Debian starts a system-wide redis on 6379 after install; Slipstream runs its own, so stop that one.
   if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
     as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
@@ -161,5 +181,7 @@ if ! command -v redis-server >/dev/null && [ ! -x /usr/bin/redis-server ] && [ !
     as_root /etc/init.d/redis-server stop >/dev/null 2>&1 || true
   fi
 fi
-REDIS=$(command -v redis-server || ls /usr/bin/redis-server /usr/sbin/redis-server 2>/dev/null | head -1)
-say "ready: $("$VENV/bin/python" --version), $(java -version 2>&1 | head -1), $("$REDIS" --version | cut -d' ' -f1-3)"
+REDIS=$(command -v redis-server || ls /usr/bin/redis-server /usr/sbin/redis-server 2>/dev/null | head -1 || true)
+if java_ok && [ -n "$REDIS" ]; then
+  say "ready: $("$VENV/bin/python" --version), $(java -version 2>&1 | head -1), $("$REDIS" --version | cut -d' ' -f1-3)"
+fi

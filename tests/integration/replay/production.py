@@ -78,7 +78,8 @@ def run_production(world: FraudWorld) -> Production:
             for i, record in enumerate(live):
                 if i == n_live // 2:
                     out.flush()
-                    _wait(lambda: stream.stats.consumed >= i + poisoned)
+                    sent = i + poisoned
+                    _wait(lambda sent=sent: stream.stats.consumed >= sent)
                     world.registry.promote("fraud", world.versions[1], producer=out)
                     _wait(lambda: service.fraud_slot.current.version == world.versions[1])
                 value = tx_serde.encode(record)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from slipstream.replay.diff import Tolerance
 from slipstream.replay.run import ReplayOptions, replay_slice
 from slipstream.replay.slice_file import SliceReader
 from tests.conftest import Services

@@ -51,8 +51,11 @@ TRIGGER = "transactions"
 
 
 class PlatformLike(Protocol):
-    bootstrap_servers: str
-    redis_url: str
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+    @property
+    def redis_url(self) -> str: ...
 
 
 def _quiet(_task: str, _done: int, _total: int | None) -> None:

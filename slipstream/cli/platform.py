@@ -12,6 +12,10 @@ from rich.table import Table
 
 from slipstream.cli.common import build, console, friendly_errors, out
 from slipstream.exceptions import InputError
+from slipstream.infra.docker_engine import engine_version, ensure_engine
+from slipstream.infra.docker_platform import find_docker
+from slipstream.infra.exceptions import DependencyMissingError
+from slipstream.infra.images import Images
 from slipstream.schemas.exceptions import TopicError
 from slipstream.schemas.topics import validate_prefix
 from slipstream.schemas.transport import TopicChange
@@ -83,6 +87,52 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print machine-r
         out.print(table)
         if not all(info.get("up") for info in report.values()):
             raise typer.Exit(1)
+
+
+@infra_app.command()
+def images(
+    rebuild: Annotated[bool, typer.Option(help="Build the three local images again, even when cached.")] = False,
+    start_engine: Annotated[
+        bool, typer.Option(help="Start the Docker engine (dockerd, as root) when none answers `docker info`.")
+    ] = True,
+) -> None:
+    """Build (or find, cached) the local container images of the throwaway platforms, and show them.
+
+    Throwaway platforms (one job's Kafka and Redis, removed afterwards; the
+    tests' with SLIPSTREAM_TEST_BACKEND=testcontainers) run the official apache/kafka and
+    redis:7-alpine images when the Docker engine has them or can pull them.
+    Where no image registry answers, they run three images built here from
+    Debian packages and the Kafka jars already resolved from Maven Central:
+
+    - slipstream/debian-base:bookworm: debootstrap, ~35 s once (the rootfs is
+      cached under ~/.cache/slipstream/images);
+
+    - slipstream/kafka:<version>: JRE 17 + the jars, ~20 s;
+
+    - slipstream/redis:7: Debian's redis-server, ~5 s.
+
+    Each image is labelled with a hash of its inputs; a build is skipped when
+    the label matches. The table shows each image's size and how long its last
+    build took.
+    """
+
+    def say(text: str) -> None:
+        console.print(f"[dim]{text}[/dim]", highlight=False)
+
+    with friendly_errors():
+        config = build().platform_config
+        docker = find_docker()
+        if start_engine:
+            docker = ensure_engine(say, install=False).docker
+        elif docker is None or engine_version(docker) is None:
+            msg = "no Docker engine answers `docker info`; start one, or pass --start-engine (as root)"
+            raise DependencyMissingError(msg)
+        table = Table("image", "size", "last build", "this run")
+        for image in Images(config, docker, say).local_images(rebuild=rebuild):
+            size = f"{image.size_bytes / 1e6:,.0f} MB" if image.size_bytes is not None else "?"
+            last = f"{image.build_seconds:.1f} s" if image.build_seconds is not None else "?"
+            table.add_row(image.name, size, last, f"built in {image.seconds:.1f} s" if image.built else "cached")
+        out.print(table)
 
 
 @topics_app.command("apply")

@@ -18,6 +18,7 @@ from slipstream.cli.models import models_app, train
 from slipstream.cli.monitor import monitor, report
 from slipstream.cli.outcomes import outcomes
 from slipstream.cli.platform import infra_app, topics_app
+from slipstream.cli.replay import record_app, replay
 from slipstream.cli.serving import score_stream, serve
 from slipstream.cli.shadow import shadow
 from slipstream.cli.simulate import simulate_app
@@ -31,7 +32,7 @@ app = typer.Typer(
         " hot swaps; challengers shadowed on the champion's exact inputs, predictions joined to their delayed"
         " labels; drift detection and a closed loop (retrain, shadow, gated promotion, rollback) by policy, proven"
         " by drills."
-        " Planned, not built yet: record and replay.\n\n"
+        " Record a window of production and replay it on a throwaway platform with a diff.\n\n"
         "Settings come from SLIPSTREAM_* environment variables (or .env); KAFKA_BOOTSTRAP_SERVERS and REDIS_URL "
         "point Slipstream at existing services instead of starting its own."
     ),
@@ -62,6 +63,8 @@ app.command()(drift)
 app.add_typer(loop_app, name="loop")
 app.command()(drill)
 app.command()(ui)
+app.add_typer(record_app, name="record")
+app.command()(replay)
 
 
 def main() -> None:

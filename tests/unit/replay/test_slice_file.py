@@ -68,7 +68,7 @@ def test_an_interrupted_recording_is_not_a_slice(tmp_path: Path) -> None:
     path = tmp_path / "a.slice"
     writer = SliceWriter(path)
     writer.write_records("slice", "labels", 0, iter(_records(5)))
-    writer._zip.close()  # noqa: SLF001 - a process killed before close(): no manifest
+    writer._zip.close()
     with pytest.raises(SliceFormatError, match=f"not a complete slice.*{MANIFEST}"):
         SliceReader(path)
     writer = SliceWriter(tmp_path / "b.slice")

@@ -13,6 +13,7 @@ State: on assignment, every owned partition's state is rebuilt from the changelo
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,8 @@ from slipstream.streams.engine.topology import StageSpec, Topology, check_fields
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - EPOCH
+
+log = logging.getLogger(__name__)
 
 
 def _micros(value: datetime) -> int:
@@ -493,14 +496,19 @@ class StageRunner:
         for p in self._owned:
             for topic, logical in self._inputs.items():
                 tp = TopicPartition(topic, p)
-                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)  # updated by every fetch
-                if high < 0:
-                    _low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
-                position = self._next_offsets.get((topic, p))
-                if position is None:
-                    committed = self._consumer.committed([TopicPartition(topic, p)], timeout=5)[0].offset
-                    position = committed if committed >= 0 else 0
-                    self._next_offsets[(topic, p)] = position
+                try:
+                    _low, high = self._consumer.get_watermark_offsets(tp, cached=True)  # updated by every fetch
+                    if high < 0:
+                        _low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+                    position = self._next_offsets.get((topic, p))
+                    if position is None:
+                        committed = self._consumer.committed([TopicPartition(topic, p)], timeout=5)[0].offset
+                        position = committed if committed >= 0 else 0
+                        self._next_offsets[(topic, p)] = position
+                except KafkaException as exc:  # a slow broker (a loaded machine): not idle, asked again next time
+                    log.warning("%s[%d]: cannot tell whether it is read to its end (%s); asking again", topic, p, exc)
+                    self._caught_up[(logical, p)] = False
+                    continue
                 self._caught_up[(logical, p)] = position >= high
 
     def _commit(self, *, wait: bool = False) -> None:

@@ -240,7 +240,12 @@ def count(letters: Iterable[Letter]) -> Counts:
     for letter in letters:
         by_type[letter.error_type] += 1
         by_processor[letter.processor] += 1
-    return Counts(sum(by_type.values()), dict(by_type.most_common()), dict(by_processor.most_common()))
+    return Counts(sum(by_type.values()), _most_first(by_type), _most_first(by_processor))
+
+
+def _most_first(counter: Counter[str]) -> dict[str, int]:
+    """Largest count first, ties by name (a stable order for tables and JSON)."""
+    return dict(sorted(counter.items(), key=lambda item: (-item[1], item[0])))
 
 
 # ---------------------------------------------------------------------------------------------------- re-drives

@@ -40,7 +40,7 @@ TXN_TIMEOUT_S = 30.0
 #: Re-sent records (and their log entries) per transaction.
 CHUNK = 500
 _READER_GROUP = "slipstream-dead-letters"  # never joined, never committed: readers assign their partitions
-_FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+_FENCED = {KafkaError._FENCED, KafkaError._FATAL, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 
 
 def _reader(bootstrap_servers: str) -> Consumer:
@@ -121,8 +121,7 @@ def list_dead_letters(
     quarantine: bool = False,
     timeout_s: float = 30.0,
 ) -> Listing:
-    """The envelopes in ``dead-letter`` (or ``dead-letter-quarantine``) that ``where`` takes, in partition and
-    offset order."""
+    """The envelopes in ``dead-letter`` (or ``dead-letter-quarantine``) that ``where`` takes, oldest failure first."""
     logical = QUARANTINE_TOPIC if quarantine else DEAD_LETTER_TOPIC
     letters: list[Letter] = []
     unreadable = 0
@@ -132,7 +131,7 @@ def list_dead_letters(
             unreadable += 1
         elif where is None or where.matches(letter):
             letters.append(letter)
-    letters.sort(key=lambda x: x.coordinate)
+    letters.sort(key=lambda x: (x.failed_at, x.coordinate))
     return Listing(logical, letters, unreadable)
 
 
@@ -244,6 +243,7 @@ def redrive(
     where: LetterFilter | None = None,
     *,
     from_quarantine: bool = False,
+    allow_quarantined: bool | None = None,
     dry_run: bool = False,
     limit: int | None = None,
     now: datetime | None = None,
@@ -251,13 +251,16 @@ def redrive(
 ) -> RedriveReport:
     """Send the letters ``where`` takes back to their original topics, each at most once ever (see the module's
     docstring). ``from_quarantine`` reads ``dead-letter-quarantine`` instead of ``dead-letter`` and allows re-driving
-    what failed after a re-drive; ``dry_run`` plans without fencing or sending anything; ``limit`` caps the sends."""
+    what failed after a re-drive; ``allow_quarantined`` (default: ``from_quarantine``) allows it in ``dead-letter``
+    too (envelopes of re-driven originals from a writer that does not route to the quarantine); ``dry_run`` plans
+    without fencing or sending anything; ``limit`` caps the sends."""
     started = now or datetime.now(UTC)
     run_id = redrive_id(started, uuid.uuid4().hex[:8])
     producer = None if dry_run else _transactional_producer(bootstrap_servers, contracts)
     done = read_redrive_log(bootstrap_servers, contracts, timeout_s)
     listing = list_dead_letters(bootstrap_servers, contracts, where, quarantine=from_quarantine, timeout_s=timeout_s)
-    plan = plan_redrive(listing.letters, done, from_quarantine=from_quarantine, limit=limit)
+    allowed = from_quarantine if allow_quarantined is None else allow_quarantined
+    plan = plan_redrive(listing.letters, done, from_quarantine=allowed, limit=limit)
     report = RedriveReport(run_id, dry_run, plan)
     if producer is None or not plan.chosen:
         return report
@@ -280,13 +283,14 @@ def _abort(producer: Producer, exc: KafkaException, report: RedriveReport) -> No
     """Abort the open transaction if it can be, and raise :class:`ProduceError` saying what was committed."""
     error: KafkaError = exc.args[0]
     committed = f"{len(report.redriven)} re-driven and recorded before this"
-    if error.code() in _FENCED:
+    if error.code() in _FENCED or error.fatal():  # a fenced producer's later calls fail with _FATAL
         msg = (
-            f"re-drive {report.redrive_id} was fenced by another re-drive of the same namespace; its open transaction"
-            f" is aborted ({committed}); run it again to re-drive what is left"
+            f"re-drive {report.redrive_id} was stopped ({error.str()}), most likely fenced by another re-drive of the"
+            f" same namespace; its open transaction is not committed ({committed}); run it again to re-drive what"
+            " is left"
         )
         raise ProduceError(msg) from exc
     if error.txn_requires_abort():
         producer.abort_transaction(TXN_TIMEOUT_S)
-    msg = f"re-drive {report.redrive_id} failed and its open transaction is aborted ({committed}): {error.str()}"
+    msg = f"re-drive {report.redrive_id} failed, its open transaction not committed ({committed}): {error.str()}"
     raise ProduceError(msg) from exc

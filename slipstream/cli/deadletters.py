@@ -126,7 +126,7 @@ def _counts_json(counts: Counts) -> dict[str, Any]:
 def _letters_table(title: str, letters: list[Letter], reason_width: int = 70) -> Table:
     table = Table(title=title, title_justify="left")
     for name in ("id", "failed_at", "source", "processor", "error_type", "reason"):
-        table.add_column(name, no_wrap=name != "reason", overflow="fold")
+        table.add_column(name, no_wrap=True, overflow="ellipsis" if name == "reason" else "fold")
     for letter in letters:
         marked = letter.quarantined and letter.topic != QUARANTINE_TOPIC  # a re-driven original, not routed there
         table.add_row(
@@ -163,8 +163,8 @@ def list_command(
     as_json: AsJson = False,
     prefix: Prefix = None,
 ) -> None:
-    """The envelopes of the namespace's dead-letter topic that match every filter given, oldest coordinate first,
-    with counts by error type and processor.
+    """The envelopes of the namespace's dead-letter topic that match every filter given, oldest failure first, with
+    counts by error type and processor.
 
     The id of an envelope is its partition:offset in the dead-letter topic (what `show` and `redrive` take).
     """
@@ -300,8 +300,8 @@ def redrive_command(
     Each re-sent record carries the headers slipstream-redrive (the envelope's partition:offset),
     slipstream-redrive-from and slipstream-redrive-id. Each re-drive is recorded in the compacted topic
     dead-letter-redrives in the same Kafka transaction as the record it sent, and read before choosing: an envelope
-    is never re-driven twice. Envelopes whose original was re-driven before (quarantined) are refused unless
-    --from-quarantine.
+    is never re-driven twice. A re-driven event that failed again is in dead-letter-quarantine, re-driven only with
+    --from-quarantine; an envelope in dead-letter whose original was re-driven before is refused.
     """
     with friendly_errors():
         if limit is not None:
@@ -342,6 +342,6 @@ def redrive_command(
         lead = f"would re-drive {len(plan.chosen):,}" if dry_run else f"redriven {len(report.redriven):,}"
         out.print(
             f"[green]✓[/green] {lead}; skipped {len(plan.already):,} already re-driven"
-            + (f"; refused {len(plan.refused):,} quarantined (--from-quarantine to include)" if plan.refused else "")
+            + (f"; refused {len(plan.refused):,} whose original was re-driven before" if plan.refused else "")
             + (f"; left {len(plan.over_limit):,} by --limit" if plan.over_limit else "")
         )

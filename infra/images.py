@@ -133,9 +133,13 @@ def redis_hash(dockerfile: str, base: str) -> str:
     return inputs_hash([("Dockerfile", dockerfile.encode()), ("base", base.encode())])
 
 
-def build_command(docker: str, name: str, context: Path, label: str) -> list[str]:
-    """``docker build`` on the host network (apt inside reaches the mirrors as the host does), labelled."""
-    return [docker, "build", "--network", "host", "--label", f"{LABEL}={label}", "--tag", name, str(context)]
+def build_command(docker: str, name: str, context: Path, label: str, *, no_cache: bool = False) -> list[str]:
+    """``docker build`` on the host network (apt inside reaches the mirrors as the host does), labelled.
+
+    ``no_cache`` (a ``--rebuild``) runs every step again; otherwise a changed jar reuses the cached JRE layer.
+    """
+    cache = ["--no-cache"] if no_cache else []
+    return [docker, "build", "--network", "host", *cache, "--label", f"{LABEL}={label}", "--tag", name, str(context)]
 
 
 def import_command(docker: str, tarball: Path, name: str, label: str) -> list[str]:
@@ -158,6 +162,12 @@ def image_label(docker: str, name: str) -> str | None:
         return None
     labels = json.loads(result.stdout.strip() or "null") or {}
     return str(labels.get(LABEL, ""))
+
+
+def image_id(docker: str, name: str) -> str | None:
+    result = _proc.run([docker, "image", "inspect", "--format", "{{.Id}}", name], timeout=INSPECT_TIMEOUT_S)
+    text = result.stdout.strip()
+    return text if result.returncode == 0 and text else None
 
 
 def image_size(docker: str, name: str) -> int | None:
@@ -210,11 +220,11 @@ class Images:
             return self._build_base(label, rebuild=rebuild)
 
     def _build_base(self, label: str, *, rebuild: bool) -> Image:
-        begin = time.monotonic()
+        old, begin = image_id(self.docker, BASE_IMAGE), time.monotonic()
         tarball = self._rootfs_tarball(label, rebuild=rebuild)
         self._progress(f"importing {tarball.name} as {BASE_IMAGE} ...")
         self._run(import_command(self.docker, tarball, BASE_IMAGE, label), BUILD_TIMEOUT_S)
-        return self._record(BASE_IMAGE, time.monotonic() - begin)
+        return self._record(BASE_IMAGE, time.monotonic() - begin, old)
 
     def local_kafka(self, *, rebuild: bool = False) -> Image:
         name = local_kafka_image(self.config.kafka_version)
@@ -226,10 +236,12 @@ class Images:
             if not rebuild and image_label(self.docker, name) == label:
                 return self._cached(name)
             self.base()
-            return self._build_kafka(name, label, dockerfile, entrypoint, jar_paths)
+            return self._build_kafka(name, label, dockerfile, entrypoint, jar_paths, no_cache=rebuild)
 
-    def _build_kafka(self, name: str, label: str, dockerfile: str, entrypoint: bytes, jar_paths: list[Path]) -> Image:
-        begin = time.monotonic()
+    def _build_kafka(
+        self, name: str, label: str, dockerfile: str, entrypoint: bytes, jar_paths: list[Path], *, no_cache: bool
+    ) -> Image:
+        old, begin = image_id(self.docker, name), time.monotonic()
         libs = jar_paths[0].parent if jar_paths else Path()
         context = self._fresh_context(f"kafka-{self.config.kafka_version}")
         (context / "Dockerfile").write_text(dockerfile)
@@ -238,9 +250,9 @@ class Images:
         for jar in jar_paths:
             shutil.copy2(jar, context / "libs" / jar.name)
         self._progress(f"building {name} (JRE 17 from Debian + {len(jar_paths)} jars from {libs}) ...")
-        self._run(build_command(self.docker, name, context, label), BUILD_TIMEOUT_S)
+        self._run(build_command(self.docker, name, context, label, no_cache=no_cache), BUILD_TIMEOUT_S)
         shutil.rmtree(context, ignore_errors=True)
-        return self._record(name, time.monotonic() - begin)
+        return self._record(name, time.monotonic() - begin, old)
 
     def local_redis(self, *, rebuild: bool = False) -> Image:
         dockerfile = redis_dockerfile()
@@ -249,16 +261,17 @@ class Images:
             if not rebuild and image_label(self.docker, LOCAL_REDIS_IMAGE) == label:
                 return self._cached(LOCAL_REDIS_IMAGE)
             self.base()
-            return self._build_redis(dockerfile, label)
+            return self._build_redis(dockerfile, label, no_cache=rebuild)
 
-    def _build_redis(self, dockerfile: str, label: str) -> Image:
-        begin = time.monotonic()
+    def _build_redis(self, dockerfile: str, label: str, *, no_cache: bool) -> Image:
+        old, begin = image_id(self.docker, LOCAL_REDIS_IMAGE), time.monotonic()
         context = self._fresh_context("redis")
         (context / "Dockerfile").write_text(dockerfile)
         self._progress(f"building {LOCAL_REDIS_IMAGE} (Debian's redis-server) ...")
-        self._run(build_command(self.docker, LOCAL_REDIS_IMAGE, context, label), BUILD_TIMEOUT_S)
+        cmd = build_command(self.docker, LOCAL_REDIS_IMAGE, context, label, no_cache=no_cache)
+        self._run(cmd, BUILD_TIMEOUT_S)
         shutil.rmtree(context, ignore_errors=True)
-        return self._record(LOCAL_REDIS_IMAGE, time.monotonic() - begin)
+        return self._record(LOCAL_REDIS_IMAGE, time.monotonic() - begin, old)
 
     # -- internals ------------------------------------------------------------------------------------------
 
@@ -333,7 +346,10 @@ class Images:
             return {}
         return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
-    def _record(self, name: str, seconds: float) -> Image:
+    def _record(self, name: str, seconds: float, old_id: str | None) -> Image:
+        """Note the build time; remove the image this one replaced (kept if a container still uses it)."""
+        if old_id is not None and old_id != image_id(self.docker, name):
+            _proc.run([self.docker, "image", "rm", old_id], timeout=INSPECT_TIMEOUT_S)
         builds = {**self._builds(), name: round(seconds, 1)}
         self.home.mkdir(parents=True, exist_ok=True)
         self._builds_file().write_text(json.dumps(builds, indent=2, sort_keys=True) + "\n")

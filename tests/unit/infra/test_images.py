@@ -50,6 +50,7 @@ def test_command_lines() -> None:
         "docker", "build", "--network", "host", "--label", "org.slipstream.inputs=abc", "--tag", "slipstream/redis:7",
         "/ctx",
     ]  # fmt: skip
+    assert "--no-cache" in images.build_command("docker", "x", context, "abc", no_cache=True)
     assert images.import_command("docker", tarball, images.BASE_IMAGE, "abc") == [
         "docker", "import", "--change", "LABEL org.slipstream.inputs=abc", "/c/base.tar", images.BASE_IMAGE,
     ]  # fmt: skip

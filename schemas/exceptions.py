@@ -61,6 +61,10 @@ draws that branch). The whole tree, one class a line with the module that define
     │   └── ServiceTimeoutError        (slipstream.infra.exceptions)  a service was not ready in time
     ├── DemoError                      (slipstream.demo.exceptions)  the demo cannot go on
     ├── DrillError                     (slipstream.drill.exceptions)  a drill cannot start or go on
+    ├── ReplayError                    (slipstream.replay.exceptions)  record or replay cannot go on
+    │   ├── SliceFormatError           (slipstream.replay.exceptions)  not a slice, damaged, or an unknown format
+    │   ├── ToleranceError             (slipstream.replay.exceptions)  a diff tolerance that is not a number >= 0
+    │   └── ReplayMismatch             (slipstream.replay.exceptions)  replayed predictions differ from recorded ones
     └── BenchError                     (slipstream.bench.exceptions)  a benchmark cannot be run or measured
         ├── BenchConfigError           (slipstream.bench.exceptions)  an option out of range (rate, --scorers)
         ├── ResponseFormatError        (slipstream.bench.exceptions)  the server's reply is not HTTP/1.1

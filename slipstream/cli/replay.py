@@ -203,7 +203,7 @@ def replay(
     also on Ctrl-C and on failure."""
     with friendly_errors():
         from slipstream.replay.diff import Tolerance
-        from slipstream.replay.exceptions import ReplayMismatch, SliceFormatError
+        from slipstream.replay.exceptions import ReplayMismatch, SliceFormatError, ToleranceError
         from slipstream.replay.report import write_reports
         from slipstream.replay.run import ReplayOptions, replay_slice
         from slipstream.replay.slice_file import SliceReader
@@ -224,7 +224,7 @@ def replay(
         try:
             SliceReader(slice_path).close()
             tol = Tolerance(tolerance, tolerance, tolerance)
-        except (SliceFormatError, ValueError) as exc:
+        except (SliceFormatError, ToleranceError) as exc:
             raise InputError(str(exc)) from exc
         app = build()
         options = ReplayOptions(

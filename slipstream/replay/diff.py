@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from slipstream.replay.exceptions import ToleranceError
+
 MAX_LISTED = 10_000
 
 
@@ -33,7 +35,7 @@ class Tolerance:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 msg = f"tolerance {name} must be a finite number >= 0, got {value!r}"
-                raise ValueError(msg)
+                raise ToleranceError(msg)
 
     def feature_equal(self, a: float, b: float) -> bool:
         if math.isnan(a) or math.isnan(b):

@@ -2,6 +2,7 @@
 
 ReplayError           record or replay cannot go on: the message names the slice, topic, time or version at fault
 ├── SliceFormatError  a slice file is not a slice, is damaged (a checksum differs) or is of an unknown format
+├── ToleranceError    a diff tolerance that is not a finite number >= 0
 └── ReplayMismatch    a replay ran, and its predictions differ from the recorded ones beyond the tolerance
 
 :class:`ReplayStopped` is no error: it unwinds a replay the user stopped (Ctrl-C, SIGTERM); the platform is torn
@@ -19,6 +20,10 @@ class ReplayError(SlipstreamError):
 
 class SliceFormatError(ReplayError):
     """Not a slice, a damaged one, or a format this release cannot read."""
+
+
+class ToleranceError(ReplayError):
+    """A tolerance of the diff that is not a finite number >= 0."""
 
 
 class ReplayMismatch(ReplayError):

@@ -247,8 +247,9 @@ class Recorder:
                 "records": tally.kept,
                 "undecodable_skipped": tally.skipped,
                 "oldest_retained_us": tally.oldest,
-                # retention may have deleted part of what the windows reach: the replay's state then lacks it
-                "complete": tally.oldest is not None and tally.oldest <= since,
+                # retention may have deleted part of what the windows reach (a log that no longer starts at offset
+                # 0 and whose oldest record is younger than the reach): the replay's state then lacks it
+                "complete": tally.oldest is None or tally.oldest <= since or all(s.start == 0 for s in spans),
                 "from_offsets": {str(s.partition): s.start for s in spans},
             }
         return notes

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from slipstream.replay.diff import Tolerance, diff_predictions
+from slipstream.replay.exceptions import ToleranceError
 
 
 def _p(event: str, score: float = 0.25, version: str = "3", **features: float) -> dict[str, Any]:
@@ -75,5 +76,5 @@ def test_freshness_and_feature_time_are_reported_not_failing() -> None:
 
 @pytest.mark.parametrize("bad", [-1e-9, math.inf, math.nan])
 def test_a_bad_tolerance_is_refused(bad: float) -> None:
-    with pytest.raises(ValueError, match="score_abs"):
+    with pytest.raises(ToleranceError, match="score_abs"):
         Tolerance(score_abs=bad)

@@ -35,7 +35,7 @@ from slipstream.replay.feed import WindowFeed, count, merged
 from slipstream.replay.kafka_io import Reproducer, raw_producer
 from slipstream.replay.outputs import read_predictions, recorded_predictions
 from slipstream.replay.pipeline import Pipeline
-from slipstream.replay.scope import OUTPUTS, trigger_time_fields
+from slipstream.replay.scope import OUTPUTS, gate_rules
 from slipstream.replay.slice_file import SliceReader
 from slipstream.replay.slice_models import SliceModels
 from slipstream.schemas.contracts import Contracts
@@ -233,13 +233,13 @@ def _replay(
             )
             pipeline.start_scorer()
             window = count(reader, "slice")
-            time_field = trigger_time_fields(feature_sets(), sets).get(TRIGGER, "event_time")
+            rules = gate_rules(sets)
             feed = WindowFeed(
                 pipeline,
                 reproducer,
-                contracts.serde(TRIGGER),
+                {topic: contracts.serde(topic) for topic in rules},
+                rules,
                 TRIGGER,
-                time_field,
                 next(o.input_id_field for o in OUTPUTS if o.input_topic == TRIGGER),
                 lateness_s=lateness_s,
                 versions=None if options.model else {str(p["event_id"]): str(p["model_version"]) for p in recorded},

@@ -86,3 +86,27 @@ def trigger_time_fields(feature_sets: Mapping[str, FeatureSet], names: Iterable[
                 if source.topic == fs.trigger:
                     out[fs.trigger] = source.time_field
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class GateRule:
+    """How a source's record enters the engine: the time it counts from and the entity keys it updates."""
+
+    time_field: str
+    known_by: str | None
+    keys: tuple[str, ...]
+
+
+def gate_rules(names: Iterable[str]) -> dict[str, GateRule]:
+    """Per source topic of the named sets: its time (when known, for a source counted once known) and the entity
+    keys of every stage it reaches, for the replay's chunking (:class:`slipstream.replay.feed.WindowFeed`)."""
+    from slipstream.streams.engine.topology import topology_for
+
+    out: dict[str, GateRule] = {}
+    for name in names:
+        topology = topology_for(name)
+        keys = tuple(dict.fromkeys(stage.partition_key for stage in topology.stages))
+        for view in topology.feature_set.views:
+            for source in view.sources:
+                out.setdefault(source.topic, GateRule(source.time_field, source.known_by, keys))
+    return out

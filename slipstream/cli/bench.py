@@ -246,3 +246,42 @@ def drift(
         app.ensure_platform()
         results = run_drift_bench(app, config, _say(as_json))
         _print_results("slipstream bench drift", results, as_json)
+
+
+@bench_app.command("replay")
+def replay(
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
+    days: Annotated[int, typer.Option(help="Simulated days loaded through the engine before the window (>= 14).")] = 21,
+    window_events: Annotated[int, typer.Option(help="Held-out transactions scored in the recorded window.")] = 20_000,
+    backends: Annotated[
+        str, typer.Option(help="Throwaway platforms to start and time; the replay runs on the first that starts.")
+    ] = "testcontainers,local",
+    lateness: Annotated[
+        float | None, typer.Option("--lateness-s", help="Allowed lateness of the run (default: the settings').")
+    ] = None,
+) -> None:
+    """Record a window of a real production (the engine and the Kafka scorer over held-out simulated days) and replay
+    it at full speed on a throwaway platform: window events/s end to end, history records/s through the engine,
+    platform start per backend, CPU per replayed event (this process and the engine's), where the window's time goes,
+    the diff (0 failing), and the raw produce + consume rate of the same records on the same broker with the ratio."""
+    from rich.progress import Progress
+
+    from slipstream.bench.replay_bench import BACKENDS, ReplayBenchConfig, run_replay_bench
+
+    with friendly_errors():
+        chosen = check_choices(backends, BACKENDS, "--backends")
+        check_number(days, "--days", ge=14)
+        check_number(window_events, "--window-events", ge=1)
+        if lateness is not None:
+            check_number(lateness, "--lateness-s", gt=0)
+        config = ReplayBenchConfig(days=days, window_events=window_events, backends=chosen, lateness_s=lateness)
+        with Progress(console=console, transient=True) as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(task: str, done: int, total: int | None) -> None:
+                if task not in tasks:
+                    tasks[task] = bar.add_task(task, total=total)
+                bar.update(tasks[task], completed=done, total=total)
+
+            results = run_replay_bench(build(), config, _say(as_json), progress)
+        _print_results("slipstream bench replay", results, as_json)

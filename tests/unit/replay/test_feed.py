@@ -46,7 +46,8 @@ class Producer:
 class Json:
     def decode(self, data: bytes | None) -> dict[str, Any]:
         if not data or not data.startswith(b"{"):
-            raise DecodeError("truncated")
+            msg = "truncated"
+            raise DecodeError(msg)
         decoded: dict[str, Any] = json.loads(data)
         return decoded
 

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import tempfile
@@ -368,7 +369,7 @@ def _replay_figures(result: ReplayResult, marks: dict[str, Any], sampler: _Sampl
         "window_time_shares": sampler.shares(),
         "window_time_samples": sum(sampler.counts.values()),
         "diff": {k: v for k, v in result.to_dict()["diff"].items() if k not in ("missing_ids", "extra_ids", "listed")},
-        "diff_first_listed": result.to_dict()["diff"]["listed"][:2],
+        "diff_first_listed": json.loads(json.dumps(result.to_dict()["diff"]["listed"][:2], default=str)),
         "failing": summary.failing,
     }
 

@@ -39,6 +39,7 @@ from slipstream.schemas.exceptions import DecodeError, ProduceError, TopicError
 TXN_TIMEOUT_S = 30.0
 #: Re-sent records (and their log entries) per transaction.
 CHUNK = 500
+_ELECTING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError._TIMED_OUT}
 _READER_GROUP = "slipstream-dead-letters"  # never joined, never committed: readers assign their partitions
 _FENCED = {KafkaError._FENCED, KafkaError._FATAL, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 
@@ -58,11 +59,30 @@ def _reader(bootstrap_servers: str) -> Consumer:
 
 
 def _partitions(client: Consumer | Producer, topic: str) -> list[int]:
-    metadata = client.list_topics(topic, timeout=10).topics.get(topic)
+    try:
+        metadata = client.list_topics(topic, timeout=10).topics.get(topic)
+    except KafkaException as exc:
+        msg = f"cannot read the metadata of {topic!r}: {exc.args[0].str()}"
+        raise TopicError(msg) from exc
     if metadata is None or metadata.error is not None:
         msg = f"topic {topic!r} does not exist on the broker (run `slipstream topics apply`)"
         raise TopicError(msg)
     return sorted(metadata.partitions)
+
+
+def _watermarks(reader: Consumer, topic: str, partition: int, patience_s: float = 30.0) -> tuple[int, int]:
+    """The partition's first and end offsets, waiting out a leader election (a busy or restarting broker)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            low, high = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if not (error.retriable() or error.code() in _ELECTING) or time.monotonic() > deadline:
+                msg = f"cannot read the offsets of {topic}[{partition}]: {exc.args[0].str()}"
+                raise TopicError(msg) from exc
+            time.sleep(0.2)
 
 
 def read_to_end(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> Iterator[Message]:
@@ -72,7 +92,7 @@ def read_to_end(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> 
     try:
         pending: set[int] = set()
         for partition in _partitions(reader, topic):
-            low, high = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            low, high = _watermarks(reader, topic, partition)
             if high > low:
                 pending.add(partition)
         if not pending:
@@ -145,8 +165,7 @@ def find_dead_letter(
     try:
         if coordinate.partition not in _partitions(reader, topic):
             return None
-        tp = TopicPartition(topic, coordinate.partition)
-        low, high = reader.get_watermark_offsets(tp, timeout=10)
+        low, high = _watermarks(reader, topic, coordinate.partition)
         if not low <= coordinate.offset < high:
             return None
         reader.assign([TopicPartition(topic, coordinate.partition, coordinate.offset)])
@@ -257,13 +276,28 @@ def redrive(
     started = now or datetime.now(UTC)
     run_id = redrive_id(started, uuid.uuid4().hex[:8])
     producer = None if dry_run else _transactional_producer(bootstrap_servers, contracts)
-    done = read_redrive_log(bootstrap_servers, contracts, timeout_s)
-    listing = list_dead_letters(bootstrap_servers, contracts, where, quarantine=from_quarantine, timeout_s=timeout_s)
-    allowed = from_quarantine if allow_quarantined is None else allow_quarantined
-    plan = plan_redrive(listing.letters, done, from_quarantine=allowed, limit=limit)
-    report = RedriveReport(run_id, dry_run, plan)
-    if producer is None or not plan.chosen:
-        return report
+    failed = False
+    try:
+        done = read_redrive_log(bootstrap_servers, contracts, timeout_s)
+        listing = list_dead_letters(
+            bootstrap_servers, contracts, where, quarantine=from_quarantine, timeout_s=timeout_s
+        )
+        allowed = from_quarantine if allow_quarantined is None else allow_quarantined
+        plan = plan_redrive(listing.letters, done, from_quarantine=allowed, limit=limit)
+        report = RedriveReport(run_id, dry_run, plan)
+        if producer is not None:
+            _send(producer, contracts, report, started)
+    except ProduceError:
+        failed = True  # fenced or failed: librdkafka refuses to close a producer in its fatal state; the GC frees it
+        raise
+    finally:
+        if producer is not None and not failed:
+            producer.close()
+    return report
+
+
+def _send(producer: Producer, contracts: Contracts, report: RedriveReport, started: datetime) -> None:
+    plan = report.plan
     partitions: dict[str, int] = {}
     for topic in sorted({letter.source_topic for letter in plan.chosen}):
         partitions[topic] = len(_partitions(producer, topic))
@@ -271,12 +305,11 @@ def redrive(
     for start in range(0, len(plan.chosen), CHUNK):
         chunk = plan.chosen[start : start + CHUNK]
         try:
-            _send_chunk(producer, chunk, run_id, started, partitions, log)
+            _send_chunk(producer, chunk, report.redrive_id, started, partitions, log)
         except KafkaException as exc:
             _abort(producer, exc, report)
         report.redriven.extend(chunk)
         report.transactions += 1
-    return report
 
 
 def _abort(producer: Producer, exc: KafkaException, report: RedriveReport) -> None:

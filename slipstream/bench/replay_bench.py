@@ -340,7 +340,8 @@ def _replay(world: World, path: Path, platform: Throwaway, say: Say, progress: P
 
     say(f"replaying the slice on the {platform.backend} platform at full speed…")
     with _Sampler(threading.get_ident()) as sampler:
-        result = replay_slice(path, ReplayOptions(speed=None), world.app.settings, platform=platform, progress=observe)
+        options = ReplayOptions(speed=None, offline_check=True)
+        result = replay_slice(path, options, world.app.settings, platform=platform, progress=observe)
     return _replay_figures(result, marks, sampler)
 
 
@@ -371,6 +372,8 @@ def _replay_figures(result: ReplayResult, marks: dict[str, Any], sampler: _Sampl
         "diff": {k: v for k, v in result.to_dict()["diff"].items() if k not in ("missing_ids", "extra_ids", "listed")},
         "diff_first_listed": json.loads(json.dumps(result.to_dict()["diff"]["listed"][:2], default=str)),
         "failing": summary.failing,
+        # which side equals the offline engine's features (the definition) when the two differ
+        "offline_check": result.offline,
     }
 
 

@@ -194,6 +194,13 @@ def replay(
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Directory for replay.json, replay.html, predictions.jsonl.")
     ] = None,
+    offline_check: Annotated[
+        bool,
+        typer.Option(
+            help="Also compute the window's features with the offline engine from the slice and say which side — "
+            "recorded or replayed — differs from them (which one is right when a reproduction differs)."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Replay a slice through the same feature engine and Kafka scorer on a throwaway Kafka + Redis (testcontainers
@@ -228,7 +235,13 @@ def replay(
             raise InputError(str(exc)) from exc
         app = build()
         options = ReplayOptions(
-            backend=backend.value, model=model, challenger=challenger, speed=pace, tolerance=tol, start_engine=True
+            backend=backend.value,
+            model=model,
+            challenger=challenger,
+            speed=pace,
+            tolerance=tol,
+            start_engine=True,
+            offline_check=offline_check,
         )
         _sigterm_as_interrupt()
         with _progress() as report:
@@ -242,6 +255,12 @@ def replay(
             f"{result.mode} on {result.backend}: {s.matched:,} of {s.recorded:,} recorded predictions matched; "
             f"{s.failing:,} differ beyond ±{tolerance:g}; reports in {paths['html'].parent}/"
         )
+        if result.offline is not None:
+            rec, rep = result.offline["recorded"], result.offline["replayed"]
+            console.print(
+                f"offline engine: recorded features differ from it in {rec['differ']:,} of {rec['checked']:,} "
+                f"predictions, replayed in {rep['differ']:,} of {rep['checked']:,}"
+            )
         if not result.ok:
             msg = f"{s.failing:,} predictions differ (see {paths['html']})"
             raise ReplayMismatch(msg)

@@ -185,6 +185,16 @@ def render(result: ReplayResult) -> str:
             )
             + _deltas(b)
         )
+    if result.offline is not None:
+        rec, rep = result.offline["recorded"], result.offline["replayed"]
+        backtest += "<h2>Against the offline engine</h2>" + _table(
+            [
+                ("recorded predictions whose features differ from it", f"{rec['differ']:,} of {rec['checked']:,}"),
+                ("replayed predictions whose features differ from it", f"{rep['differ']:,} of {rep['checked']:,}"),
+                ("recorded: by feature", rec["by_feature"] or "none"),
+                ("replayed: by feature", rep["by_feature"] or "none"),
+            ]
+        )
     return (
         "<!doctype html><html><head><meta charset=utf-8><title>Slipstream replay</title><style>"
         "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}"

@@ -38,6 +38,7 @@ from slipstream.replay.pipeline import Pipeline
 from slipstream.replay.scope import OUTPUTS, gate_rules
 from slipstream.replay.slice_file import SliceReader
 from slipstream.replay.slice_models import SliceModels
+from slipstream.replay.truth import against_offline, offline_features
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.exceptions import SlipstreamError
 from slipstream.schemas.topics import TopicCatalog
@@ -70,6 +71,7 @@ class ReplayOptions:
     speed: float | None = None  # None: as fast as it goes; N: N times the recorded pace
     tolerance: Tolerance = field(default_factory=Tolerance)
     start_engine: bool = False  # start a Docker engine (root) when none answers
+    offline_check: bool = False  # also compare both sides with the offline engine's features (which side is right)
 
 
 @dataclass
@@ -83,6 +85,7 @@ class ReplayResult:
     counts: dict[str, int]
     models: dict[str, str]
     backtest: dict[str, Any] | None = None
+    offline: dict[str, Any] | None = None
     replayed: list[dict[str, Any]] = field(default_factory=list, repr=False)
     recorded: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
@@ -102,6 +105,7 @@ class ReplayResult:
             "counts": self.counts,
             "models": self.models,
             "backtest": self.backtest,
+            "offline_check": self.offline,
         }
 
 
@@ -263,6 +267,14 @@ def _replay(
     if options.challenger:
         labels = list(reader.records("slice", "labels")) + list(reader.records("history", "labels"))
         challenger = backtest(replayed, models.load_version(local.fraud_model, options.challenger), labels, contracts)
+    offline = None
+    if options.offline_check:
+        progress("offline engine: the third opinion", 0, None)
+        truth = offline_features(reader, contracts, feature_sets()[sets[0]]) if sets else {}
+        offline = {
+            "recorded": against_offline(recorded, truth, options.tolerance),
+            "replayed": against_offline(replayed, truth, options.tolerance),
+        }
     return ReplayResult(
         reader.path,
         "what-if" if options.model else "reproduce",
@@ -280,6 +292,7 @@ def _replay(
         },
         dict(models.sources),
         challenger,
+        offline,
         replayed,
         recorded,
     )

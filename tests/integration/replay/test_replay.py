@@ -41,7 +41,10 @@ def test_a_recorded_window_replays_to_the_same_predictions(
     world = production.world
     live = len(world.live_tx)
     result = replay_slice(
-        recorded_slice.path, ReplayOptions(challenger=world.versions[0]), world.app.settings, platform=services
+        recorded_slice.path,
+        ReplayOptions(challenger=world.versions[0], offline_check=True),
+        world.app.settings,
+        platform=services,
     )
     summary = result.summary
     assert summary.recorded == production.scored == live
@@ -51,6 +54,8 @@ def test_a_recorded_window_replays_to_the_same_predictions(
     assert {p["model_version"] for p in result.replayed} == set(production.versions)
     assert result.counts["dead_lettered"] == production.poisoned
     assert result.ok
+    assert result.offline is not None  # the third opinion: both sides equal the offline engine's features
+    assert result.offline["recorded"] == result.offline["replayed"] == {"checked": live, "differ": 0, "by_feature": {}}
     backtest = result.backtest
     assert backtest is not None
     assert backtest["scored"] == backtest["labelled"] == live

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +71,33 @@ def test_replay_command_on_a_throwaway_platform(
         mine = f"label=slipstream.throwaway.owner={os.getpid()}"  # the command ran in this process
         ps = subprocess.run(["docker", "ps", "-aq", "--filter", mine], capture_output=True, text=True, check=True)
         assert ps.stdout.strip() == ""
+
+
+def test_sigterm_mid_replay_removes_the_platform(
+    recorded_slice: Recorded, services: Services, docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    """Stopped while it replays (SIGTERM, as a supervisor stops it), `slipstream replay` removes its containers and
+    exits 130 like Ctrl-C."""
+    env = os.environ | _env(recorded_slice, services)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slipstream", "replay", str(recorded_slice.path), "--backend", "testcontainers"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    mine = ["docker", "ps", "-aq", "--filter", f"label=slipstream.throwaway.owner={proc.pid}"]
+    try:
+        deadline = time.monotonic() + 120
+        while len(subprocess.run(mine, capture_output=True, text=True, check=True).stdout.split()) < 2:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the replay never started its containers"
+            time.sleep(0.2)
+        time.sleep(3.0)  # into the replay: topics, history, the engine's processes
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert subprocess.run(mine, capture_output=True, text=True, check=True).stdout.strip() == ""

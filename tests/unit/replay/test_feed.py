@@ -136,3 +136,17 @@ def test_the_gate_rules_come_from_the_definitions() -> None:
     rules = gate_rules(["fraud"])
     assert rules["transactions"] == GateRule("event_time", None, ("customer_id", "terminal_id"))
     assert rules["labels"] == GateRule("tx_event_time", "event_time", ("customer_id", "terminal_id"))
+
+
+def test_speed_paces_by_the_recorded_timestamps_and_scores_what_waits() -> None:
+    pipeline = Pipeline()
+    records = [
+        SliceRecord("transactions", 0, i, 1_000 * i, 1, b"k", _tx(i, i, float(i)).value) for i in range(3)
+    ]  # one second apart on the topic
+    feed = _feed(pipeline)
+    feed.speed = 1000.0  # a thousand times the recorded pace: a millisecond apart
+    feed.run(iter(records))
+    waits = [s for kind, s in pipeline.log if kind == "wait"]
+    assert waits and all(0 < s <= 0.002 for s in waits)
+    assert pipeline.log.index(("send", 0)) < pipeline.log.index(("drain", 1)) < pipeline.log.index(("send", 1))
+    assert pipeline.log[-1] == ("drain", 3)

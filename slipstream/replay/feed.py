@@ -56,6 +56,7 @@ class FeedStats:
     scored_inputs: int = 0
     chunks: int = 0
     swaps: int = 0
+    engine_waits: int = 0
     wall_s: float = 0.0
 
 
@@ -65,7 +66,13 @@ class WindowFeed:
     A chunk closes before a record of an entity the chunk already holds at a time more than half the lateness
     away (either way): the engine may apply a chunk's records before the scorer scores the chunk's events, and an
     entity's state is pruned relative to its newest event, so within a chunk no entity may move further than the
-    lateness. Entities that do not repeat put no bound on a chunk (then ``MAX_CHUNK`` does)."""
+    lateness. Entities that do not repeat put no bound on a chunk (then ``MAX_CHUNK`` does).
+
+    A record of a source counted once known (a label) changes an entity's features only through the engine: the
+    scorer applies the scored events itself, not labels. So before scoring an event of an entity a label of this
+    chunk touched, the chunk closes and the engine is waited for until it has applied everything published — the
+    offline engine's "known by t" made deterministic. In production this is a race: a label known a moment before
+    a transaction counts if the engine got there first (docs/replay.md)."""
 
     def __init__(
         self,
@@ -95,6 +102,7 @@ class WindowFeed:
         self.on_progress = on_progress
         self.stats = FeedStats()
         self._chunk: dict[tuple[str, Any], tuple[int, int]] = {}
+        self._known: set[tuple[str, Any]] = set()  # entities a known-by record (a label) of this chunk touched
         self._in_chunk = 0
 
     def run(self, records: Iterator[SliceRecord]) -> FeedStats:
@@ -117,11 +125,15 @@ class WindowFeed:
                         self.stats.swaps += 1
                 t = micros(value[rule.known_by or rule.time_field])
                 keys = [(k, value[k]) for k in rule.keys if value.get(k) is not None]
-                if self._in_chunk >= MAX_CHUNK or any(self._moves(key, t) for key in keys):
+                if record.topic == self.trigger_topic and any(key in self._known for key in keys):
+                    self._gate(engine=True)
+                elif self._in_chunk >= MAX_CHUNK or any(self._moves(key, t) for key in keys):
                     self._gate()
                 for key in keys:
                     lo, hi = self._chunk.get(key, (t, t))
                     self._chunk[key] = (min(lo, t), max(hi, t))
+                if rule.known_by is not None:
+                    self._known.update(keys)
             if record.topic == self.trigger_topic:
                 self.stats.scored_inputs += 1
                 self._in_chunk += 1
@@ -141,12 +153,16 @@ class WindowFeed:
         seen = self._chunk.get(key)
         return seen is not None and (t - seen[0] > self.span_us or seen[1] - t > self.span_us)
 
-    def _gate(self) -> None:
-        """Publish what is queued and let the scorer consume all of it."""
+    def _gate(self, *, engine: bool = False) -> None:
+        """Publish what is queued and let the scorer consume all of it (and, with ``engine``, the engine too)."""
         self.reproducer.flush()
         self.pipeline.drain(self.stats.scored_inputs)
+        if engine:
+            self.pipeline.settle_engine()
+            self.stats.engine_waits += 1
         self.stats.chunks += 1
         self._chunk.clear()
+        self._known.clear()
         self._in_chunk = 0
         self.on_progress(self.stats.records)
 

@@ -87,6 +87,16 @@ class Pipeline:
                 raise ReplayError(msg)
             self.wait(0.25)
 
+    def settle_engine(self, timeout_s: float = 120.0) -> None:
+        """Until the engine has applied and committed everything published (a label before the event it counts for)."""
+        deadline = time.monotonic() + timeout_s
+        while self.engine_lag() > 0:
+            self.check()
+            if time.monotonic() > deadline:
+                msg = f"the feature engine did not apply the window's records within {timeout_s:g} s"
+                raise ReplayError(msg)
+            self.wait(0.01)
+
     def check(self) -> None:
         if self._engine_errors:
             msg = f"the feature engine stopped: {self._engine_errors[0]}"

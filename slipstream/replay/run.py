@@ -288,6 +288,7 @@ def _replay(
             "window_scored_inputs": events,
             "chunks": stats.chunks,
             "swaps": stats.swaps,
+            "engine_waits": stats.engine_waits,
             "dead_lettered": dead,
         },
         dict(models.sources),

@@ -99,14 +99,18 @@ class GateRule:
 
 def gate_rules(names: Iterable[str]) -> dict[str, GateRule]:
     """Per source topic of the named sets: its time (when known, for a source counted once known) and the entity
-    keys of every stage it reaches, for the replay's chunking (:class:`slipstream.replay.feed.WindowFeed`)."""
+    keys of the stages whose views read it (whose state it changes), for the replay's chunking
+    (:class:`slipstream.replay.feed.WindowFeed`)."""
     from slipstream.streams.engine.topology import topology_for
 
-    out: dict[str, GateRule] = {}
+    spec: dict[str, tuple[str, str | None]] = {}
+    keys: dict[str, list[str]] = {}
     for name in names:
-        topology = topology_for(name)
-        keys = tuple(dict.fromkeys(stage.partition_key for stage in topology.stages))
-        for view in topology.feature_set.views:
-            for source in view.sources:
-                out.setdefault(source.topic, GateRule(source.time_field, source.known_by, keys))
-    return out
+        for stage in topology_for(name).stages:
+            for view in stage.views:
+                for source in view.sources:
+                    spec.setdefault(source.topic, (source.time_field, source.known_by))
+                    found = keys.setdefault(source.topic, [])
+                    if stage.partition_key not in found:
+                        found.append(stage.partition_key)
+    return {topic: GateRule(*spec[topic], tuple(keys[topic])) for topic in spec}

@@ -31,6 +31,9 @@ class Pipeline:
     def wait(self, seconds: float) -> None:
         self.log.append(("wait", seconds))
 
+    def settle_engine(self) -> None:
+        self.log.append(("engine", None))
+
 
 class Producer:
     def __init__(self, pipeline: Pipeline) -> None:
@@ -135,7 +138,7 @@ def test_the_recorded_version_is_swapped_in_before_its_first_event() -> None:
 def test_the_gate_rules_come_from_the_definitions() -> None:
     rules = gate_rules(["fraud"])
     assert rules["transactions"] == GateRule("event_time", None, ("customer_id", "terminal_id"))
-    assert rules["labels"] == GateRule("tx_event_time", "event_time", ("customer_id", "terminal_id"))
+    assert rules["labels"] == GateRule("tx_event_time", "event_time", ("terminal_id",))  # only the terminal reads them
 
 
 def test_speed_paces_by_the_recorded_timestamps_and_scores_what_waits() -> None:
@@ -150,3 +153,27 @@ def test_speed_paces_by_the_recorded_timestamps_and_scores_what_waits() -> None:
     assert waits and all(0 < s <= 0.002 for s in waits)
     assert pipeline.log.index(("send", 0)) < pipeline.log.index(("drain", 1)) < pipeline.log.index(("send", 1))
     assert pipeline.log[-1] == ("drain", 3)
+
+
+def test_an_event_after_a_label_of_its_entity_waits_for_the_engine() -> None:
+    """The label reaches the scorer only through the engine: an event of the same terminal after it in the chunk is
+    scored once the engine has applied everything published (the offline engine's "known by t")."""
+    pipeline = Pipeline()
+    label = {"transaction_id": 0, "customer_id": 1, "terminal_id": 7, "tx_event_time": 0, "event_time": 10 * S}
+    records = [
+        _tx(0, 1, 10.0, terminal=8),
+        SliceRecord("labels", 0, 1, 1, 1, b"k", json.dumps(label).encode()),
+        _tx(2, 2, 10.2, terminal=9),  # another terminal: no wait
+        _tx(3, 3, 10.4, terminal=7),  # the label's terminal
+    ]
+    stats = _feed(pipeline).run(iter(records))
+    assert pipeline.log == [
+        ("send", 0),
+        ("send", 1),
+        ("send", 2),
+        ("drain", 2),
+        ("engine", None),
+        ("send", 3),
+        ("drain", 3),
+    ]
+    assert stats.engine_waits == 1

@@ -72,4 +72,8 @@ def test_a_what_if_with_another_model_differs_and_says_so(recorded_slice: Record
     assert result.mode == "what-if" and result.ok
     assert {p["model_version"] for p in result.replayed} == {world.versions[0]}
     assert result.summary.model_version == sum(p["model_version"] != world.versions[0] for p in result.recorded) > 0
-    assert result.summary.features == 0  # the features do not depend on the model
+    diff = result.to_dict()["diff"]
+    assert result.summary.features == 0, (
+        diff["differences"],
+        diff["listed"][:2],
+    )  # features do not depend on the model

@@ -69,9 +69,10 @@ class WindowFeed:
     lateness. Entities that do not repeat put no bound on a chunk (then ``MAX_CHUNK`` does).
 
     A record of a source counted once known (a label) changes an entity's features only through the engine: the
-    scorer applies the scored events itself, not labels. So before scoring an event of an entity a label of this
-    chunk touched, the chunk closes and the engine is waited for until it has applied everything published — the
-    offline engine's "known by t" made deterministic. In production this is a race: a label known a moment before
+    scorer applies the scored events itself, not labels. So before scoring an event of an entity a label touched
+    since the engine last caught up (in this chunk or an earlier one: the engine may lag by hundreds of records),
+    the chunk closes and the engine is waited for until it has applied everything published — the offline
+    engine's "known by t" made deterministic. In production this is a race: a label known a moment before
     a transaction counts if the engine got there first (docs/replay.md)."""
 
     def __init__(
@@ -102,7 +103,8 @@ class WindowFeed:
         self.on_progress = on_progress
         self.stats = FeedStats()
         self._chunk: dict[tuple[str, Any], tuple[int, int]] = {}
-        self._known: set[tuple[str, Any]] = set()  # entities a known-by record (a label) of this chunk touched
+        # entities a known-by record (a label) touched since the engine last applied everything published
+        self._known: set[tuple[str, Any]] = set()
         self._in_chunk = 0
 
     def run(self, records: Iterator[SliceRecord]) -> FeedStats:
@@ -160,9 +162,9 @@ class WindowFeed:
         if engine:
             self.pipeline.settle_engine()
             self.stats.engine_waits += 1
+            self._known.clear()  # every label published so far is applied; until then they stay pending
         self.stats.chunks += 1
         self._chunk.clear()
-        self._known.clear()
         self._in_chunk = 0
         self.on_progress(self.stats.records)
 

@@ -177,3 +177,17 @@ def test_an_event_after_a_label_of_its_entity_waits_for_the_engine() -> None:
         ("drain", 3),
     ]
     assert stats.engine_waits == 1
+
+
+def test_a_label_stays_pending_across_chunks_until_the_engine_caught_up() -> None:
+    pipeline = Pipeline()
+    label = {"transaction_id": 0, "customer_id": 1, "terminal_id": 7, "tx_event_time": 0, "event_time": 10 * S}
+    records = [
+        SliceRecord("labels", 0, 0, 0, 1, b"k", json.dumps(label).encode()),
+        *[_tx(i, 1000 + i, 10.0, terminal=100 + i) for i in range(1, MAX_CHUNK + 2)],  # a gate by MAX_CHUNK between
+        _tx(MAX_CHUNK + 2, 99_999, 10.0, terminal=7),
+        _tx(MAX_CHUNK + 3, 99_998, 10.0, terminal=7),  # the engine caught up once: no second wait
+    ]
+    stats = _feed(pipeline).run(iter(records))
+    assert [kind for kind, _ in pipeline.log if kind in ("drain", "engine")] == ["drain", "drain", "engine", "drain"]
+    assert stats.engine_waits == 1

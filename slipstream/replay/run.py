@@ -259,7 +259,7 @@ def _replay(
             replayed = read_predictions(platform.bootstrap_servers, contracts, expected=scored)
         finally:
             pipeline.close()
-            _cleanup(platform, prefix, options)
+            _cleanup(platform, prefix)
     summary = diff_predictions(recorded, replayed, options.tolerance)
     events = stats.scored_inputs
     timings["events_per_s"] = stats.records / stats.wall_s if stats.wall_s > 0 else 0.0
@@ -299,9 +299,8 @@ def _replay(
     )
 
 
-def _cleanup(platform: PlatformLike, prefix: str, options: ReplayOptions) -> None:
+def _cleanup(platform: PlatformLike, prefix: str) -> None:
     """On a given (shared) platform, the replay's topics go; a throwaway one is removed whole by its owner."""
-    del options
     admin = TopicAdmin(platform.bootstrap_servers)
     with contextlib.suppress(SlipstreamError):  # best effort: a throwaway broker goes anyway
         admin.delete(admin.matching(prefix))

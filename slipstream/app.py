@@ -95,6 +95,7 @@ class Slipstream:
             nice=max(s.engine_nice, COLOCATED_NICE) if colocated else s.engine_nice,
             idle_class=colocated and s.engine_idle_class,
             worker_id=s.worker_id,
+            schema_registry_url=s.schema_registry_url,
         )
 
     def ensure_platform(self) -> None:

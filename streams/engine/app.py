@@ -103,7 +103,7 @@ def run_threads(
     on_batch: Callable[[str, StageStats], None] | None = None,
 ) -> dict[str, StageStats]:
     """Every stage in a thread; returns when ``stop`` is set, or when all stages were idle ``until_idle_s``."""
-    contracts = Contracts.default(job.prefix)
+    contracts = Contracts.default(job.prefix, job.settings.schema_registry_url)
     per_stage = _PerStage(on_batch)
     errors: list[BaseException] = []
 
@@ -150,7 +150,7 @@ def _stage_process(
     # Co-located with a scorer: give it the CPU (see streams/engine/background.py and Settings.engine_nice).
     for refusal in yield_cpu(nice=job.settings.nice, idle_class=job.settings.idle_class):
         log.warning("engine stage %s could not yield the CPU by %s", stage, refusal)
-    contracts = Contracts.default(job.prefix)
+    contracts = Contracts.default(job.prefix, job.settings.schema_registry_url)
 
     def report(stats: StageStats) -> None:
         queue.put((stage, worker, stats))

@@ -86,6 +86,9 @@ class EngineSettings:
     # Progress reports (``on_batch``) at most this often: in process mode each one is a message to the parent, and
     # one per batch (~500 a second per stage at 1k events/s) woke the parent as often and cost the stage ~10 % CPU.
     report_interval_s: float = 0.1
+    # The composition root's wire format: the Confluent framing when a schema registry is configured (every stage
+    # process builds its contracts from this, as every other processor gets them from the root).
+    schema_registry_url: str | None = None
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ Schemas are registered under the subject ``<topic>-value`` (TopicNameStrategy) o
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 import threading
@@ -55,6 +56,16 @@ class SchemaRegistryClient(Protocol):
     def get_schema(self, schema_id: int) -> Any: ...
 
 
+@functools.cache
+def _client_for(url: str) -> SchemaRegistryClient:
+    """One registry client (one connection pool, one cache of ids) per URL per process, whatever the number of
+    contracts objects built over it."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient as _Client
+
+    client: SchemaRegistryClient = _Client({"url": url})
+    return client
+
+
 class ConfluentFraming:
     """Confluent wire format against a schema registry (``schema_registry_url`` in settings)."""
 
@@ -69,9 +80,7 @@ class ConfluentFraming:
 
     @classmethod
     def from_url(cls, registry: SchemaRegistry, url: str) -> ConfluentFraming:
-        from confluent_kafka.schema_registry import SchemaRegistryClient as _Client
-
-        return cls(registry, _Client({"url": url}))
+        return cls(registry, _client_for(url))
 
     def frame(self, topic: str, schema: SchemaVersion, body: bytes) -> bytes:
         key = (topic, schema.fingerprint)

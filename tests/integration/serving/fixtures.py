@@ -72,8 +72,20 @@ def publish(services: Services, contracts: Contracts, topic: str, records: Seque
             producer.send(topic, record)
 
 
-def run_engine(services: Services, contracts: Contracts, project: str, stop: threading.Event | None = None) -> None:
-    settings = EngineSettings(services.bootstrap_servers, services.redis_url, project=project, lateness_s=2.0)
+def run_engine(
+    services: Services,
+    contracts: Contracts,
+    project: str,
+    stop: threading.Event | None = None,
+    schema_registry_url: str | None = None,
+) -> None:
+    settings = EngineSettings(
+        services.bootstrap_servers,
+        services.redis_url,
+        project=project,
+        lateness_s=2.0,
+        schema_registry_url=schema_registry_url,
+    )
     job = EngineJob(settings, contracts.catalog.prefix, "fraud")
     run_threads(job, stop or threading.Event(), until_idle_s=None if stop else 3.0)
 
@@ -119,9 +131,12 @@ class FraudWorld:
     versions: list[str]
 
 
-def build_world(services: Services, contracts: Contracts, tmp: Path) -> FraudWorld:
+def build_world(
+    services: Services, contracts: Contracts, tmp: Path, *, schema_registry_url: str | None = None
+) -> FraudWorld:
     """40 days of a small simulated world: 35 days of history (with the labels known by then) in the online store;
-    the transactions of the next day are the live traffic. Two fraud models registered, the first promoted."""
+    the transactions of the next day are the live traffic. Two fraud models registered, the first promoted.
+    ``schema_registry_url``: every process of the world speaks the Confluent wire format (``contracts`` must too)."""
     from tests.fraud_reference import small_fraud_streams
 
     tx, labels = small_fraud_streams(n_customers=100, n_terminals=200, days=37)
@@ -133,9 +148,10 @@ def build_world(services: Services, contracts: Contracts, tmp: Path) -> FraudWor
     project = f"t{uuid.uuid4().hex[:8]}"
     publish(services, contracts, "transactions", history_tx)
     publish(services, contracts, "labels", history_labels)
-    run_engine(services, contracts, project)
+    run_engine(services, contracts, project, schema_registry_url=schema_registry_url)
 
     settings = load_settings(
+        schema_registry_url=schema_registry_url,
         kafka_bootstrap_servers=services.bootstrap_servers,
         redis_url=services.redis_url,
         state_dir=tmp,

@@ -25,6 +25,11 @@ _VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 _HEAP_RE = re.compile(r"^[1-9]\d*[kKmMgG]$")
 _IMAGE_RE = re.compile(r"^[a-z0-9][A-Za-z0-9._/:@-]*$")
 
+# A KRaft quorum of N controllers survives the loss of (N - 1) // 2: two nodes survive nothing, so 2 is refused.
+MAX_BROKERS = 9
+# Node n (1-based) of a cluster listens on kafka_port + PORT_STRIDE * (n - 1) and controller_port + the same.
+PORT_STRIDE = 2
+
 
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "slipstream"
@@ -47,6 +52,15 @@ def _check_port(name: str, port: int) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class KafkaNodeAddress:
+    """One KRaft node (broker and controller in one JVM) of the local platform: its id and its two ports."""
+
+    node_id: int
+    kafka_port: int
+    controller_port: int
+
+
+@dataclass(frozen=True, slots=True)
 class PlatformConfig:
     """Where and how the local Kafka broker and Redis run.
 
@@ -56,6 +70,10 @@ class PlatformConfig:
     the container images of a throwaway platform; when one is neither in the engine nor pullable, a local image is
     built instead (:mod:`slipstream.infra.images`). A Kafka image must hold the jars in ``/opt/kafka/libs`` and a
     ``java`` on PATH, as the official one does.
+
+    ``brokers`` is 1 (one combined broker+controller node, the default) or 3..9: a local KRaft cluster of that many
+    combined nodes (ids 1..N, all of them controllers), node n on ``kafka_port + 2*(n-1)`` and
+    ``controller_port + 2*(n-1)`` (see :attr:`kafka_nodes`); local backend only.
     """
 
     state_dir: Path = Path(".slipstream")
@@ -70,6 +88,7 @@ class PlatformConfig:
     startup_timeout_s: float = 90
     kafka_image: str | None = None
     redis_image: str = "redis:7-alpine"
+    brokers: int = 1
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -95,6 +114,7 @@ class PlatformConfig:
             if image is not None and not _IMAGE_RE.match(str(image)):
                 msg = f"{name} {image!r} is not an image reference such as 'apache/kafka:4.3.1'"
                 raise InfraConfigError(msg)
+        self._check_brokers()
         if not self.startup_timeout_s > 0:
             msg = f"startup_timeout_s {self.startup_timeout_s!r} must be a positive number of seconds"
             raise InfraConfigError(msg)
@@ -102,10 +122,50 @@ class PlatformConfig:
         object.__setattr__(self, "state_dir", Path(self.state_dir))
         object.__setattr__(self, "cache_dir", Path(self.cache_dir))
 
+    def _check_brokers(self) -> None:
+        brokers = self.brokers
+        valid = (
+            isinstance(brokers, int) and not isinstance(brokers, bool) and (brokers == 1 or 3 <= brokers <= MAX_BROKERS)
+        )
+        if not valid:
+            msg = f"brokers {brokers!r} is not 1 or 3..{MAX_BROKERS} (a KRaft quorum of 2 cannot lose a node)"
+            raise InfraConfigError(msg)
+        if brokers == 1:
+            return
+        if self.backend == "docker":
+            msg = f"brokers {brokers} needs the local backend; the Docker backend runs one node (backend 'docker')"
+            raise InfraConfigError(msg)
+        owners: dict[int, str] = {}
+        for node in self.kafka_nodes:
+            for kind, port in (("kafka_port", node.kafka_port), ("controller_port", node.controller_port)):
+                offset = PORT_STRIDE * (node.node_id - 1)
+                name = f"node {node.node_id}'s {kind}" + (f" ({kind}+{offset})" if offset else "")
+                if port > 65535:
+                    msg = f"{name} would be {port}, above 65535; choose a lower {kind}"
+                    raise InfraConfigError(msg)
+                if port in owners:
+                    msg = (
+                        f"port {port} is both {owners[port]} and {name}: with {brokers} brokers choose kafka_port and "
+                        f"controller_port whose nodes' ports do not overlap (e.g. 9092 and 9093)"
+                    )
+                    raise InfraConfigError(msg)
+                owners[port] = name
+
+    @property
+    def kafka_nodes(self) -> tuple[KafkaNodeAddress, ...]:
+        """The Kafka nodes: ids 1..``brokers``, node n on ``kafka_port + 2*(n-1)`` / ``controller_port + 2*(n-1)``."""
+        return tuple(
+            KafkaNodeAddress(n, self.kafka_port + PORT_STRIDE * (n - 1), self.controller_port + PORT_STRIDE * (n - 1))
+            for n in range(1, self.brokers + 1)
+        )
+
     @property
     def bootstrap_servers(self) -> str:
-        """``host:port`` for Kafka clients, e.g. ``"127.0.0.1:9092"``."""
-        return f"{self.kafka_host}:{self.kafka_port}"
+        """``host:port[,host:port...]`` for Kafka clients, every node: ``"127.0.0.1:9092"`` for one broker,
+        ``"127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"`` for three."""
+        if self.brokers == 1:
+            return f"{self.kafka_host}:{self.kafka_port}"
+        return ",".join(f"{self.kafka_host}:{node.kafka_port}" for node in self.kafka_nodes)
 
     @property
     def redis_url(self) -> str:

@@ -7,7 +7,7 @@ import re
 import uuid
 from pathlib import Path, PurePath
 
-from slipstream.infra.config import PlatformConfig
+from slipstream.infra.config import KafkaNodeAddress, PlatformConfig
 
 NODE_ID = 1
 
@@ -56,6 +56,40 @@ def server_properties(config: PlatformConfig, data_dir: PurePath) -> dict[str, s
     }
 
 
+def cluster_server_properties(config: PlatformConfig, node: KafkaNodeAddress, data_dir: PurePath) -> dict[str, str]:
+    """Settings of node ``node`` of a ``config.brokers``-node KRaft cluster: every node is broker and controller.
+
+    The quorum is *static* (``controller.quorum.voters``: every node, fixed by ``brokers``), so each node's storage is
+    formatted with the cluster id alone. Replication is what a cluster is for: new topics and the internal ones get
+    ``min(3, brokers)`` replicas and ``min.insync.replicas`` 2, so an ``acks=all`` write survives the loss of a node
+    and the cluster keeps accepting writes with one node down.
+    """
+    host = config.kafka_host
+    broker = f"{host}:{node.kafka_port}"
+    controller = f"{host}:{node.controller_port}"
+    replicas = str(min(3, config.brokers))
+    voters = ",".join(f"{n.node_id}@{host}:{n.controller_port}" for n in config.kafka_nodes)
+    props = server_properties(config, data_dir)
+    del props["controller.quorum.bootstrap.servers"]
+    props.update(
+        {
+            "node.id": str(node.node_id),
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
+            "advertised.listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
+            "default.replication.factor": replicas,
+            "min.insync.replicas": "2",
+            "offsets.topic.replication.factor": replicas,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": "2",
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": "2",
+            "unclean.leader.election.enable": "false",
+        }
+    )
+    return props
+
+
 def render_properties(props: dict[str, str]) -> str:
     """Java ``.properties`` text; values here never need escaping beyond backslashes."""
     lines = ["# Written by slipstream infra; edits are overwritten on the next `up`."]
@@ -76,9 +110,12 @@ def classpath(libs: Path) -> str:
     return f"{libs}/*"
 
 
-def format_command(java: str, libs: Path, props_file: Path, cluster_id: str) -> list[str]:
-    """``kafka-storage format --standalone``: a single-node dynamic quorum (KIP-853, Kafka 3.9+)."""
-    return [
+def format_command(java: str, libs: Path, props_file: Path, cluster_id: str, *, standalone: bool = True) -> list[str]:
+    """``kafka-storage format --standalone``: a single-node dynamic quorum (KIP-853, Kafka 3.9+).
+
+    ``standalone=False`` formats a node of a static quorum (``controller.quorum.voters`` in its properties).
+    """
+    cmd = [
         java,
         "-cp",
         classpath(libs),
@@ -88,8 +125,8 @@ def format_command(java: str, libs: Path, props_file: Path, cluster_id: str) -> 
         str(props_file),
         "--cluster-id",
         cluster_id,
-        "--standalone",
     ]
+    return [*cmd, "--standalone"] if standalone else cmd
 
 
 def broker_command(

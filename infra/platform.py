@@ -9,6 +9,7 @@ from slipstream.infra.base import ServiceStatus
 from slipstream.infra.config import PlatformConfig
 from slipstream.infra.docker_platform import DockerPlatform, compose_available, docker_engine_available
 from slipstream.infra.exceptions import InfraError
+from slipstream.infra.kafka_cluster import LocalKafkaCluster, running_nodes, stop_nodes
 from slipstream.infra.kafka_local import LocalKafka
 from slipstream.infra.redis_local import LocalRedis
 
@@ -25,6 +26,11 @@ class Platform:
     ``backend="auto"`` uses Docker when an engine (with Compose) answers, except that a local platform that
     is already running keeps being used, so ``down`` always stops what ``up`` started. ``progress`` receives
     short human messages ("resolving Kafka 4.3.1 jars from Maven Central ...", "waiting for broker ...").
+
+    With ``config.brokers`` 3 (local backend only) Kafka is a cluster of three KRaft nodes (:attr:`kafka_cluster`,
+    :mod:`slipstream.infra.kafka_cluster`); ``up``/``down``/``status`` cover every node, and a chaos drill stops
+    and starts one node at a time with :meth:`stop_broker`, :meth:`start_broker` and :meth:`restart_broker`.
+    ``down`` stops cluster nodes running from the state directory whatever ``brokers`` says.
     """
 
     def __init__(
@@ -38,6 +44,7 @@ class Platform:
         self._progress = progress or _quiet
         self._docker_available = docker_available or (lambda: docker_engine_available() and compose_available())
         self.kafka = LocalKafka(config, self._progress)
+        self.kafka_cluster = LocalKafkaCluster(config, self._progress) if config.brokers > 1 else None
         self.redis = LocalRedis(config, self._progress)
         self.docker = DockerPlatform(config, self._progress)
         self._backend: ResolvedBackend | None = None
@@ -57,6 +64,9 @@ class Platform:
         """
         if self.backend_name == "docker":
             return self.docker.up()
+        if self.kafka_cluster is not None:
+            return self._up_cluster(self.kafka_cluster)
+        self._refuse_other_kafka()
         started: list[LocalKafka | LocalRedis] = []
         try:
             kafka_was_running = self.kafka.running_pid() is not None
@@ -84,16 +94,96 @@ class Platform:
             self.kafka.wipe()
         else:
             self.kafka.down()
+        if self.kafka_cluster is not None and wipe:
+            self.kafka_cluster.wipe()
+        else:  # whatever `brokers` says now: nodes started with another setting are ours to stop too
+            stop_nodes(self.config.kafka_state_dir.expanduser().resolve(), self._progress)
+
+    # -- one Kafka node at a time (chaos drills; a cluster of brokers >= 3 only) -------------------------------
+
+    def stop_broker(self, node_id: int) -> None:
+        """Stop Kafka node ``node_id`` (1..brokers): SIGTERM, then wait until its JVM has exited.
+
+        See :meth:`LocalKafkaCluster.stop_broker`; :class:`InfraError` on a single-node platform."""
+        self._cluster_for("stop_broker").stop_broker(node_id)
+
+    def start_broker(self, node_id: int, *, in_sync: bool = True, timeout_s: float | None = None) -> ServiceStatus:
+        """Start Kafka node ``node_id`` again; return once the metadata lists it as a live broker (and, with
+        ``in_sync``, it is back in every ISR it belongs to). See :meth:`LocalKafkaCluster.start_broker`."""
+        return self._cluster_for("start_broker").start_broker(node_id, in_sync=in_sync, timeout_s=timeout_s)
+
+    def restart_broker(self, node_id: int, *, in_sync: bool = True, timeout_s: float | None = None) -> ServiceStatus:
+        """:meth:`stop_broker` then :meth:`start_broker`."""
+        return self._cluster_for("restart_broker").restart_broker(node_id, in_sync=in_sync, timeout_s=timeout_s)
+
+    def _cluster_for(self, operation: str) -> LocalKafkaCluster:
+        if self.kafka_cluster is None or self.backend_name != "local":
+            brokers = self.config.brokers
+            msg = f"{operation} needs a local Kafka cluster (brokers >= 3); this platform has brokers {brokers}"
+            raise InfraError(msg)
+        return self.kafka_cluster
+
+    def _up_cluster(self, cluster: LocalKafkaCluster) -> dict[str, ServiceStatus]:
+        """Launch the missing nodes, start Redis while they boot, wait for all; undo what this call started on error."""
+        if (pid := self.kafka.running_pid()) is not None:
+            msg = (
+                f"a single-node Kafka (pid {pid}) runs from {self.kafka.home}; stop it (`slipstream infra down`) "
+                f"before starting brokers {self.config.brokers}"
+            )
+            raise InfraError(msg)
+        was_running = {n for n, node in cluster.nodes.items() if node.running_pid() is not None}
+        redis_was_running = self.redis.running_pid() is not None
+        try:
+            cluster.start()
+            redis = self.redis.up()
+            kafka = cluster.wait_ready()
+            nodes = cluster.node_statuses()
+        except (InfraError, KeyboardInterrupt):
+            if not was_running:
+                cluster.down()
+            for node_id in sorted(set(cluster.nodes) - was_running):
+                if was_running and cluster.nodes[node_id].running_pid() is not None:
+                    cluster.stop_broker(node_id)
+            if not redis_was_running:
+                self.redis.down()
+            raise
+        return {"kafka": kafka, **{status.name: status for status in nodes.values()}, "redis": redis}
+
+    def _refuse_other_kafka(self) -> None:
+        """A single node cannot start while cluster nodes hold the same state directory and ports."""
+        running = running_nodes(self.config.kafka_state_dir.expanduser().resolve())
+        if running:
+            msg = (
+                f"Kafka cluster nodes {sorted(running)} run from {self.config.kafka_state_dir}; pass brokers "
+                f"{len(running)} (--brokers, SLIPSTREAM_KAFKA_BROKERS) or stop them (`slipstream infra down`)"
+            )
+            raise InfraError(msg)
 
     def status(self) -> dict[str, ServiceStatus]:
         if self.backend_name == "docker":
             return self.docker.status()
+        if self.kafka_cluster is not None:
+            nodes = {status.name: status for status in self.kafka_cluster.node_statuses().values()}
+            return {"kafka": self.kafka_cluster.status(), **nodes, "redis": self.redis.status()}
         return {"kafka": self.kafka.status(), "redis": self.redis.status()}
 
     def status_json(self) -> dict[str, dict[str, object]]:
-        """``{"kafka": {"up", "bootstrap_servers", "version", ...}, "redis": {"up", "url", "version", ...}}``."""
+        """``{"kafka": {"up", "bootstrap_servers", "version", ...}, "redis": {"up", "url", "version", ...}}``; a
+        cluster adds one entry per node after ``"kafka"``: ``"kafka-1": {"up", "bootstrap_servers", "pid", ...}``."""
         statuses = self.status()
         kafka, redis = statuses["kafka"], statuses["redis"]
+        nodes: dict[str, dict[str, object]] = {
+            name: {
+                "up": node.up,
+                "bootstrap_servers": node.address,
+                "version": node.version,
+                "backend": node.backend,
+                "pid": node.pid,
+                "detail": node.detail,
+            }
+            for name, node in statuses.items()
+            if name.startswith("kafka-")
+        }
         return {
             "kafka": {
                 "up": kafka.up,
@@ -103,6 +193,7 @@ class Platform:
                 "pid": kafka.pid,
                 "detail": kafka.detail,
             },
+            **nodes,
             "redis": {
                 "up": redis.up,
                 "url": redis.address,
@@ -118,6 +209,8 @@ class Platform:
             return "local"
         if self.config.backend == "docker":
             return "docker"
+        if self.kafka_cluster is not None:  # the Docker backend runs one node
+            return "local"
         if self.kafka.running_pid() is not None or self.redis.running_pid() is not None:
             return "local"
         return "docker" if self._docker_available() else "local"

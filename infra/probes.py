@@ -43,6 +43,25 @@ def kafka_metadata(bootstrap_servers: str, timeout_s: float) -> KafkaMetadata | 
     )
 
 
+def kafka_partitions_out_of_sync(bootstrap_servers: str, node_id: int, timeout_s: float) -> int | None:
+    """How many partitions list broker ``node_id`` as a replica but not in their ISR (0: it is fully caught up);
+    None if the cluster does not answer within ``timeout_s``."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    client = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    try:
+        metadata = client.list_topics(timeout=timeout_s)
+    except KafkaException:
+        return None
+    return sum(
+        1
+        for topic in metadata.topics.values()
+        for partition in topic.partitions.values()
+        if node_id in partition.replicas and node_id not in partition.isrs
+    )
+
+
 def redis_version(host: str, port: int, timeout_s: float) -> str | None:
     """``PING`` Redis at ``host:port`` and return its ``redis_version``; None if it does not answer."""
     import redis

@@ -102,6 +102,14 @@ def stop_nodes(kafka_home: Path, progress: Callable[[str], None] = _quiet) -> No
         (kafka_home / f"{NODE_DIR_PREFIX}{node_id}" / "kafka.pid").unlink(missing_ok=True)
 
 
+def wipe_nodes(kafka_home: Path, progress: Callable[[str], None] = _quiet) -> None:
+    """Stop every cluster node under ``kafka_home``, then delete the node directories and the cluster record."""
+    stop_nodes(kafka_home, progress)
+    for path in node_dirs(kafka_home).values():
+        shutil.rmtree(path, ignore_errors=True)
+    (kafka_home / "cluster.json").unlink(missing_ok=True)
+
+
 class LocalKafkaCluster:
     """Starts, stops and inspects the ``config.brokers``-node local cluster; one node at a time for drills."""
 
@@ -182,11 +190,8 @@ class LocalKafkaCluster:
 
     def wipe(self) -> None:
         """Stop the nodes and delete every node directory and the cluster record: the next ``up()`` formats anew."""
-        self.down()
         with _proc.file_lock(self._lock):
-            for path in node_dirs(self.home).values():
-                shutil.rmtree(path, ignore_errors=True)
-            self._record.unlink(missing_ok=True)
+            wipe_nodes(self.home, self._progress)
 
     def status(self) -> ServiceStatus:
         """The cluster as one service: up when every node runs and is a live broker."""

@@ -9,8 +9,9 @@ from slipstream.infra.base import ServiceStatus
 from slipstream.infra.config import PlatformConfig
 from slipstream.infra.docker_platform import DockerPlatform, compose_available, docker_engine_available
 from slipstream.infra.exceptions import InfraError
-from slipstream.infra.kafka_cluster import LocalKafkaCluster, running_nodes, stop_nodes
+from slipstream.infra.kafka_cluster import LocalKafkaCluster, running_nodes, stop_nodes, wipe_nodes
 from slipstream.infra.kafka_local import LocalKafka
+from slipstream.infra.redis_cluster_local import LocalRedisCluster
 from slipstream.infra.redis_local import LocalRedis
 
 ResolvedBackend = Literal["local", "docker"]
@@ -45,7 +46,10 @@ class Platform:
         self._docker_available = docker_available or (lambda: docker_engine_available() and compose_available())
         self.kafka = LocalKafka(config, self._progress)
         self.kafka_cluster = LocalKafkaCluster(config, self._progress) if config.brokers > 1 else None
-        self.redis = LocalRedis(config, self._progress)
+        # With config.redis_cluster, three local masters (a chaos drill: self.redis.ports, stop_node, start_node).
+        self.redis: LocalRedis | LocalRedisCluster = (
+            LocalRedisCluster(config, self._progress) if config.redis_cluster else LocalRedis(config, self._progress)
+        )
         self.docker = DockerPlatform(config, self._progress)
         self._backend: ResolvedBackend | None = None
 
@@ -67,7 +71,7 @@ class Platform:
         if self.kafka_cluster is not None:
             return self._up_cluster(self.kafka_cluster)
         self._refuse_other_kafka()
-        started: list[LocalKafka | LocalRedis] = []
+        started: list[LocalKafka | LocalRedis | LocalRedisCluster] = []
         try:
             kafka_was_running = self.kafka.running_pid() is not None
             kafka_pid = self.kafka.start()
@@ -94,10 +98,12 @@ class Platform:
             self.kafka.wipe()
         else:
             self.kafka.down()
-        if self.kafka_cluster is not None and wipe:
-            self.kafka_cluster.wipe()
-        else:  # whatever `brokers` says now: nodes started with another setting are ours to stop too
-            stop_nodes(self.config.kafka_state_dir.expanduser().resolve(), self._progress)
+        # Whatever `brokers` says now: cluster nodes started with another setting are ours to stop (and wipe) too.
+        kafka_home = self.config.kafka_state_dir.expanduser().resolve()
+        if wipe:
+            wipe_nodes(kafka_home, self._progress)
+        else:
+            stop_nodes(kafka_home, self._progress)
 
     # -- one Kafka node at a time (chaos drills; a cluster of brokers >= 3 only) -------------------------------
 
@@ -210,6 +216,8 @@ class Platform:
         if self.config.backend == "docker":
             return "docker"
         if self.kafka_cluster is not None:  # the Docker backend runs one node
+            return "local"
+        if self.config.redis_cluster:  # the Docker backend runs one Redis
             return "local"
         if self.kafka.running_pid() is not None or self.redis.running_pid() is not None:
             return "local"

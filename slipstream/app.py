@@ -40,6 +40,7 @@ class Slipstream:
             kafka_port=s.kafka_port,
             controller_port=s.controller_port,
             kafka_heap=s.kafka_heap,
+            brokers=s.kafka_brokers,
             redis_port=s.redis_port,
             startup_timeout_s=s.startup_timeout_s,
         )

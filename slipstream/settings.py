@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from slipstream.exceptions import ConfigError
+from slipstream.infra.config import MAX_BROKERS
 
 _HEAP = re.compile(r"^\d+[kKmMgG]$")
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
@@ -34,6 +35,13 @@ class Settings(BaseSettings):
     kafka_port: int = Field(9092, ge=1, le=65535)
     controller_port: int = Field(9093, ge=1, le=65535)
     kafka_heap: str = Field("512m", description="JVM heap of the local broker.")
+    kafka_brokers: int = Field(
+        1,
+        description=(
+            "Kafka nodes of the local platform: 1, or 3..9 for a KRaft cluster (local backend; node n on "
+            "kafka_port+2*(n-1) and controller_port+2*(n-1); topics get 3 replicas and min.insync.replicas 2)."
+        ),
+    )
     redis_port: int = Field(6379, ge=1, le=65535)
     startup_timeout_s: float = Field(120.0, gt=0)
     kafka_bootstrap_servers: str | None = Field(
@@ -125,6 +133,14 @@ class Settings(BaseSettings):
     def _heap(cls, value: str) -> str:
         if not _HEAP.match(value):
             msg = f"kafka_heap must look like 512m or 1g, got {value!r}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("kafka_brokers")
+    @classmethod
+    def _brokers(cls, value: int) -> int:
+        if value != 1 and not 3 <= value <= MAX_BROKERS:
+            msg = f"kafka_brokers must be 1 or 3..{MAX_BROKERS} (a KRaft quorum of 2 cannot lose a node), got {value!r}"
             raise ValueError(msg)
         return value
 

@@ -33,19 +33,32 @@ Backend = Annotated[
         help="auto (Docker when an engine answers, else local), local or docker.", envvar="SLIPSTREAM_BACKEND"
     ),
 ]
+Brokers = Annotated[
+    int | None,
+    typer.Option(
+        help="Kafka nodes: 1, or 3 for a local KRaft cluster (every node broker + controller, ports kafka_port+2*i; "
+        "topics get 3 replicas and min.insync.replicas 2).",
+        envvar="SLIPSTREAM_KAFKA_BROKERS",
+    ),
+]
 Prefix = Annotated[
     str | None, typer.Option(help="Namespace prepended to every topic name.", envvar="SLIPSTREAM_TOPIC_PREFIX")
 ]
 
 
 @infra_app.command()
-def up(backend: Backend = None, topics: Annotated[bool, typer.Option(help="Also apply the topics.")] = True) -> None:
+def up(
+    backend: Backend = None,
+    topics: Annotated[bool, typer.Option(help="Also apply the topics.")] = True,
+    brokers: Brokers = None,
+) -> None:
     """Start Kafka 4 (KRaft) and Redis if they are not running, wait until they answer, apply the topics.
 
     Safe to repeat: running services are reused. Jars are resolved once from Maven Central into the cache.
+    With --brokers 3: three Kafka nodes on 127.0.0.1, node n on kafka_port+2*(n-1) (9092, 9094, 9096).
     """
     with friendly_errors():
-        app = build(backend=backend)
+        app = build(backend=backend, kafka_brokers=brokers)
         statuses = app.platform.up()
         for status in statuses.values():
             console.print(
@@ -58,18 +71,22 @@ def up(backend: Backend = None, topics: Annotated[bool, typer.Option(help="Also 
 @infra_app.command()
 def down(
     wipe: Annotated[bool, typer.Option(help="Also delete the broker's data (a fresh cluster next time).")] = False,
+    brokers: Brokers = None,
 ) -> None:
-    """Stop the services that `slipstream infra up` started (and nothing else)."""
+    """Stop the services that `slipstream infra up` started (and nothing else); every Kafka node of a cluster."""
     with friendly_errors():
-        build().platform.down(wipe=wipe)
+        build(kafka_brokers=brokers).platform.down(wipe=wipe)
         console.print("[green]✓[/green] stopped")
 
 
 @infra_app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False) -> None:
-    """Show whether Kafka and Redis are up, where, and which versions."""
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    brokers: Brokers = None,
+) -> None:
+    """Show whether Kafka and Redis are up, where, and which versions; with --brokers 3, each Kafka node too."""
     with friendly_errors():
-        app = build()
+        app = build(kafka_brokers=brokers)
         report = app.platform.status_json()
         if as_json:
             out.print_json(json.dumps(report))

@@ -37,3 +37,18 @@ def test_settings_are_frozen() -> None:
     settings = load_settings()
     with pytest.raises(Exception, match="frozen"):
         settings.topic_prefix = "x"  # type: ignore[misc]
+
+
+def test_kafka_brokers_reach_the_platform(monkeypatch: pytest.MonkeyPatch) -> None:
+    from slipstream.app import Slipstream
+
+    monkeypatch.setenv("SLIPSTREAM_KAFKA_BROKERS", "3")
+    config = Slipstream(load_settings()).platform_config
+    assert config.brokers == 3
+    assert config.bootstrap_servers == "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"
+
+
+def test_two_kafka_brokers_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLIPSTREAM_KAFKA_BROKERS", "2")
+    with pytest.raises(ConfigError, match=r"^[^\n]*SLIPSTREAM_KAFKA_BROKERS='2'.*1 or 3\.\.9"):
+        load_settings()

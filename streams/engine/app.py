@@ -140,7 +140,7 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _stage_process(
+def stage_process(
     job: EngineJob, stage: str, worker: int, until_idle_s: float | None, queue: Any, parent: int
 ) -> None:
     stop = threading.Event()
@@ -172,7 +172,7 @@ def run_processes(
     queue = ctx.Queue()
     procs = {
         (s, i): ctx.Process(
-            target=_stage_process, args=(job, s, i, until_idle_s, queue, os.getpid()), name=f"engine-{s}-{i}"
+            target=stage_process, args=(job, s, i, until_idle_s, queue, os.getpid()), name=f"engine-{s}-{i}"
         )
         for s, i in job.members()
     }
@@ -219,4 +219,4 @@ def stage_list(value: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in value.split(",") if s.strip()) if value else ()
 
 
-__all__: Sequence[str] = ("EngineJob", "run_processes", "run_threads", "stage_list")
+__all__: Sequence[str] = ("EngineJob", "run_processes", "run_threads", "stage_list", "stage_process")

@@ -91,6 +91,11 @@ class EngineSettings:
     schema_registry_url: str | None = None
 
 
+def engine_group(prefix: str, feature_set: str, stage: str) -> str:
+    """The consumer group of one stage: every worker of the stage, on any host, joins it."""
+    return f"{prefix}slipstream-engine-{feature_set}-{stage}"
+
+
 @dataclass(slots=True)
 class StageStats:
     consumed: int = 0
@@ -172,7 +177,7 @@ class StageRunner:
             if contracts.spec(logical).value_schema:
                 fields = (f["name"] for f in contracts.serde(logical).schema.raw["fields"])
                 check_fields(topology, logical, fields)
-        group = f"{prefix}slipstream-engine-{topology.feature_set.name}-{stage.name}"
+        group = engine_group(prefix, topology.feature_set.name, stage.name)
         config: dict[str, Any] = {
             "bootstrap.servers": settings.bootstrap_servers,
             "group.id": group,

@@ -61,6 +61,7 @@ draws that branch). The whole tree, one class a line with the module that define
     │   └── ServiceTimeoutError        (slipstream.infra.exceptions)  a service was not ready in time
     ├── DemoError                      (slipstream.demo.exceptions)  the demo cannot go on
     ├── DrillError                     (slipstream.drill.exceptions)  a drill cannot start or go on
+    ├── ChaosError                     (slipstream.chaos.exceptions)  a chaos plan cannot run or went wrong
     ├── ReplayError                    (slipstream.replay.exceptions)  record or replay cannot go on
     │   ├── SliceFormatError           (slipstream.replay.exceptions)  not a slice, damaged, or an unknown format
     │   ├── ToleranceError             (slipstream.replay.exceptions)  a diff tolerance that is not a number >= 0

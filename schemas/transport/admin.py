@@ -22,6 +22,24 @@ from slipstream.schemas.topics import TopicCatalog, TopicSpec, validate_prefix
 
 Action = Literal["created", "updated", "unchanged"]
 
+MAX_REPLICATION_FACTOR = 3
+# With 3 replicas, an acks=all write is on at least 2 brokers before it is acknowledged, and the topic keeps taking
+# writes while one broker is down.
+DURABLE_MIN_INSYNC_REPLICAS = "2"
+
+
+def replication_factor_for(brokers: int) -> int:
+    """The replication factor of new topics on a cluster of ``brokers`` live brokers: ``min(3, brokers)``."""
+    return max(1, min(MAX_REPLICATION_FACTOR, brokers))
+
+
+def durability_config(replication_factor: int) -> dict[str, str]:
+    """Topic configs that go with ``replication_factor``: ``min.insync.replicas`` 2 from 3 replicas up, else none
+    (the broker's default, 1, is all one or two replicas can keep while one of them is down)."""
+    if replication_factor >= MAX_REPLICATION_FACTOR:
+        return {"min.insync.replicas": DURABLE_MIN_INSYNC_REPLICAS}
+    return {}
+
 
 @dataclass(frozen=True, slots=True)
 class TopicChange:
@@ -32,21 +50,39 @@ class TopicChange:
 
 class TopicAdmin:
     """Creates missing topics, grows partitions and aligns configs; never deletes or shrinks on its own (deleting
-    is asked for by name or by prefix: :meth:`delete`, :meth:`delete_prefix`)."""
+    is asked for by name or by prefix: :meth:`delete`, :meth:`delete_prefix`).
 
-    def __init__(self, bootstrap_servers: str, *, replication_factor: int = 1, timeout_s: float = 30.0) -> None:
+    ``replication_factor`` None (the default) asks the cluster: new topics get ``min(3, live brokers)`` replicas
+    (1 on the single local broker, 3 on a 3-node cluster), and a topic with 3 or more replicas gets
+    ``min.insync.replicas`` 2, on creation and when :meth:`apply` aligns an existing one. A topic created while
+    a node of a 3-node cluster is down gets 2 replicas; an existing topic's replication factor is never changed.
+    """
+
+    def __init__(
+        self, bootstrap_servers: str, *, replication_factor: int | None = None, timeout_s: float = 30.0
+    ) -> None:
         # log_level 4 (warning): librdkafka prints an info line ("Purging 1 unserved events") at every close.
         self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 4})
         self._rf = replication_factor
         self._timeout = timeout_s
 
-    def _topics(self) -> dict[str, Any]:
-        """The broker's topic metadata by name."""
+    def _metadata(self) -> Any:
         try:
-            return dict(self._admin.list_topics(timeout=self._timeout).topics)
+            return self._admin.list_topics(timeout=self._timeout)
         except KafkaException as exc:
             msg = f"cannot list topics: {exc}"
             raise TopicError(msg) from exc
+
+    def _topics(self) -> dict[str, Any]:
+        """The broker's topic metadata by name."""
+        return dict(self._metadata().topics)
+
+    @property
+    def replication_factor(self) -> int:
+        """Replicas of the topics this admin creates: as given, else ``min(3, live brokers)`` (asked once)."""
+        if self._rf is None:
+            self._rf = replication_factor_for(len(self._metadata().brokers))
+        return self._rf
 
     def existing(self) -> dict[str, int]:
         """Topic name -> partition count, for every topic on the broker."""
@@ -62,7 +98,14 @@ class TopicAdmin:
             time.sleep(0.05)
 
     def apply(self, catalog: TopicCatalog) -> list[TopicChange]:
-        existing = self.existing()
+        metadata = self._metadata()  # one request: the topics, their replicas and the live brokers
+        topics = {name: t for name, t in metadata.topics.items() if t.error is None}
+        existing = {name: len(t.partitions) for name, t in topics.items()}
+        replicas = {
+            name: min((len(p.replicas) for p in t.partitions.values()), default=0) for name, t in topics.items()
+        }
+        if self._rf is None:
+            self._rf = replication_factor_for(len(metadata.brokers))
         changes: list[TopicChange] = []
         to_create = [s for s in catalog if catalog.prefix + s.name not in existing]
         if to_create:
@@ -73,7 +116,7 @@ class TopicAdmin:
         for spec in catalog:
             name = catalog.prefix + spec.name
             if name in existing:
-                changes.append(self._align(name, spec, existing[name]))
+                changes.append(self._align(name, spec, existing[name], replicas.get(name, 0)))
         self._await_ready([catalog.prefix + s.name for s in catalog])
         return changes
 
@@ -95,8 +138,14 @@ class TopicAdmin:
         self._wait(waiting, "exist but have no leader for every partition")
 
     def _create(self, prefix: str, specs: Iterable[TopicSpec]) -> None:
+        rf = self.replication_factor
         new = [
-            NewTopic(prefix + s.name, num_partitions=s.partitions, replication_factor=self._rf, config=s.config())
+            NewTopic(
+                prefix + s.name,
+                num_partitions=s.partitions,
+                replication_factor=rf,
+                config={**s.config(), **durability_config(rf)},
+            )
             for s in specs
         ]
         for name, future in self._admin.create_topics(new, operation_timeout=self._timeout).items():
@@ -108,7 +157,7 @@ class TopicAdmin:
                 msg = f"cannot create topic {name!r}: {exc}"
                 raise TopicError(msg) from exc
 
-    def _align(self, name: str, spec: TopicSpec, partitions: int) -> TopicChange:
+    def _align(self, name: str, spec: TopicSpec, partitions: int, replicas: int) -> TopicChange:
         details: list[str] = []
         changed = False
         if partitions < spec.partitions:
@@ -123,7 +172,7 @@ class TopicAdmin:
         elif partitions > spec.partitions:
             details.append(f"has {partitions} partitions, declared {spec.partitions} (Kafka cannot shrink; left)")
         current = self.configs(name)
-        wanted = spec.config()
+        wanted = {**spec.config(), **durability_config(replicas)}
         drift = {k: v for k, v in wanted.items() if current.get(k) != v}
         if drift:
             entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in drift.items()]
@@ -140,14 +189,23 @@ class TopicAdmin:
         return TopicChange(name, "updated" if changed else "unchanged", "; ".join(details))
 
     def configs(self, name: str) -> dict[str, str | None]:
-        """Topic ``name``'s broker configuration, every key with its value."""
+        """Topic ``name``'s broker configuration, every key with its value.
+
+        On a cluster the request may reach a broker that has not yet heard of a topic just created (by this or
+        another client): "unknown topic" is retried for up to 5 s before it is an error."""
         resource = ConfigResource(ConfigResource.Type.TOPIC, name)
-        try:
-            described = self._admin.describe_configs([resource])[resource].result()
-        except KafkaException as exc:
-            msg = f"cannot describe configs of topic {name!r}: {exc}"
-            raise TopicError(msg) from exc
-        return {key: entry.value for key, entry in described.items()}
+        deadline = time.monotonic() + min(5.0, self._timeout)
+        while True:
+            try:
+                described = self._admin.describe_configs([resource])[resource].result()
+            except KafkaException as exc:
+                unknown = bool(exc.args) and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+                if unknown and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                msg = f"cannot describe configs of topic {name!r}: {exc}"
+                raise TopicError(msg) from exc
+            return {key: entry.value for key, entry in described.items()}
 
     def delete(self, names: Iterable[str], *, wait: bool = False) -> None:
         """Delete topics (tests and throwaway replays only); ``wait``: until the broker's metadata no longer shows

@@ -127,6 +127,7 @@ def raw_producer(bootstrap: str, *, linger_ms: float = 5.0) -> Producer:
             "bootstrap.servers": bootstrap,
             "linger.ms": linger_ms,
             "enable.idempotence": True,
+            "acks": "all",  # what idempotence implies in librdkafka anyway; said here so no one turns it down
             "queue.buffering.max.messages": 500_000,
             "batch.size": 1024 * 1024,
         }

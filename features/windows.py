@@ -214,6 +214,15 @@ class EntityState:
         for ring in self.rings.values():
             ring.prune(horizon_us)
 
+    def last_us(self) -> int:
+        """The newest time anything of this entity happened at: its newest known event, or a later placement time
+        (a window reaches no event of it from ``last_us() + reach`` on)."""
+        last = self.newest_us
+        for ring in self.rings.values():
+            if ring.times and ring.times[-1] > last:
+                last = ring.times[-1]
+        return last
+
     def to_bytes(self) -> bytes:
         """The binary state format (see :mod:`slipstream.features.state_codec`)."""
         return encode_state(self.newest_us, self.rings)

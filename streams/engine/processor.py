@@ -12,6 +12,10 @@ An event older than that by more than ``lateness_us`` is dead-lettered as late. 
 in its place, and every later trigger event of the same entity that its windows reach is recomputed and sent on
 again: the feature log's last record for an event id is the correct one.
 Internal stages learn their upstream watermarks from markers that upstream stages send to every partition.
+
+Bounded state: an entity none of whose events any output the stage can still compute can reach is evicted (its
+state dropped, a tombstone sent to the changelog); the rule and why it changes no feature are in
+:mod:`slipstream.streams.engine.eviction` and :meth:`StageProcessor.horizon`.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ from slipstream.features.windows import (
     event_id_int,
     request_features,
 )
+from slipstream.streams.engine.eviction import HOUR_US, IdleIndex
 from slipstream.streams.engine.exceptions import InternalMessageError
-from slipstream.streams.engine.topology import StageSpec, Topology
+from slipstream.streams.engine.topology import StageSpec, Topology, required_fields
 
 NO_WATERMARK = -(2**62)
 IDLE = 2**62
@@ -48,21 +53,9 @@ def us_to_datetime(micros: int) -> datetime:
 
 
 @dataclass(slots=True)
-class StageOutput:
-    """Everything one drain produced; the runner sends it, then commits."""
+class PendingEvent:
+    """An event waiting for its output (ordered by time, then sources known later first, then id)."""
 
-    forwards: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) to the next stage
-    vectors: list[dict[str, Any]] = field(default_factory=list)  # feature-log records
-    rows: list[FeatureRow] = field(default_factory=list)  # online-store rows
-    late: list[tuple[Any, str]] = field(default_factory=list)  # (message ref, reason) to dead-letter
-    changelog: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, state)
-    states: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)  # (view, key values) per changelog entry
-    applied: int = 0
-    duplicates: int = 0
-
-
-@dataclass(slots=True)
-class _Pending:
     time_us: int
     order: int
     event_id: int
@@ -72,6 +65,31 @@ class _Pending:
     carried: dict[str, float] = field(compare=False)
     newest_us: int = field(compare=False)
     ref: Any = field(compare=False, default=None)
+
+
+@dataclass(slots=True)
+class StageOutput:
+    """Everything one drain produced; the runner sends it, then commits."""
+
+    forwards: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, value) to the next stage
+    vectors: list[dict[str, Any]] = field(default_factory=list)  # feature-log records
+    rows: list[FeatureRow] = field(default_factory=list)  # online-store rows
+    row_items: list[PendingEvent] = field(default_factory=list)  # the event each row was computed for (dead letters)
+    late: list[tuple[Any, str]] = field(default_factory=list)  # (message ref, reason) to dead-letter
+    changelog: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, state)
+    states: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)  # (view, key values) per changelog entry
+    evicted: list[tuple[int, bytes, str, tuple[Any, ...]]] = field(default_factory=list)  # (partition, key, view, keys)
+    applied: int = 0
+    duplicates: int = 0
+
+
+def _is_mark(mark: Any) -> bool:
+    return (
+        isinstance(mark, list)
+        and len(mark) == 3
+        and isinstance(mark[0], str)
+        and all(isinstance(v, int) for v in mark[1:])
+    )
 
 
 def encode_internal(payload: Mapping[str, Any]) -> bytes:
@@ -95,8 +113,18 @@ def state_key(view: str, key: tuple[Any, ...]) -> bytes:
     return orjson.dumps([view, *key])
 
 
+def state_key_parts(key: bytes) -> tuple[str, tuple[Any, ...]]:
+    """``(view, key values)`` of a :func:`state_key`."""
+    view, *values = orjson.loads(key)
+    return str(view), tuple(values)
+
+
 class StageProcessor:
-    def __init__(self, topology: Topology, stage: StageSpec, *, lateness_us: int = 0) -> None:
+    def __init__(
+        self, topology: Topology, stage: StageSpec, *, lateness_us: int = 0, evict_bucket_us: int | None = HOUR_US
+    ) -> None:
+        """``evict_bucket_us``: the eviction sweep's granularity (see :mod:`~slipstream.streams.engine.eviction`);
+        ``None`` keeps every entity for ever (the never-evicting engine the tests hold eviction to)."""
         self.topology = topology
         self.stage = stage
         self.feature_set = topology.feature_set
@@ -106,10 +134,13 @@ class StageProcessor:
         self._parts: dict[bytes, tuple[str, tuple[Any, ...]]] = {}  # state key -> (view, key values)
         self._owner: dict[bytes, int] = {}  # state key -> partition it belongs to
         self._uncommitted: dict[int, int] = {}  # partition -> oldest event time consumed since the last commit
-        self._pending: dict[int, list[tuple[int, int, int, int, _Pending]]] = {}  # heap per partition
+        self._pending: dict[int, list[tuple[int, int, int, int, PendingEvent]]] = {}  # heap per partition
         self._seq = 0
         self._partition_wm: dict[tuple[str, int], int] = {}  # direct: (topic, partition) -> newest time
         self._upstream_wm: dict[int, dict[tuple[str, int], int]] = {}  # internal: partition -> (src, up) -> time
+        self._upstream_floor: dict[int, dict[tuple[str, int], int]] = {}  # the same, idle markers left out
+        self._idle = IdleIndex(evict_bucket_us) if evict_bucket_us is not None else None
+        self.evicted = 0
         self._upstream_n: dict[str, int] = {}
         self._views_by_source: dict[str, list[FeatureView]] = {}
         for view in stage.views:
@@ -118,6 +149,8 @@ class StageProcessor:
         self._gating = tuple(sorted(self._views_by_source))
         self._slack = {topic: self._source_slack(topic) for topic in self._gating}
         self._reach = max(v.reach_us for v in stage.views)
+        self._view_reach = {v.name: v.reach_us for v in stage.views}
+        self._needs: dict[str, set[str]] = {}
         self._out = StageOutput()
 
     def _source_slack(self, topic: str) -> int:
@@ -135,9 +168,14 @@ class StageProcessor:
         if value is None:
             self.states.pop(key, None)
             self._owner.pop(key, None)
+            if self._idle is not None:
+                self._idle.discard(key)
         else:
-            self.states[key] = EntityState.from_bytes(value)
+            state = self.states[key] = EntityState.from_bytes(value)
             self._owner[key] = partition
+            if self._idle is not None:
+                view = state_key_parts(key)[0]
+                self._idle.file(partition, key, state.last_us() + self._view_reach.get(view, self._reach))
 
     def _entity(
         self, view: FeatureView, record: Mapping[str, Any], partition: int
@@ -153,6 +191,32 @@ class StageProcessor:
         return key_values, state
 
     # ------------------------------------------------------------------ input
+    def internal_problem(self, payload: Mapping[str, Any]) -> str | None:
+        """Why a decoded message of an internal topic cannot be processed here (``None`` when it can): checked before
+        anything is applied, so a malformed one is dead-lettered whole, never half applied."""
+        if "wms" in payload:
+            marks, n = payload.get("wms"), payload.get("n")
+            if isinstance(n, int) and isinstance(marks, list) and all(_is_mark(m) for m in marks):
+                return None
+            return f"malformed watermark marker: {str(dict(payload))[:200]}"
+        src, rec, feat, nt = (payload.get(k) for k in ("src", "rec", "feat", "nt"))
+        if not (isinstance(src, str) and isinstance(rec, dict) and isinstance(feat, dict) and isinstance(nt, int)):
+            return f"internal event without src (text), rec and feat (objects) and nt (int): {str(dict(payload))[:200]}"
+        needs = self._needs.get(src)
+        if needs is None:
+            if src not in self.topology.topics_read:
+                return f"internal event of {src!r}, a topic feature set {self.feature_set.name!r} does not read"
+            needs = self._needs[src] = required_fields(self.topology, src)
+        missing = sorted(needs - rec.keys())
+        if missing:
+            return f"internal {src} event lacks fields {missing}: {str(rec)[:200]}"
+        for view in self._views_by_source.get(src, ()):
+            source = view.source(src)
+            for name in (source.time_field, source.known_by):
+                if name and (not isinstance(rec[name], int) or isinstance(rec[name], bool)):
+                    return f"internal {src} event: {name} is {rec[name]!r}, not epoch microseconds"
+        return None
+
     def on_event(
         self,
         partition: int,
@@ -221,7 +285,7 @@ class StageProcessor:
         ref: Any = None,
     ) -> None:
         self._seq += 1
-        item = _Pending(time_us, order, event_id, self._seq, topic, record, carried, newest_us, ref)
+        item = PendingEvent(time_us, order, event_id, self._seq, topic, record, carried, newest_us, ref)
         heapq.heappush(self._pending.setdefault(partition, []), (time_us, order, event_id, self._seq, item))
 
     def _recompute_after(
@@ -244,6 +308,9 @@ class StageProcessor:
         self._upstream_n[source] = upstream_n
         marks = self._upstream_wm.setdefault(partition, {})
         marks[(source, upstream)] = max(marks.get((source, upstream), NO_WATERMARK), time_us)
+        if time_us < IDLE:  # "idle" says nothing is waiting upstream, not how old the next event can be
+            floors = self._upstream_floor.setdefault(partition, {})
+            floors[(source, upstream)] = max(floors.get((source, upstream), NO_WATERMARK), time_us)
 
     def frontier(self, partition: int) -> int:
         """Time up to which outputs on ``partition`` are due: every source the views read has reached it.
@@ -272,15 +339,74 @@ class StageProcessor:
             frontier = self.frontier(partition)
             while queue and queue[0][0] <= frontier:
                 self._emit(partition, heapq.heappop(queue)[-1], computed_at)
+        idle = self._idle
         for key, partition in self._dirty.items():
             state = self.states[key]
             horizon = self._prune_horizon(partition, state)
             state.prune(horizon)
             self._out.changelog.append((partition, key, state.to_bytes()))
-            self._out.states.append(self._parts[key])
+            parts = self._parts[key]
+            self._out.states.append(parts)
+            if idle is not None:
+                idle.file(partition, key, state.last_us() + self._view_reach[parts[0]])
         self._dirty.clear()
+        if idle is not None:
+            for partition in idle.partitions():
+                self._evict(partition, idle)
         out, self._out = self._out, StageOutput()
         return out
+
+    def horizon(self, partition: int) -> int | None:
+        """The oldest time at which this stage can still compute an output on ``partition`` (``None``: not known yet).
+
+        Outputs are computed at the time of an event (for a source known later, such as labels, when it became
+        known). Three things bound the time of every output to come:
+
+        - events still to be read: a direct stage refuses, per input topic and partition, any event older than the
+          newest one less the allowed lateness; an internal stage gets from each upstream partition only events at
+          or after the last (non-idle) watermark marker it sent, which is computed the same way upstream;
+        - outputs still pending on the partition;
+        - events consumed since the last commit (a crash replays them).
+
+        Only the sources the stage's views read count (other sources pass through, computing nothing here).
+        """
+        floor = IDLE
+        if self.stage.direct:
+            for topic in self._gating:
+                newest = self._partition_wm.get((topic, partition))
+                if newest is None:
+                    return None
+                floor = min(floor, newest - self.lateness_us)
+        else:
+            floors = self._upstream_floor.get(partition, {})
+            for source in self._gating:
+                n = self._upstream_n.get(source)
+                if n is None:
+                    return None
+                for upstream in range(n):
+                    mark = floors.get((source, upstream))
+                    if mark is None:
+                        return None
+                    floor = min(floor, mark)
+        pending = self._pending.get(partition)
+        if pending:
+            floor = min(floor, pending[0][0])
+        replay_floor = self._uncommitted.get(partition)
+        if replay_floor is not None:
+            floor = min(floor, replay_floor)
+        return floor
+
+    def _evict(self, partition: int, idle: IdleIndex) -> None:
+        """Drop the entities of ``partition`` that no output to come can reach; their tombstones go to the output."""
+        horizon = self.horizon(partition)
+        if horizon is None or horizon <= NO_WATERMARK:
+            return
+        for key in idle.expired(partition, horizon):
+            self.states.pop(key, None)
+            self._owner.pop(key, None)
+            parts = self._parts.pop(key, None) or state_key_parts(key)
+            self._out.evicted.append((partition, key, *parts))
+            self.evicted += 1
 
     def _prune_horizon(self, partition: int, state: EntityState) -> int:
         """Drop only what no output can need: not the pending ones, nor any event a crash would replay.
@@ -318,13 +444,16 @@ class StageProcessor:
         for partition in partitions:
             self._pending.pop(partition, None)
             self._upstream_wm.pop(partition, None)
+            self._upstream_floor.pop(partition, None)
+        if self._idle is not None:
+            self._idle.forget(partitions)
         for key in [k for k, p in self._owner.items() if p in partitions]:
             self.states.pop(key, None)
             self._owner.pop(key, None)
             self._parts.pop(key, None)
         self._partition_wm = {k: v for k, v in self._partition_wm.items() if k[1] not in partitions}
 
-    def _emit(self, partition: int, item: _Pending, computed_at: datetime) -> None:
+    def _emit(self, partition: int, item: PendingEvent, computed_at: datetime) -> None:
         record = item.record
         is_trigger = item.topic == self.feature_set.trigger
         features = dict(item.carried)
@@ -336,6 +465,7 @@ class StageProcessor:
             )
             join_keys = {k: record[k] for k in view.entity.join_keys}
             self._out.rows.append(FeatureRow(view.name, join_keys, values, us_to_datetime(item.time_us)))
+            self._out.row_items.append(item)
             features.update(values)
         if self.stage.forward_topic is not None:
             payload = {"src": item.topic, "rec": record, "feat": features, "nt": item.newest_us}
@@ -345,7 +475,7 @@ class StageProcessor:
             self._out.vectors.append(self._vector(record, features, item, computed_at))
 
     def _vector(
-        self, record: Mapping[str, Any], features: dict[str, float], item: _Pending, computed_at: datetime
+        self, record: Mapping[str, Any], features: dict[str, float], item: PendingEvent, computed_at: datetime
     ) -> dict[str, Any]:
         trigger = self.feature_set.views[0].source(self.feature_set.trigger)
         features.update(request_features(self.feature_set.request, record))

@@ -7,7 +7,11 @@ uncommitted tail on restart: duplicates change no state (ids are in the rings), 
 store keeps the newest row per entity; the feature log's last record per event wins). At-least-once delivery,
 effectively-once state.
 
-State: on assignment, every owned partition's state is rebuilt from the changelog partition of the same number.
+State: on assignment, every owned partition's state is rebuilt from the changelog partition of the same number,
+outside the rebalance callback and a slice per step, its input paused meanwhile (:mod:`.restore`). Entities that no
+output to come can reach are evicted: a tombstone to the changelog, an empty state blob to Redis (:mod:`.eviction`).
+Nothing is lost silently: undecodable input (direct or internal) and online-store rows Redis refuses go to the
+dead-letter topic with the reason.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +29,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from slipstream.features.feast_repo import view_layouts
 from slipstream.features.online_store import EntityStateBlob, RedisFeatureWriter
+from slipstream.features.windows import EntityState
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.dead_letter import RawMessage
 from slipstream.schemas.exceptions import DecodeError
@@ -33,8 +37,16 @@ from slipstream.schemas.serde import timestamp_fields
 from slipstream.schemas.topics import TopicCatalog
 from slipstream.schemas.transport import EventProducer, TopicAdmin
 from slipstream.schemas.transport.consumer import normalize_headers
-from slipstream.streams.engine.exceptions import StateError
-from slipstream.streams.engine.processor import StageOutput, StageProcessor, decode_internal, encode_internal
+from slipstream.streams.engine.exceptions import InternalMessageError, StateError
+from slipstream.streams.engine.processor import (
+    PendingEvent,
+    StageOutput,
+    StageProcessor,
+    decode_internal,
+    encode_internal,
+)
+from slipstream.streams.engine.restore import ChangelogRestore
+from slipstream.streams.engine.settings import COLOCATED_NICE, EngineSettings, ReportGate, StageStats
 from slipstream.streams.engine.topology import StageSpec, Topology, check_fields
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -47,106 +59,9 @@ def _micros(value: datetime) -> int:
     return (value - EPOCH) // _ONE_US
 
 
-_NOT_READY = frozenset(
-    {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
-)
-COLOCATED_NICE = 10  # an engine beside a scorer yields the CPU to it: serving is latency-bound, the engine is not
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSettings:
-    bootstrap_servers: str
-    redis_url: str
-    project: str = "slipstream"
-    lateness_s: float = 2.0
-    batch_size: int = 2000
-    poll_timeout_s: float = 0.05
-    idle_check_s: float = 0.25
-    marker_interval_s: float = 0.01
-    commit_interval_s: float = 0.2
-    linger_ms: float = 1.0  # the repartition hop and its markers: the next stage's features wait for them
-    # Changelogs and feature-log are on no one's latency path (restore, training, audit): batching them spares the
-    # broker one produce request per event, which at 1k events/s was most of its CPU.
-    bulk_linger_ms: float = 20.0
-    # The broker answers a fetch once it holds fetch_min_bytes or after fetch_wait_max_ms: the stages read in
-    # batches of up to 2 ms rather than one request per event, which costs the broker a request per event (and
-    # per consumer) — the scorer, on the latency path, keeps reading each event as it lands.
-    fetch_min_bytes: int = 64 * 1024
-    fetch_wait_max_ms: int = 2
-    # Static group membership: a worker restarted under the same id takes its partitions back at once, without a
-    # rebalance. Each worker of a stage needs its own id; None (the default) joins as a dynamic member.
-    worker_id: str | None = None
-    nice: int = 0  # added to each stage process's nice value (process mode; threads share their process's)
-    # Linux's SCHED_IDLE class for the stage processes (process mode): a waking scorer or broker preempts them at
-    # once, where nice 10 still took its share (CFS weight 3 against 1,024, not zero). On a saturated machine the
-    # engine falls behind; score-stream stays exact while the lag is under its recent-events horizon
-    # (serving/recent.py), and the engine catches up when the load drops.
-    idle_class: bool = False
-    session_timeout_ms: int = 10_000
-    # Progress reports (``on_batch``) at most this often: in process mode each one is a message to the parent, and
-    # one per batch (~500 a second per stage at 1k events/s) woke the parent as often and cost the stage ~10 % CPU.
-    report_interval_s: float = 0.1
-    # The composition root's wire format: the Confluent framing when a schema registry is configured (every stage
-    # process builds its contracts from this, as every other processor gets them from the root).
-    schema_registry_url: str | None = None
-
-
 def engine_group(prefix: str, feature_set: str, stage: str) -> str:
     """The consumer group of one stage: every worker of the stage, on any host, joins it."""
     return f"{prefix}slipstream-engine-{feature_set}-{stage}"
-
-
-@dataclass(slots=True)
-class StageStats:
-    consumed: int = 0
-    applied: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    vectors: int = 0
-    rows_written: int = 0
-    rows_stale: int = 0
-    batches: int = 0
-    restored_keys: int = 0
-    last_batch_at: float = field(default_factory=time.monotonic)
-
-
-class ReportGate:
-    """When to hand progress to ``on_batch``: an urgent report at once, otherwise at most every ``interval_s``; a
-    change not reported yet goes out on a later call, even one with no change of its own (an idle step)."""
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self._last = -float("inf")
-        self._pending = False
-
-    @property
-    def pending(self) -> bool:
-        """A change was held back and has not been reported yet."""
-        return self._pending
-
-    def due(self, now: float, *, changed: bool, urgent: bool = False) -> bool:
-        self._pending = self._pending or changed or urgent
-        if not self._pending or not (urgent or now - self._last >= self.interval_s):
-            return False
-        self._pending = False
-        self._last = now
-        return True
-
-
-def _watermarks(reader: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
-    """A partition's (low, high) offsets, retried while its leader is still being elected (a topic just created)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            low, high = reader.get_watermark_offsets(tp, timeout=10)
-            return int(low), int(high)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            retriable = isinstance(error, KafkaError) and error.code() in _NOT_READY
-            if not retriable or time.monotonic() > deadline:
-                msg = f"cannot read the offsets of {tp.topic}[{tp.partition}]: {exc}"
-                raise StateError(msg) from exc
-            time.sleep(0.1)
 
 
 class StageRunner:
@@ -206,6 +121,10 @@ class StageRunner:
             if contracts.spec(logical).value_schema
         }
         self._owned: set[int] = set()
+        self._restoring = ChangelogRestore(
+            settings.bootstrap_servers, self._changelog, slice_s=settings.restore_slice_s
+        )
+        self._rewind: dict[tuple[str, int], int] = {}  # (topic, partition) -> first offset fetched while restoring
         self._hand_over = True  # a revoke flushes and commits what is done (not once the stage has failed)
         self._caught_up: dict[tuple[str, int], bool] = {}  # (logical topic, partition) -> read to the end
         self._next_offsets: dict[tuple[str, int], int] = {}
@@ -263,6 +182,7 @@ class StageRunner:
             # nothing may be, so the revoke hands nothing over. Each client is closed whatever the others do.
             self._hand_over = False
             try:
+                self._restoring.close()
                 self._consumer.close()
             finally:
                 for producer in (self._producer, self._bulk):  # after a failure, what was not sent is read again
@@ -272,9 +192,34 @@ class StageRunner:
                 self._events.close(timeout=0)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        numbers = {tp.partition for tp in partitions} - self._owned
-        self._restore(numbers)
-        self._owned |= numbers
+        """Take the partitions at once and pause the new ones: their state is restored by :meth:`step`, a slice at a
+        time, so this callback (which holds the poll loop) returns in milliseconds whatever the changelog holds."""
+        consumer.assign(partitions)
+        numbers = {tp.partition for tp in partitions} - self._owned - self._restoring.partitions
+        waiting = [tp for tp in partitions if tp.partition in numbers]
+        if waiting:
+            consumer.pause(waiting)
+        self._restoring.start(numbers)
+
+    def _advance_restore(self) -> None:
+        """One slice of the changelog; partitions restored to their end are owned and resumed."""
+        before = self._restoring.records
+        done = self._restoring.step(self._restore_record)
+        if self._restoring.records != before:
+            self.stats.last_batch_at = time.monotonic()
+        if not done:
+            return
+        self._owned |= done
+        resumed = [TopicPartition(topic, p) for topic in self._inputs for p in done]
+        for tp in resumed:  # a message fetched before the pause took effect was dropped: read it again
+            first = self._rewind.pop((tp.topic, tp.partition), None)
+            if first is not None:
+                self._consumer.seek(TopicPartition(tp.topic, tp.partition, first))
+        self._consumer.resume(resumed)
+
+    def _restore_record(self, partition: int, key: bytes, value: bytes | None) -> None:
+        self.processor.restore(partition, key, value)
+        self.stats.restored_keys += 1
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Partitions taken away without a hand-over (this member was fenced or timed out): another member may already
@@ -292,52 +237,19 @@ class StageRunner:
         self._drop(gone)
 
     def _drop(self, gone: set[int]) -> None:
+        self._restoring.cancel(gone)
         self.processor.forget(gone)
+        self._rewind = {k: v for k, v in self._rewind.items() if k[1] not in gone}
         self._owned -= gone
         for key in [k for k in self._next_offsets if k[1] in gone]:
             del self._next_offsets[key]
         for key in [k for k in self._caught_up if k[1] in gone]:
             del self._caught_up[key]
 
-    def _restore(self, partitions: set[int]) -> None:
-        if not partitions:
-            return
-        reader = Consumer(
-            {
-                "bootstrap.servers": self.settings.bootstrap_servers,
-                "group.id": f"restore-{self._changelog}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-            }
-        )
-        try:
-            ends: dict[int, int] = {}
-            assignment = []
-            for p in partitions:
-                low, high = _watermarks(reader, TopicPartition(self._changelog, p))
-                if high > low:
-                    ends[p] = high
-                    assignment.append(TopicPartition(self._changelog, p, low))
-            reader.assign(assignment)
-            while ends:
-                for msg in reader.consume(5000, 1.0):
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            ends.pop(msg.partition() or 0, None)
-                            continue
-                        text = f"cannot restore state from {self._changelog}: {err.str()}"
-                        raise StateError(text)
-                    p = msg.partition() or 0
-                    self.processor.restore(p, msg.key() or b"", msg.value())
-                    self.stats.restored_keys += 1
-                    if (msg.offset() or 0) + 1 >= ends.get(p, 0):
-                        ends.pop(p, None)
-        finally:
-            reader.close()
-
     # ------------------------------------------------------------------ one batch
     def step(self) -> bool:
+        if self._restoring.partitions:
+            self._advance_restore()
         first = self._consumer.poll(self.settings.poll_timeout_s)
         messages = [first, *self._consumer.consume(self.settings.batch_size - 1, 0)] if first is not None else []
         for msg in messages:
@@ -382,6 +294,8 @@ class StageRunner:
             return
         topic, partition, offset = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
         if partition not in self._owned:  # fetched before a rebalance took the partition away: its new owner reads it
+            if partition in self._restoring.partitions:  # ... or before the pause took effect: read again on resume
+                self._rewind[(topic, partition)] = min(self._rewind.get((topic, partition), offset), offset)
             return
         self._next_offsets[(topic, partition)] = offset + 1
         logical = self._inputs[topic]
@@ -389,7 +303,15 @@ class StageRunner:
         self.stats.consumed += 1
         ref = (topic, partition, offset)
         if not self.stage.direct:
-            payload = decode_internal(msg.value() or b"{}")
+            try:
+                payload = decode_internal(msg.value() or b"")
+            except InternalMessageError as exc:
+                self._dead_letter(msg, "undecodable", str(exc))
+                return
+            problem = self.processor.internal_problem(payload)
+            if problem is not None:
+                self._dead_letter(msg, "schema_mismatch", problem)
+                return
             if "wms" in payload:
                 for source, upstream, wm in payload["wms"]:
                     self.processor.on_marker(partition, source, upstream, payload["n"], wm)
@@ -409,17 +331,20 @@ class StageRunner:
                 record[name] = _micros(value)
         self.processor.on_event(partition, logical, record, ref=(msg, ref))
 
-    def _dead_letter(self, msg: Message, error_type: str, reason: str) -> None:
-        ts_type, ts = msg.timestamp()
-        raw = RawMessage(
-            msg.topic() or "",
-            msg.partition() or 0,
-            msg.offset() or 0,
-            ts if ts_type else None,
-            msg.key(),
-            msg.value(),
-            normalize_headers(msg.headers()),
-        )
+    def _dead_letter(self, msg: Message | RawMessage, error_type: str, reason: str) -> None:
+        if isinstance(msg, RawMessage):
+            raw = msg
+        else:
+            ts_type, ts = msg.timestamp()
+            raw = RawMessage(
+                msg.topic() or "",
+                msg.partition() or 0,
+                msg.offset() or 0,
+                ts if ts_type else None,
+                msg.key(),
+                msg.value(),
+                normalize_headers(msg.headers()),
+            )
         self._events.dead_letter(
             raw,
             error_type=error_type,
@@ -441,15 +366,45 @@ class StageRunner:
         for (partition, key, value), (view, key_values) in zip(out.changelog, out.states, strict=True):
             self._produce(self._changelog, value, key, partition, self._bulk)
             states.append(EntityStateBlob(view, dict(zip(self._join_keys[view], key_values, strict=True)), value))
+        for partition, key, view, key_values in out.evicted:
+            # A tombstone: compaction drops the entity, a restore never reads it again. In Redis the blob becomes
+            # the empty state: every event it held is outside every window a scorer can still compute (the rule
+            # in eviction.py), so the scorer's features are the same, and the hash keeps only Feast's row.
+            self._produce(self._changelog, None, key, partition, self._bulk)
+            join_keys = dict(zip(self._join_keys[view], key_values, strict=True))
+            states.append(EntityStateBlob(view, join_keys, _EMPTY_STATE))
+        self.stats.evicted += len(out.evicted)
         if out.rows or states:
             report = self._writer.write_batch(out.rows, states)
             self.stats.rows_written += report.applied
             self.stats.rows_stale += report.stale
+            for rejected in report.rejected:
+                self._reject_row(out.row_items[rejected.index], rejected.row.view, rejected.reason)
         self.stats.applied += out.applied
         self.stats.duplicates += out.duplicates
 
+    def _reject_row(self, item: PendingEvent, view: str, reason: str) -> None:
+        """Dead-letter the event whose online-store row Redis's layout refused, with why: the original message when
+        it is at hand, else the event as this stage received it (an internal message; a recomputed late event)."""
+        why = f"the online store refused the {view} row at {item.time_us} us: {reason}"
+        self.stats.rows_rejected += 1
+        ref = item.ref
+        if ref is not None and isinstance(ref[0], Message):
+            self._dead_letter(ref[0], "invalid_value", why)
+            return
+        topic, partition, offset = ref if ref is not None else (next(iter(self._inputs)), -1, -1)
+        payload = {"src": item.topic, "rec": item.record, "feat": item.carried, "nt": item.newest_us}
+        key = str(item.record.get(self.stage.partition_key, "")).encode()
+        raw = RawMessage(topic, partition, offset, None, key, encode_internal(payload))
+        self._dead_letter(raw, "invalid_value", why)
+
     def _produce(
-        self, topic: str, value: bytes, key: bytes, partition: int | None = None, producer: Producer | None = None
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes,
+        partition: int | None = None,
+        producer: Producer | None = None,
     ) -> None:
         producer = producer or self._producer
         while True:
@@ -536,6 +491,9 @@ class StageRunner:
         self.processor.committed({tp.partition for tp in offsets} - behind)
 
 
+_EMPTY_STATE = EntityState().to_bytes()
+
+
 def _raw_producer(bootstrap: str, linger_ms: float, on_error: Callable[[KafkaError | None, Message], None]) -> Producer:
     """Forwards and markers (``linger_ms`` 1) or changelogs (20); failed deliveries reach ``on_error``."""
     return Producer(
@@ -561,3 +519,6 @@ def _ref_topic(ref: Any) -> str:
 def _ref_offset(ref: Any) -> int:
     inner = ref[1] if isinstance(ref[0], Message) else ref
     return int(inner[2])
+
+
+__all__ = ["COLOCATED_NICE", "EngineSettings", "ReportGate", "StageRunner", "StageStats", "engine_group"]

@@ -59,6 +59,11 @@ class Topology:
         msg = f"feature set {self.feature_set.name!r} has no stage {name!r}; stages: {known}"
         raise TopologyError(msg)
 
+    @property
+    def topics_read(self) -> tuple[str, ...]:
+        """Every source topic of the set, the trigger first (the first stage reads them all)."""
+        return _sources(self.feature_set)
+
     def topics(self) -> tuple[TopicSpec, ...]:
         """The engine's internal topics for this set: a repartition per later stage, a changelog per stage."""
         name = self.feature_set.name

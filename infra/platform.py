@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Literal
 
 from slipstream.infra.base import ServiceStatus
 from slipstream.infra.config import PlatformConfig
 from slipstream.infra.docker_platform import DockerPlatform, compose_available, docker_engine_available
 from slipstream.infra.exceptions import InfraError
-from slipstream.infra.kafka_cluster import LocalKafkaCluster, running_nodes, stop_nodes, wipe_nodes
+from slipstream.infra.kafka_cluster import LocalKafkaCluster, node_dirs, running_nodes, stop_nodes, wipe_nodes
 from slipstream.infra.kafka_local import LocalKafka
 from slipstream.infra.redis_cluster_local import LocalRedisCluster
 from slipstream.infra.redis_local import LocalRedis
@@ -168,10 +169,25 @@ class Platform:
     def status(self) -> dict[str, ServiceStatus]:
         if self.backend_name == "docker":
             return self.docker.status()
-        if self.kafka_cluster is not None:
-            nodes = {status.name: status for status in self.kafka_cluster.node_statuses().values()}
-            return {"kafka": self.kafka_cluster.status(), **nodes, "redis": self.redis.status()}
+        cluster = self.kafka_cluster or self._cluster_running_anyway()
+        if cluster is not None:
+            nodes = {status.name: status for status in cluster.node_statuses().values()}
+            return {"kafka": cluster.status(), **nodes, "redis": self.redis.status()}
         return {"kafka": self.kafka.status(), "redis": self.redis.status()}
+
+    def _cluster_running_anyway(self) -> LocalKafkaCluster | None:
+        """With brokers 1 and no single node running: the cluster whose nodes run from the state directory, if any
+        (started with --brokers 3), so that `infra status` shows what runs whatever SLIPSTREAM_KAFKA_BROKERS says."""
+        if self.kafka.running_pid() is not None:
+            return None
+        kafka_home = self.config.kafka_state_dir.expanduser().resolve()
+        if not running_nodes(kafka_home):
+            return None
+        brokers = max(node_dirs(kafka_home))
+        try:
+            return LocalKafkaCluster(replace(self.config, brokers=brokers), self._progress)
+        except InfraError:  # the node directories do not fit this config's ports
+            return None
 
     def status_json(self) -> dict[str, dict[str, object]]:
         """``{"kafka": {"up", "bootstrap_servers", "version", ...}, "redis": {"up", "url", "version", ...}}``; a

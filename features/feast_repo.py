@@ -29,8 +29,9 @@ from urllib.parse import unquote, urlsplit
 
 from slipstream.features.base import Aggregate, Entity, FeatureSet, FeatureView, ViewFeature
 from slipstream.features.base import Dtype as KeyDtype
-from slipstream.features.exceptions import DefinitionError
+from slipstream.features.exceptions import DefinitionError, OnlineStoreError
 from slipstream.features.feast_layout import FEAST_ENTITY_KEY_SERIALIZATION_VERSION, Dtype, ViewLayout
+from slipstream.features.redis_client import is_cluster_url, parse_redis_url, redacted
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -60,7 +61,11 @@ def _redacted(url: str) -> str:
 
 
 def redis_connection_string(url: str) -> str:
-    """Feast's ``connection_string`` for ``redis[s]://[user:password@]host[:port][/db]``: ``host:port,db=N[,...]``."""
+    """Feast's ``connection_string`` for ``redis[s]://[user:password@]host[:port][/db]``: ``host:port,db=N[,...]``;
+    for a Redis Cluster (``redis[s]+cluster://h1:p1,h2:p2[/0]``) the startup nodes ``h1:p1,h2:p2[,...]`` without a
+    ``db`` (Feast hands the parameters to ``RedisCluster``, which refuses one)."""
+    if is_cluster_url(url):
+        return _cluster_connection_string(url)
     shown = _redacted(url)
     try:
         parts = urlsplit(url)
@@ -86,6 +91,23 @@ def redis_connection_string(url: str) -> str:
                 msg = f"redis_url {shown!r}: a {name} with a comma cannot be put in Feast's connection string"
                 raise DefinitionError(msg)
             items.append(f"{name}={json.dumps(unquote(value))}")
+    return ",".join(items)
+
+
+def _cluster_connection_string(url: str) -> str:
+    try:
+        target = parse_redis_url(url)
+    except OnlineStoreError as exc:
+        raise DefinitionError(str(exc)) from exc
+    items = [f"{host}:{port}" for host, port in target.nodes]
+    if target.ssl:
+        items.append("ssl=true")
+    for name, value in (("username", target.username), ("password", target.password)):
+        if value:
+            if "," in value:
+                msg = f"redis_url {redacted(url)!r}: a {name} with a comma cannot be put in Feast's connection string"
+                raise DefinitionError(msg)
+            items.append(f"{name}={json.dumps(value)}")
     return ",".join(items)
 
 
@@ -117,6 +139,11 @@ class FeastRepoConfig:
     @property
     def connection_string(self) -> str:
         return redis_connection_string(self.redis_url)
+
+    @property
+    def redis_type(self) -> str:
+        """Feast's ``redis_type``: ``redis_cluster`` for a ``redis+cluster://`` URL, else ``redis``."""
+        return "redis_cluster" if is_cluster_url(self.redis_url) else "redis"
 
     @property
     def registry_path(self) -> Path:
@@ -308,6 +335,8 @@ def _feature_store_yaml(config: FeastRepoConfig) -> str:
         "  type: redis",
         f"  connection_string: {json.dumps(config.connection_string)}",
     ]
+    if config.redis_type != "redis":
+        lines.append(f"  redis_type: {config.redis_type}")
     if config.key_ttl_seconds is not None:
         lines.append(f"  key_ttl_seconds: {config.key_ttl_seconds}")
     lines += [

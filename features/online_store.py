@@ -7,19 +7,22 @@ ordering also holds against rows that Feast itself wrote (``materialize``, ``pus
 view's fields; no helper field is needed. Equal times overwrite, so replaying a batch is idempotent.
 
 ``RedisFeatureReader`` is the scorer's path: one ``HMGET`` of precomputed fields per entity, no Feast SDK.
+
+Both take a standalone client or a Redis Cluster (:func:`slipstream.features.redis_client.redis_client`); on a cluster
+the writer groups its calls by hash slot and master (:mod:`slipstream.features.redis_cluster`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeAlias
 
 import redis
-from redis.exceptions import NoScriptError
+from redis.cluster import RedisCluster
+from redis.exceptions import MovedError, NoScriptError
 
 from slipstream.features.exceptions import LayoutError, OnlineStoreError
 from slipstream.features.feast_layout import (
@@ -29,9 +32,12 @@ from slipstream.features.feast_layout import (
     ReadPlan,
     ViewLayout,
 )
+from slipstream.features.redis_client import RedisClient, decodes_responses, redis_client
+from slipstream.features.redis_cluster import ClusterWrites, slot_calls
+from slipstream.features.redis_keys import key_project, project_key_count, project_keys
 
-if TYPE_CHECKING:
-    from redis import Redis
+# redis-py's ConnectionPool: the stubs (types-redis 4.6) disagree with redis-py 7 on ``get_connection``'s arguments.
+_Pool: TypeAlias = Any
 
 __all__ = [
     "EntityStateBlob",
@@ -133,8 +139,8 @@ class WriteReport:
     rejected: tuple[RejectedRow, ...] = ()
 
 
-def _check_bytes_client(client: Redis[bytes]) -> None:
-    if client.connection_pool.connection_kwargs.get("decode_responses"):
+def _check_bytes_client(client: RedisClient) -> None:
+    if decodes_responses(client):
         msg = f"{client!r} decodes responses; Feast's layout is binary, create it with decode_responses=False"
         raise OnlineStoreError(msg)
 
@@ -150,7 +156,7 @@ class RedisFeatureWriter:
 
     def __init__(
         self,
-        client: Redis[bytes],
+        client: RedisClient,
         layouts: Iterable[ViewLayout],
         *,
         key_ttl_seconds: int | None = None,
@@ -164,6 +170,11 @@ class RedisFeatureWriter:
             msg = f"rows_per_call must be within 1..1000, got {rows_per_call!r}"
             raise OnlineStoreError(msg)
         self._client = client
+        self._target: _Pool | ClusterWrites = (
+            ClusterWrites(client, (APPLY_IF_NOT_OLDER, HSET_MANY))
+            if isinstance(client, RedisCluster)
+            else client.connection_pool
+        )
         self._layouts: dict[str, ViewLayout] = {}
         for layout in layouts:
             if self._layouts.setdefault(layout.view, layout) is not layout:
@@ -176,8 +187,8 @@ class RedisFeatureWriter:
     def from_url(
         cls, url: str, layouts: Iterable[ViewLayout], *, key_ttl_seconds: int | None = None
     ) -> RedisFeatureWriter:
-        """A writer on its own client for ``url`` (``redis://host:port/db``)."""
-        return cls(redis.Redis.from_url(url), layouts, key_ttl_seconds=key_ttl_seconds)
+        """A writer on its own client for ``url`` (``redis://host:port/db`` or ``redis+cluster://host:port,...``)."""
+        return cls(redis_client(url), layouts, key_ttl_seconds=key_ttl_seconds)
 
     def _encode(self, rows: Sequence[FeatureRow]) -> tuple[list[list[Any]], list[RejectedRow]]:
         """Script calls (``[key, ..., ttl, row args, ...]``, ``numkeys`` first) and the rows that failed to encode."""
@@ -225,7 +236,9 @@ class RedisFeatureWriter:
             calls.append([len(keys), *keys, *args])
         return calls
 
-    def _send(self, calls: list[list[Any]], state_calls: list[list[Any]], *, load: bool = False) -> list[Any]:
+    def _send(
+        self, pool: _Pool, calls: list[list[Any]], state_calls: list[list[Any]], *, load: bool = False
+    ) -> list[Any]:
         """Every call in one write on a pooled connection, the replies in order (an error reply as its exception).
 
         No ``Pipeline`` object: it cost ~90 µs of Python per batch, and a stage writes a batch every few ms."""
@@ -234,7 +247,6 @@ class RedisFeatureWriter:
             commands += [("SCRIPT", "LOAD", APPLY_IF_NOT_OLDER), ("SCRIPT", "LOAD", HSET_MANY)]
         commands += [("EVALSHA", _SCRIPT_SHA, *call) for call in calls]
         commands += [("EVALSHA", _HSET_MANY_SHA, *call) for call in state_calls]
-        pool = self._client.connection_pool
         conn = pool.get_connection()
         packed = conn.pack_commands(commands)
 
@@ -266,36 +278,76 @@ class RedisFeatureWriter:
         Raises :class:`OnlineStoreError` if Redis fails a call (some rows may be written): every row is safe to
         write again.
         """
+        target = self._target
+        if isinstance(target, ClusterWrites):
+            return self._write_cluster(target, rows, states)
         calls, rejected = self._encode(rows)
         state_calls = self._state_calls(states)
         if not calls and not state_calls:
             return WriteReport(0, 0, tuple(rejected))
         try:
-            results = self._send(calls, state_calls)
+            results = self._send(target, calls, state_calls)
             if any(isinstance(r, NoScriptError) for r in results):
                 # First use, a restarted Redis or SCRIPT FLUSH: load them and send the whole batch again (idempotent).
-                results = self._send(calls, state_calls, load=True)
+                results = self._send(target, calls, state_calls, load=True)
         except redis.RedisError as exc:
             msg = f"writing {len(rows) - len(rejected)} rows to Redis failed: {exc}"
             raise OnlineStoreError(msg) from exc
-        errors = [r for r in results if isinstance(r, Exception)]
-        if errors:
-            msg = (
-                f"Redis failed {len(errors)} of {len(results)} calls for {len(rows)} rows and {len(states)} states, "
-                f"first: {errors[0]}"
-            )
-            raise OnlineStoreError(msg) from errors[0]
-        flags = [flag for result in results[: len(calls)] for flag in result]
-        applied = sum(flags)
-        return WriteReport(applied, len(flags) - applied, tuple(rejected))
+        return _report(results, len(calls), len(rows), len(states), rejected)
+
+    def _write_cluster(
+        self, target: ClusterWrites, rows: Sequence[FeatureRow], states: Sequence[EntityStateBlob]
+    ) -> WriteReport:
+        """:meth:`write_batch` on a Redis Cluster: the same calls, each of one hash slot, sent to their masters."""
+        items: list[tuple[bytes, list[Any]]] = []
+        rejected: list[RejectedRow] = []
+        for index, row in enumerate(rows):
+            layout = self._layouts.get(row.view)
+            try:
+                if layout is None:
+                    msg = f"no layout for view {row.view!r}; known: {sorted(self._layouts)!r}"
+                    raise LayoutError(msg)
+                micros, flat = layout.encode_row(row.values, row.event_time)
+                items.append((layout.key(row.join_keys), [layout.timestamp_field, micros, len(flat) // 2, *flat]))
+            except LayoutError as exc:
+                rejected.append(RejectedRow(index, row, str(exc)))
+        state_items: list[tuple[bytes, list[Any]]] = []
+        for blob in states:
+            layout = self._layouts.get(blob.view)
+            if layout is None:
+                msg = f"no layout for view {blob.view!r}; known: {sorted(self._layouts)!r}"
+                raise OnlineStoreError(msg)
+            state_items.append((layout.key(blob.join_keys), [layout.state_field, blob.data]))
+        row_calls = slot_calls(items, self._rows_per_call, [self._ttl])
+        calls = [(slot, ("EVALSHA", _SCRIPT_SHA, *call)) for slot, call in row_calls]
+        n_row_calls = len(calls)
+        calls += [(slot, ("EVALSHA", _HSET_MANY_SHA, *c)) for slot, c in slot_calls(state_items, STATES_PER_CALL)]
+        if not calls:
+            return WriteReport(0, 0, tuple(rejected))
+        return _report(target.send(calls), n_row_calls, len(rows), len(states), rejected)
+
+
+def _report(
+    results: list[Any], n_row_calls: int, n_rows: int, n_states: int, rejected: list[RejectedRow]
+) -> WriteReport:
+    """The batch's :class:`WriteReport` from its calls' replies (row calls first); :class:`OnlineStoreError` if Redis
+    failed any call."""
+    errors = [r for r in results if isinstance(r, Exception)]
+    if errors:
+        hint = ""
+        if isinstance(errors[0], MovedError):
+            hint = " (this Redis is a cluster node: name the cluster with redis+cluster://host:port,...)"
+        msg = f"Redis failed {len(errors)} of {len(results)} calls for {n_rows} rows and {n_states} states, first: "
+        raise OnlineStoreError(msg + f"{errors[0]}{hint}") from errors[0]
+    flags = [flag for result in results[:n_row_calls] for flag in result]
+    applied = sum(flags)
+    return WriteReport(applied, len(flags) - applied, tuple(rejected))
 
 
 class RedisFeatureReader:
     """Reads some views' features for an entity in one round trip (one ``HMGET`` per distinct set of join keys)."""
 
-    def __init__(
-        self, client: Redis[bytes], layouts: Iterable[ViewLayout], *, full_feature_names: bool = False
-    ) -> None:
+    def __init__(self, client: RedisClient, layouts: Iterable[ViewLayout], *, full_feature_names: bool = False) -> None:
         _check_bytes_client(client)
         self._client = client
         self.plan = ReadPlan(layouts, full_feature_names=full_feature_names)
@@ -305,8 +357,8 @@ class RedisFeatureReader:
     def from_url(
         cls, url: str, layouts: Iterable[ViewLayout], *, full_feature_names: bool = False
     ) -> RedisFeatureReader:
-        """A reader on its own client for ``url`` (``redis://host:port/db``)."""
-        return cls(redis.Redis.from_url(url), layouts, full_feature_names=full_feature_names)
+        """A reader on its own client for ``url`` (``redis://host:port/db`` or ``redis+cluster://host:port,...``)."""
+        return cls(redis_client(url), layouts, full_feature_names=full_feature_names)
 
     def read(self, join_keys: Mapping[str, JoinKeyValue]) -> OnlineFeatures | None:
         """The entity's features and event times; None if Redis holds none of the views for it."""
@@ -338,49 +390,3 @@ class RedisFeatureReader:
             raise OnlineStoreError(msg) from exc
         n = len(groups)
         return [self.plan.decode(replies[i : i + n]) for i in range(0, len(replies), n)]
-
-
-# ------------------------------------------------------------------------------------------- a project's keys
-_MAX_JOIN_KEYS = 64  # far beyond any entity: a "key" claiming more is not a Feast key
-
-
-def key_project(key: bytes) -> bytes | None:
-    """The project a Feast Redis key belongs to (the bytes after its serialized entity key, see
-    ``slipstream.features.feast_layout``), or ``None`` when ``key`` is not a Feast key."""
-    try:
-        (n,) = struct.unpack_from("<I", key, 0)
-        if not 0 < n <= _MAX_JOIN_KEYS:
-            return None
-        pos = 4
-        for _ in range(2 * n):  # the join key names, then their values: <I type><I length><bytes> each
-            _kind, length = struct.unpack_from("<II", key, pos)
-            pos += 8 + length
-    except struct.error:
-        return None
-    return key[pos:] if pos < len(key) else None
-
-
-def project_keys(client: Any, project: str) -> Iterator[list[bytes]]:
-    """The Redis keys of Feast project ``project``, in batches, by SCAN (never KEYS); matched exactly, so project
-    ``a_b`` never takes the keys of project ``x_a_b``. ``client``: a ``redis.Redis``."""
-    suffix = project.encode()
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=b"*" + suffix, count=2000):
-        if key_project(key) == suffix:
-            batch.append(key)
-        if len(batch) >= 2000:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def project_key_count(redis_url: str, project: str, *, delete: bool = False) -> int:
-    """How many Redis keys Feast project ``project`` has; with ``delete``, delete them and return how many went."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        if delete:
-            return sum(int(client.delete(*batch)) for batch in project_keys(client, project))
-        return sum(len(batch) for batch in project_keys(client, project))
-    finally:
-        client.close()

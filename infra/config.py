@@ -20,6 +20,7 @@ DEFAULT_KAFKA_VERSION = "4.3.1"
 
 # Redis is only ever bound to the loopback interface: it has no authentication in this setup.
 REDIS_HOST = "127.0.0.1"
+REDIS_CLUSTER_SIZE = 3  # masters of the local Redis Cluster (no replicas)
 
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 _HEAP_RE = re.compile(r"^[1-9]\d*[kKmMgG]$")
@@ -74,6 +75,10 @@ class PlatformConfig:
     ``brokers`` is 1 (one combined broker+controller node, the default) or 3..9: a local KRaft cluster of that many
     combined nodes (ids 1..N, all of them controllers), node n on ``kafka_port + 2*(n-1)`` and
     ``controller_port + 2*(n-1)`` (see :attr:`kafka_nodes`); local backend only.
+
+    ``redis_cluster``: Redis is a local Redis Cluster of three masters on ``redis_cluster_port`` + 0..2 (their cluster
+    buses + 10000) instead of one server on ``redis_port``, and :attr:`redis_url` names it ``redis+cluster://...``
+    (:mod:`slipstream.infra.redis_cluster_local`); local backend only.
     """
 
     state_dir: Path = Path(".slipstream")
@@ -85,6 +90,8 @@ class PlatformConfig:
     controller_port: int = 9093
     kafka_heap: str = "512m"
     redis_port: int = 6379
+    redis_cluster: bool = False
+    redis_cluster_port: int = 7100
     startup_timeout_s: float = 90
     kafka_image: str | None = None
     redis_image: str = "redis:7-alpine"
@@ -100,6 +107,7 @@ class PlatformConfig:
             raise InfraConfigError(msg)
         for name in ("kafka_port", "controller_port", "redis_port"):
             _check_port(name, getattr(self, name))
+        self._check_redis_cluster()
         if self.kafka_port == self.controller_port:
             msg = f"kafka_port and controller_port are both {self.kafka_port}; they must differ"
             raise InfraConfigError(msg)
@@ -167,9 +175,27 @@ class PlatformConfig:
             return f"{self.kafka_host}:{self.kafka_port}"
         return ",".join(f"{self.kafka_host}:{node.kafka_port}" for node in self.kafka_nodes)
 
+    def _check_redis_cluster(self) -> None:
+        """``redis_cluster``: three local masters on ``redis_cluster_port`` + 0..2, their buses + 10000."""
+        _check_port("redis_cluster_port", self.redis_cluster_port)
+        if self.redis_cluster_port + REDIS_CLUSTER_SIZE - 1 + 10000 > 65535:
+            msg = f"redis_cluster_port {self.redis_cluster_port} leaves no room for 3 masters and their bus ports"
+            raise InfraConfigError(msg)
+        if self.redis_cluster and self.backend == "docker":
+            msg = "redis_cluster needs the local backend; the Docker backend runs one Redis (backend 'docker')"
+            raise InfraConfigError(msg)
+
+    @property
+    def redis_cluster_ports(self) -> tuple[int, ...]:
+        """The local Redis Cluster's masters: ``redis_cluster_port`` + 0, 1, 2."""
+        return tuple(self.redis_cluster_port + i for i in range(REDIS_CLUSTER_SIZE))
+
     @property
     def redis_url(self) -> str:
-        """URL of Redis database 0, e.g. ``"redis://127.0.0.1:6379/0"``."""
+        """URL of Redis database 0, e.g. ``"redis://127.0.0.1:6379/0"``; with ``redis_cluster`` the cluster's masters,
+        ``"redis+cluster://127.0.0.1:7100,127.0.0.1:7101,127.0.0.1:7102"``."""
+        if self.redis_cluster:
+            return "redis+cluster://" + ",".join(f"{REDIS_HOST}:{port}" for port in self.redis_cluster_ports)
         return f"redis://{REDIS_HOST}:{self.redis_port}/0"
 
     @property
@@ -180,6 +206,10 @@ class PlatformConfig:
     @property
     def kafka_state_dir(self) -> Path:
         return self.state_dir / "kafka"
+
+    @property
+    def redis_cluster_state_dir(self) -> Path:
+        return self.state_dir / "redis-cluster"
 
     @property
     def redis_state_dir(self) -> Path:

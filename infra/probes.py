@@ -86,3 +86,26 @@ def redis_version(host: str, port: int, timeout_s: float) -> str | None:
     finally:
         client.close()
     return str(version) if version is not None else "unknown"
+
+
+def redis_cluster_info(host: str, port: int, timeout_s: float) -> dict[str, str] | None:
+    """``CLUSTER INFO`` of the Redis Cluster node at ``host:port`` (``cluster_state``, ``cluster_known_nodes``, ...)
+    as text fields; None if it does not answer or is not a cluster node."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis(
+        host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0)
+    )
+    try:
+        info = client.execute_command("CLUSTER INFO")
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+    if isinstance(info, dict):  # redis-py parses it (its callback for CLUSTER INFO)
+        return {str(key): value.decode() if isinstance(value, bytes) else str(value) for key, value in info.items()}
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {key.strip(): value.strip() for key, value in pairs}

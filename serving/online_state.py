@@ -13,12 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 import hiredis
 import redis
+from redis.cluster import RedisCluster
 
+from slipstream.features.exceptions import OnlineStoreError
 from slipstream.features.feast_layout import JoinKeyValue, ViewLayout
+from slipstream.features.redis_client import RedisClient, decodes_responses, redis_client
 from slipstream.serving.exceptions import FeaturesUnavailableError
 
 if TYPE_CHECKING:
     from redis import Redis
+
+    from slipstream.serving.cluster_reads import ClusterPipelineReads, ClusterReads
 
 
 def unavailable(exc: Exception) -> FeaturesUnavailableError:
@@ -26,20 +31,23 @@ def unavailable(exc: Exception) -> FeaturesUnavailableError:
     return FeaturesUnavailableError(f"the online store (Redis) cannot be read: {type(exc).__name__}: {exc}")
 
 
-def scorer_client(url: str, timeout_s: float = 0.25) -> Redis[bytes]:
-    """A binary Redis client whose every call is bounded by ``timeout_s``: a hung Redis is a fast 503, not a wait."""
-    return redis.Redis.from_url(
-        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=0
-    )
+def scorer_client(url: str, timeout_s: float = 0.25) -> RedisClient:
+    """A binary Redis client whose every call is bounded by ``timeout_s``: a hung Redis is a fast 503, not a wait.
+
+    ``url``: one Redis or a Redis Cluster (``redis+cluster://...``, see :mod:`slipstream.features.redis_client`)."""
+    try:
+        return redis_client(url, timeout_s=timeout_s, health_check_interval=0)
+    except OnlineStoreError as exc:  # a cluster client reads the slot map now
+        raise unavailable(exc) from exc
 
 
-def check_binary(client: Redis[bytes]) -> None:
-    if client.connection_pool.connection_kwargs.get("decode_responses"):
+def check_binary(client: RedisClient) -> None:
+    if decodes_responses(client):
         msg = f"{client!r} decodes responses; Feast's layout is binary, create it with decode_responses=False"
         raise FeaturesUnavailableError(msg)
 
 
-def answers(client: Redis[bytes]) -> bool:
+def answers(client: RedisClient) -> bool:
     """Redis answers a PING (readiness)."""
     try:
         return bool(client.ping())
@@ -81,9 +89,7 @@ class RawReads:
 
     def call(self, commands: Sequence[tuple[bytes, ...]]) -> list[Any]:
         """Send ``commands`` in one write; their replies, in order. Raises :class:`FeaturesUnavailableError`."""
-        payload = b"".join(
-            _pack(command) for command in commands
-        )  # before a socket is taken: a bad argument loses none
+        payload = b"".join(pack(command) for command in commands)  # before a socket is taken: a bad argument loses none
         try:
             conn: _Conn | None = self._idle.pop()
         except IndexError:
@@ -111,10 +117,25 @@ class RawReads:
                 raise unavailable(redis.ResponseError(str(reply)))
         return replies
 
+    def checkout(self) -> tuple[_Conn, bool]:
+        """An idle pooled socket (and True), or a new one (and False); :meth:`checkin` it after a full read."""
+        try:
+            return self._idle.pop(), True
+        except IndexError:
+            return self._connect(), False
+
+    def checkin(self, conn: _Conn) -> None:
+        self._idle.append(conn)
+
     @staticmethod
     def _roundtrip(conn: _Conn, payload: bytes, n_replies: int) -> list[Any]:
+        conn[0].sendall(payload)
+        return RawReads.receive(conn, n_replies)
+
+    @staticmethod
+    def receive(conn: _Conn, n_replies: int) -> list[Any]:
+        """Read ``n_replies`` replies from ``conn`` (error replies as ``hiredis.ReplyError``)."""
         sock, buffer = conn
-        sock.sendall(payload)
         reader = hiredis.Reader()
         replies: list[Any] = []
         while len(replies) < n_replies:
@@ -146,7 +167,7 @@ class RawReads:
             sock.settimeout(self._timeout)
             conn = (sock, bytearray(1 << 16))  # the socket's own receive buffer (hiredis copies what it is fed)
             if self._hello:
-                hello = b"".join(_pack(command) for command in self._hello)
+                hello = b"".join(pack(command) for command in self._hello)
                 for reply in self._roundtrip(conn, hello, len(self._hello)):
                     if isinstance(reply, hiredis.ReplyError):
                         raise redis.AuthenticationError(str(reply))
@@ -163,7 +184,7 @@ class RawReads:
 _Conn = tuple[socket.socket, bytearray]
 
 
-def _pack(command: tuple[bytes, ...]) -> bytes:
+def pack(command: tuple[bytes, ...]) -> bytes:
     parts = [b"*%d\r\n" % len(command)]
     for arg in command:
         parts.append(b"$%d\r\n%b\r\n" % (len(arg), arg))
@@ -196,15 +217,19 @@ class PooledReads:
         self._client.connection_pool.disconnect()
 
 
-def reads_for(client: Redis[bytes]) -> RawReads | PooledReads:
-    """The fastest reader that speaks to ``client``'s Redis."""
+def reads_for(client: RedisClient) -> RawReads | PooledReads | ClusterReads | ClusterPipelineReads:
+    """The fastest reader that speaks to ``client``'s Redis (or Redis Cluster: by slot to each master)."""
+    if isinstance(client, RedisCluster):
+        from slipstream.serving.cluster_reads import cluster_reads_for
+
+        return cluster_reads_for(client)
     return RawReads(client) if RawReads.supports(client) else PooledReads(client)
 
 
 class RedisStateStore:
     """:class:`~serving.base.StateStore` on Redis. ``timeout_s`` bounds every read: a hung Redis is an error, fast."""
 
-    def __init__(self, client: Redis[bytes], layouts: Iterable[ViewLayout]) -> None:
+    def __init__(self, client: RedisClient, layouts: Iterable[ViewLayout]) -> None:
         check_binary(client)
         self._client = client
         self._reads = reads_for(client)
@@ -215,7 +240,7 @@ class RedisStateStore:
         return cls(scorer_client(url, timeout_s), layouts)
 
     @property
-    def client(self) -> Redis[bytes]:
+    def client(self) -> RedisClient:
         return self._client
 
     def read_states(self, keys: Sequence[tuple[str, Mapping[str, JoinKeyValue]]]) -> list[bytes | None]:

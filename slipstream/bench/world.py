@@ -33,6 +33,7 @@ from slipstream.bench.exceptions import BenchTimeoutError
 from slipstream.bench.loadgen import fine_timers
 from slipstream.features.definitions import FRAUD
 from slipstream.features.feast_repo import FeastRepoConfig, apply_repo, view_layouts
+from slipstream.features.redis_client import redis_client
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.transport import EventProducer, TopicAdmin
 from slipstream.streams.engine.app import EngineJob, run_processes
@@ -134,13 +135,11 @@ def remove_run(run: Slipstream, tag: str, say: Say) -> None:
 
     ``run`` is the run's own composition root (:func:`run_settings`), whose names are the run's.
     """
-    import redis
-
     from slipstream.streams.simulate.fraud import FraudSimConfig
 
     say(f"cleaning up {tag}…")
     TopicAdmin(run.bootstrap_servers).delete(run.contracts.catalog.full_names())
-    client = redis.Redis.from_url(run.redis_url)
+    client = redis_client(run.redis_url)  # one Redis or a Redis Cluster: DEL is split by slot
     layouts = view_layouts([FRAUD], run.settings.feast_project)
     sim = FraudSimConfig()
     for view, key, n in (

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from slipstream.features.feast_repo import view_layouts
@@ -112,8 +111,8 @@ class StageRunner:
         self._producer = _raw_producer(settings.bootstrap_servers, settings.linger_ms, self._on_delivery_error)
         self._bulk = _raw_producer(settings.bootstrap_servers, settings.bulk_linger_ms, self._on_delivery_error)
         self._events = EventProducer(settings.bootstrap_servers, contracts, linger_ms=settings.bulk_linger_ms)
-        client = redis.Redis.from_url(settings.redis_url)
-        self._writer = RedisFeatureWriter(client, view_layouts([topology.feature_set], settings.project).values())
+        layouts = view_layouts([topology.feature_set], settings.project).values()
+        self._writer = RedisFeatureWriter.from_url(settings.redis_url, layouts)  # one Redis or a Redis Cluster
         self._join_keys = {view.name: view.entity.join_keys for view in stage.views}
         self._ts_fields = {
             logical: timestamp_fields(contracts.serde(logical).schema.raw)

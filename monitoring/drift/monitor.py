@@ -21,9 +21,10 @@ Each tested subject's primary statistic gets a calibrated p-value (:mod:`.calibr
 a window alarms falsely with probability <= ``fdr_q`` (the ``nominal_false_alarm_rate`` of the alarms). A subject's
 ``threshold`` is the value it would be rejected at on its own (p = q / m, m subjects tested).
 
-Memory: O(subjects x bins x 2 open windows) counts + the calibrated nulls (O(subjects x bins)) + the detectors
-(O(log n) buckets for ADWIN, O(1) for Page–Hinkley, one per challenger). :meth:`~DriftMonitor.to_bytes` writes the
-mutable part as compact JSON; :meth:`~DriftMonitor.from_bytes` rebuilds the rest from the reference.
+Memory: O(subjects x bins x open windows, at most :data:`MAX_OPEN`) counts + the calibrated nulls (O(subjects x
+bins)) + the detectors (O(log n) buckets for ADWIN, O(1) for Page–Hinkley, one per challenger).
+:meth:`~DriftMonitor.to_bytes` writes the mutable part as compact JSON; :meth:`~DriftMonitor.from_bytes` rebuilds the
+rest from the reference.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 import time
@@ -13,6 +14,7 @@ from rich.live import Live
 from rich.table import Table
 
 from slipstream.cli.common import build, console, friendly_errors
+from slipstream.exceptions import InputError
 
 if TYPE_CHECKING:  # the serving stack (numpy, onnxruntime) loads only for the commands that need it
     from slipstream.serving.kafka_front import FrontStats, KafkaFrontEnd
@@ -87,17 +89,34 @@ def score_stream(
     reco: Annotated[
         bool, typer.Option("--reco", help="Rank `recommendation-requests` onto `recommendations` instead.")
     ] = False,
+    worker_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Static group member id (group.instance.id) of this worker: restarted under the same id it takes "
+            "its partitions back without a rebalance (if it does not come back, they wait for the session timeout, "
+            "45 s). Every worker of the group needs its own. Default: a dynamic member."
+        ),
+    ] = None,
 ) -> None:
     """Score every transaction as it arrives and publish to `predictions` (Avro, keyed by customer) with the model
     version, the features used, their freshness and timings. At least once; prediction_id = event id @ model
-    version. Run more of the same command to share the partitions; stop with Ctrl-C.
+    version. Run more of the same command to share the partitions (up to their count; each with its own --worker-id
+    if given); stop with Ctrl-C.
 
     With --reco: rank each recommendation request's candidates with the reco champion and publish the ranked
     items, their features and the model version to `recommendations` (at least once, by request_id)."""
     with friendly_errors():
+        if worker_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", worker_id):
+            msg = f"--worker-id: 1-64 letters, digits, '.', '_' or '-', got {worker_id!r}"
+            raise InputError(msg)
         _logging(log_level)
         _run_front(
-            reco=reco, metrics_port=metrics_port, until_idle=until_idle, quiet=quiet, from_beginning=from_beginning
+            reco=reco,
+            metrics_port=metrics_port,
+            until_idle=until_idle,
+            quiet=quiet,
+            from_beginning=from_beginning,
+            worker_id=worker_id,
         )
 
 
@@ -130,7 +149,9 @@ def _table(stats: FrontStats, reco: bool) -> Table:
     return out
 
 
-def _run_front(*, reco: bool, metrics_port: int, until_idle: float | None, quiet: bool, from_beginning: bool) -> None:
+def _run_front(
+    *, reco: bool, metrics_port: int, until_idle: float | None, quiet: bool, from_beginning: bool, worker_id: str | None
+) -> None:
     from prometheus_client import start_http_server
 
     from slipstream.serving.reco_stream import REQUESTS, RecoStream
@@ -143,12 +164,14 @@ def _run_front(*, reco: bool, metrics_port: int, until_idle: float | None, quiet
         start_http_server(metrics_port, registry=service.metrics.registry)
     kind = "reco" if reco else "fraud"
     producer = app.producer(linger_ms=0.5, client_id=f"slipstream-score-stream-{kind}")
+    group = f"{app.settings.topic_prefix}slipstream-scorer-{kind}"
     consumer = app.consumer(
         [REQUESTS if reco else "transactions"],
-        group_id=f"{app.settings.topic_prefix}slipstream-scorer-{kind}",
+        group_id=group,
         from_beginning=from_beginning,
         dead_letters=producer,
         processor="score-stream-reco" if reco else "score-stream",
+        config={"group.instance.id": f"{group}-worker-{worker_id}"} if worker_id is not None else None,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -149,6 +149,15 @@ def write_pidfile(path: Path, pid: int) -> None:
     tmp.replace(path)
 
 
+def signal_pid(pid: int, signum: int) -> bool:
+    """Send ``signum`` to ``pid`` without waiting; False if it no longer exists."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def terminate(pid: int, *, grace_s: float) -> bool:
     """SIGTERM ``pid``, wait up to ``grace_s``, then SIGKILL. True if it had to be killed."""
     try:

@@ -42,6 +42,8 @@ class Slipstream:
             kafka_heap=s.kafka_heap,
             brokers=s.kafka_brokers,
             redis_port=s.redis_port,
+            redis_cluster=s.redis_cluster,
+            redis_cluster_port=s.redis_cluster_port,
             startup_timeout_s=s.startup_timeout_s,
         )
 

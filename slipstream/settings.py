@@ -43,6 +43,14 @@ class Settings(BaseSettings):
         ),
     )
     redis_port: int = Field(6379, ge=1, le=65535)
+    redis_cluster: bool = Field(
+        False,
+        description=(
+            "Run the local platform's Redis as a Redis Cluster of three masters (local backend) on "
+            "redis_cluster_port+0..2 (cluster buses +10000); its URL is then redis+cluster://127.0.0.1:P,... ."
+        ),
+    )
+    redis_cluster_port: int = Field(7100, ge=1, le=55533, description="First port of the local Redis Cluster.")
     startup_timeout_s: float = Field(120.0, gt=0)
     kafka_bootstrap_servers: str | None = Field(
         None,
@@ -52,7 +60,11 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None,
         validation_alias=AliasChoices("SLIPSTREAM_REDIS_URL", "REDIS_URL"),
-        description="Use this Redis instead of starting one.",
+        description=(
+            "Use this Redis instead of starting one: redis://host:port/db (rediss:// with TLS), or a Redis Cluster "
+            "as redis+cluster://host:port[,host:port...] (rediss+cluster://; any masters, the rest are discovered). "
+            "The scheme chooses the client, not a probe of the server."
+        ),
     )
     topic_prefix: str = Field("", description="Namespace prepended to every topic name.")
     schema_registry_url: str | None = Field(

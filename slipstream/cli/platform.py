@@ -41,6 +41,15 @@ Brokers = Annotated[
         envvar="SLIPSTREAM_KAFKA_BROKERS",
     ),
 ]
+RedisCluster = Annotated[
+    bool | None,
+    typer.Option(
+        "--redis-cluster/--no-redis-cluster",
+        help="Redis as a local Redis Cluster of three masters (ports redis_cluster_port+0..2, default 7100); "
+        "its URL is redis+cluster://127.0.0.1:7100,... .",
+        envvar="SLIPSTREAM_REDIS_CLUSTER",
+    ),
+]
 Prefix = Annotated[
     str | None, typer.Option(help="Namespace prepended to every topic name.", envvar="SLIPSTREAM_TOPIC_PREFIX")
 ]
@@ -51,6 +60,7 @@ def up(
     backend: Backend = None,
     topics: Annotated[bool, typer.Option(help="Also apply the topics.")] = True,
     brokers: Brokers = None,
+    redis_cluster: RedisCluster = None,
 ) -> None:
     """Start Kafka 4 (KRaft) and Redis if they are not running, wait until they answer, apply the topics.
 
@@ -58,7 +68,7 @@ def up(
     With --brokers 3: three Kafka nodes on 127.0.0.1, node n on kafka_port+2*(n-1) (9092, 9094, 9096).
     """
     with friendly_errors():
-        app = build(backend=backend, kafka_brokers=brokers)
+        app = build(backend=backend, kafka_brokers=brokers, redis_cluster=redis_cluster)
         statuses = app.platform.up()
         for status in statuses.values():
             console.print(
@@ -72,10 +82,11 @@ def up(
 def down(
     wipe: Annotated[bool, typer.Option(help="Also delete the broker's data (a fresh cluster next time).")] = False,
     brokers: Brokers = None,
+    redis_cluster: RedisCluster = None,
 ) -> None:
     """Stop the services that `slipstream infra up` started (and nothing else); every Kafka node of a cluster."""
     with friendly_errors():
-        build(kafka_brokers=brokers).platform.down(wipe=wipe)
+        build(kafka_brokers=brokers, redis_cluster=redis_cluster).platform.down(wipe=wipe)
         console.print("[green]✓[/green] stopped")
 
 
@@ -83,10 +94,11 @@ def down(
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
     brokers: Brokers = None,
+    redis_cluster: RedisCluster = None,
 ) -> None:
     """Show whether Kafka and Redis are up, where, and which versions; with --brokers 3, each Kafka node too."""
     with friendly_errors():
-        app = build(kafka_brokers=brokers)
+        app = build(kafka_brokers=brokers, redis_cluster=redis_cluster)
         report = app.platform.status_json()
         if as_json:
             out.print_json(json.dumps(report))

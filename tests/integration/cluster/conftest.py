@@ -1,4 +1,5 @@
-"""Clustered services for the resilience tests, one session each: a 3-node Kafka (``kafka_cluster``).
+"""Clustered services for the resilience tests, one session each: a 3-node Kafka (``kafka_cluster``) and a Redis
+Cluster of three masters (``redis_cluster``, on 17050-17052, state in ``.slipstream/test-redis-cluster``).
 
 They run on ports of their own in 29000-29099 and state directories of their own under ``.slipstream/``, so they
 never touch a platform started with ``slipstream infra up`` (9092/6379) or the suite's test platform (19092/16379).
@@ -17,6 +18,7 @@ import pytest
 from slipstream.infra.config import PlatformConfig
 from slipstream.infra.exceptions import InfraError
 from slipstream.infra.platform import Platform
+from slipstream.infra.redis_cluster_local import LocalRedisCluster
 
 REPO = Path(__file__).resolve().parents[3]
 KAFKA_VERSION = os.environ.get("SLIPSTREAM_KAFKA_VERSION", "4.3.1")
@@ -58,3 +60,33 @@ def kafka_cluster() -> Iterator[Platform]:
     finally:
         if not already_up and not _keep_services():
             platform.down()
+
+
+# Redis Cluster: masters on 17050-17052, their cluster buses on 27050-27052.
+REDIS_CLUSTER_STATE_DIR = REPO / ".slipstream" / "test-redis-cluster"
+REDIS_CLUSTER_PORT = 17050
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalRedisCluster]:
+    """A local Redis Cluster of three masters, ready (every master ``cluster_state:ok``); its URL is
+    ``redis_cluster.config.redis_url`` (``redis+cluster://...``). Tests may stop and start one master
+    (``stop_node``/``start_node``) but must leave all three running."""
+    config = PlatformConfig(
+        state_dir=REDIS_CLUSTER_STATE_DIR,
+        backend="local",
+        redis_cluster=True,
+        redis_cluster_port=REDIS_CLUSTER_PORT,
+        startup_timeout_s=120,
+    )
+    cluster = LocalRedisCluster(config)
+    already_up = cluster.status().up
+    try:
+        cluster.up()
+    except InfraError as exc:
+        pytest.fail(f"the Redis Cluster cannot be had: {exc}", pytrace=False)
+    try:
+        yield cluster
+    finally:
+        if not already_up and not _keep_services():
+            cluster.down()

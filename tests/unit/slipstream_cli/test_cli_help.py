@@ -21,7 +21,7 @@ def _walk(command: Any, path: tuple[str, ...] = ()) -> list[list[str]]:
 
 
 COMMANDS = _walk(typer.main.get_command(app))
-PLANNED = ("faust runtime", "redis cluster")  # record and replay are built (issue 16)
+PLANNED = ("faust runtime",)  # record and replay are built (issue 16), Redis Cluster too (issue 17)
 
 
 def test_every_command_is_covered() -> None:

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import redis
 from confluent_kafka import Consumer, TopicPartition
 
 from slipstream.app import Slipstream
@@ -33,6 +32,7 @@ from slipstream.features.definitions import FRAUD
 from slipstream.features.definitions.fraud import CUSTOMER_VIEW
 from slipstream.features.feast_layout import decode_timestamp, timestamp_field
 from slipstream.features.feast_repo import FeastRepoConfig, apply_repo, push_source_name, view_layouts
+from slipstream.features.redis_client import redis_client
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.transport import EventProducer, TopicAdmin
 from slipstream.streams.engine.app import EngineJob, run_processes
@@ -158,7 +158,7 @@ def freshness(app: Slipstream, config: FeatureBenchConfig, say: Say) -> dict[str
         target=lambda: run_processes(job, stop, on_batch=lambda _s, st: ready.set() if st.batches else None)
     )
     worker.start()
-    client = redis.Redis.from_url(app.redis_url)
+    client = redis_client(app.redis_url)  # one Redis or a Redis Cluster
     layout = view_layouts([FRAUD], project)[CUSTOMER_VIEW.name]
     ts_field = timestamp_field(CUSTOMER_VIEW.name)
     rng = np.random.default_rng(3)

@@ -1,8 +1,17 @@
 """`slipstream bench features`: the online engine's throughput and freshness, Feast's per-event push for the same
 rows, and the offline engine — measured side by side in one run on the same machine.
 
-- online_events_per_s: a slice of the simulated fraud stream (transactions + labels) is published first, then the
-  engine (one process per stage) consumes it; rate = events / (first batch -> last vector on the feature log).
+- online_events_per_s: the engine (one process per stage worker) is started on empty topics; once every worker of
+  every stage holds partitions, a slice of the simulated fraud stream (transactions + labels) is published; rate =
+  the events not yet consumed when publishing ends / the time from then until a vector per transaction is on the
+  feature log and every stage's group has committed the end of its inputs (before S11 the slice was published
+  before the engine started, and the rate ran from its first batch). With ``workers=(1, 2)`` the run is made
+  once per count (fresh topics each), ``online_by_workers`` holds each with ``ratio_vs_1_worker``, and the first
+  count keeps the historical keys; ``ratio_vs_1_worker`` is against the mean of the 1-worker runs. Per stage
+  (``online_stages``): the records it consumed (on a repartition topic its watermark markers too), its view updates,
+  ``cpu_us_per_event`` (its workers' CPU from ``/proc``, user + system, from the first batch to done, divided by the
+  events of that interval: every fraud event passes every stage) and the workers the broker saw holding its partitions
+  at the end.
 - freshness: live synthetic transactions at a fixed open-loop rate with event time = now; a prober samples events
   and polls Redis until the customer's row carries that event's time: produced -> readable, in ms.
 - feast_push_events_per_s: the same customer rows written with Feast's ``FeatureStore.push`` one event at a time.
@@ -26,7 +35,8 @@ import pandas as pd
 from confluent_kafka import Consumer, TopicPartition
 
 from slipstream.app import Slipstream
-from slipstream.bench.exceptions import BenchConfigError
+from slipstream.bench.exceptions import BenchConfigError, BenchRunError
+from slipstream.bench.stage_probe import StageProbe, check_workers
 from slipstream.bench.stats import percentiles
 from slipstream.features.definitions import FRAUD
 from slipstream.features.definitions.fraud import CUSTOMER_VIEW
@@ -52,6 +62,7 @@ class FeatureBenchConfig:
     push_rows: int = 2000
     parts: tuple[str, ...] = ("online", "faust", "freshness", "push", "offline")
     faust_events: int = 50_000
+    workers: tuple[int, ...] = (1,)  # per stage; several: one online run each, in this order
 
 
 def _scoped(app: Slipstream, tag: str) -> Contracts:
@@ -76,39 +87,114 @@ def _slice(config: FeatureBenchConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     return tx[tx["event_time"] < end], labels[labels["event_time"] < end]
 
 
-def online_throughput(app: Slipstream, config: FeatureBenchConfig, say: Say) -> dict[str, Any]:
+def online_throughput(app: Slipstream, config: FeatureBenchConfig, say: Say, workers: int = 1) -> dict[str, Any]:
     tx, labels = _slice(config)
-    contracts = _scoped(app, "online")
-    say(f"publishing {len(tx):,} transactions and {len(labels):,} labels ({config.days:g} days)…")
-    with EventProducer(app.bootstrap_servers, contracts, linger_ms=20) as producer:
-        for record in frame_records(tx):
-            producer.send("transactions", record)
-        for record in frame_records(labels):
-            producer.send("labels", record)
+    contracts = _scoped(app, f"online{workers}")
     project = f"bench_{uuid.uuid4().hex[:6]}"
     apply_repo(app.feast_config(project), [FRAUD])
-    job = EngineJob(app.engine_settings(project=project), contracts.catalog.prefix, "fraud")
+    job = EngineJob(app.engine_settings(project=project), contracts.catalog.prefix, "fraud", workers=workers)
+    probe = StageProbe(app.bootstrap_servers, contracts, job)
     stop = threading.Event()
-    first_batch: list[float] = []
+    progress: dict[str, tuple[int, float]] = {}  # stage -> (records consumed, when reported)
 
-    def on_batch(_stage: str, stats: StageStats) -> None:
-        if not first_batch and stats.consumed:
-            first_batch.append(time.perf_counter())
+    def on_batch(stage: str, stats: StageStats) -> None:
+        progress[stage] = (stats.consumed, time.perf_counter())
 
-    say("running the engine (one process per stage)…")
-    worker = threading.Thread(target=lambda: run_processes(job, stop, until_idle_s=3.0, on_batch=on_batch))
-    worker.start()
-    log_topic = contracts.topic("feature-log")
-    deadline = time.monotonic() + 1800
-    while _log_count(app.bootstrap_servers, log_topic) < len(tx) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    done = time.perf_counter()
-    stop.set()
-    worker.join()
-    elapsed = done - first_batch[0] if first_batch else float("nan")
+    say(f"starting the engine ({workers} process(es) per stage) on empty topics…")
+    final: list[dict[str, StageStats]] = []
+    # No idle exit: a stage whose work is done stays up (and is measured) until the last stage is done.
+    runner = threading.Thread(target=lambda: final.append(run_processes(job, stop, on_batch=on_batch)))
+    started = time.perf_counter()
+    runner.start()
+    try:
+        # N workers are N workers only once each holds partitions: the first to join would otherwise take the
+        # backlog alone (the test broker's initial rebalance delay is 0).
+        while not all(m.holding == workers for m in probe.membership().values()):
+            if not runner.is_alive() or time.perf_counter() - started > 300:
+                msg = f"the engine's {workers} worker(s) per stage did not all hold partitions within 300 s"
+                raise BenchRunError(msg)
+            time.sleep(0.1)
+        joined = time.perf_counter() - started
+        say(f"publishing {len(tx):,} transactions and {len(labels):,} labels ({config.days:g} days)…")
+        with EventProducer(app.bootstrap_servers, contracts, linger_ms=20) as producer:
+            for record in frame_records(tx):
+                producer.send("transactions", record)
+            for record in frame_records(labels):
+                producer.send("labels", record)
+        # Measured from the end of publishing (no producer on the machine) to done: a vector per transaction on the
+        # feature log and every stage's group committed to the end of its inputs (a rebalance replays a tail).
+        first_stage, published = job.stage_names()[0], time.perf_counter()
+        while progress.get(first_stage, (0, 0.0))[1] < published and time.perf_counter() - published < 5:
+            time.sleep(0.005)  # the first report after publishing: (events consumed, when) of one moment
+        consumed_then, began = progress.get(first_stage, (0, published))
+        cpu_then = probe.cpu()
+        log_topic = contracts.topic("feature-log")
+        deadline = time.monotonic() + 1800
+        while runner.is_alive() and time.monotonic() < deadline:
+            if _log_count(app.bootstrap_servers, log_topic) >= len(tx) and not any(probe.lag().values()):
+                break
+            time.sleep(0.1)
+        done = time.perf_counter()
+        cpu_end, membership = probe.cpu(), probe.membership()
+        log_records = _log_count(app.bootstrap_servers, log_topic)
+    finally:
+        stop.set()
+        runner.join()
+        probe.close()
+        TopicAdmin(app.bootstrap_servers).delete(contracts.catalog.full_names())
+    if not final:  # run_processes raised (a worker died): its error and the workers' output are above
+        msg = f"the engine ({workers} worker(s) per stage) stopped before the run was done; see its output above"
+        raise BenchRunError(msg)
     events = len(tx) + len(labels)
-    TopicAdmin(app.bootstrap_servers).delete(contracts.catalog.full_names())
-    return {"events": events, "seconds": round(elapsed, 2), "online_events_per_s": round(events / elapsed)}
+    # Every transaction and label passes every stage of the fraud set (the first stage reads them, each later one
+    # gets each forwarded): the events a stage consumed in the measured interval are the run's events then.
+    measured = events - consumed_then
+    stages: dict[str, dict[str, Any]] = {}
+    for stage in job.stage_names():
+        got = final[0].get(stage, StageStats())
+        cpu = cpu_end.get(stage, 0.0) - cpu_then.get(stage, 0.0)
+        stages[stage] = {
+            "workers": workers,
+            "workers_holding_partitions": membership[stage].holding,  # at the end; all of them at the start
+            "partitions": membership[stage].partitions,
+            "records_consumed": got.consumed,  # events, and on a repartition topic its watermark markers too
+            "view_updates": got.applied,  # (event, view) applications: a label updates no customer view
+            "cpu_us_per_event": round(cpu / measured * 1e6, 1) if measured > 0 else None,
+        }
+    cpu_total = sum(cpu_end.values()) - sum(cpu_then.values())
+    return {
+        "workers": workers,
+        "workers_joined_s": round(joined, 2),
+        "events": events,
+        "measured_events": measured,
+        "seconds": round(done - began, 2),
+        "online_events_per_s": round(measured / (done - began)),
+        "engine_cpu_us_per_event": round(cpu_total / measured * 1e6, 1) if measured > 0 else None,
+        "feature_log_extra_records": log_records - len(tx),
+        "stages": stages,
+    }
+
+
+def online_scaling(app: Slipstream, config: FeatureBenchConfig, say: Say) -> dict[str, Any]:
+    """The online run once per worker count, in this run; the first count's figures keep the historical keys."""
+    runs = [online_throughput(app, config, say, n) for n in config.workers]
+    rates: dict[int, list[int]] = {}
+    for run in runs:
+        rates.setdefault(run["workers"], []).append(run["online_events_per_s"])
+    mean = {n: sum(r) / len(r) for n, r in rates.items()}
+    one = mean.get(1)  # the mean of the 1-worker runs: interleave them (1,2,1,2) on a machine whose load moves
+    for run in runs:
+        run["ratio_vs_1_worker"] = round(run["online_events_per_s"] / one, 2) if one else None
+    first = runs[0]
+    return {
+        "online_ratio_by_workers": {str(n): round(m / one, 2) for n, m in mean.items()} if one else None,
+        "events": first["events"],
+        "seconds": first["seconds"],
+        "online_events_per_s": first["online_events_per_s"],
+        "online_workers": first["workers"],
+        "online_stages": first["stages"],
+        "online_by_workers": runs,
+    }
 
 
 def faust_baseline(app: Slipstream, config: FeatureBenchConfig, say: Say) -> dict[str, Any]:
@@ -269,12 +355,13 @@ def offline(config: FeatureBenchConfig, say: Say) -> dict[str, Any]:
 
 
 def run_features_bench(app: Slipstream, config: FeatureBenchConfig, say: Say) -> dict[str, Any]:
-    results: dict[str, Any] = {"machine_cores": _cores()}
+    results: dict[str, Any] = {"machine_cores": _cores(), "machine_load_1m": round(_load(), 2)}
     if "faust" in config.parts and importlib.util.find_spec("faust") is None:
         msg = "--parts faust needs Faust, the baseline: pip install 'slipstream[bench]' (make test installs it)"
         raise BenchConfigError(msg)
     if "online" in config.parts:
-        results |= online_throughput(app, config, say)
+        check_workers(app.with_prefix(""), "fraud", config.workers)
+        results |= online_scaling(app, config, say)
     if "faust" in config.parts:
         results |= faust_baseline(app, config, say)
         if results.get("faust_table_events_per_s") and "online_events_per_s" in results:
@@ -297,6 +384,13 @@ def _cores() -> int:
     import os
 
     return os.cpu_count() or 0
+
+
+def _load() -> float:
+    """The 1-minute load average when the run starts (other work on the machine skews every figure)."""
+    import os
+
+    return os.getloadavg()[0]
 
 
 __all__ = ["FeatureBenchConfig", "FeastRepoConfig", "run_features_bench"]

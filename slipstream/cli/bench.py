@@ -37,6 +37,13 @@ def features(
         "online,faust,freshness,push,offline"
     ),
     data: FraudDataOpt = None,
+    workers: Annotated[
+        str,
+        typer.Option(
+            help="Workers per stage for the online part; several (1,2) run it once each, the first keeping the "
+            "historical keys, with ratio_vs_1_worker and cpu_us_per_event per stage."
+        ),
+    ] = "1",
 ) -> None:
     """Online engine events/s and freshness p50/p99, Feast's per-event push on the same rows, offline events/s."""
     from slipstream.bench.features_bench import FeatureBenchConfig, run_features_bench
@@ -47,6 +54,7 @@ def features(
         check_number(rate, "--rate", gt=0)
         check_number(seconds, "--seconds", gt=0)
         check_number(push_rows, "--push-rows", ge=1)
+        counts = _counts(workers, "--workers")
         path = fraud_data(data, show_progress=not as_json)
         app = build()
         app.ensure_platform()
@@ -58,15 +66,23 @@ def features(
             freshness_seconds=seconds,
             push_rows=push_rows,
             parts=chosen,
+            workers=counts,
         )
         results = run_features_bench(app, config, (lambda _m: None) if as_json else console.print)
-        if as_json:
-            out.print_json(json.dumps(results))
-            return
-        table = Table("metric", "value", title="slipstream bench features")
-        for key, value in results.items():
-            table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
-        out.print(table)
+        _print_results("slipstream bench features", results, as_json)
+
+
+def _counts(text: str, option: str) -> tuple[int, ...]:
+    """Comma-separated whole numbers, each >= 1, at least one."""
+    try:
+        counts = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError as exc:
+        msg = f"{option}: expected comma-separated whole numbers, got {text!r}"
+        raise InputError(msg) from exc
+    if not counts or min(counts) < 1:
+        msg = f"{option}: expected numbers >= 1, got {text!r}"
+        raise InputError(msg)
+    return counts
 
 
 def _rates(text: str, option: str = "--rates") -> tuple[float, ...]:

@@ -12,6 +12,7 @@ from slipstream.infra.docker_platform import DockerPlatform, compose_available, 
 from slipstream.infra.exceptions import InfraError
 from slipstream.infra.kafka_cluster import LocalKafkaCluster, node_dirs, running_nodes, stop_nodes, wipe_nodes
 from slipstream.infra.kafka_local import LocalKafka
+from slipstream.infra.redis_cluster_local import LocalRedisCluster
 from slipstream.infra.redis_local import LocalRedis
 
 ResolvedBackend = Literal["local", "docker"]
@@ -46,7 +47,10 @@ class Platform:
         self._docker_available = docker_available or (lambda: docker_engine_available() and compose_available())
         self.kafka = LocalKafka(config, self._progress)
         self.kafka_cluster = LocalKafkaCluster(config, self._progress) if config.brokers > 1 else None
-        self.redis = LocalRedis(config, self._progress)
+        # With config.redis_cluster, three local masters (a chaos drill: self.redis.ports, stop_node, start_node).
+        self.redis: LocalRedis | LocalRedisCluster = (
+            LocalRedisCluster(config, self._progress) if config.redis_cluster else LocalRedis(config, self._progress)
+        )
         self.docker = DockerPlatform(config, self._progress)
         self._backend: ResolvedBackend | None = None
 
@@ -68,7 +72,7 @@ class Platform:
         if self.kafka_cluster is not None:
             return self._up_cluster(self.kafka_cluster)
         self._refuse_other_kafka()
-        started: list[LocalKafka | LocalRedis] = []
+        started: list[LocalKafka | LocalRedis | LocalRedisCluster] = []
         try:
             kafka_was_running = self.kafka.running_pid() is not None
             kafka_pid = self.kafka.start()
@@ -228,6 +232,8 @@ class Platform:
         if self.config.backend == "docker":
             return "docker"
         if self.kafka_cluster is not None:  # the Docker backend runs one node
+            return "local"
+        if self.config.redis_cluster:  # the Docker backend runs one Redis
             return "local"
         if self.kafka.running_pid() is not None or self.redis.running_pid() is not None:
             return "local"

@@ -204,8 +204,10 @@ def test_kafka_path_is_exact_while_the_engine_runs_beside_it(world: FraudWorld) 
 
 
 def test_score_stream_command_scores_a_replayed_topic(world: FraudWorld, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`slipstream score-stream --from-beginning` over the whole topic (history and a live day), then again: the
-    group resumes where it stopped, so the second run scores only what arrived since."""
+    """`slipstream score-stream --from-beginning --worker-id w0` over the whole topic (history and a live day), then
+    again: the group resumes where it stopped, so the second run scores only what arrived since. The worker is a
+    static member: it stays in the group after it stops, and the second run takes its partitions back under its id."""
+    from confluent_kafka.admin import AdminClient
     from typer.testing import CliRunner
 
     from slipstream.cli import app as cli
@@ -214,10 +216,14 @@ def test_score_stream_command_scores_a_replayed_topic(world: FraudWorld, monkeyp
         monkeypatch.setenv(name, value)
     day = world.live_tx[:100]
     publish(world.services, world.contracts, "transactions", day)
-    args = ["score-stream", "--from-beginning", "--until-idle", "3", "--quiet"]
+    args = ["score-stream", "--from-beginning", "--until-idle", "3", "--quiet", "--worker-id", "w0"]
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert f"{len(world.history_tx) + len(day):,}" in result.output  # scored: every transaction on the topic
+    group = f"{world.app.settings.topic_prefix}slipstream-scorer-fraud"
+    admin = AdminClient({"bootstrap.servers": world.services.bootstrap_servers})
+    members = admin.describe_consumer_groups([group])[group].result(timeout=10).members
+    assert [m.group_instance_id for m in members] == [f"{group}-worker-w0"]  # static: still there, until it returns
 
     offline = offline_vectors(world.history_tx + day, world.history_labels)
     predictions = _predictions(world, len(world.history_tx) + len(day))

@@ -64,7 +64,8 @@ def _summed(stats: Iterable[StageStats]) -> StageStats:
     """The workers of one stage as one: counts added, the latest batch time kept."""
     out = StageStats()
     for one in stats:
-        for name in ("consumed", "applied", "duplicates", "dead_lettered", "vectors", "rows_written", "rows_stale"):
+        counts = ("consumed", "applied", "duplicates", "dead_lettered", "vectors", "rows_written", "rows_stale")
+        for name in (*counts, "evicted", "rows_rejected"):
             setattr(out, name, getattr(out, name) + getattr(one, name))
         out.batches += one.batches
         out.restored_keys += one.restored_keys

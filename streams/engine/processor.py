@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -195,9 +195,10 @@ class StageProcessor:
         """Why a decoded message of an internal topic cannot be processed here (``None`` when it can): checked before
         anything is applied, so a malformed one is dead-lettered whole, never half applied."""
         if "wms" in payload:
-            marks, n = payload.get("wms"), payload.get("n")
-            if isinstance(n, int) and isinstance(marks, list) and all(_is_mark(m) for m in marks):
-                return None
+            marks, n, floors = payload.get("wms"), payload.get("n"), payload.get("fl", [])
+            if isinstance(n, int) and isinstance(marks, list) and isinstance(floors, list):
+                if all(_is_mark(m) for m in marks) and all(_is_mark(m) for m in floors):
+                    return None
             return f"malformed watermark marker: {str(dict(payload))[:200]}"
         src, rec, feat, nt = (payload.get(k) for k in ("src", "rec", "feat", "nt"))
         if not (isinstance(src, str) and isinstance(rec, dict) and isinstance(feat, dict) and isinstance(nt, int)):
@@ -309,8 +310,7 @@ class StageProcessor:
         marks = self._upstream_wm.setdefault(partition, {})
         marks[(source, upstream)] = max(marks.get((source, upstream), NO_WATERMARK), time_us)
         if time_us < IDLE:  # "idle" says nothing is waiting upstream, not how old the next event can be
-            floors = self._upstream_floor.setdefault(partition, {})
-            floors[(source, upstream)] = max(floors.get((source, upstream), NO_WATERMARK), time_us)
+            self.on_floor(partition, source, upstream, time_us)
 
     def frontier(self, partition: int) -> int:
         """Time up to which outputs on ``partition`` are due: every source the views read has reached it.
@@ -508,3 +508,19 @@ class StageProcessor:
             else:
                 out.append((topic, partition, newest - self.lateness_us))  # a late event may still come this far back
         return out
+
+    def floors(self, held: Iterable[tuple[str, int]]) -> list[tuple[str, int, int]]:
+        """The oldest time any event still to be sent downstream can have, per input topic and partition held (the
+        newest event less the allowed lateness: older ones are refused as late). Sent with the markers, also when
+        they say "idle", so that a downstream stage knows its horizon (:meth:`horizon`) on a quiet input too."""
+        out = []
+        for topic, partition in held:
+            newest = self._partition_wm.get((topic, partition))
+            if newest is not None:
+                out.append((topic, partition, newest - self.lateness_us))
+        return out
+
+    def on_floor(self, partition: int, source: str, upstream: int, time_us: int) -> None:
+        """Upstream partition ``upstream`` of ``source`` will send this partition nothing older than ``time_us``."""
+        floors = self._upstream_floor.setdefault(partition, {})
+        floors[(source, upstream)] = max(floors.get((source, upstream), NO_WATERMARK), time_us)

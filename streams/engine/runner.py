@@ -26,8 +26,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from slipstream.features.exceptions import LayoutError
 from slipstream.features.feast_repo import view_layouts
-from slipstream.features.online_store import EntityStateBlob, RedisFeatureWriter
+from slipstream.features.online_store import EntityStateBlob, RedisFeatureWriter, WriteReport
 from slipstream.features.windows import EntityState
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.dead_letter import RawMessage
@@ -114,6 +115,7 @@ class StageRunner:
         layouts = view_layouts([topology.feature_set], settings.project).values()
         self._writer = RedisFeatureWriter.from_url(settings.redis_url, layouts)  # one Redis or a Redis Cluster
         self._join_keys = {view.name: view.entity.join_keys for view in stage.views}
+        self._layouts = view_layouts([topology.feature_set], settings.project)
         self._ts_fields = {
             logical: timestamp_fields(contracts.serde(logical).schema.raw)
             for logical in self._inputs.values()
@@ -314,6 +316,8 @@ class StageRunner:
             if "wms" in payload:
                 for source, upstream, wm in payload["wms"]:
                     self.processor.on_marker(partition, source, upstream, payload["n"], wm)
+                for source, upstream, time_us in payload.get("fl", ()):
+                    self.processor.on_floor(partition, source, upstream, time_us)
                 return
             self.processor.on_event(
                 partition, payload["src"], payload["rec"], ref=ref, carried=payload["feat"], newest_us=payload["nt"]
@@ -374,13 +378,29 @@ class StageRunner:
             states.append(EntityStateBlob(view, join_keys, _EMPTY_STATE))
         self.stats.evicted += len(out.evicted)
         if out.rows or states:
-            report = self._writer.write_batch(out.rows, states)
+            report = self._write(out, states)
             self.stats.rows_written += report.applied
             self.stats.rows_stale += report.stale
             for rejected in report.rejected:
                 self._reject_row(out.row_items[rejected.index], rejected.row.view, rejected.reason)
         self.stats.applied += out.applied
         self.stats.duplicates += out.duplicates
+
+    def _write(self, out: StageOutput, states: list[EntityStateBlob]) -> WriteReport:
+        """Rows and state blobs in one batch. A blob whose key the layout refuses (a join key out of its type's range)
+        is left out: the rows of that entity are refused too, and :meth:`_send` dead-letters their events."""
+        try:
+            return self._writer.write_batch(out.rows, states)
+        except LayoutError:
+            pass
+        kept = []
+        for blob in states:
+            try:
+                self._layouts[blob.view].key(blob.join_keys)
+            except LayoutError:
+                continue
+            kept.append(blob)
+        return self._writer.write_batch(out.rows, kept)
 
     def _reject_row(self, item: PendingEvent, view: str, reason: str) -> None:
         """Dead-letter the event whose online-store row Redis's layout refused, with why: the original message when
@@ -449,7 +469,8 @@ class StageRunner:
         self._last_marker = now
         n = self._input_partitions
         marks = [[source, upstream, wm] for source, upstream, wm in self.processor.markers(held, n)]
-        payload = encode_internal({"wms": marks, "n": n})
+        floors = [[source, upstream, time_us] for source, upstream, time_us in self.processor.floors(held)]
+        payload = encode_internal({"wms": marks, "n": n, "fl": floors})
         for p in range(self._forward_partitions):
             self._produce(self._forward, payload, b"", p)
 

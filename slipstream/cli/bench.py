@@ -301,3 +301,23 @@ def replay(
 
             results = run_replay_bench(build(), config, _say(as_json), progress)
         _print_results("slipstream bench replay", results, as_json)
+
+
+@bench_app.command("state-memory")
+def state_memory(
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")] = False,
+    entities: Annotated[str, typer.Option(help="Entity counts measured (one fresh process each).")] = "1000,5000,20000",
+    days: Annotated[
+        float, typer.Option(help="Days every entity is active (steady part; past the 30-day reach).")
+    ] = 40.0,
+    per_day: Annotated[float, typer.Option(help="Transactions per entity and day.")] = 2.0,
+) -> None:
+    """The engine stage's memory against its entity count (no broker): RSS per state held, and with entities coming
+    and going, the states and RSS held with eviction and without."""
+    from slipstream.bench.state_memory import StateMemoryConfig, run_state_memory_bench
+
+    with friendly_errors():
+        check_number(days, "--days", gt=0)
+        check_number(per_day, "--per-day", gt=0)
+        config = StateMemoryConfig(entities=_counts(entities, "--entities"), days=days, per_day=per_day)
+        _print_results("slipstream bench state-memory", run_state_memory_bench(config), as_json)

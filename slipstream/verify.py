@@ -40,6 +40,7 @@ from slipstream.streams.publish import frame_records
 
 Say = Callable[[str], None]
 TOLERANCE = 1e-9
+PUBLISH_CHUNK = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,10 +313,10 @@ def _run(
     say(f"publishing {len(tx):,} transactions and {len(labels):,} labels to {scratch.prefix}*…")
     started = time.perf_counter()
     with EventProducer(app.bootstrap_servers, contracts, linger_ms=20) as producer:
-        for record in frame_records(tx):
-            producer.send("transactions", record)
-        for record in frame_records(labels):
-            producer.send("labels", record)
+        for topic, frame in (("transactions", tx), ("labels", labels)):
+            for start in range(0, len(frame), PUBLISH_CHUNK):  # records for a chunk at a time: not 1 GB of dicts
+                for record in frame_records(frame.iloc[start : start + PUBLISH_CHUNK]):
+                    producer.send(topic, record)
     published = time.perf_counter() - started
     say("running the online engine until it has consumed everything…")
     job = EngineJob(app.engine_settings(project=scratch.project), scratch.prefix, feature_set.name)

@@ -28,6 +28,7 @@ import pandas as pd
 
 from slipstream.app import Slipstream
 from slipstream.cli.inputs import beside, check_input, spec
+from slipstream.exceptions import InputError
 from slipstream.features.base import FeatureSet
 from slipstream.features.definitions import FRAUD
 from slipstream.features.feast_repo import FeastRepoConfig
@@ -164,8 +165,8 @@ class VectorTable:
     def __init__(self, ids: Sequence[str], names: Sequence[str]) -> None:
         self.index = pd.Index(ids)
         if not self.index.is_unique:
-            msg = "the offline vectors repeat an event id: cannot line the feature log up with them"
-            raise ValueError(msg)
+            msg = "--events repeats an event id: the feature log cannot be lined up with the offline vectors"
+            raise InputError(msg)
         self.names = list(names)
         self.values = np.full((len(self.index), len(self.names)), np.nan)
         self.seen = np.zeros(len(self.index), dtype=bool)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
+from slipstream.streams.engine.exceptions import EngineError
+
 HOUR_US = 3600 * 1_000_000
 
 
@@ -41,7 +43,7 @@ class IdleIndex:
     def __init__(self, bucket_us: int = HOUR_US) -> None:
         if bucket_us <= 0:
             msg = f"the eviction bucket must be a positive number of microseconds, got {bucket_us}"
-            raise ValueError(msg)
+            raise EngineError(msg)
         self.bucket_us = bucket_us
         self._where: dict[bytes, tuple[int, int]] = {}  # key -> (partition, bucket)
         self._buckets: dict[int, dict[int, set[bytes]]] = {}  # partition -> bucket -> keys

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -28,19 +28,17 @@ import pandas as pd
 
 from slipstream.app import Slipstream
 from slipstream.cli.inputs import beside, check_input, spec
-from slipstream.exceptions import InputError
 from slipstream.features.base import FeatureSet
 from slipstream.features.definitions import FRAUD
 from slipstream.features.feast_repo import FeastRepoConfig
-from slipstream.features.offline import compute_offline, latest_view_rows
 from slipstream.features.online_store import project_key_count
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.transport import EventConsumer, EventProducer, TopicAdmin
 from slipstream.streams.engine.app import EngineJob, run_processes
 from slipstream.streams.publish import frame_records
+from slipstream.verify_compare import TOLERANCE, VectorTable, check_offline
 
 Say = Callable[[str], None]
-TOLERANCE = 1e-9
 PUBLISH_CHUNK = 50_000
 
 
@@ -157,40 +155,6 @@ class Throwaway:
         return removed
 
 
-class VectorTable:
-    """The feature log's newest vector per event, columnar: one float64 per feature and event, rows in the offline
-    frame's order. (A dict of features per event, as this was before, cost ~1.5 KB an event: most of the 7.4 GB
-    the full 1.75 M-transaction verify peaked at; this is 8 bytes a value.)"""
-
-    def __init__(self, ids: Sequence[str], names: Sequence[str]) -> None:
-        self.index = pd.Index(ids)
-        if not self.index.is_unique:
-            msg = "--events repeats an event id: the feature log cannot be lined up with the offline vectors"
-            raise InputError(msg)
-        self.names = list(names)
-        self.values = np.full((len(self.index), len(self.names)), np.nan)
-        self.seen = np.zeros(len(self.index), dtype=bool)
-        self.unknown = 0  # vectors of events the offline side does not have
-
-    def add(self, event_ids: Sequence[str], vectors: Sequence[Mapping[str, float]]) -> None:
-        """Vectors in log order: a later one of the same event replaces the earlier (the engine's correction)."""
-        names = self.names
-        for row, vector in zip(self.index.get_indexer(pd.Index(list(event_ids))), vectors, strict=True):
-            if row < 0:
-                self.unknown += 1
-                continue
-            self.values[row] = [vector.get(name, np.nan) for name in names]
-            self.seen[row] = True
-
-    @property
-    def received(self) -> int:
-        return int(self.seen.sum())
-
-    def present(self) -> list[int]:
-        """Columns some vector carried: the features the engine computes."""
-        return [j for j in range(len(self.names)) if not np.isnan(self.values[:, j]).all()]
-
-
 def _feature_log(app: Slipstream, contracts: Contracts, table: VectorTable) -> None:
     expected = len(table.index)
     with EventConsumer(app.bootstrap_servers, contracts, ["feature-log"]) as consumer:
@@ -203,38 +167,8 @@ def _feature_log(app: Slipstream, contracts: Contracts, table: VectorTable) -> N
             idle = 0 if batch.events else idle + 1
 
 
-def _vector_table(offline: pd.DataFrame, feature_set: FeatureSet) -> VectorTable:
-    id_field = feature_set.views[0].source(feature_set.trigger).id_field
-    names = [c for c in offline.columns if c not in (id_field, "event_time")]
-    return VectorTable(offline[id_field].astype(str).tolist(), names)
-
-
-def _compare_vectors(table: VectorTable, offline: pd.DataFrame) -> dict[str, Any]:
-    mismatches: dict[str, int] = {}
-    worst = 0.0
-    compared = table.present()
-    for j in compared:
-        name = table.names[j]
-        online = table.values[:, j]
-        diff = np.abs(online - offline[name].to_numpy(dtype=float))
-        present = ~np.isnan(online)
-        bad = int(np.sum(diff[present] > TOLERANCE)) + int(np.sum(~present))
-        if bad:
-            mismatches[name] = bad
-        if present.any():
-            worst = max(worst, float(np.nanmax(diff[present])))
-    return {
-        "compared": int(len(offline)),
-        "features_per_vector": len(compared),
-        "missing_vectors": int(len(offline) - table.received),
-        "mismatches": int(sum(mismatches.values())),
-        "mismatches_by_feature": mismatches,
-        "max_abs_diff": worst,
-    }
-
-
 def _compare_online_store(
-    feast: FeastRepoConfig, feature_set: FeatureSet, offline_rows: dict[str, pd.DataFrame]
+    feast: FeastRepoConfig, feature_set: FeatureSet, latest_rows: dict[str, pd.DataFrame]
 ) -> dict[str, Any]:
     from feast import FeatureStore
 
@@ -242,7 +176,7 @@ def _compare_online_store(
     compared = mismatches = 0
     worst = 0.0
     for view in feature_set.views:
-        latest = latest_view_rows({view.name: offline_rows[view.name]})[view.name]
+        latest = latest_rows[view.name]
         keys = list(view.entity.join_keys)
         refs = [f"{view.name}:{name}" for name in view.feature_names]
         entity_rows: list[dict[str, Any]] = [
@@ -324,10 +258,12 @@ def _run(
     started = time.perf_counter()
     stats = run_processes(job, threading.Event(), until_idle_s=4.0)
     engine_seconds = time.perf_counter() - started
-    say("computing the offline features; reading the feature log…")
-    offline = compute_offline(feature_set, {"transactions": tx, "labels": labels})
-    table = _vector_table(offline.vectors, feature_set)
+    say("reading the feature log; computing the offline features a view and a shard of its entities at a time…")
+    id_field = feature_set.views[0].source(feature_set.trigger).id_field
+    table = VectorTable(tx[id_field].astype(str).tolist(), feature_set.feature_names)
     _feature_log(app, contracts, table)
+    checked, latest_rows = check_offline(table, feature_set, {"transactions": tx, "labels": labels})
+    del table
     report: dict[str, Any] = {
         "days": config.days,
         "transactions": len(tx),
@@ -336,8 +272,7 @@ def _run(
         "engine_seconds": round(engine_seconds, 2),
         "dead_lettered": sum(s.dead_lettered for s in stats.values()),
     }
-    report |= _compare_vectors(table, offline.vectors)
-    del table
+    report |= checked
     say("reading the online store through Feast's SDK…")
-    report |= _compare_online_store(feast, feature_set, offline.view_rows)
+    report |= _compare_online_store(feast, feature_set, latest_rows)
     return report

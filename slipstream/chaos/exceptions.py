@@ -1,6 +1,6 @@
 """Errors of a chaos run::
 
-    ChaosError  a chaos plan cannot run (bad option, no broker to restart) or a disruption went wrong
+ChaosError  a chaos plan cannot run (bad option, no broker to restart) or a disruption went wrong
 """
 
 from __future__ import annotations

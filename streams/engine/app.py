@@ -141,9 +141,7 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def stage_process(
-    job: EngineJob, stage: str, worker: int, until_idle_s: float | None, queue: Any, parent: int
-) -> None:
+def stage_process(job: EngineJob, stage: str, worker: int, until_idle_s: float | None, queue: Any, parent: int) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

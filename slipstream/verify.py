@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from slipstream.app import Slipstream
+from slipstream.chaos import ChaosPlan, ChaosRun
 from slipstream.cli.inputs import beside, check_input, spec
 from slipstream.features.base import FeatureSet
 from slipstream.features.definitions import FRAUD
@@ -48,6 +49,8 @@ class VerifyConfig:
     labels: Path | None = None
     days: float | None = None
     keep: bool = False
+    workers: int = 1  # per stage
+    chaos: ChaosPlan | None = None  # disruptions mid-stream (slipstream.chaos)
 
 
 def _load(config: VerifyConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -155,6 +158,22 @@ class Throwaway:
         return removed
 
 
+def _count(app: Slipstream, topic: str) -> int:
+    """Records on ``topic`` (end offsets less start offsets, every partition)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": app.bootstrap_servers, "group.id": f"count-{uuid.uuid4().hex[:8]}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        total = 0
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
 def _feature_log(app: Slipstream, contracts: Contracts, table: VectorTable) -> None:
     expected = len(table.index)
     with EventConsumer(app.bootstrap_servers, contracts, ["feature-log"]) as consumer:
@@ -254,9 +273,26 @@ def _run(
                     producer.send(topic, record)
     published = time.perf_counter() - started
     say("running the online engine until it has consumed everything…")
-    job = EngineJob(app.engine_settings(project=scratch.project), scratch.prefix, feature_set.name)
+    job = EngineJob(
+        app.engine_settings(project=scratch.project), scratch.prefix, feature_set.name, workers=config.workers
+    )
     started = time.perf_counter()
-    stats = run_processes(job, threading.Event(), until_idle_s=4.0)
+    chaos: dict[str, Any] | None = None
+    if config.chaos is None:
+        stats = run_processes(job, threading.Event(), until_idle_s=4.0)
+        dead_lettered = sum(s.dead_lettered for s in stats.values())
+    else:
+        run = ChaosRun(
+            job,
+            contracts,
+            config.chaos,
+            expected=len(tx) + len(labels),
+            brokers=app.platform,
+            broker_ids=tuple(range(1, app.platform_config.brokers + 1)),
+            say=say,
+        )
+        chaos = run.run().to_dict()
+        dead_lettered = sum(stage["dead_lettered"] for stage in chaos["stages"].values())
     engine_seconds = time.perf_counter() - started
     say("reading the feature log; computing the offline features a view and a shard of its entities at a time…")
     id_field = feature_set.views[0].source(feature_set.trigger).id_field
@@ -270,8 +306,12 @@ def _run(
         "labels": len(labels),
         "publish_seconds": round(published, 2),
         "engine_seconds": round(engine_seconds, 2),
-        "dead_lettered": sum(s.dead_lettered for s in stats.values()),
+        "workers_per_stage": config.workers,
+        "dead_lettered": dead_lettered,
+        "dead_letter_topic_records": _count(app, contracts.topic("dead-letter")),
     }
+    if chaos is not None:
+        report["chaos"] = chaos
     report |= checked
     say("reading the online store through Feast's SDK…")
     report |= _compare_online_store(feast, feature_set, latest_rows)

@@ -33,19 +33,25 @@ class GroupLag:
         ]
 
     def lag(self) -> int:
+        done, end = self.progress()
+        return end - done
+
+    def progress(self) -> tuple[int, int]:
+        """(records committed, records the inputs hold): the group's progress as the broker knows it, which a
+        killed worker's lost reports cannot skew."""
         request = [ConsumerGroupTopicPartitions(self.group, self._partitions)]
         try:
             future = self._admin.list_consumer_group_offsets(request, request_timeout=self._timeout)[self.group]
             committed = {(tp.topic, tp.partition): tp.offset for tp in future.result().topic_partitions}
-            total = 0
+            done = end = 0
             for tp in self._partitions:
-                _low, high = self._ends.get_watermark_offsets(tp, timeout=self._timeout, cached=False)
-                done = committed.get((tp.topic, tp.partition), -1)
-                total += high - max(done, 0)
+                low, high = self._ends.get_watermark_offsets(tp, timeout=self._timeout, cached=False)
+                done += max(committed.get((tp.topic, tp.partition), -1), low) - low
+                end += high - low
         except KafkaException as exc:
             msg = f"cannot read the lag of group {self.group!r}: {exc}"
             raise ChaosError(msg) from exc
-        return total
+        return done, end
 
     def close(self) -> None:
         self._ends.close()

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from slipstream.chaos.exceptions import ChaosError
 from slipstream.chaos.lag import GroupLag
-from slipstream.chaos.plan import DESCRIPTIONS, ChaosPlan, ChaosStep, due
+from slipstream.chaos.plan import ChaosPlan, ChaosStep, due
 from slipstream.schemas.contracts import Contracts
 from slipstream.streams.engine.app import EngineJob, stage_process
 from slipstream.streams.engine.runner import StageStats, engine_group
@@ -35,11 +35,9 @@ STALL_S = 120.0  # no progress this long before every step fired: the run fails,
 class BrokerControl(Protocol):
     """What a chaos run needs of the platform to restart a broker."""
 
-    def broker_ids(self) -> tuple[int, ...]: ...
+    def stop_broker(self, node_id: int) -> object: ...
 
-    def stop_broker(self, node_id: int) -> None: ...
-
-    def start_broker(self, node_id: int) -> None: ...
+    def start_broker(self, node_id: int) -> object: ...
 
 
 @dataclass
@@ -70,6 +68,7 @@ class ChaosRun:
         *,
         expected: int,
         brokers: BrokerControl | None = None,
+        broker_ids: tuple[int, ...] = (1, 2, 3),
         say: Say = lambda _m: None,
     ) -> None:
         if "broker" in plan.actions and brokers is None:
@@ -80,6 +79,7 @@ class ChaosRun:
         self.plan = plan
         self.expected = expected
         self._brokers = brokers
+        self._broker_ids = broker_ids
         self._say = say
         topology = topology_for(job.feature_set)
         self._stages = [stage.name for stage in topology.stages]
@@ -95,6 +95,7 @@ class ChaosRun:
         self._killed: set[tuple[str, int]] = set()
         self._latest: dict[tuple[str, int], StageStats] = {}
         self._started = 0.0
+        self._progress = 0.0  # of the first stage, committed over what its inputs hold
         self.report = ChaosReport(job.workers)
 
     # ---------------------------------------------------------------------------------------------------- workers
@@ -148,21 +149,28 @@ class ChaosRun:
         errors: list[BaseException] = []
         fired = 0
         progress, moved_at = -1, time.monotonic()
+        first = GroupLag(
+            self.job.settings.bootstrap_servers, self._groups[self._stages[0]], self._inputs[self._stages[0]]
+        )
         try:
             while fired < len(self.plan.steps):
                 self._drain(0.2)
                 self._check_alive()
-                consumed = self._consumed(self._stages[0])
+                try:
+                    consumed, held = first.progress()  # committed: what a killed worker's lost reports cannot skew
+                except ChaosError:  # a broker restarting: ask again (a real stall still ends the run below)
+                    continue
                 if consumed != progress:
                     progress, moved_at = consumed, time.monotonic()
                 elif time.monotonic() - moved_at > STALL_S:
                     left = ", ".join(step.action for step in self.plan.steps[fired:])
                     msg = (
-                        f"the first stage consumed nothing for {STALL_S:.0f} s at {consumed:,} of {self.expected:,} "
+                        f"the first stage committed nothing for {STALL_S:.0f} s at {consumed:,} of {held:,} "
                         f"records; chaos steps not fired: {left}"
                     )
                     raise ChaosError(msg)
-                step = due(self.plan, fired, consumed, self.expected)
+                self._progress = consumed / max(held, 1)
+                step = due(self.plan, fired, consumed, max(held, self.expected))
                 if step is None:
                     continue
                 fired += 1
@@ -180,6 +188,7 @@ class ChaosRun:
             for stage in self._stages:
                 self._finish(stage)
         finally:
+            first.close()
             self._stop_all()
         self.report.seconds = round(time.monotonic() - self._started, 2)
         self.report.stages = {
@@ -194,7 +203,7 @@ class ChaosRun:
         return self.report
 
     def _fire(self, step: ChaosStep) -> None:
-        progress = f"{self._consumed(self._stages[0]) / self.expected:.0%}"
+        progress = f"{self._progress:.0%}"
         if step.action == "kill":
             stage = self._stages[0]
             member = (stage, 0)
@@ -210,12 +219,12 @@ class ChaosRun:
             stage = self._stages[-1]
             index = 1 + max(i for (s, i) in self._procs if s == stage)
             self._start(stage, index)
-            self._event("joined", worker=f"{stage}#{index}", progress=progress, why=DESCRIPTIONS["join"][:40] + "…")
+            self._event("joined", worker=f"{stage}#{index}", progress=progress)
 
     def _restart_broker(self, brokers: BrokerControl, errors: list[BaseException]) -> None:
         try:
             node = self._leader_of_most(brokers)
-            progress = f"{self._consumed(self._stages[0]) / self.expected:.0%}"
+            progress = f"{self._progress:.0%}"
             self._event("broker stopping", node=node, progress=progress)
             brokers.stop_broker(node)
             self._event("broker stopped", node=node)
@@ -227,7 +236,7 @@ class ChaosRun:
 
     def _leader_of_most(self, brokers: BrokerControl) -> int:
         """The broker leading most partitions of the first stage's inputs (the restart that bites most)."""
-        ids = brokers.broker_ids()
+        ids = self._broker_ids
         from confluent_kafka.admin import AdminClient
 
         metadata = AdminClient({"bootstrap.servers": self.job.settings.bootstrap_servers}).list_topics(timeout=10)

@@ -150,6 +150,18 @@ def verify_command(
         Path | None, typer.Option(help="Labels parquet (columns below); default: X.labels.parquet beside X.parquet.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    workers: Annotated[
+        int, typer.Option(help="Engine workers per stage (processes sharing the stage's partitions).")
+    ] = 1,
+    chaos: Annotated[
+        str | None,
+        typer.Option(
+            help="Disrupt the run mid-stream, comma-separated, in this order at 25/50/75 % of the first stage's "
+            "input: kill (SIGKILL a worker of the first stage; needs --workers >= 2), join (add a worker to the "
+            "last stage), broker (stop the Kafka broker leading most input partitions for 5 s, then start it; "
+            "needs the local platform with 3 brokers, SLIPSTREAM_KAFKA_BROKERS=3). Example: kill,join,broker."
+        ),
+    ] = None,
     keep: Annotated[
         bool,
         typer.Option(
@@ -162,7 +174,12 @@ def verify_command(
     store (through Feast's SDK) with the offline engine. Exits 1 on any mismatch (counts exact, reals within 1e-9).
 
     The run is a throwaway namespace: topics under <SLIPSTREAM_TOPIC_PREFIX>verify-<tag>., the Feast project
-    verify_<tag> in a Feast repository of its own (never the one `features apply` wrote)."""
+    verify_<tag> in a Feast repository of its own (never the one `features apply` wrote). Any record on its
+    dead-letter topic also fails the run (the log is clean input).
+
+    With --chaos the stages run as --workers processes each that are killed, joined and lose a broker on a plan
+    fixed before the run; the comparison is the same."""
+    from slipstream.chaos import parse_chaos
     from slipstream.verify import VerifyConfig, verify
 
     with friendly_errors():
@@ -170,16 +187,20 @@ def verify_command(
         check_input(labels or beside(events, "labels"), spec("verify:labels"), _labels_option(labels))
         if days is not None:
             check_number(days, "--days", gt=0)
+        check_number(workers, "--workers", ge=1)
         app = build()
+        brokers = None if app.external else app.platform_config.brokers
+        plan = parse_chaos(chaos, workers=workers, brokers=brokers) if chaos is not None else None
         if not app.external:
             app.platform.up()
-        report = verify(app, VerifyConfig(events, labels, days, keep), _progress)
+        report = verify(app, VerifyConfig(events, labels, days, keep, workers, plan), _progress)
         if as_json:
             out.print_json(json.dumps(report))
         else:
             for key, value in report.items():
                 out.print(f"{key:>28}: {value}")
-        if report["mismatches"] or report["online_mismatches"] or report["missing_vectors"]:
+        failed = ("mismatches", "online_mismatches", "missing_vectors", "dead_letter_topic_records")
+        if any(report[key] for key in failed):
             raise typer.Exit(1)
 
 

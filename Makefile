@@ -32,7 +32,7 @@ $(BYTECODE): $(wildcard $(VENV)/.slipstream-installed)
 	@touch $@
 
 test: setup lint typecheck  ## lint, type-check, then the whole suite against real Kafka and Redis
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --durations=30
 
 unit: setup  ## unit tests only (no services)
 	$(BIN)/python -m pytest tests/unit -q

@@ -522,6 +522,7 @@ def _raw_producer(bootstrap: str, linger_ms: float, on_error: Callable[[KafkaErr
             "on_delivery": on_error,
             "delivery.report.only.error": True,  # no Python callback per delivered record
             "enable.idempotence": True,
+            "acks": "all",  # what idempotence implies, said: on 3 brokers a write is safe once 2 replicas hold it
             "linger.ms": linger_ms,
             "socket.nagle.disable": True,  # no Nagle delay on small, latency-bound requests
             "compression.type": "lz4",

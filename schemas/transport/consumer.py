@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.dead_letter import RawMessage
@@ -175,10 +175,13 @@ class EventConsumer:
         ``asynchronous``: don't wait for the coordinator (a hot loop's choice): a commit that fails is retried by
         the next one, and at worst records are read again, which at-least-once consumers already tolerate.
         """
-        if asynchronous:
-            self._consumer.commit(asynchronous=True)
-        else:
-            self._consumer.commit(asynchronous=False)
+        try:
+            self._consumer.commit(asynchronous=asynchronous)
+        except KafkaException as exc:
+            # Nothing new to commit (a stop right after a rebalance or an empty batch): not an error.
+            if exc.args and exc.args[0].code() == KafkaError._NO_OFFSET:
+                return
+            raise
 
     def close(self) -> None:
         self._consumer.close()

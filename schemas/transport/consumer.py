@@ -176,7 +176,10 @@ class EventConsumer:
         the next one, and at worst records are read again, which at-least-once consumers already tolerate.
         """
         try:
-            self._consumer.commit(asynchronous=asynchronous)
+            if asynchronous:
+                self._consumer.commit(asynchronous=True)
+            else:
+                self._consumer.commit(asynchronous=False)
         except KafkaException as exc:
             # Nothing new to commit (a stop right after a rebalance or an empty batch): not an error.
             if exc.args and exc.args[0].code() == KafkaError._NO_OFFSET:

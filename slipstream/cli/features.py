@@ -179,7 +179,8 @@ def verify_command(
 
     With --chaos the stages run as --workers processes each that are killed, joined and lose a broker on a plan
     fixed before the run; the comparison is the same."""
-    from slipstream.chaos import parse_chaos
+    from slipstream.chaos import ChaosError, parse_chaos
+    from slipstream.exceptions import InputError
     from slipstream.verify import VerifyConfig, verify
 
     with friendly_errors():
@@ -190,7 +191,10 @@ def verify_command(
         check_number(workers, "--workers", ge=1)
         app = build()
         brokers = None if app.external else app.platform_config.brokers
-        plan = parse_chaos(chaos, workers=workers, brokers=brokers) if chaos is not None else None
+        try:
+            plan = parse_chaos(chaos, workers=workers, brokers=brokers) if chaos is not None else None
+        except ChaosError as exc:  # a bad option: exit 2 like every other, before anything starts
+            raise InputError(str(exc)) from exc
         if not app.external:
             app.platform.up()
         report = verify(app, VerifyConfig(events, labels, days, keep, workers, plan), _progress)

@@ -190,6 +190,17 @@ class RedisFeatureWriter:
         """A writer on its own client for ``url`` (``redis://host:port/db`` or ``redis+cluster://host:port,...``)."""
         return cls(redis_client(url), layouts, key_ttl_seconds=key_ttl_seconds)
 
+    def _encode_row(self, row: FeatureRow) -> tuple[bytes, list[Any]]:
+        """The row's key and its script arguments (timestamp field, micros, field count, field/value pairs); raises
+        :class:`LayoutError` for an unknown view or a value that does not fit."""
+        layout = self._layouts.get(row.view)
+        if layout is None:
+            msg = f"no layout for view {row.view!r}; known: {sorted(self._layouts)!r}"
+            raise LayoutError(msg)
+        key = layout.key(row.join_keys)
+        micros, flat = layout.encode_row(row.values, row.event_time)
+        return key, [layout.timestamp_field, micros, len(flat) // 2, *flat]
+
     def _encode(self, rows: Sequence[FeatureRow]) -> tuple[list[list[Any]], list[RejectedRow]]:
         """Script calls (``[key, ..., ttl, row args, ...]``, ``numkeys`` first) and the rows that failed to encode."""
         calls: list[list[Any]] = []
@@ -197,19 +208,13 @@ class RedisFeatureWriter:
         args: list[Any] = [self._ttl]
         rejected: list[RejectedRow] = []
         for index, row in enumerate(rows):
-            layout = self._layouts.get(row.view)
             try:
-                if layout is None:
-                    msg = f"no layout for view {row.view!r}; known: {sorted(self._layouts)!r}"
-                    raise LayoutError(msg)
-                key = layout.key(row.join_keys)
-                micros, flat = layout.encode_row(row.values, row.event_time)
+                key, row_args = self._encode_row(row)
             except LayoutError as exc:
                 rejected.append(RejectedRow(index, row, str(exc)))
                 continue
             keys.append(key)
-            args += (layout.timestamp_field, micros, len(flat) // 2)
-            args += flat
+            args += row_args
             if len(keys) == self._rows_per_call:
                 calls.append([len(keys), *keys, *args])
                 keys, args = [], [self._ttl]
@@ -302,13 +307,8 @@ class RedisFeatureWriter:
         items: list[tuple[bytes, list[Any]]] = []
         rejected: list[RejectedRow] = []
         for index, row in enumerate(rows):
-            layout = self._layouts.get(row.view)
             try:
-                if layout is None:
-                    msg = f"no layout for view {row.view!r}; known: {sorted(self._layouts)!r}"
-                    raise LayoutError(msg)
-                micros, flat = layout.encode_row(row.values, row.event_time)
-                items.append((layout.key(row.join_keys), [layout.timestamp_field, micros, len(flat) // 2, *flat]))
+                items.append(self._encode_row(row))
             except LayoutError as exc:
                 rejected.append(RejectedRow(index, row, str(exc)))
         state_items: list[tuple[bytes, list[Any]]] = []

@@ -6,7 +6,6 @@ champion. A record in the other framing is dead-lettered with the reason; the pi
 from __future__ import annotations
 
 import struct
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,10 +19,9 @@ from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.framing import ConfluentFraming
 from slipstream.schemas.topics import TopicCatalog
 from slipstream.schemas.transport import EventProducer, TopicAdmin
-from slipstream.serving.stream import ScoreStream
 from tests.conftest import Services
 from tests.integration.framing.registry import RunningRegistry, running_registry
-from tests.integration.serving.fixtures import FraudWorld, build_world, offline_vectors, run_engine
+from tests.integration.serving.fixtures import FraudWorld, build_world, live_pipeline, offline_vectors
 
 pytestmark = pytest.mark.timeout(300)
 HEADER = struct.Struct(">bI")
@@ -71,31 +69,10 @@ def _raw(services: Services, topic: str, expected: int, timeout_s: float = 60.0)
 
 
 def _score_live(world: FraudWorld, registry_url: str, poison: bytes) -> int:
-    """The engine and the Kafka scorer (in-process, as `score-stream` runs them) over the live day, one record in
-    the other framing among them; returns how many records the scorer consumed."""
-    app, contracts = world.app, world.contracts
-    stop = threading.Event()
-    engine = threading.Thread(
-        target=run_engine, args=(world.services, contracts, world.project, stop, registry_url), daemon=True
-    )
-    engine.start()
-    service = app.scoring_service(contracts=contracts, remember_recent=True, reco=False)
-    producer = app.producer(linger_ms=0.5, contracts=contracts)
-    consumer = app.consumer(
-        ["transactions"],
-        group_id=f"{contracts.catalog.prefix}scorer",
-        from_beginning=False,
-        dead_letters=producer,
-        processor="score-stream",
-        contracts=contracts,
-    )
-    service.start()
-    stream = ScoreStream(service, consumer, producer)
-    try:
-        while not consumer.assigned.is_set():
-            stream.step(stop)
-        scorer = threading.Thread(target=stream.run, args=(stop,), daemon=True)
-        scorer.start()
+    """The engine and the Kafka scorer over the live day, one record in the other framing among them; returns how
+    many records the scorer consumed."""
+    contracts = world.contracts
+    with live_pipeline(world, registry_url) as (_service, stream):
         with EventProducer(world.services.bootstrap_servers, contracts, linger_ms=1) as out:
             for i, record in enumerate(world.live_tx):
                 out.send("transactions", record)
@@ -105,12 +82,6 @@ def _score_live(world: FraudWorld, registry_url: str, poison: bytes) -> int:
         while stream.stats.consumed < len(world.live_tx) + 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         return int(stream.stats.consumed)
-    finally:
-        stop.set()
-        engine.join(60)
-        service.stop()
-        consumer.close()
-        producer.flush()
 
 
 def test_engine_scorer_and_predictions_speak_the_confluent_wire_format(

@@ -3,7 +3,6 @@ promotion in the middle, labels arriving, and poison messages dead-lettered."""
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,8 +12,7 @@ from typing import Any
 from slipstream.features.definitions import feature_sets
 from slipstream.replay.record import Recorder, RecordPlan
 from slipstream.schemas.transport import EventProducer
-from slipstream.serving.stream import ScoreStream
-from tests.integration.serving.fixtures import FraudWorld, run_engine
+from tests.integration.serving.fixtures import FraudWorld, live_pipeline
 
 POISON_EVERY = 29
 
@@ -47,32 +45,13 @@ def live_labels(world: FraudWorld, live: list[dict[str, Any]]) -> list[dict[str,
 def run_production(world: FraudWorld) -> Production:
     """Score the live day (and its labels, one second after each transaction) while the engine runs; promote the
     second model halfway; a truncated transaction now and then."""
-    app, contracts = world.app, world.contracts
+    contracts = world.contracts
     live = world.live_tx
     n_live = len(live)
     labels = live_labels(world, live)
-    stop = threading.Event()
-    engine = threading.Thread(target=run_engine, args=(world.services, contracts, world.project, stop))
-    engine.start()
-    service = app.scoring_service(contracts=contracts, remember_recent=True, reco=False)
-    producer = app.producer(linger_ms=0.5, contracts=contracts)
-    consumer = app.consumer(
-        ["transactions"],
-        group_id=f"{contracts.catalog.prefix}scorer",
-        from_beginning=False,
-        dead_letters=producer,
-        processor="score-stream",
-        contracts=contracts,
-    )
-    service.start()
-    stream = ScoreStream(service, consumer, producer)
-    scorer = threading.Thread(target=stream.run, args=(stop,))
-    while not consumer.assigned.is_set():
-        stream.step(stop)
-    scorer.start()
-    start = datetime.now(UTC)
     poisoned = 0
-    try:
+    with live_pipeline(world) as (service, stream):
+        start = datetime.now(UTC)
         with EventProducer(world.services.bootstrap_servers, contracts, linger_ms=1) as out:
             tx_serde = contracts.serde("transactions")
             for i, record in enumerate(live):
@@ -93,13 +72,6 @@ def run_production(world: FraudWorld) -> Production:
                     time.sleep(0.02)
         _wait(lambda: stream.stats.consumed >= n_live + poisoned)
         end = datetime.now(UTC)
-    finally:
-        stop.set()
-        scorer.join(60)
-        engine.join(60)
-        service.stop()
-        consumer.close()
-        producer.flush()
     return Production(world, start, end, stream.stats.scored, poisoned, list(world.versions))
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from slipstream.models.artifacts import reference_distribution
 from slipstream.models.registry import ModelRegistry
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.transport import EventProducer
+from slipstream.serving.stream import ScoreStream
 from slipstream.settings import load_settings
 from slipstream.streams.engine.app import EngineJob, run_threads
 from slipstream.streams.engine.runner import EngineSettings
@@ -167,3 +169,41 @@ def build_world(
     return FraudWorld(
         services, contracts, project, app, registry, history_tx, history_labels, live_tx, frauds, versions
     )
+
+
+@contextmanager
+def live_pipeline(world: FraudWorld, schema_registry_url: str | None = None) -> Iterator[tuple[Any, ScoreStream]]:
+    """The world's engine (a thread) and its Kafka scorer (``ScoreStream`` in a thread, as `score-stream` runs it),
+    the scorer's partitions assigned; yields (scoring service, stream) and stops both on exit."""
+    app, contracts = world.app, world.contracts
+    stop = threading.Event()
+    engine = threading.Thread(
+        target=run_engine, args=(world.services, contracts, world.project, stop, schema_registry_url), daemon=True
+    )
+    engine.start()
+    service = app.scoring_service(contracts=contracts, remember_recent=True, reco=False)
+    producer = app.producer(linger_ms=0.5, contracts=contracts)
+    consumer = app.consumer(
+        ["transactions"],
+        group_id=f"{contracts.catalog.prefix}scorer",
+        from_beginning=False,
+        dead_letters=producer,
+        processor="score-stream",
+        contracts=contracts,
+    )
+    service.start()
+    stream = ScoreStream(service, consumer, producer)
+    scorer = threading.Thread(target=stream.run, args=(stop,), daemon=True)
+    try:
+        while not consumer.assigned.is_set():
+            stream.step(stop)
+        scorer.start()
+        yield service, stream
+    finally:
+        stop.set()
+        if scorer.is_alive():
+            scorer.join(60)
+        engine.join(60)
+        service.stop()
+        consumer.close()
+        producer.flush()

@@ -15,12 +15,6 @@ from slipstream.chaos.exceptions import ChaosError
 
 Action = Literal["kill", "join", "broker"]
 ACTIONS: tuple[Action, ...] = ("kill", "join", "broker")
-DESCRIPTIONS: dict[Action, str] = {
-    "kill": "SIGKILL one worker of the first stage (its static member id holds its partitions until the session "
-    "times out; then the survivors take them and restore their state from the changelog)",
-    "join": "start one more worker in the last stage (a rebalance moves partitions, and their state, to it)",
-    "broker": "stop one Kafka broker (controlled shutdown), keep it down a few seconds, start it again",
-}
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ INFO_TIMEOUT_S = 10.0
 POLL_S = 0.2
 # Where a dockerd started by anything else (an init script, systemd's docker.service) records its pid.
 SYSTEM_PIDFILE = Path("/var/run/docker.pid")
+CONTAINERD_PIDFILE = Path("/var/run/docker/containerd/containerd.pid")
 
 
 def _quiet(_message: str) -> None:
@@ -74,6 +75,31 @@ def engine_version(docker: str, timeout_s: float = INFO_TIMEOUT_S) -> str | None
         return None
     version = result.stdout.strip()
     return version if result.returncode == 0 and version else None
+
+
+def clear_stale_system_pidfile() -> bool:
+    """Remove ``/var/run/docker.pid`` when no dockerd runs under its pid; True when removed.
+
+    dockerd refuses to start while the process in that file exists ("pid file found, ensure docker is not
+    running"), and it only checks that *some* process has the pid. After a machine's dockerd is killed, its pid
+    is soon reused by an unrelated program, and no dockerd could start again until the file went. The pid file
+    of the containerd that dockerd supervises is cleared the same way: dockerd would take the unrelated process
+    for its containerd, wait on it, and finally kill it.
+    """
+    _clear_stale(CONTAINERD_PIDFILE, "containerd")
+    return _clear_stale(SYSTEM_PIDFILE, "dockerd")
+
+
+def _clear_stale(pidfile: Path, marker: str) -> bool:
+    if not pidfile.exists():
+        return False
+    pid = _proc.read_pidfile(pidfile)
+    if pid is not None and _proc.pid_alive(pid):
+        cmdline = _proc.process_cmdline(pid)  # None for a kernel thread, which may have taken the pid too
+        if cmdline is not None and marker in cmdline:
+            return False
+    pidfile.unlink(missing_ok=True)
+    return True
 
 
 def running_dockerd(home: Path) -> int | None:
@@ -133,6 +159,8 @@ def ensure_engine(
                     "(`sudo systemctl start docker`, or run as root)"
                 )
                 raise DependencyMissingError(msg)
+            if clear_stale_system_pidfile():
+                say(f"removed {SYSTEM_PIDFILE}: no dockerd runs under its pid")
             say(f"starting the Docker engine ({dockerd}; log {log}) ...")
             pid = _proc.spawn_detached(dockerd_command(dockerd), out=log, cwd=home)
             _proc.write_pidfile(home / "dockerd.pid", pid)

@@ -28,6 +28,7 @@ def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     docker = _program(bin_dir / "docker", f"[ -f {tmp_path}/ready ] && {{ echo 20.10.24; exit 0; }}\nexit 1\n")
     monkeypatch.setattr(de, "find_docker", lambda: docker)
     monkeypatch.setattr(de, "SYSTEM_PIDFILE", tmp_path / "no-system-dockerd.pid")
+    monkeypatch.setattr(de, "CONTAINERD_PIDFILE", tmp_path / "no-containerd.pid")
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     yield tmp_path
     pid = _proc.read_pidfile(tmp_path / "home" / "dockerd.pid")
@@ -86,3 +87,37 @@ def test_not_root_cannot_start_dockerd(fakes: Path, monkeypatch: pytest.MonkeyPa
 
 def test_dockerd_runs_with_dockers_defaults() -> None:
     assert de.dockerd_command("/usr/sbin/dockerd") == ["/usr/sbin/dockerd"]
+
+
+def test_a_system_pidfile_whose_pid_was_reused_is_removed_before_dockerd_starts(
+    fakes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dockerd refuses to start while any process has the pid in /var/run/docker.pid (a CI run failed so)."""
+    system_pidfile = fakes / "system-docker.pid"
+    monkeypatch.setattr(de, "SYSTEM_PIDFILE", system_pidfile)
+    system_pidfile.write_text(f"{os.getpid()}\n")  # alive, but this is pytest, not a dockerd
+    script = (
+        f"[ -f {system_pidfile} ] && {{ echo 'failed to start daemon: pid file found'; exit 1; }}\n"
+        f"touch {fakes}/ready\nwhile :; do sleep 1; done\n"
+    )
+    _dockerd(fakes, monkeypatch, script)
+    messages: list[str] = []
+    engine = de.ensure_engine(messages.append, install=False, home=fakes / "home")
+    assert engine.started and not system_pidfile.exists()
+    assert any(m.startswith(f"removed {system_pidfile}") for m in messages)
+
+
+def test_a_system_pidfile_of_a_live_dockerd_is_kept(fakes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    system_pidfile = fakes / "system-docker.pid"
+    monkeypatch.setattr(de, "SYSTEM_PIDFILE", system_pidfile)
+    system_pidfile.write_text(f"{os.getpid()}\n")
+    monkeypatch.setattr(_proc, "process_cmdline", lambda _pid: "/usr/sbin/dockerd -H fd://")
+    assert not de.clear_stale_system_pidfile() and system_pidfile.exists()
+    system_pidfile.write_text("999999999\n")  # no such process
+    assert de.clear_stale_system_pidfile() and not system_pidfile.exists()
+    assert not de.clear_stale_system_pidfile()
+    containerd_pidfile = fakes / "containerd.pid"
+    monkeypatch.setattr(de, "CONTAINERD_PIDFILE", containerd_pidfile)
+    containerd_pidfile.write_text(f"{os.getpid()}\n")  # the dockerd stand-in above is no containerd either
+    de.clear_stale_system_pidfile()
+    assert not containerd_pidfile.exists()

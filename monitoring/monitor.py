@@ -27,16 +27,29 @@ TOPICS: Final = ("predictions", "shadow-comparisons", "shadow-rankings", "outcom
 
 
 class TopicReader:
-    """Every partition of ``topics`` from the beginning, read_committed, decoded with the topics' contracts."""
+    """Every partition of ``topics`` from the beginning, read_committed, decoded with the topics' contracts.
 
-    def __init__(self, bootstrap_servers: str, contracts: Contracts, topics: Iterable[str] = TOPICS) -> None:
+    The reader assigns its partitions itself and never joins a group. With ``progress_group`` it records how far it
+    has read as that group's committed offsets (:meth:`commit_positions`), so its lag shows in Kafka's own tools
+    (``kafka-consumer-groups --describe``) and anyone can wait for it; where it starts reading is unaffected.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        contracts: Contracts,
+        topics: Iterable[str] = TOPICS,
+        *,
+        progress_group: str | None = None,
+    ) -> None:
         self.contracts = contracts
         self._logical = {contracts.topic(t): contracts.spec(t).name for t in topics}
         self._bootstrap = bootstrap_servers
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap_servers,
-                "group.id": "slipstream-monitor-unmanaged",  # required by the client; never joined, never committed
+                # required by the client; never joined; committed to only by commit_positions()
+                "group.id": progress_group or "slipstream-monitor-unmanaged",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
                 "auto.offset.reset": "earliest",
@@ -70,6 +83,12 @@ class TopicReader:
                 raise MonitoringError(msg) from exc
             ends[(tp.topic, tp.partition)] = int(high)
         return ends
+
+    def commit_positions(self) -> None:
+        """Commit the position of every partition read from, as the progress group's offsets (asynchronous)."""
+        positions = [tp for tp in self._consumer.position(self.partitions) if tp.offset >= 0]
+        if positions:
+            self._consumer.commit(offsets=positions, asynchronous=True)
 
     def caught_up(self, ends: dict[tuple[str, int], int]) -> bool:
         """Has every partition's position reached its end in ``ends``?"""

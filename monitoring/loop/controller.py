@@ -20,6 +20,7 @@ import json
 import logging
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 TOPICS = ("model-events", "drift", "outcomes", "shadow-comparisons")
 ACTOR = "slipstream loop"
 CHALLENGER_ALIAS = "challenger"  # the loop's retrained challenger (promote() clears it when it wins)
+PROGRESS_EVERY_S = 1.0  # how often the positions read (and decided on) are committed to the progress group
 PREVIOUS_ALIAS = "challenger-previous"  # a replaced champion, shadowed for the rollback watch
 
 
@@ -77,6 +79,7 @@ class LoopController:
         *,
         dry_run: bool = False,
         say: Callable[[str], None] | None = None,
+        progress_group: str | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.contracts = contracts
@@ -88,6 +91,7 @@ class LoopController:
         self.work_dir = work_dir
         self.dry_run = dry_run
         self.say = say or log.info
+        self.progress_group = progress_group
         self.state = LoopState(policy)
         self.stats = LoopStats()
         self._waiting_for: str | None = None  # the id of our last model event, until it is read back
@@ -99,9 +103,10 @@ class LoopController:
 
     # ------------------------------------------------------------------ the loop
     def run(self, stop: threading.Event) -> LoopStats:
-        with TopicReader(self.bootstrap, self.contracts, TOPICS) as reader:
+        with TopicReader(self.bootstrap, self.contracts, TOPICS, progress_group=self.progress_group) as reader:
             ends = reader.ends()
             caught_up = False
+            committed_at = 0.0
             while not stop.is_set():
                 tagged, failures = reader.poll_tagged(5000, 0.2)
                 self.stats.failures += len(failures)
@@ -114,6 +119,9 @@ class LoopController:
                     self.say(f"caught up: {self.stats.records:,} records; champion v{self.state.champion}")
                     self._resume()
                 self._step()
+                if self.progress_group is not None and time.monotonic() - committed_at >= PROGRESS_EVERY_S:
+                    reader.commit_positions()  # read, and decided on: what a drain waits for
+                    committed_at = time.monotonic()
         if self._retraining is not None and self._retraining.proc is not None:
             self._retraining.proc.terminate()
         return self.stats

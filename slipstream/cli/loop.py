@@ -38,6 +38,15 @@ def loop(
         bool, typer.Option("--dry-run", help="Decide and print, change nothing (no alias, no retrain, no record).")
     ] = False,
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "info",
+    group: Annotated[
+        str,
+        typer.Option(
+            help=(
+                "Consumer group (under the topic prefix) the loop commits how far it has read and decided to, so "
+                "its lag shows in `kafka-consumer-groups`; the loop always reads its topics from the start."
+            )
+        ),
+    ] = "slipstream-loop",
 ) -> None:
     """Run the loop for the policy's model until stopped (Ctrl-C / SIGTERM).
 
@@ -83,6 +92,7 @@ def loop(
             work,
             dry_run=dry_run,
             say=lambda text: console.print(f"[cyan]loop[/cyan] {text}"),
+            progress_group=app.contracts.catalog.prefix + group,
         )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

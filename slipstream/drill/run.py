@@ -44,6 +44,8 @@ DRAIN_GROUPS = {
     "slipstream-shadow": ("predictions",),
     "slipstream-outcomes": ("predictions", "shadow-comparisons", "labels"),
     "slipstream-drift": ("predictions", "outcomes", "shadow-comparisons"),
+    # the loop commits what it has read and decided on: without it, the drill could end before the last decision
+    "slipstream-loop": ("model-events", "drift", "outcomes", "shadow-comparisons"),
 }
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from slipstream.drill.gauges import GroupOffsets
 from slipstream.features.definitions.fraud import FRAUD
 from slipstream.models.cards import version_run_id
 from slipstream.schemas.contracts import Contracts
@@ -143,6 +144,15 @@ def test_the_loop_decides_once_records_why_and_a_restart_repeats_nothing(
     again = Output(_loop(services, contracts, tmp_path))
     assert again.wait_for("caught up"), again.stop()
     time.sleep(5)  # a decision would follow at once
+    # how far the loop has read and decided is its progress group's offsets: all of it (a drain waits on this)
+    offsets = GroupOffsets(services.bootstrap_servers)
+    try:
+        group = contracts.catalog.prefix + "slipstream-loop"
+        lag = {t: offsets.lag(group, [contracts.topic(t)]) for t in ("model-events", "drift")}
+        ends = {t: offsets.end(contracts.topic(t)) for t in ("model-events", "drift")}
+    finally:
+        offsets.close()
+    assert lag == {"model-events": 0, "drift": 0} and ends["model-events"] >= 3 and ends["drift"] == 2, (lag, ends)
     said = again.stop()
     after = committed(services.bootstrap_servers, contracts, "model-events")
     assert [e["action"] for e in after] == [e["action"] for e in events], said

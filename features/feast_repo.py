@@ -31,7 +31,8 @@ from slipstream.features.base import Aggregate, Entity, FeatureSet, FeatureView,
 from slipstream.features.base import Dtype as KeyDtype
 from slipstream.features.exceptions import DefinitionError, OnlineStoreError
 from slipstream.features.feast_layout import FEAST_ENTITY_KEY_SERIALIZATION_VERSION, Dtype, ViewLayout
-from slipstream.features.redis_client import is_cluster_url, parse_redis_url, redacted
+from slipstream.features.redis_client import is_cluster_url, parse_redis_url
+from slipstream.schemas.secrets import mask_url
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -53,26 +54,19 @@ _PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*")
 _LAYOUT_DTYPES: dict[KeyDtype, Dtype] = {"int64": Dtype.INT64, "int32": Dtype.INT32, "string": Dtype.STRING}
 
 
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return url.replace(f":{parts.password}@", ":***@", 1)
-
-
 def redis_connection_string(url: str) -> str:
     """Feast's ``connection_string`` for ``redis[s]://[user:password@]host[:port][/db]``: ``host:port,db=N[,...]``;
     for a Redis Cluster (``redis[s]+cluster://h1:p1,h2:p2[/0]``) the startup nodes ``h1:p1,h2:p2[,...]`` without a
     ``db`` (Feast hands the parameters to ``RedisCluster``, which refuses one)."""
     if is_cluster_url(url):
         return _cluster_connection_string(url)
-    shown = _redacted(url)
+    shown = mask_url(url)
     try:
         parts = urlsplit(url)
         port = parts.port or 6379
-    except ValueError as exc:
-        msg = f"redis_url {shown!r} is not a valid URL: {exc}"
-        raise DefinitionError(msg) from exc
+    except ValueError:
+        msg = f"redis_url {shown!r} is not a valid URL (a port that is not a number in 0..65535, or an open '[')"
+        raise DefinitionError(msg) from None  # urllib's message quotes the port, or a piece of a malformed password
     db = parts.path.strip("/") or "0"
     host = parts.hostname or ""
     if parts.scheme not in ("redis", "rediss") or not host or ":" in host or not db.isdigit():
@@ -105,7 +99,7 @@ def _cluster_connection_string(url: str) -> str:
     for name, value in (("username", target.username), ("password", target.password)):
         if value:
             if "," in value:
-                msg = f"redis_url {redacted(url)!r}: a {name} with a comma cannot be put in Feast's connection string"
+                msg = f"redis_url {mask_url(url)!r}: a {name} with a comma cannot be put in Feast's connection string"
                 raise DefinitionError(msg)
             items.append(f"{name}={json.dumps(value)}")
     return ",".join(items)

@@ -23,6 +23,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from slipstream.features.exceptions import OnlineStoreError
+from slipstream.schemas.secrets import mask_url
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -36,22 +37,12 @@ __all__ = [
     "is_cluster",
     "is_cluster_url",
     "parse_redis_url",
-    "redacted",
     "redis_client",
 ]
 
 RedisClient: TypeAlias = "Redis[bytes] | RedisCluster[bytes]"
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # scheme -> TLS
 _SCHEMES = {"redis": False, "rediss": True, **CLUSTER_SCHEMES}
-
-
-def redacted(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for messages and logs)."""
-    head, sep, tail = url.partition("://")
-    userinfo, at, rest = tail.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    return f"{head}{sep}{userinfo.split(':', 1)[0]}:***@{rest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +58,7 @@ class RedisTarget:
 
 
 def _bad(url: str, why: str) -> OnlineStoreError:
-    return OnlineStoreError(f"redis_url {redacted(url)!r} {why}")
+    return OnlineStoreError(f"redis_url {mask_url(url)!r} {why}")
 
 
 def _node(url: str, item: str) -> tuple[str, int]:
@@ -141,7 +132,7 @@ def redis_client(url: str, *, timeout_s: float | None = None, health_check_inter
     try:
         return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in target.nodes], **kwargs)
     except redis.RedisError as exc:
-        msg = f"no startup node of Redis Cluster {redacted(url)!r} answered: {exc}"
+        msg = f"no startup node of Redis Cluster {mask_url(url)!r} answered: {exc}"
         raise OnlineStoreError(msg) from exc
 
 

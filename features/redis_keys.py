@@ -9,7 +9,11 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
+import redis
+
+from slipstream.features.exceptions import OnlineStoreError
 from slipstream.features.redis_client import RedisClient, redis_client
+from slipstream.schemas.secrets import mask_url
 
 __all__ = ["key_project", "project_key_count", "project_keys"]
 
@@ -55,5 +59,9 @@ def project_key_count(redis_url: str, project: str, *, delete: bool = False) -> 
         if delete:
             return sum(int(client.delete(*batch)) for batch in project_keys(client, project))
         return sum(len(batch) for batch in project_keys(client, project))
+    except redis.RedisError as exc:
+        what = "delete" if delete else "count"
+        msg = f"cannot {what} the keys of Feast project {project!r} in Redis at {mask_url(redis_url)!r}: {exc}"
+        raise OnlineStoreError(msg) from exc
     finally:
         client.close()

@@ -55,6 +55,7 @@ from slipstream.models.onnx_export import (
     parity_sample,
     trimmed,
 )
+from slipstream.schemas.secrets import mask_url
 from slipstream.schemas.transport import EventProducer
 
 CHAMPION = "champion"
@@ -232,7 +233,7 @@ class ModelRegistry:
             "alias": "",
             "version": version,
             "previous_version": None,
-            "artifact_uri": artifact_uri,
+            "artifact_uri": mask_url(artifact_uri),  # on a topic, shown by the dashboard: never a credential
             "checksum": checksum,
             "actor": self.actor,
             "reason": reason,
@@ -384,7 +385,7 @@ class ModelRegistry:
             "alias": alias,
             "version": version,
             "previous_version": previous,
-            "artifact_uri": f"{model_version.source}/{ONNX_FILE}",
+            "artifact_uri": mask_url(f"{model_version.source}/{ONNX_FILE}"),
             "checksum": model_version.tags.get(CHECKSUM_TAG, ""),
             "actor": self.actor,
             "reason": reason,

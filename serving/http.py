@@ -6,6 +6,9 @@
 ``GET  /readyz``               a model is loaded and Redis answers (503 otherwise, with what is missing)
 ``GET  /metrics``              Prometheus
 
+With tokens, ``/v1/*`` needs ``Authorization: Bearer <token>`` (else 401, :mod:`slipstream.serving.auth`); the
+probes and metrics stay open. Without, the scorer is open and :func:`create_app` logs a warning saying so.
+
 Bad input is a 4xx with a JSON body and a one-line ``detail``, never a 5xx: 400 for a body that is not a JSON
 object, 413 over the body cap (``SLIPSTREAM_HTTP_MAX_BODY_BYTES``), 415 for a content type that is not JSON, 422
 naming each bad field and (an excerpt of) its value (:mod:`slipstream.serving.http_edge`). When Redis cannot be
@@ -34,6 +37,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from slipstream.features.windows import to_micros
+from slipstream.serving.auth import UNAUTHORIZED, BearerAuth, is_protected
 from slipstream.serving.base import FraudScore, Recommendation
 from slipstream.serving.exceptions import (
     FeaturesUnavailableError,
@@ -244,20 +248,34 @@ class FraudFastPath:
     Same validation (the same pydantic model, from the raw JSON), same scoring, same bodies and statuses as the
     FastAPI route, which stays for the OpenAPI docs. Measured: FastAPI's routing, dependency solving, middleware
     stack and response handling cost ~40% of a scoring request's CPU on this path (see docs/architecture.md).
-    Requests that arrive together are scored together (:class:`FraudBatcher`).
+    Requests that arrive together are scored together (:class:`FraudBatcher`). With ``auth``, a request to
+    ``/v1/*`` without an accepted bearer token is refused first, before its headers are screened or its body read.
     """
 
-    def __init__(self, app: Any, service: ScoringService, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: Any,
+        service: ScoringService,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        auth: BearerAuth | None = None,
+    ) -> None:
         self.app = app
         self.service = service
         self.max_body_bytes = max_body_bytes
         self.batcher = FraudBatcher(service)
+        self.auth = auth
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        endpoint = ENDPOINTS.get(scope["path"])
+        path = scope["path"]
+        endpoint = ENDPOINTS.get(path)
+        if self.auth is not None and is_protected(path) and not self.auth.allows(scope["headers"]):
+            if endpoint is not None:
+                self.service.metrics.requests.labels("http", endpoint, UNAUTHORIZED).inc()
+            await self.auth.refuse(send)
+            return
         posted = endpoint is not None and scope["method"] == "POST"
         head = screen(scope["headers"], limit=self.max_body_bytes, json_body=posted)
         if head.rejection is not None:  # refused unread: a body that follows must not be read as the next request
@@ -302,10 +320,22 @@ class FraudFastPath:
 
 
 def create_app(
-    service: ScoringService, *, manage_lifecycle: bool = True, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    service: ScoringService,
+    *,
+    manage_lifecycle: bool = True,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    auth: BearerAuth | None = None,
 ) -> FraudFastPath:
     """The ASGI app over ``service``: :class:`FraudFastPath` in front of the FastAPI app (``.app``); with
-    ``manage_lifecycle`` it starts/stops the model watcher. A request body over ``max_body_bytes`` gets 413."""
+    ``manage_lifecycle`` it starts/stops the model watcher. A request body over ``max_body_bytes`` gets 413. With
+    ``auth``, ``/v1/*`` needs a bearer token it accepts (401 otherwise); without, the scorer is open: logged."""
+    if auth is None:
+        log.warning(
+            "the scorer is unauthenticated: anyone who reaches it can call /v1/* "
+            "(set SLIPSTREAM_SCORER_TOKENS or SLIPSTREAM_SCORER_TOKENS_FILE)"
+        )
+    else:
+        log.info("the scorer requires a bearer token on /v1/* (%r)", auth)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -383,4 +413,4 @@ def create_app(
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return FraudFastPath(app, service, max_body_bytes)
+    return FraudFastPath(app, service, max_body_bytes, auth)

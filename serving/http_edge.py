@@ -316,11 +316,14 @@ def replay(body: bytes, receive: Receive) -> Receive:
     return again
 
 
-async def send_json(send: Send, status: int, payload: Any, *, close: bool = False) -> None:
-    """One JSON response; ``close``: the body was not read to its end, so the connection must not be reused."""
+async def send_json(
+    send: Send, status: int, payload: Any, *, close: bool = False, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """One JSON response; ``close``: the body was not read to its end, so the connection must not be reused;
+    ``headers``: more headers (lower-case names)."""
     data = orjson.dumps(payload)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    sent = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *headers]
     if close:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+        sent.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": sent})
     await send({"type": "http.response.body", "body": data})

@@ -19,6 +19,7 @@ from slipstream.streams.engine.topology import engine_topics
 
 if TYPE_CHECKING:
     from slipstream.models.registry import ModelRegistry
+    from slipstream.serving.http import FraudFastPath
     from slipstream.serving.service import ScoringService
 
 
@@ -60,14 +61,30 @@ class Slipstream:
     def bootstrap_servers(self) -> str:
         return self.settings.kafka_bootstrap_servers or self.platform_config.bootstrap_servers
 
+    # The settings' secrets are revealed here, the one place that hands them to the clients that use them; print
+    # these only through slipstream.schemas.secrets.mask_url.
     @property
     def redis_url(self) -> str:
-        return self.settings.redis_url or self.platform_config.redis_url
+        given = self.settings.redis_url
+        return given.get_secret_value() if given is not None else self.platform_config.redis_url
+
+    @property
+    def schema_registry_url(self) -> str | None:
+        given = self.settings.schema_registry_url
+        return given.get_secret_value() if given is not None else None
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        """``SLIPSTREAM_MLFLOW_TRACKING_URI``, else SQLite in the state dir."""
+        from slipstream.models.registry import default_tracking_uri
+
+        given = self.settings.mlflow_tracking_uri
+        return given.get_secret_value() if given is not None else default_tracking_uri(self.settings.state_dir)
 
     @cached_property
     def contracts(self) -> Contracts:
         """Every topic a deployment uses: the contract topics and the internal topics of every feature set."""
-        base = Contracts.default(self.settings.topic_prefix, self.settings.schema_registry_url)
+        base = Contracts.default(self.settings.topic_prefix, self.schema_registry_url)
         return base.with_topics(engine_topics(feature_sets().values()))
 
     def with_prefix(self, prefix: str) -> Contracts:
@@ -98,7 +115,7 @@ class Slipstream:
             nice=max(s.engine_nice, COLOCATED_NICE) if colocated else s.engine_nice,
             idle_class=colocated and s.engine_idle_class,
             worker_id=s.worker_id,
-            schema_registry_url=s.schema_registry_url,
+            schema_registry_url=self.schema_registry_url,
         )
 
     def ensure_platform(self) -> None:
@@ -157,12 +174,11 @@ class Slipstream:
     @cached_property
     def model_registry(self) -> ModelRegistry:
         """The MLflow registry: ``SLIPSTREAM_MLFLOW_TRACKING_URI``, else SQLite and artifacts in the state dir."""
-        from slipstream.models.registry import ModelRegistry, default_tracking_uri
+        from slipstream.models.registry import ModelRegistry
 
         state_dir = self.settings.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
-        uri = self.settings.mlflow_tracking_uri or default_tracking_uri(state_dir)
-        return ModelRegistry(uri, state_dir / "mlruns")
+        return ModelRegistry(self.mlflow_tracking_uri, state_dir / "mlruns")
 
     def scoring_service(
         self,
@@ -206,6 +222,21 @@ class Slipstream:
             lambda: self.consumer(["model-events"], from_beginning=False, contracts=events_contracts),
         )
         return service
+
+    def http_app(self, service: ScoringService | None = None) -> FraudFastPath:
+        """The HTTP scorer's ASGI app over ``service`` (default: a new :meth:`scoring_service`): the body cap, and
+        bearer-token authentication on ``/v1/*`` when tokens are set (``SLIPSTREAM_SCORER_TOKENS`` or
+        ``SLIPSTREAM_SCORER_TOKENS_FILE``); open, and logged so, when none is."""
+        from slipstream.serving.auth import BearerAuth
+        from slipstream.serving.http import create_app
+
+        s = self.settings
+        tokens = s.accepted_scorer_tokens
+        return create_app(
+            service or self.scoring_service(),
+            max_body_bytes=s.http_max_body_bytes,
+            auth=BearerAuth(tokens) if tokens else None,
+        )
 
     def _add_reco(self, service: ScoringService, client: Any, layouts: Any, slots: dict[str, Any]) -> None:
         """The recommendations ranker: its model slot (the champion of ``settings.reco_model``, checked against the

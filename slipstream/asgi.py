@@ -1,5 +1,5 @@
 """The HTTP scorer as an ASGI app factory, for `slipstream serve --workers N` (uvicorn imports it in each worker;
-each builds its own scorer, model slots and model-events watcher from the same settings)."""
+each builds its own scorer, model slots and model-events watcher from the same settings, tokens included)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ if TYPE_CHECKING:
 
 def create() -> FraudFastPath:
     from slipstream.app import Slipstream
-    from slipstream.serving.http import create_app
     from slipstream.settings import load_settings
 
-    settings = load_settings()
-    return create_app(Slipstream(settings).scoring_service(), max_body_bytes=settings.http_max_body_bytes)
+    return Slipstream(load_settings()).http_app()

@@ -3,27 +3,42 @@
 Every field reads ``SLIPSTREAM_<FIELD>`` from the environment (or a ``.env`` file in the working directory).
 ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` are honoured too: when set, Slipstream uses those services
 instead of starting its own.
+
+Credentials are :class:`~pydantic.SecretStr` (``redis_url``, ``schema_registry_url``, ``mlflow_tracking_uri``, the
+scorer's tokens): the settings' repr, ``model_dump`` and ``model_dump_json`` show ``**********``, an invalid value is
+quoted masked, and only the composition root reveals them, to the client that needs them (docs/security.md).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from slipstream.exceptions import ConfigError
 from slipstream.infra.config import MAX_BROKERS
+from slipstream.schemas.secrets import MASK, mask_url
 
 _HEAP = re.compile(r"^\d+[kKmMgG]$")
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+_TOKEN = re.compile(r"^[A-Za-z0-9._~+/-]+=*$")  # RFC 6750's b64token: what a Bearer header can carry
+MIN_TOKEN_CHARS = 16
+URL_SECRETS = frozenset({"redis_url", "schema_registry_url", "mlflow_tracking_uri"})  # quoted masked
+SECRETS = URL_SECRETS | {"scorer_tokens"}  # never quoted
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="SLIPSTREAM_", env_file=".env", extra="forbid", frozen=True, validate_default=True
+        env_prefix="SLIPSTREAM_",
+        env_file=".env",
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+        hide_input_in_errors=True,  # a chained ValidationError never quotes a secret; load_settings quotes the rest
     )
 
     state_dir: Path = Field(Path(".slipstream"), description="State, logs and data of the local platform.")
@@ -57,25 +72,30 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SLIPSTREAM_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
         description="Use this Kafka instead of starting one.",
     )
-    redis_url: str | None = Field(
+    redis_url: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("SLIPSTREAM_REDIS_URL", "REDIS_URL"),
         description=(
-            "Use this Redis instead of starting one: redis://host:port/db (rediss:// with TLS), or a Redis Cluster "
-            "as redis+cluster://host:port[,host:port...] (rediss+cluster://; any masters, the rest are discovered). "
-            "The scheme chooses the client, not a probe of the server."
+            "Use this Redis instead of starting one: redis://[user:password@]host:port/db (rediss:// with TLS), or "
+            "a Redis Cluster as redis+cluster://host:port[,host:port...] (rediss+cluster://; any masters, the rest "
+            "are discovered). The scheme chooses the client, not a probe of the server. A secret: printed masked."
         ),
     )
     topic_prefix: str = Field("", description="Namespace prepended to every topic name.")
-    schema_registry_url: str | None = Field(
-        None, description="Confluent-compatible schema registry; default is Avro single-object encoding."
+    schema_registry_url: SecretStr | None = Field(
+        None,
+        description=(
+            "Confluent-compatible schema registry (https://key:secret@host allowed; a secret, printed masked); "
+            "default is Avro single-object encoding."
+        ),
     )
     producer_linger_ms: float = Field(1.0, ge=0, le=1000, description="linger.ms of Slipstream's producers.")
     feast_project: str = Field("slipstream", description="Feast project (part of every online-store key).")
     feast_repo_dir: Path = Field(Path(".slipstream/feast"), description="Generated Feast repository.")
     offline_dir: Path = Field(Path(".slipstream/offline"), description="Offline feature tables (Feast file sources).")
-    mlflow_tracking_uri: str | None = Field(
-        None, description="MLflow tracking/registry URI; default sqlite:///<state_dir>/mlflow.db."
+    mlflow_tracking_uri: SecretStr | None = Field(
+        None,
+        description="MLflow tracking/registry URI (a secret, printed masked); default sqlite:///<state_dir>/mlflow.db.",
     )
     lateness_s: float = Field(2.0, ge=0, description="Allowed lateness of events (out-of-order tolerance), seconds.")
     engine_nice: int = Field(
@@ -109,6 +129,22 @@ class Settings(BaseSettings):
     http_max_body_bytes: int = Field(
         64 * 1024, gt=0, description="Largest request body `slipstream serve` reads; a larger one gets 413."
     )
+    scorer_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (),
+        description=(
+            "Bearer tokens `slipstream serve` accepts on /v1/* (comma-separated; several at once so that a token "
+            f"can be rotated without downtime; each {MIN_TOKEN_CHARS}+ characters of A-Z a-z 0-9 . _ ~ + / - and "
+            "trailing =). Empty, with no SLIPSTREAM_SCORER_TOKENS_FILE: the scorer is open (and says so)."
+        ),
+    )
+    scorer_tokens_file: Path | None = Field(
+        None,
+        description=(
+            "A file of scorer bearer tokens, one a line (blank lines and # comments skipped), read at start-up: a "
+            "mounted Kubernetes or Docker secret keeps the tokens out of the process environment. Not with "
+            "SLIPSTREAM_SCORER_TOKENS."
+        ),
+    )
     fraud_model: str = Field("fraud", description="Registered model the fraud endpoint serves (its champion).")
     reco_model: str = Field("reco", description="Registered model the recommendations endpoint serves.")
     redis_timeout_s: float = Field(
@@ -140,6 +176,58 @@ class Settings(BaseSettings):
         description="MLflow aliases starting with this make a version a challenger the shadow consumer scores.",
     )
 
+    _file_tokens: tuple[SecretStr, ...] = PrivateAttr(default=())
+
+    @property
+    def accepted_scorer_tokens(self) -> tuple[SecretStr, ...]:
+        """The bearer tokens the HTTP scorer accepts: ``scorer_tokens``, or those of ``scorer_tokens_file``; empty
+        when the scorer is open."""
+        return self.scorer_tokens or self._file_tokens
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(_REDIS_SCHEMES):
+            msg = f"must start with {', '.join(_REDIS_SCHEMES)}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("scorer_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):  # the variable's form: comma-separated
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("scorer_tokens")
+    @classmethod
+    def _tokens(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        check_tokens(value)
+        return value
+
+    @model_validator(mode="after")
+    def _read_token_file(self) -> Settings:
+        path = self.scorer_tokens_file
+        if path is None:
+            return self
+        if self.scorer_tokens:
+            msg = "SLIPSTREAM_SCORER_TOKENS and SLIPSTREAM_SCORER_TOKENS_FILE are both set: choose one"
+            raise ValueError(msg)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            msg = f"SLIPSTREAM_SCORER_TOKENS_FILE={str(path)!r} cannot be read: {type(exc).__name__}"
+            raise ValueError(msg) from None  # the decoder's message quotes bytes of the file
+        tokens = tuple(SecretStr(line.strip()) for line in lines if line.strip() and not line.lstrip().startswith("#"))
+        if not tokens:
+            msg = f"SLIPSTREAM_SCORER_TOKENS_FILE={str(path)!r} holds no token"
+            raise ValueError(msg)
+        check_tokens(tokens, f"SLIPSTREAM_SCORER_TOKENS_FILE={str(path)!r}: ")
+        self._file_tokens = tokens
+        return self
+
     @field_validator("kafka_heap")
     @classmethod
     def _heap(cls, value: str) -> str:
@@ -166,14 +254,43 @@ class Settings(BaseSettings):
         return value
 
 
+def check_tokens(tokens: tuple[SecretStr, ...], where: str = "") -> None:
+    """Refuse a token a client could not send or an attacker could guess; the message numbers it, never quotes it."""
+    for number, token in enumerate(tokens, 1):
+        text = token.get_secret_value()
+        if len(text) < MIN_TOKEN_CHARS or not _TOKEN.match(text):
+            msg = (
+                f"{where}token {number} of {len(tokens)} must be at least {MIN_TOKEN_CHARS} characters of "
+                "A-Z a-z 0-9 . _ ~ + / - (and trailing =), e.g. from `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`"
+            )
+            raise ValueError(msg)
+
+
+def _shown(field: str, value: object) -> str:
+    """An invalid input as an error may quote it: a secret URL masked, a token never."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if field in URL_SECRETS:
+        return repr(mask_url(str(value)))
+    if field in SECRETS:
+        return repr(MASK)
+    return repr(value)
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read the settings once; an invalid value raises :class:`ConfigError` naming the variable."""
+    """Read the settings once; an invalid value raises :class:`ConfigError` naming the variable (a secret's value
+    masked)."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]  # overrides are validated by pydantic
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            field = ".".join(str(p) for p in error["loc"])
-            problems.append(f"SLIPSTREAM_{field.upper()}={error.get('input')!r}: {error['msg']}")
+            field = ".".join(str(p) for p in error["loc"]).lower().removeprefix("slipstream_")
+            if not field:  # a check across fields: its message names the variables
+                problems.append(str(error["msg"]).removeprefix("Value error, "))
+                continue
+            name = field.split(".")[0]
+            problems.append(f"SLIPSTREAM_{field.upper()}={_shown(name, error.get('input'))}: {error['msg']}")
         msg = "invalid settings: " + "; ".join(problems)
         raise ConfigError(msg) from exc

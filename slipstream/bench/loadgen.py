@@ -46,10 +46,11 @@ def sleep_until(deadline: float, clock: Clock = time.perf_counter) -> None:
         time.sleep(delay)
 
 
-def post_request(host: str, path: str, body: bytes) -> bytes:
-    """One keep-alive HTTP/1.1 POST of a JSON body, ready to send."""
+def post_request(host: str, path: str, body: bytes, token: str | None = None) -> bytes:
+    """One keep-alive HTTP/1.1 POST of a JSON body, ready to send; with ``token``, authenticated as a bearer."""
+    auth = f"Authorization: Bearer {token}\r\n" if token is not None else ""
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}"
         f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
     )
     return head.encode("ascii") + body

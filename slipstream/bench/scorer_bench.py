@@ -269,10 +269,12 @@ def _bodies(world: World, n: int) -> list[bytes]:
     rows = frame_records(
         world.heldout.head(n)[["transaction_id", "event_time", "customer_id", "terminal_id", "amount"]]
     )
+    tokens = world.app.settings.accepted_scorer_tokens  # the server, a child, reads the same settings
+    token = tokens[0].get_secret_value() if tokens else None
     out = []
     for r in rows:
         r["event_time"] = datetime.fromtimestamp(r["event_time"] / 1e6, tz=UTC).isoformat()
-        out.append(post_request("127.0.0.1", SCORE_PATH, orjson.dumps(r)))
+        out.append(post_request("127.0.0.1", SCORE_PATH, orjson.dumps(r), token))
     return out
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from slipstream.cli.common import build, console, friendly_errors, out
+from slipstream.cli.common import build, console, friendly_errors, out, setup_logging
 from slipstream.cli.options import check_number
 from slipstream.exceptions import InputError
 
@@ -54,8 +54,6 @@ def drift(
     change detectors (ADWIN, Page-Hinkley) watch the realised error and the flip rate. Outputs, state (a compacted
     changelog) and input offsets commit together in Kafka transactions.
     """
-    import logging
-
     from slipstream.models.cards import read_card
     from slipstream.models.exceptions import RegistryError
     from slipstream.monitoring.drift.monitor import DriftSettings
@@ -70,7 +68,7 @@ def drift(
                 raise InputError(msg)
         if until_idle is not None:
             check_number(until_idle, "--until-idle", gt=0)
-        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        setup_logging(log_level, "%(asctime)s %(name)s %(levelname)s %(message)s")
         app = build()
         seconds = round(window_s)
         monitor = DriftSettings(window_s=seconds) if fdr is None else DriftSettings(window_s=seconds, fdr_q=fdr)

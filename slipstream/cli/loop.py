@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from slipstream.cli.common import build, console, friendly_errors, out
+from slipstream.cli.common import build, console, friendly_errors, out, setup_logging
 from slipstream.exceptions import InputError
 
 loop_app = typer.Typer(
@@ -68,7 +68,7 @@ def loop(
             msg = f"--policy: {policy} does not exist"
             raise InputError(msg)
         chosen = load_policy(policy)
-        logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        setup_logging(log_level, "%(asctime)s %(name)s %(levelname)s %(message)s")
         for noisy in ("mlflow", "alembic", "urllib3"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         app = build()

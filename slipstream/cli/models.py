@@ -31,12 +31,7 @@ Publish = Annotated[bool, typer.Option(help="Publish the ModelEvent on the model
 
 def registry_for(app: Slipstream) -> ModelRegistry:
     """The MLflow registry of this state directory (or of ``SLIPSTREAM_MLFLOW_TRACKING_URI`` when set)."""
-    from slipstream.models.registry import ModelRegistry, default_tracking_uri
-
-    state_dir: Path = app.settings.state_dir
-    uri = app.settings.mlflow_tracking_uri or default_tracking_uri(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    return ModelRegistry(uri, state_dir / "mlruns")
+    return app.model_registry
 
 
 @models_app.command("list")

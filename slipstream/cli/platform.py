@@ -17,6 +17,7 @@ from slipstream.infra.docker_platform import find_docker
 from slipstream.infra.exceptions import DependencyMissingError
 from slipstream.infra.images import Images
 from slipstream.schemas.exceptions import TopicError
+from slipstream.schemas.secrets import mask_url, mask_urls
 from slipstream.schemas.topics import validate_prefix
 from slipstream.schemas.transport import TopicChange
 
@@ -71,9 +72,8 @@ def up(
         app = build(backend=backend, kafka_brokers=brokers, redis_cluster=redis_cluster)
         statuses = app.platform.up()
         for status in statuses.values():
-            console.print(
-                f"[green]✓[/green] {status.name} {status.version or ''} at {status.address} ({status.backend})"
-            )
+            address = mask_url(status.address)
+            console.print(f"[green]✓[/green] {status.name} {status.version or ''} at {address} ({status.backend})")
         if topics:
             _print_changes(app.apply_topics())
 
@@ -99,7 +99,10 @@ def status(
     """Show whether Kafka and Redis are up, where, and which versions; with --brokers 3, each Kafka node too."""
     with friendly_errors():
         app = build(kafka_brokers=brokers, redis_cluster=redis_cluster)
-        report = app.platform.status_json()
+        report = {  # addresses and details may quote a URL: never its credentials
+            name: {key: mask_urls(value) if isinstance(value, str) else value for key, value in info.items()}
+            for name, info in app.platform.status_json().items()
+        }
         if as_json:
             out.print_json(json.dumps(report))
             return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import signal
 import threading
@@ -13,17 +12,13 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from slipstream.cli.common import build, console, friendly_errors
+from slipstream.cli.common import build, console, friendly_errors, setup_logging
 from slipstream.exceptions import InputError
 
 if TYPE_CHECKING:  # the serving stack (numpy, onnxruntime) loads only for the commands that need it
     from slipstream.serving.kafka_front import FrontStats, KafkaFrontEnd
 
 Port = Annotated[int | None, typer.Option(help="Port (default: SLIPSTREAM_SERVE_PORT, 8000).")]
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def serve(
@@ -45,20 +40,29 @@ def serve(
     loaded at start-up and replaced without downtime when `slipstream models promote` (or rollback) announces a
     new one on model-events. Start Kafka and Redis first (`slipstream infra up`), or point at yours with
     KAFKA_BOOTSTRAP_SERVERS and REDIS_URL.
+
+    Authentication: with SLIPSTREAM_SCORER_TOKENS (comma-separated, several at once for rotation) or
+    SLIPSTREAM_SCORER_TOKENS_FILE (one token a line), /v1/* needs `Authorization: Bearer <token>` and answers 401
+    otherwise; /healthz, /readyz and /metrics stay open. With neither, the scorer is open, and says so at start-up.
+    Serve TLS from a proxy in front: a bearer token must not cross a network in clear. See docs/security.md.
     """
     import uvicorn
 
-    from slipstream.serving.http import create_app
-
     with friendly_errors():
-        _logging(log_level)
+        setup_logging(log_level)
         app = build()
         app.ensure_platform()
         s = app.settings
-        console.print(f"[green]serving[/green] on http://{host or s.serve_host}:{port or s.serve_port}")
+        tokens = len(s.accepted_scorer_tokens)
+        access = (
+            f"bearer token required on /v1/* ({tokens} accepted)"
+            if tokens
+            else "[yellow]unauthenticated[/yellow]: set SLIPSTREAM_SCORER_TOKENS to require a bearer token"
+        )
+        console.print(f"[green]serving[/green] on http://{host or s.serve_host}:{port or s.serve_port}; {access}")
         target: Any = "slipstream.asgi:create"
         if workers == 1:
-            target = create_app(app.scoring_service(), max_body_bytes=s.http_max_body_bytes)
+            target = app.http_app()
         uvicorn.run(
             target,
             factory=workers > 1,
@@ -109,7 +113,7 @@ def score_stream(
         if worker_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", worker_id):
             msg = f"--worker-id: 1-64 letters, digits, '.', '_' or '-', got {worker_id!r}"
             raise InputError(msg)
-        _logging(log_level)
+        setup_logging(log_level)
         _run_front(
             reco=reco,
             metrics_port=metrics_port,

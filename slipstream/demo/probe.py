@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from pydantic import SecretStr
 
 from slipstream.demo.exceptions import DemoError
 from slipstream.demo.stats import LiveStats
@@ -16,18 +17,21 @@ from slipstream.demo.timeline import TX_FIELDS, iso
 
 
 class HttpScorer:
-    """A keep-alive client of `slipstream serve`."""
+    """A keep-alive client of `slipstream serve`; with ``token``, it sends ``Authorization: Bearer <token>``."""
 
-    def __init__(self, port: int, timeout: float = 5.0) -> None:
+    def __init__(self, port: int, timeout: float = 5.0, *, token: SecretStr | None = None) -> None:
         self.port = port
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
+        self._headers = {"Content-Type": "application/json"}
+        if token is not None:
+            self._headers["Authorization"] = f"Bearer {token.get_secret_value()}"
 
     def _request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         if self._conn is None:
             self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         try:
-            self._conn.request(method, path, body, {"Content-Type": "application/json"})
+            self._conn.request(method, path, body, self._headers)
             response = self._conn.getresponse()
             return response.status, response.read()
         except (OSError, http.client.HTTPException):

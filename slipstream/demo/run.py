@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from pydantic import SecretStr
 
 from slipstream.app import Slipstream
 from slipstream.demo.base import DemoOptions, DemoReport, DemoUI
@@ -94,6 +95,12 @@ class DemoRun:
         self._run_file: Path | None = None
         self._clock = time.perf_counter()
         self.reco: RecoChampion | None = None
+
+    @property
+    def _token(self) -> SecretStr | None:
+        """What the demo's HTTP clients send: `serve` (a child) reads the same settings, so the first token it
+        accepts; none when it is open."""
+        return next(iter(self.app.settings.accepted_scorer_tokens), None)
 
     def run(self) -> DemoReport:
         started = time.perf_counter()
@@ -264,7 +271,7 @@ class DemoRun:
     def _wait_scorers(self, timeout_s: float = 180.0) -> None:
         port = self.report.http_port
         self.ui.step(f"waiting for the scorers: score-stream (Kafka) and serve (HTTP, port {port})")
-        http, admin = RecoClient(port), admin_client(self.app.bootstrap_servers)
+        http, admin = RecoClient(port, token=self._token), admin_client(self.app.bootstrap_servers)
         deadline = time.monotonic() + timeout_s
         reco = self.stats.reco
         try:
@@ -347,10 +354,10 @@ class DemoRun:
                 poison_every=options.poison_every,
             ),
         )
-        http = HttpScorer(self.report.http_port)
+        http = HttpScorer(self.report.http_port, token=self._token)
         self._spawn("demo-http", lambda: probe_http(http, stats, self._live_stop, options.http_every_s))
         if self.reco is not None:
-            queries, client = self.reco.queries, RecoClient(self.report.http_port)
+            queries, client = self.reco.queries, RecoClient(self.report.http_port, token=self._token)
             self._spawn(
                 "demo-reco",
                 lambda: probe_reco(client, queries, stats, self._live_stop, stream=producer, id_prefix=self.ns.prefix),

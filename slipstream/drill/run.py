@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from slipstream.app import Slipstream
 from slipstream.demo.namespace import cleanup, start_group_at_end
 from slipstream.demo.processes import Child, child_env
@@ -102,7 +104,7 @@ class DrillRun:
             update={
                 "topic_prefix": self.ns.prefix,
                 "feast_project": self.ns.project,
-                "mlflow_tracking_uri": f"sqlite:///{self.dir / 'mlflow.db'}",
+                "mlflow_tracking_uri": SecretStr(f"sqlite:///{self.dir / 'mlflow.db'}"),
                 "offline_dir": self.dir / "offline",
             }
         )
@@ -233,7 +235,7 @@ class DrillRun:
         prefix = self.ns.prefix
         start_group_at_end(self.app.bootstrap_servers, prefix + SCORER_GROUP, self.app.contracts.topic("transactions"))
         env = child_env(self.app, self.ns)
-        env["SLIPSTREAM_MLFLOW_TRACKING_URI"] = str(self.app.settings.mlflow_tracking_uri)
+        env["SLIPSTREAM_MLFLOW_TRACKING_URI"] = self.app.mlflow_tracking_uri
         env["SLIPSTREAM_OFFLINE_DIR"] = str(self.app.settings.offline_dir)
         logs = self.dir / "logs"
         loop = ["loop", "--log-level", "info"]

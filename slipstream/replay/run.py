@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from pydantic import SecretStr
+
 from slipstream.app import Slipstream
 from slipstream.features.definitions import feature_sets
 from slipstream.models.registry import ModelRegistry
@@ -206,7 +208,7 @@ def _replay(
         local = settings.model_copy(
             update={
                 "kafka_bootstrap_servers": platform.bootstrap_servers,
-                "redis_url": platform.redis_url,
+                "redis_url": SecretStr(platform.redis_url),
                 "topic_prefix": prefix,
                 "state_dir": Path(tmp),
                 "feast_project": project,

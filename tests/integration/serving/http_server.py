@@ -47,12 +47,15 @@ class Client:
 
     def __init__(self, port: int) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self.last: http.client.HTTPResponse | None = None  # the last response, for its headers
 
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         payload = None if body is None else orjson.dumps(body)
-        headers = {"content-type": "application/json"} if payload is not None else {}
-        self.conn.request(method, path, payload, headers)
-        response = self.conn.getresponse()
+        sent = {"content-type": "application/json"} if payload is not None else {}
+        self.conn.request(method, path, payload, {**sent, **(headers or {})})
+        self.last = response = self.conn.getresponse()
         data = response.read()
         ctype = response.getheader("content-type") or ""
         return response.status, orjson.loads(data) if "json" in ctype else data.decode()

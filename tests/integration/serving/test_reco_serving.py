@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from slipstream.app import Slipstream
@@ -220,7 +221,7 @@ def test_http_ranks_with_the_champion_and_refuses_bad_candidates(world: RecoWorl
 
 def test_unreachable_redis_is_a_503_never_a_ranking(world: RecoWorld) -> None:
     closed = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    app = Slipstream(world.app.settings.model_copy(update={"redis_url": closed}))
+    app = Slipstream(world.app.settings.model_copy(update={"redis_url": SecretStr(closed)}))
     service = app.scoring_service(contracts=world.contracts, project=world.project)
     with running(create_app(service)) as port:
         client = Client(port)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from slipstream.app import Slipstream
 from slipstream.infra.config import PlatformConfig
@@ -25,7 +26,7 @@ def test_redis_outage_gives_503_then_recovers(world: FraudWorld, tmp_path: Path)
     redis = LocalRedis(PlatformConfig(state_dir=tmp_path / "own-redis", backend="local", redis_port=free_port()))
     redis.up()
     try:
-        settings = world.app.settings.model_copy(update={"redis_url": redis.config.redis_url})
+        settings = world.app.settings.model_copy(update={"redis_url": SecretStr(redis.config.redis_url)})
         app = Slipstream(settings)
         records = world.live_tx
 

@@ -10,11 +10,12 @@ from redis.crc import key_slot
 from slipstream.features.definitions import FRAUD
 from slipstream.features.exceptions import DefinitionError, OnlineStoreError
 from slipstream.features.feast_repo import FeastRepoConfig, redis_connection_string, view_layouts, write_repo
-from slipstream.features.redis_client import cluster_url, is_cluster_url, parse_redis_url, redacted
+from slipstream.features.redis_client import cluster_url, is_cluster_url, parse_redis_url
 from slipstream.features.redis_cluster import slot_calls, slot_groups
 from slipstream.infra.config import PlatformConfig
 from slipstream.infra.exceptions import InfraConfigError
 from slipstream.infra.redis_cluster_local import node_command
+from slipstream.schemas.secrets import mask_url
 
 
 def test_cluster_urls_parse() -> None:
@@ -47,7 +48,7 @@ def test_bad_urls_name_the_value(url: str, quoted: str) -> None:
 
 
 def test_passwords_are_hidden() -> None:
-    assert redacted("redis+cluster://me:secret@h:1,h:2") == "redis+cluster://me:***@h:1,h:2"
+    assert mask_url("redis+cluster://me:secret@h:1,h:2") == "redis+cluster://me:***@h:1,h:2"
     with pytest.raises(OnlineStoreError) as info:
         parse_redis_url("redis+cluster://me:secret@h:1/5")
     assert "secret" not in str(info.value)

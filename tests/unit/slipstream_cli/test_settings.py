@@ -18,7 +18,8 @@ def test_external_services_come_from_the_standard_variables(monkeypatch: pytest.
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1234")
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:5/0")
     settings = load_settings()
-    assert (settings.kafka_bootstrap_servers, settings.redis_url) == ("127.0.0.1:1234", "redis://127.0.0.1:5/0")
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:1234"
+    assert settings.redis_url is not None and settings.redis_url.get_secret_value() == "redis://127.0.0.1:5/0"
 
 
 def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from slipstream.features.definitions import feature_sets
 from slipstream.features.feast_repo import FeastRepoConfig
+from slipstream.features.redis_client import with_tls_files
 from slipstream.infra.config import PlatformConfig
 from slipstream.infra.platform import Platform
+from slipstream.infra.redis_tls import local_tls_url
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.topics import TopicCatalog
 from slipstream.schemas.transport import EventConsumer, EventProducer, TopicAdmin, TopicChange
@@ -45,6 +47,7 @@ class Slipstream:
             redis_port=s.redis_port,
             redis_cluster=s.redis_cluster,
             redis_cluster_port=s.redis_cluster_port,
+            redis_tls=s.redis_tls,
             startup_timeout_s=s.startup_timeout_s,
         )
 
@@ -65,8 +68,15 @@ class Slipstream:
     # these only through slipstream.schemas.secrets.mask_url.
     @property
     def redis_url(self) -> str:
-        given = self.settings.redis_url
-        return given.get_secret_value() if given is not None else self.platform_config.redis_url
+        """The one URL every Redis client gets (the engine's, the scorer's, Feast's): ``redis_url`` with the
+        ``redis_tls_*_file`` settings as its TLS query parameters, else the local platform's (with its TLS login)."""
+        s = self.settings
+        if s.redis_url is None:
+            if self.platform_config.redis_tls:
+                return local_tls_url(self.platform_config)
+            return self.platform_config.redis_url
+        files = (s.redis_tls_ca_file, s.redis_tls_cert_file, s.redis_tls_key_file)
+        return with_tls_files(s.redis_url.get_secret_value(), *(str(f) if f is not None else None for f in files))
 
     @property
     def schema_registry_url(self) -> str | None:

@@ -66,6 +66,21 @@ class Settings(BaseSettings):
         ),
     )
     redis_cluster_port: int = Field(7100, ge=1, le=55533, description="First port of the local Redis Cluster.")
+    redis_tls: bool = Field(
+        False,
+        description=(
+            "Run the local platform's Redis with TLS only (on redis_port) and an ACL login: a private CA, its "
+            "certificate and a random password made once in <state_dir>/redis/tls (local backend, one server)."
+        ),
+    )
+    redis_tls_ca_file: Path | None = Field(
+        None,
+        description="CA certificate(s) that Redis's TLS certificate is verified against (default: the system's CAs).",
+    )
+    redis_tls_cert_file: Path | None = Field(
+        None, description="Client certificate for a Redis that requires one (tls-auth-clients yes); with the key."
+    )
+    redis_tls_key_file: Path | None = Field(None, description="The client certificate's private key.")
     startup_timeout_s: float = Field(120.0, gt=0)
     kafka_bootstrap_servers: str | None = Field(
         None,
@@ -105,6 +120,13 @@ class Settings(BaseSettings):
         description=(
             "Nice value of the feature engine's stage processes. Co-located with the scorer (the demo, the end-to-end "
             "benchmark), 10 lets the scorer and the broker take the CPU first; the engine catches up when it is free."
+        ),
+    )
+    engine_runtime: Literal["kafka", "faust"] = Field(
+        "kafka",
+        description=(
+            "What hosts the feature engine's stages: kafka (a confluent-kafka consumer-group member per stage worker) "
+            "or faust (a Faust app per stage worker). Same protocol, same results; see docs/architecture.md."
         ),
     )
     engine_idle_class: bool = Field(
@@ -191,6 +213,18 @@ class Settings(BaseSettings):
             msg = f"must start with {', '.join(_REDIS_SCHEMES)}"
             raise ValueError(msg)
         return value
+
+    @model_validator(mode="after")
+    def _redis_tls_files(self) -> Settings:
+        files = (self.redis_tls_ca_file, self.redis_tls_cert_file, self.redis_tls_key_file)
+        if (self.redis_tls_cert_file is None) != (self.redis_tls_key_file is None):
+            msg = "SLIPSTREAM_REDIS_TLS_CERT_FILE and SLIPSTREAM_REDIS_TLS_KEY_FILE go together: set both or neither"
+            raise ValueError(msg)
+        url = self.redis_url.get_secret_value() if self.redis_url is not None else None
+        if any(f is not None for f in files) and (url is None or not url.startswith("rediss")):
+            msg = "SLIPSTREAM_REDIS_TLS_*_FILE need a TLS Redis: SLIPSTREAM_REDIS_URL (or REDIS_URL) starting rediss://"
+            raise ValueError(msg)
+        return self
 
     @field_validator("scorer_tokens", mode="before")
     @classmethod

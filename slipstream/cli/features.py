@@ -25,6 +25,7 @@ from slipstream.cli.inputs import (
 )
 from slipstream.cli.inputs import feature_set as known_feature_set
 from slipstream.cli.options import check_choices, check_number
+from slipstream.exceptions import InputError
 from slipstream.features.definitions import feature_sets
 from slipstream.features.feast_repo import apply_repo
 from slipstream.streams.engine.app import EngineJob, run_processes, run_threads, stage_list
@@ -62,6 +63,15 @@ def _stats_table(feature_set: str, stats: dict[str, StageStats], started: float)
     return table
 
 
+RuntimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="What hosts the stages: kafka (confluent-kafka consumer groups) or faust (a Faust app per stage "
+        "worker); default SLIPSTREAM_ENGINE_RUNTIME or kafka. Same results on both.",
+    ),
+]
+
+
 @features_app.command("run")
 def run(
     feature_set: FeatureSetOpt = "fraud",
@@ -74,6 +84,7 @@ def run(
         int, typer.Option(help="Workers per stage here, sharing its partitions (at most its partition count).")
     ] = 1,
     quiet: Annotated[bool, typer.Option(help="No live table.")] = False,
+    runtime: RuntimeOpt = None,
 ) -> None:
     """Run the online feature engine: exact event-time windows from Kafka into Feast's Redis layout and the
     feature log; stop with Ctrl-C. A stage's workers (--workers, and more processes of the same command, here or on
@@ -89,7 +100,11 @@ def run(
         if until_idle is not None:
             check_number(until_idle, "--until-idle", gt=0)
         check_number(workers, "--workers", ge=1)
-        app = build()
+        if runtime is not None:
+            if len(check_choices(runtime, ["kafka", "faust"], "--runtime")) != 1:
+                msg = f"--runtime: one runtime, got {runtime!r}"
+                raise InputError(msg)
+        app = build(engine_runtime=runtime)
         app.ensure_platform()
         job = EngineJob(app.engine_settings(), app.settings.topic_prefix, feature_set, stage_list(stages), workers)
         stop = threading.Event()
@@ -169,6 +184,7 @@ def verify_command(
             "Default: everything the run created is removed, also when it fails or is interrupted."
         ),
     ] = False,
+    runtime: RuntimeOpt = None,
 ) -> None:
     """Online/offline parity: stream the log through Kafka and the engine, compare the feature log and the online
     store (through Feast's SDK) with the offline engine. Exits 1 on any mismatch (counts exact, reals within 1e-9).
@@ -180,7 +196,6 @@ def verify_command(
     With --chaos the stages run as --workers processes each that are killed, joined and lose a broker on a plan
     fixed before the run; the comparison is the same."""
     from slipstream.chaos import ChaosError, parse_chaos
-    from slipstream.exceptions import InputError
     from slipstream.verify import VerifyConfig, verify
 
     with friendly_errors():
@@ -189,7 +204,11 @@ def verify_command(
         if days is not None:
             check_number(days, "--days", gt=0)
         check_number(workers, "--workers", ge=1)
-        app = build()
+        if runtime is not None:
+            if len(check_choices(runtime, ["kafka", "faust"], "--runtime")) != 1:
+                msg = f"--runtime: one runtime, got {runtime!r}"
+                raise InputError(msg)
+        app = build(engine_runtime=runtime)
         brokers = None if app.external else app.platform_config.brokers
         try:
             plan = parse_chaos(chaos, workers=workers, brokers=brokers) if chaos is not None else None

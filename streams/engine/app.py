@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slipstream.features.base import FeatureSet
 from slipstream.schemas.contracts import Contracts
@@ -21,6 +21,9 @@ from slipstream.streams.engine.background import yield_cpu
 from slipstream.streams.engine.exceptions import EngineError
 from slipstream.streams.engine.runner import EngineSettings, StageRunner, StageStats
 from slipstream.streams.engine.topology import topology_for
+
+if TYPE_CHECKING:
+    from slipstream.streams.engine.faust_runtime import FaustStageRunner
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -51,12 +54,17 @@ class EngineJob:
 
 def _runner(
     job: EngineJob, stage: str, worker: int, contracts: Contracts, on_batch: Callable[[StageStats], None] | None
-) -> StageRunner:
-    """Worker ``worker`` of ``stage``: with several workers a static member id is made unique per worker."""
+) -> StageRunner | FaustStageRunner:
+    """Worker ``worker`` of ``stage`` on the settings' runtime: with several workers a static member id is made
+    unique per worker."""
     topology = topology_for(job.feature_set)
     settings = job.settings
     if job.workers > 1 and settings.worker_id is not None:
         settings = replace(settings, worker_id=f"{settings.worker_id}-{worker}")
+    if settings.runtime == "faust":
+        from slipstream.streams.engine.faust_runtime import FaustStageRunner
+
+        return FaustStageRunner(settings, contracts, topology, topology.stage(stage), on_batch=on_batch)
     return StageRunner(settings, contracts, topology, topology.stage(stage), on_batch=on_batch)
 
 

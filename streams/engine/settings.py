@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 COLOCATED_NICE = 10  # an engine beside a scorer yields the CPU to it: serving is latency-bound, the engine is not
 
 
+RUNTIMES = ("kafka", "faust")
+
+
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
     bootstrap_servers: str
-    redis_url: str
+    redis_url: str = field(repr=False)  # may carry a password
     project: str = "slipstream"
     lateness_s: float = 2.0
     batch_size: int = 2000
@@ -46,6 +49,14 @@ class EngineSettings:
     schema_registry_url: str | None = None
     # A restore reads the changelog for at most this long per step, between polls of the group (see restore.py).
     restore_slice_s: float = 0.2
+    # What hosts the stages: "kafka" (confluent-kafka's consumer group, runner.py) or "faust" (a Faust app per
+    # stage worker, faust_runtime.py). Both run the same protocol (stage_io.py) and pass the same contract tests.
+    runtime: str = "kafka"
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            msg = f"engine runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}"
+            raise ValueError(msg)
 
 
 @dataclass(slots=True)
@@ -87,4 +98,4 @@ class ReportGate:
         return True
 
 
-__all__ = ["COLOCATED_NICE", "EngineSettings", "ReportGate", "StageStats"]
+__all__ = ["COLOCATED_NICE", "RUNTIMES", "EngineSettings", "ReportGate", "StageStats"]

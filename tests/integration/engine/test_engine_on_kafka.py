@@ -56,8 +56,10 @@ def feature_log(services: Services, contracts: Contracts, expected: int) -> dict
     return latest
 
 
-def _settings(services: Services, project: str, lateness_s: float = 2.0) -> EngineSettings:
-    return EngineSettings(services.bootstrap_servers, services.redis_url, project=project, lateness_s=lateness_s)
+def _settings(services: Services, project: str, lateness_s: float = 2.0, runtime: str = "kafka") -> EngineSettings:
+    return EngineSettings(
+        services.bootstrap_servers, services.redis_url, project=project, lateness_s=lateness_s, runtime=runtime
+    )
 
 
 def _compare(got: dict[str, dict[str, float]], want: dict[int, dict[str, float]]) -> int:
@@ -72,12 +74,12 @@ def _compare(got: dict[str, dict[str, float]], want: dict[int, dict[str, float]]
 
 
 def test_engine_vectors_and_online_state_equal_the_reference(
-    services: Services, contracts: Contracts, streams: Any
+    services: Services, contracts: Contracts, streams: Any, runtime: str
 ) -> None:
     tx, labels = streams
     _publish(services, contracts, tx, labels)
     project = f"t{uuid.uuid4().hex[:8]}"
-    job = EngineJob(_settings(services, project), contracts.catalog.prefix, "fraud")
+    job = EngineJob(_settings(services, project, runtime=runtime), contracts.catalog.prefix, "fraud")
     stats = run_threads(job, threading.Event(), until_idle_s=3.0)
     assert stats["customer"].applied == len(tx)
     assert stats["terminal"].applied == len(tx) + len(labels)
@@ -102,7 +104,9 @@ def test_engine_vectors_and_online_state_equal_the_reference(
             assert value == pytest.approx(expected[name], abs=1e-9)
 
 
-def test_malformed_events_are_dead_lettered_and_the_engine_goes_on(services: Services, contracts: Contracts) -> None:
+def test_malformed_events_are_dead_lettered_and_the_engine_goes_on(
+    services: Services, contracts: Contracts, runtime: str
+) -> None:
     """1,000 malformed events interleaved with 10,000 valid ones: 1,000 dead letters with reasons, 10,000 applied."""
     tx, _labels = small_fraud_streams(n_customers=250, n_terminals=500, days=30)
     good = tx[:10_000]
@@ -127,7 +131,7 @@ def test_malformed_events_are_dead_lettered_and_the_engine_goes_on(services: Ser
             producer.send_raw(topic, str(record["customer_id"]).encode(), value)
     producer.flush()
     project = f"t{uuid.uuid4().hex[:8]}"
-    job = EngineJob(_settings(services, project), contracts.catalog.prefix, "fraud", ("customer",))
+    job = EngineJob(_settings(services, project, runtime=runtime), contracts.catalog.prefix, "fraud", ("customer",))
     stats = run_threads(job, threading.Event(), until_idle_s=2.0)
     assert stats["customer"].applied == 10_000
     assert stats["customer"].dead_lettered == 1_000

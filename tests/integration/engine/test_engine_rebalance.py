@@ -19,12 +19,16 @@ from tests.integration.engine.test_engine_recovery import _committed, _log_size
 pytestmark = pytest.mark.integration
 
 
-def _settings(services: Services, project: str, worker: str | None) -> EngineSettings:
-    return EngineSettings(services.bootstrap_servers, services.redis_url, project=project, worker_id=worker)
+def _settings(services: Services, project: str, worker: str | None, runtime: str) -> EngineSettings:
+    return EngineSettings(
+        services.bootstrap_servers, services.redis_url, project=project, worker_id=worker, runtime=runtime
+    )
 
 
 @pytest.mark.parametrize("static", [True, False], ids=["static-members", "dynamic-members"])
-def test_a_worker_joining_mid_stream_changes_no_feature(services: Services, contracts: Contracts, static: bool) -> None:
+def test_a_worker_joining_mid_stream_changes_no_feature(
+    services: Services, contracts: Contracts, static: bool, runtime: str
+) -> None:
     tx, labels = small_fraud_streams(n_customers=400, n_terminals=400, days=45)
     total = len(tx) + len(labels)
     _publish(services, contracts, tx, labels)
@@ -40,7 +44,7 @@ def test_a_worker_joining_mid_stream_changes_no_feature(services: Services, cont
                 busy.set()  # the first worker is into the stream, far from its end: time for the second to join
 
         try:
-            job = EngineJob(_settings(services, project, name if static else None), prefix, "fraud")
+            job = EngineJob(_settings(services, project, name if static else None, runtime), prefix, "fraud")
             results[name] = run_threads(job, threading.Event(), until_idle_s=5.0, on_batch=seen)
         except BaseException as exc:  # noqa: BLE001 - reported by the test below
             errors.append(exc)

@@ -73,7 +73,7 @@ def _engine_process(
 
 
 def test_sigkill_mid_stream_then_restart_gives_exact_features(
-    services: Services, contracts: Contracts, streams: Any, tmp_path: Path
+    services: Services, contracts: Contracts, streams: Any, tmp_path: Path, runtime: str
 ) -> None:
     tx, labels = streams
     _publish(services, contracts, tx, labels)
@@ -81,7 +81,7 @@ def test_sigkill_mid_stream_then_restart_gives_exact_features(
 
     log = tmp_path / "engine.log"
     forwards = contracts.catalog.prefix + "engine.fraud.by-terminal"  # created by the engine when it starts
-    worker = _engine_process(services, contracts, project, log)
+    worker = _engine_process(services, contracts, project, log, "--runtime", runtime)
     try:
         deadline = time.monotonic() + 120
         # Kill once the first stage is a tenth of the way through its input: mid-stream for both stages.
@@ -99,7 +99,7 @@ def test_sigkill_mid_stream_then_restart_gives_exact_features(
     )
     assert consumed < len(tx) + len(labels), "the kill came after the first stage had read everything"
 
-    restarted = _engine_process(services, contracts, project, log, "--until-idle", "4")
+    restarted = _engine_process(services, contracts, project, log, "--until-idle", "4", "--runtime", runtime)
     try:
         assert restarted.wait(timeout=300) == 0, log.read_text()[-3000:]
     finally:

@@ -25,15 +25,18 @@ from tests.integration.engine.test_engine_on_kafka import _compare, _publish, fe
 pytestmark = pytest.mark.integration
 
 
-def _job(services: Services, contracts: Contracts, workers: int) -> EngineJob:
-    settings = EngineSettings(services.bootstrap_servers, services.redis_url, project=f"t{uuid.uuid4().hex[:8]}")
+def _job(services: Services, contracts: Contracts, workers: int, runtime: str = "kafka") -> EngineJob:
+    project = f"t{uuid.uuid4().hex[:8]}"
+    settings = EngineSettings(services.bootstrap_servers, services.redis_url, project=project, runtime=runtime)
     return EngineJob(settings, contracts.catalog.prefix, "fraud", workers=workers)
 
 
-def test_two_workers_per_stage_share_it_and_agree_with_the_reference(services: Services, contracts: Contracts) -> None:
+def test_two_workers_per_stage_share_it_and_agree_with_the_reference(
+    services: Services, contracts: Contracts, runtime: str
+) -> None:
     tx, labels = small_fraud_streams(n_customers=200, n_terminals=300, days=40)
     _publish(services, contracts, tx, labels)
-    job = _job(services, contracts, workers=2)
+    job = _job(services, contracts, workers=2, runtime=runtime)
     group = f"{contracts.catalog.prefix}slipstream-engine-fraud-customer"
     admin = AdminClient({"bootstrap.servers": services.bootstrap_servers})
     most = [0]

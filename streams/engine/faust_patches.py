@@ -1,0 +1,140 @@
+"""The Faust app a stage runs in, and the two Faust defects it mends (faust-streaming 0.15.3, aiokafka 0.14).
+
+1. **The commit point.** Faust's ``Consumer._new_offset`` tests ``min(acked) - committed > 1`` although
+   ``committed`` is already the next offset to read, and skips the test when it is 0: a single event left
+   unacknowledged right after the committed offset is committed past, and lost on a restart. Faust also acknowledges
+   the events of an old generation it drops after a rebalance without processing them. The replacement commits
+   exactly the runtime's commit points (:meth:`StageIO.commit_points`, after a flush).
+2. **The revoke.** Faust drops the acknowledged, uncommitted offsets of revoked partitions before anything else runs,
+   so the hand-over (flush, acknowledge, commit, drop state) runs first, in the consumer's ``on_partitions_revoked``.
+
+Also: partitions whose state is being restored stay paused when Faust resumes every assigned partition after a
+rebalance; the consumer reads ``read_committed`` with the Kafka runtime's fetch sizes (settings Faust does not
+expose). Pinned in pyproject: these override Faust's private methods, and the Faust contract tests run them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import faust
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import Consumer as AIOConsumer
+from faust.types import TP
+
+from slipstream.streams.engine.settings import EngineSettings
+
+_CONSUMER_EXTRA = {"_isolation_level": "read_committed", "_fetch_max_bytes": 64 * 1024**2}
+
+
+class FaustHooks(Protocol):
+    """What the app calls back: a batch the agent took, partitions assigned (after the rebalance, before Faust
+    resumes them), partitions about to be revoked; ``restoring``: the partitions to keep paused."""
+
+    restoring: set[Any]
+
+    async def on_batch(self, events: list[Any]) -> None: ...
+
+    async def on_assigned(self, assigned: set[Any]) -> None: ...
+
+    async def hand_over(self, revoked: set[Any]) -> None: ...
+
+
+def topic_partition(topic: str, partition: int) -> TP:
+    return TP(topic, partition)
+
+
+class _ConsumerThread(AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        for attr, value in _CONSUMER_EXTRA.items():  # read by AIOKafkaConsumer.start() when it builds its fetcher
+            setattr(consumer, attr, value)
+        return consumer
+
+
+class _Consumer(AIOConsumer):
+    hooks: FaustHooks
+    commit_points: dict[TP, int]  # set by the runtime after each flush
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        if not self.app.should_stop and self.assignment():
+            self.stop_flow()
+            self.app.flow_control.suspend()
+            await self.hooks.hand_over(set(revoked))
+        await super().on_partitions_revoked(revoked)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """The runtime's commit point (flushed, every event before it acknowledged), never Faust's own count of
+        acknowledged offsets: Faust also acknowledges events of an old generation it drops unprocessed."""
+        at = self.commit_points.get(tp)
+        committed = self._committed_offset[tp]
+        return at if at is not None and (committed is None or at > committed) else None
+
+    def resume_partitions(self, tps: Iterable[TP]) -> None:
+        wanted = {TP(tp.topic, tp.partition) for tp in tps}  # an aiokafka TopicPartition would crash the fetcher
+        super().resume_partitions(wanted - self.hooks.restoring)
+
+
+def faust_app(hooks: FaustHooks, settings: EngineSettings, group: str, inputs: list[str], datadir: str) -> Any:
+    """The stage's app: group ``group`` (Faust's app id), one agent over every input, no tables, no web server."""
+
+    class StageApp(faust.App):
+        def _new_consumer(self) -> Any:
+            consumer = _Consumer(
+                self.transport,
+                callback=self.topics.on_message,
+                on_partitions_revoked=self._on_partitions_revoked,
+                on_partitions_assigned=self._on_partitions_assigned,
+                beacon=self.beacon,
+                loop=self.loop,
+            )
+            consumer.hooks = hooks
+            consumer.commit_points = {}
+            return consumer
+
+    session_s = settings.session_timeout_ms / 1000
+    app = StageApp(
+        group,
+        broker=f"kafka://{settings.bootstrap_servers}",
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=4 * 1024**2,
+        broker_max_poll_records=settings.batch_size,
+        broker_commit_interval=max(settings.commit_interval_s, 1.0),
+        broker_session_timeout=session_s,
+        broker_heartbeat_interval=min(3.0, session_s / 3),
+        consumer_group_instance_id=f"{group}-worker-{settings.worker_id}" if settings.worker_id is not None else None,
+        stream_wait_empty=False,  # the hand-over acknowledges what it drops; nothing to wait for
+        table_standby_replicas=1,  # Faust's co-partitioning assignor (round robin would split an input's partitions)
+        topic_disable_leader=True,
+        topic_replication_factor=1,
+        worker_redirect_stdouts=False,
+        datadir=datadir,
+    )
+    topic = app.topic(*inputs, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(topic)
+    async def stage(stream: Any) -> None:
+        async for events in stream.noack_take(settings.batch_size, within=settings.poll_timeout_s):
+            await hooks.on_batch(list(events))
+
+    async def _assigned(sender: Any, *_args: Any, **_kw: Any) -> None:
+        await hooks.on_assigned(set(app.consumer.assignment()))
+
+    signal: Any = app.on_rebalance_complete
+    signal.connect(_assigned)  # awaited before Faust resumes the partitions
+
+    logging.getLogger("faust").setLevel(logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    return app
+
+
+__all__ = ["FaustHooks", "faust_app", "topic_partition"]

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from slipstream.features.base import Aggregate, Entity, FeatureSet, FeatureView, ViewFeature
 from slipstream.features.base import Dtype as KeyDtype
 from slipstream.features.exceptions import DefinitionError, OnlineStoreError
 from slipstream.features.feast_layout import FEAST_ENTITY_KEY_SERIALIZATION_VERSION, Dtype, ViewLayout
-from slipstream.features.redis_client import is_cluster_url, parse_redis_url
+from slipstream.features.redis_client import CONNECT_TIMEOUT_S, is_cluster_url, parse_redis_url
 from slipstream.schemas.secrets import mask_url
 
 if TYPE_CHECKING:
@@ -57,13 +57,47 @@ _LAYOUT_DTYPES: dict[KeyDtype, Dtype] = {"int64": Dtype.INT64, "int32": Dtype.IN
 def redis_connection_string(url: str) -> str:
     """Feast's ``connection_string`` for ``redis[s]://[user:password@]host[:port][/db]``: ``host:port,db=N[,...]``;
     for a Redis Cluster (``redis[s]+cluster://h1:p1,h2:p2[/0]``) the startup nodes ``h1:p1,h2:p2[,...]`` without a
-    ``db`` (Feast hands the parameters to ``RedisCluster``, which refuses one)."""
-    if is_cluster_url(url):
-        return _cluster_connection_string(url)
+    ``db`` (Feast hands the parameters to ``RedisCluster``, which refuses one). With TLS, ``ssl=true`` and the TLS
+    files of the URL (``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``); always a connect timeout
+    (:data:`~slipstream.features.redis_client.CONNECT_TIMEOUT_S`, which bounds a TLS handshake too), so Feast fails
+    rather than hangs on a wrong port."""
     shown = mask_url(url)
+    if not is_cluster_url(url):
+        _check_single(url, shown)
+    try:
+        target = parse_redis_url(url)
+    except OnlineStoreError as exc:
+        raise DefinitionError(str(exc)) from None  # the message quotes the URL masked
+    items = [f"{host}:{port}" for host, port in target.nodes]
+    if not target.cluster:
+        items.append(f"db={target.db}")
+    if target.ssl:
+        items.append("ssl=true")
+    # Feast json-decodes each value: a JSON string keeps a password such as 123 or true a string.
+    params = (
+        ("username", target.username),
+        ("password", target.password),
+        ("ssl_ca_certs", target.ca_file),
+        ("ssl_certfile", target.cert_file),
+        ("ssl_keyfile", target.key_file),
+    )
+    for name, value in params:
+        if value:
+            if "," in value:
+                msg = f"redis_url {shown!r}: a {name} with a comma cannot be put in Feast's connection string"
+                raise DefinitionError(msg)
+            items.append(f"{name}={json.dumps(value)}")
+    # Feast's default socket_connect_timeout is none: a TLS client on a plain-text port would wait forever.
+    items.append(f"socket_connect_timeout={CONNECT_TIMEOUT_S:g}")
+    if target.ssl:
+        items.append(f"socket_timeout={CONNECT_TIMEOUT_S:g}")  # bounds the handshake (redis-py waits on reads)
+    return ",".join(items)
+
+
+def _check_single(url: str, shown: str) -> None:
     try:
         parts = urlsplit(url)
-        port = parts.port or 6379
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number in 0..65535
     except ValueError:
         msg = f"redis_url {shown!r} is not a valid URL (a port that is not a number in 0..65535, or an open '[')"
         raise DefinitionError(msg) from None  # urllib's message quotes the port, or a piece of a malformed password
@@ -72,37 +106,6 @@ def redis_connection_string(url: str) -> str:
     if parts.scheme not in ("redis", "rediss") or not host or ":" in host or not db.isdigit():
         msg = f"redis_url {shown!r} must look like redis://host:port/db (or rediss://; IPv6 hosts are not supported)"
         raise DefinitionError(msg)
-    if parts.query or parts.fragment:
-        msg = f"redis_url {shown!r}: query parameters are not supported in Feast's connection string"
-        raise DefinitionError(msg)
-    items = [f"{host}:{port}", f"db={int(db)}"]
-    if parts.scheme == "rediss":
-        items.append("ssl=true")
-    # Feast json-decodes each value: a JSON string keeps a password such as 123 or true a string.
-    for name, value in (("username", parts.username), ("password", parts.password)):
-        if value:
-            if "," in unquote(value):
-                msg = f"redis_url {shown!r}: a {name} with a comma cannot be put in Feast's connection string"
-                raise DefinitionError(msg)
-            items.append(f"{name}={json.dumps(unquote(value))}")
-    return ",".join(items)
-
-
-def _cluster_connection_string(url: str) -> str:
-    try:
-        target = parse_redis_url(url)
-    except OnlineStoreError as exc:
-        raise DefinitionError(str(exc)) from exc
-    items = [f"{host}:{port}" for host, port in target.nodes]
-    if target.ssl:
-        items.append("ssl=true")
-    for name, value in (("username", target.username), ("password", target.password)):
-        if value:
-            if "," in value:
-                msg = f"redis_url {mask_url(url)!r}: a {name} with a comma cannot be put in Feast's connection string"
-                raise DefinitionError(msg)
-            items.append(f"{name}={json.dumps(value)}")
-    return ",".join(items)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

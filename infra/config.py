@@ -18,7 +18,8 @@ BACKENDS: tuple[Backend, ...] = ("auto", "local", "docker")
 
 DEFAULT_KAFKA_VERSION = "4.3.1"
 
-# Redis is only ever bound to the loopback interface: it has no authentication in this setup.
+# Redis is only ever bound to the loopback interface (by default without authentication; with redis_tls, TLS and an
+# ACL login: infra/redis_tls.py).
 REDIS_HOST = "127.0.0.1"
 REDIS_CLUSTER_SIZE = 3  # masters of the local Redis Cluster (no replicas)
 
@@ -79,6 +80,10 @@ class PlatformConfig:
     ``redis_cluster``: Redis is a local Redis Cluster of three masters on ``redis_cluster_port`` + 0..2 (their cluster
     buses + 10000) instead of one server on ``redis_port``, and :attr:`redis_url` names it ``redis+cluster://...``
     (:mod:`slipstream.infra.redis_cluster_local`); local backend only.
+
+    ``redis_tls``: the local Redis speaks TLS only, on ``redis_port``, with an ACL login
+    (:mod:`slipstream.infra.redis_tls`; the URL with the password: ``redis_tls.local_tls_url``); local backend, one
+    server.
     """
 
     state_dir: Path = Path(".slipstream")
@@ -92,6 +97,7 @@ class PlatformConfig:
     redis_port: int = 6379
     redis_cluster: bool = False
     redis_cluster_port: int = 7100
+    redis_tls: bool = False
     startup_timeout_s: float = 90
     kafka_image: str | None = None
     redis_image: str = "redis:7-alpine"
@@ -184,6 +190,9 @@ class PlatformConfig:
         if self.redis_cluster and self.backend == "docker":
             msg = "redis_cluster needs the local backend; the Docker backend runs one Redis (backend 'docker')"
             raise InfraConfigError(msg)
+        if self.redis_tls and (self.redis_cluster or self.backend == "docker"):
+            msg = "redis_tls needs the local backend and one Redis (not redis_cluster, not backend 'docker')"
+            raise InfraConfigError(msg)
 
     @property
     def redis_cluster_ports(self) -> tuple[int, ...]:
@@ -196,6 +205,8 @@ class PlatformConfig:
         ``"redis+cluster://127.0.0.1:7100,127.0.0.1:7101,127.0.0.1:7102"``."""
         if self.redis_cluster:
             return "redis+cluster://" + ",".join(f"{REDIS_HOST}:{port}" for port in self.redis_cluster_ports)
+        if self.redis_tls:  # without the password, which only the state dir holds
+            return f"rediss://{REDIS_HOST}:{self.redis_port}/0"
         return f"redis://{REDIS_HOST}:{self.redis_port}/0"
 
     @property

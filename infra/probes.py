@@ -6,7 +6,8 @@ fields the platform reads cross this boundary, as plain typed values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +63,25 @@ def kafka_partitions_out_of_sync(bootstrap_servers: str, node_id: int, timeout_s
     )
 
 
-def redis_version(host: str, port: int, timeout_s: float) -> str | None:
-    """``PING`` Redis at ``host:port`` and return its ``redis_version``; None if it does not answer."""
+@dataclass(frozen=True, slots=True)
+class RedisLogin:
+    """How a probe reaches a TLS Redis with an ACL login."""
+
+    ca_file: str
+    username: str
+    password: str = field(repr=False)
+
+
+def redis_version(host: str, port: int, timeout_s: float, tls: RedisLogin | None = None) -> str | None:
+    """``PING`` Redis at ``host:port`` and return its ``redis_version``; None if it does not answer. ``tls``: over
+    TLS (verified against its CA) with an ACL login."""
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    login: dict[str, Any] = {}
+    if tls is not None:
+        login = {"ssl": True, "ssl_ca_certs": tls.ca_file, "username": tls.username, "password": tls.password}
     # No client-side retries (redis-py retries refused connections with backoff by default): the
     # launcher's own loop polls, and a probe must answer within its timeout.
     client = redis.Redis(
@@ -76,6 +90,7 @@ def redis_version(host: str, port: int, timeout_s: float) -> str | None:
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 0),
+        **login,
     )
     try:
         if not client.ping():

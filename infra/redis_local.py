@@ -16,6 +16,7 @@ from slipstream.infra.base import ServiceStatus
 from slipstream.infra.config import REDIS_HOST, PlatformConfig
 from slipstream.infra.exceptions import DependencyMissingError, ServiceDiedError, ServiceTimeoutError
 from slipstream.infra.ports import check_ports_free, port_accepts
+from slipstream.infra.redis_tls import USER, ensure_tls_files, tls_files, tls_server_args
 
 INSTALL_HINT = "install it with `apt-get install -y redis-server` (Debian/Ubuntu) or `brew install redis` (macOS)"
 SEARCH_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/opt/homebrew/bin")
@@ -40,11 +41,15 @@ def find_redis_server() -> str:
 
 
 def redis_command(redis_server: str, config: PlatformConfig, home_dir: str) -> list[str]:
-    """A foreground, non-persistent Redis bound to the loopback interface."""
+    """A foreground, non-persistent Redis bound to the loopback interface; with ``config.redis_tls``, TLS only and
+    the ACL file (:mod:`slipstream.infra.redis_tls`, whose files must exist)."""
+    if config.redis_tls:
+        listen = tls_server_args(tls_files(config), config.redis_port)
+    else:
+        listen = ["--port", str(config.redis_port)]
     return [
         redis_server,
-        "--port",
-        str(config.redis_port),
+        *listen,
         "--bind",
         REDIS_HOST,
         "--save",
@@ -112,6 +117,8 @@ class LocalRedis:
             if pid is None:
                 redis_server = find_redis_server()
                 check_ports_free(REDIS_HOST, {"redis_port": self.config.redis_port})
+                if self.config.redis_tls:
+                    ensure_tls_files(tls_files(self.config))
                 self._progress(f"starting Redis on {self.config.redis_url} ...")
                 cmd = redis_command(redis_server, self.config, str(self.home))
                 pid = _proc.spawn_detached(cmd, out=self.out_file, cwd=self.home)
@@ -133,7 +140,7 @@ class LocalRedis:
             taken = port_accepts(REDIS_HOST, self.config.redis_port)
             detail = f"not started by this platform, but port {self.config.redis_port} accepts connections"
             return self._status(up=False, version=None, pid=None, detail=detail if taken else "not running")
-        version = probes.redis_version(REDIS_HOST, self.config.redis_port, timeout_s=1.0)
+        version = self._probe()
         if version is None:
             return self._status(up=False, version=None, pid=pid, detail="process running but not answering PING")
         return self._status(up=True, version=version, pid=pid, detail="")
@@ -145,7 +152,7 @@ class LocalRedis:
                 self.pidfile.unlink(missing_ok=True)
                 msg = f"Redis (pid {pid}) exited during start-up; last lines:\n{self._log_tail()}"
                 raise ServiceDiedError(msg)
-            version = probes.redis_version(REDIS_HOST, self.config.redis_port, timeout_s=1.0)
+            version = self._probe()
             if version is not None:
                 return self._status(up=True, version=version, pid=pid, detail="")
             if time.monotonic() > deadline:
@@ -155,6 +162,17 @@ class LocalRedis:
                 )
                 raise ServiceTimeoutError(msg)
             time.sleep(POLL_S)
+
+    def _probe(self) -> str | None:
+        login = None
+        if self.config.redis_tls:
+            files = tls_files(self.config)
+            try:
+                password = files.password_file.read_text(encoding="utf-8").strip()
+            except OSError:
+                return None
+            login = probes.RedisLogin(str(files.ca_cert), USER, password)
+        return probes.redis_version(REDIS_HOST, self.config.redis_port, timeout_s=1.0, tls=login)
 
     def running_pid(self) -> int | None:
         """Pid of the process we started, if it is still running (no network request)."""

@@ -51,6 +51,15 @@ RedisCluster = Annotated[
         envvar="SLIPSTREAM_REDIS_CLUSTER",
     ),
 ]
+RedisTLS = Annotated[
+    bool | None,
+    typer.Option(
+        "--redis-tls/--no-redis-tls",
+        help="Redis with TLS only (on redis_port) and an ACL login: CA, certificate and password made once in "
+        "<state_dir>/redis/tls; its URL is rediss://slipstream:***@127.0.0.1:6379/0?ssl_ca_certs=... .",
+        envvar="SLIPSTREAM_REDIS_TLS",
+    ),
+]
 Prefix = Annotated[
     str | None, typer.Option(help="Namespace prepended to every topic name.", envvar="SLIPSTREAM_TOPIC_PREFIX")
 ]
@@ -62,6 +71,7 @@ def up(
     topics: Annotated[bool, typer.Option(help="Also apply the topics.")] = True,
     brokers: Brokers = None,
     redis_cluster: RedisCluster = None,
+    redis_tls: RedisTLS = None,
 ) -> None:
     """Start Kafka 4 (KRaft) and Redis if they are not running, wait until they answer, apply the topics.
 
@@ -69,7 +79,7 @@ def up(
     With --brokers 3: three Kafka nodes on 127.0.0.1, node n on kafka_port+2*(n-1) (9092, 9094, 9096).
     """
     with friendly_errors():
-        app = build(backend=backend, kafka_brokers=brokers, redis_cluster=redis_cluster)
+        app = build(backend=backend, kafka_brokers=brokers, redis_cluster=redis_cluster, redis_tls=redis_tls)
         statuses = app.platform.up()
         for status in statuses.values():
             address = mask_url(status.address)
@@ -83,10 +93,11 @@ def down(
     wipe: Annotated[bool, typer.Option(help="Also delete the broker's data (a fresh cluster next time).")] = False,
     brokers: Brokers = None,
     redis_cluster: RedisCluster = None,
+    redis_tls: RedisTLS = None,
 ) -> None:
     """Stop the services that `slipstream infra up` started (and nothing else); every Kafka node of a cluster."""
     with friendly_errors():
-        build(kafka_brokers=brokers, redis_cluster=redis_cluster).platform.down(wipe=wipe)
+        build(kafka_brokers=brokers, redis_cluster=redis_cluster, redis_tls=redis_tls).platform.down(wipe=wipe)
         console.print("[green]✓[/green] stopped")
 
 
@@ -95,10 +106,11 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
     brokers: Brokers = None,
     redis_cluster: RedisCluster = None,
+    redis_tls: RedisTLS = None,
 ) -> None:
     """Show whether Kafka and Redis are up, where, and which versions; with --brokers 3, each Kafka node too."""
     with friendly_errors():
-        app = build(kafka_brokers=brokers, redis_cluster=redis_cluster)
+        app = build(kafka_brokers=brokers, redis_cluster=redis_cluster, redis_tls=redis_tls)
         report = {  # addresses and details may quote a URL: never its credentials
             name: {key: mask_urls(value) if isinstance(value, str) else value for key, value in info.items()}
             for name, info in app.platform.status_json().items()

@@ -164,7 +164,7 @@ def test_feature_store_yaml(tmp_path: Path) -> None:
         "provider: local\n"
         "online_store:\n"
         "  type: redis\n"
-        '  connection_string: "127.0.0.1:6390,db=2"\n'
+        '  connection_string: "127.0.0.1:6390,db=2,socket_connect_timeout=5"\n'
         "  key_ttl_seconds: 3600\n"
         "offline_store:\n"
         "  type: file\n"
@@ -193,11 +193,19 @@ def test_placeholders_are_typed_and_never_overwrite(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("redis://127.0.0.1:6390/2", "127.0.0.1:6390,db=2"),
-        ("redis://redis", "redis:6379,db=0"),
-        ("rediss://cache.example:6380/0", "cache.example:6380,db=0,ssl=true"),
-        ("redis://app:s%40cret@localhost:7000/1", 'localhost:7000,db=1,username="app",password="s@cret"'),
-        ("redis://:123@localhost/3", 'localhost:6379,db=3,password="123"'),
+        ("redis://127.0.0.1:6390/2", "127.0.0.1:6390,db=2,socket_connect_timeout=5"),
+        ("redis://redis", "redis:6379,db=0,socket_connect_timeout=5"),
+        ("rediss://cache.example:6380/0", "cache.example:6380,db=0,ssl=true,socket_connect_timeout=5,socket_timeout=5"),
+        (
+            "redis://app:s%40cret@localhost:7000/1",
+            'localhost:7000,db=1,username="app",password="s@cret",socket_connect_timeout=5',
+        ),
+        ("redis://:123@localhost/3", 'localhost:6379,db=3,password="123",socket_connect_timeout=5'),
+        (
+            "rediss://u:p@h:6380/0?ssl_ca_certs=/etc/ca.crt&ssl_certfile=/c.crt&ssl_keyfile=/c.key",
+            'h:6380,db=0,ssl=true,username="u",password="p",ssl_ca_certs="/etc/ca.crt",ssl_certfile="/c.crt",'
+            'ssl_keyfile="/c.key",socket_connect_timeout=5,socket_timeout=5',
+        ),
     ],
 )
 def test_redis_connection_string(url: str, expected: str) -> None:
@@ -210,7 +218,8 @@ def test_redis_connection_string(url: str, expected: str) -> None:
         ("http://localhost:6379/0", "redis_url 'http://localhost:6379/0' must look like redis://host:port/db"),
         ("redis://localhost:6379/x", "redis_url 'redis://localhost:6379/x' must look like"),
         ("redis://localhost:99999/0", "redis_url 'redis://localhost:99999/0' is not a valid URL"),
-        ("redis://localhost/0?timeout=1", "query parameters are not supported"),
+        ("redis://localhost/0?timeout=1", "query parameters other than ssl_ca_certs"),
+        ("redis://localhost/0?ssl_ca_certs=/ca.crt", "has ssl_ca_certs but is not TLS: use rediss://"),
         ("redis://:a,b@localhost/0", r"redis_url 'redis://:\*\*\*@localhost/0': a password with a comma"),
     ],
 )
@@ -227,7 +236,11 @@ def test_bad_project_names(tmp_path: Path, project: str) -> None:
 
 def test_config_defaults_and_ttl(tmp_path: Path) -> None:
     cfg = config(tmp_path)
-    assert (cfg.project, cfg.key_ttl_seconds, cfg.connection_string) == ("slipstream", None, "127.0.0.1:6390,db=2")
+    assert (cfg.project, cfg.key_ttl_seconds, cfg.connection_string) == (
+        "slipstream",
+        None,
+        "127.0.0.1:6390,db=2,socket_connect_timeout=5",
+    )
     assert cfg.offline_path("v") == tmp_path / "offline" / "v.parquet"
     for bad in (0, -5, True):
         with pytest.raises(

@@ -85,8 +85,9 @@ def test_slot_calls_pack_one_slot_per_call() -> None:
 
 def test_feast_sees_a_cluster(tmp_path: Path) -> None:
     url = "redis+cluster://u:pw@127.0.0.1:7100,127.0.0.1:7101"
-    assert redis_connection_string(url) == '127.0.0.1:7100,127.0.0.1:7101,username="u",password="pw"'
-    assert redis_connection_string("rediss+cluster://h:1") == "h:1,ssl=true"
+    expected = '127.0.0.1:7100,127.0.0.1:7101,username="u",password="pw",socket_connect_timeout=5'
+    assert redis_connection_string(url) == expected
+    assert redis_connection_string("rediss+cluster://h:1") == "h:1,ssl=true,socket_connect_timeout=5,socket_timeout=5"
     config = FeastRepoConfig(repo_dir=tmp_path / "r", offline_dir=tmp_path / "o", redis_url=url)
     assert config.redis_type == "redis_cluster"
     yaml = (write_repo(config, [FRAUD]) / "feature_store.yaml").read_text()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from slipstream.streams.engine.exceptions import EngineError
+
 COLOCATED_NICE = 10  # an engine beside a scorer yields the CPU to it: serving is latency-bound, the engine is not
 
 
@@ -56,7 +58,7 @@ class EngineSettings:
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
             msg = f"engine runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}"
-            raise ValueError(msg)
+            raise EngineError(msg)
 
 
 @dataclass(slots=True)

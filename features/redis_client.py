@@ -13,10 +13,11 @@ names, so the URL stays one self-contained value that every process (engine, sco
 :func:`with_tls_files` adds them from the settings ``redis_tls_ca_file``, ``redis_tls_cert_file``,
 ``redis_tls_key_file``. An ACL user and password ride in the URL (``rediss://user:password@host:6380/0``).
 
-Every client this module makes fails fast and says where: a refused login (wrong password, disabled user) or a TLS
-failure (an unknown CA, a plain-text port) is not retried, and every connection error's message starts with
-``Redis at <the URL, password masked>:``; a connect (TLS handshake included) is bounded by
-:data:`CONNECT_TIMEOUT_S` unless the caller bounds it tighter, so a TLS client on a plain-text port never hangs.
+A standalone client fails fast and says where: a refused login (wrong password, disabled user) or a TLS failure
+(an unknown CA, a plain-text port) is raised at the first command, and every connection error's message starts with
+``Redis at <the URL, password masked>:``; a connect (TLS handshake included) is bounded by :data:`CONNECT_TIMEOUT_S`
+unless the caller bounds it tighter, so a TLS client on a plain-text port never hangs. A cluster client keeps
+redis-py's cluster retries (a failover is ridden out) and its error messages.
 
 The URL decides, not a probe of the server (``INFO cluster``): the choice is then visible in every setting and
 status line, Feast's ``feature_store.yaml`` (``redis_type: redis_cluster``) is written without a round trip to a
@@ -176,21 +177,18 @@ def redis_client(url: str, *, timeout_s: float | None = None, health_check_inter
 
     ``timeout_s`` bounds every socket read and connect (None: reads unbounded, a connect and TLS handshake bounded by
     :data:`CONNECT_TIMEOUT_S`); ``health_check_interval``: redis-py's option (0: no ``PING`` before a call on an idle
-    connection). A refused login or a TLS failure is raised at once, not retried, its message naming Redis and the
-    URL (password masked). A cluster client reads the slot map from a startup node now: :class:`OnlineStoreError` if
-    none answers.
+    connection). A standalone client's connection errors name Redis and the URL (password masked) and are not
+    retried (as redis-py's ``from_url`` clients); a cluster client keeps redis-py's cluster retries and reads the slot
+    map from a startup node now: :class:`OnlineStoreError` if none answers.
     """
     where = mask_url(url)
-    kwargs: dict[str, Any] = {
-        "socket_connect_timeout": timeout_s if timeout_s is not None else CONNECT_TIMEOUT_S,
-        "retry": FailFastRetry(where),
-    }
+    kwargs: dict[str, Any] = {"socket_connect_timeout": timeout_s if timeout_s is not None else CONNECT_TIMEOUT_S}
     if timeout_s is not None:
         kwargs["socket_timeout"] = timeout_s
     if health_check_interval is not None:
         kwargs["health_check_interval"] = health_check_interval
     if url.startswith("unix://"):  # redis-py's own URL parsing, as always
-        return redis.Redis.from_url(url, **kwargs)
+        return redis.Redis.from_url(url, retry=FailFastRetry(where), **kwargs)
     target = parse_redis_url(url)
     if target.username is not None:
         kwargs["username"] = target.username
@@ -202,6 +200,7 @@ def redis_client(url: str, *, timeout_s: float | None = None, health_check_inter
         "ssl_keyfile": target.key_file,
     }
     if not target.cluster:
+        kwargs["retry"] = FailFastRetry(where)
         (host, port), db = target.nodes[0], target.db
         if not target.ssl:  # redis.Connection itself: the scorer's raw reads serve it (serving/online_state.py)
             return redis.Redis(host=host, port=port, db=db, **kwargs)
@@ -248,17 +247,17 @@ def _fatal(error: Exception) -> bool:
 
 
 class FailFastRetry(Retry):
-    """redis-py's retry policy (3 retries on a connection error or timeout, exponential backoff with jitter from 1 s:
-    a restart or failover is ridden out) except for :func:`_fatal` failures, raised at once; every connection
-    failure's message is prefixed with ``Redis at <masked URL>:``, so a log line or a CLI error says which service
-    and where."""
+    """A connection's retry policy: ``retries`` retries of a connection error or timeout (exponential backoff with
+    jitter from 1 s), none of a :func:`_fatal` failure; every connection failure's message is prefixed with
+    ``Redis at <masked URL>:``, so a log line or a CLI error says which service and where. The factory's standalone
+    clients take 0 retries, as redis-py's ``from_url`` clients always had here: the callers decide (the writer's
+    batch retry, the scorer's 503 within ``redis_timeout_s``)."""
 
-    RETRIES = 3
-
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, retries: int = 0) -> None:
         self._wait = EqualJitterBackoff(cap=10, base=1)
-        super().__init__(self._wait, self.RETRIES)
+        super().__init__(self._wait, retries)
         self.where = where
+        self.retries = retries
 
     def call_with_retry(
         self,
@@ -278,7 +277,7 @@ class FailFastRetry(Retry):
                     fail(error, failures)
                 else:
                     fail(error)
-                if _fatal(error) or failures > self.RETRIES or (is_retryable is not None and not is_retryable(error)):
+                if _fatal(error) or failures > self.retries or (is_retryable is not None and not is_retryable(error)):
                     self._annotate(error)
                     raise
                 time.sleep(self._wait.compute(failures))

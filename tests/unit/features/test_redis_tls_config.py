@@ -80,6 +80,14 @@ def test_the_retry_gives_up_at_once_on_a_login_or_tls_failure() -> None:
         with pytest.raises(type(error)) as info:
             retry.call_with_retry(lambda error=error: fails(error), lambda _e: None)
         assert calls == [1] and str(info.value).startswith("Redis at rediss://u:***@h:1/0: ")
+    calls.clear()
+    with pytest.raises(
+        redis.ConnectionError, match="^Redis at redis://h:1/0: Connection closed by server. .*rediss://"
+    ):
+        FailFastRetry("redis://h:1/0").call_with_retry(
+            lambda: fails(redis.ConnectionError("Connection closed by server.")), lambda _e: None
+        )
+    assert calls == [1]  # the factory's clients: no retries, as redis-py's from_url clients
     wrapped = redis.ConnectionError("Error 1 connecting")
     wrapped.__context__ = ssl.SSLCertVerificationError("certificate verify failed")
     with pytest.raises(redis.ConnectionError):

@@ -20,12 +20,11 @@ rows, and the offline engine — measured side by side in one run on the same ma
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ import pandas as pd
 from confluent_kafka import Consumer, TopicPartition
 
 from slipstream.app import Slipstream
-from slipstream.bench.exceptions import BenchConfigError, BenchRunError
+from slipstream.bench.exceptions import BenchRunError
 from slipstream.bench.stage_probe import StageProbe, check_workers
 from slipstream.bench.stats import percentiles
 from slipstream.features.definitions import FRAUD
@@ -61,7 +60,6 @@ class FeatureBenchConfig:
     freshness_seconds: float = 20.0
     push_rows: int = 2000
     parts: tuple[str, ...] = ("online", "faust", "freshness", "push", "offline")
-    faust_events: int = 50_000
     workers: tuple[int, ...] = (1,)  # per stage; several: one online run each, in this order
 
 
@@ -87,12 +85,18 @@ def _slice(config: FeatureBenchConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     return tx[tx["event_time"] < end], labels[labels["event_time"] < end]
 
 
-def online_throughput(app: Slipstream, config: FeatureBenchConfig, say: Say, workers: int = 1) -> dict[str, Any]:
+def online_throughput(
+    app: Slipstream, config: FeatureBenchConfig, say: Say, workers: int = 1, runtime: str = "kafka"
+) -> dict[str, Any]:
+    """The whole engine (both stages, exact windows, Redis writes, feature log) on ``runtime``, one process per stage
+    worker; the clock runs from the end of publishing until every vector is on the feature log (flushed) and every
+    stage's group has committed all its input."""
     tx, labels = _slice(config)
-    contracts = _scoped(app, f"online{workers}")
+    contracts = _scoped(app, f"{runtime}{workers}")
     project = f"bench_{uuid.uuid4().hex[:6]}"
     apply_repo(app.feast_config(project), [FRAUD])
-    job = EngineJob(app.engine_settings(project=project), contracts.catalog.prefix, "fraud", workers=workers)
+    settings = replace(app.engine_settings(project=project), runtime=runtime)
+    job = EngineJob(settings, contracts.catalog.prefix, "fraud", workers=workers)
     probe = StageProbe(app.bootstrap_servers, contracts, job)
     stop = threading.Event()
     progress: dict[str, tuple[int, float]] = {}  # stage -> (records consumed, when reported)
@@ -100,7 +104,7 @@ def online_throughput(app: Slipstream, config: FeatureBenchConfig, say: Say, wor
     def on_batch(stage: str, stats: StageStats) -> None:
         progress[stage] = (stats.consumed, time.perf_counter())
 
-    say(f"starting the engine ({workers} process(es) per stage) on empty topics…")
+    say(f"starting the engine ({runtime} runtime, {workers} process(es) per stage) on empty topics…")
     final: list[dict[str, StageStats]] = []
     # No idle exit: a stage whose work is done stays up (and is measured) until the last stage is done.
     runner = threading.Thread(target=lambda: final.append(run_processes(job, stop, on_batch=on_batch)))
@@ -163,6 +167,7 @@ def online_throughput(app: Slipstream, config: FeatureBenchConfig, say: Say, wor
         }
     cpu_total = sum(cpu_end.values()) - sum(cpu_then.values())
     return {
+        "runtime": runtime,
         "workers": workers,
         "workers_joined_s": round(joined, 2),
         "events": events,
@@ -197,47 +202,28 @@ def online_scaling(app: Slipstream, config: FeatureBenchConfig, say: Say) -> dic
     }
 
 
-def faust_baseline(app: Slipstream, config: FeatureBenchConfig, say: Say) -> dict[str, Any]:
-    """Faust consuming the same transactions with the least per-event work (decode + Table update)."""
-    import subprocess
-    import sys
-
-    from slipstream.bench.faust_baseline import N_REPORT
-
-    tx, _labels = _slice(config)
-    tx = tx.head(config.faust_events)
-    contracts = _scoped(app, "faust")
-    # aiokafka (under Faust) reads no lz4 without an extra package: publish uncompressed for it.
-    with EventProducer(app.bootstrap_servers, contracts, linger_ms=20, config={"compression.type": "none"}) as producer:
-        for record in frame_records(tx):
-            producer.send("transactions", record)
-    say(f"Faust baseline: agent + changelog Table over {len(tx):,} transactions…")
-    done = subprocess.run(  # noqa: S603 - our own module, our own arguments
-        [
-            sys.executable,
-            "-m",
-            "slipstream.bench.faust_baseline",
-            app.bootstrap_servers,
-            contracts.topic("transactions"),
-            str(len(tx)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    TopicAdmin(app.bootstrap_servers).delete(contracts.catalog.full_names())
-    for line in done.stdout.splitlines():
-        if line.startswith(N_REPORT + "="):
-            return {"faust_table_events_per_s": int(line.split("=", 1)[1])}
-    return {"faust_table_events_per_s": None, "faust_error": (done.stderr or done.stdout)[-500:]}
+def faust_runtime(app: Slipstream, config: FeatureBenchConfig, say: Say) -> dict[str, Any]:
+    """The same runs as ``online`` and ``freshness`` with the stages hosted by Faust: same processes, same events,
+    same producers, same stopping rule."""
+    run = online_throughput(app, config, say, 1, runtime="faust")
+    out = {
+        "faust_events_per_s": run["online_events_per_s"],
+        "faust_cpu_us_per_event": run["engine_cpu_us_per_event"],
+        "faust_seconds": run["seconds"],
+        "faust_stages": run["stages"],
+    }
+    if "freshness" in config.parts:
+        fresh = freshness(app, config, say, runtime="faust")
+        out |= {f"faust_{k}": v for k, v in fresh.items() if k.startswith("freshness_") or k.startswith("probes")}
+    return out
 
 
-def freshness(app: Slipstream, config: FeatureBenchConfig, say: Say) -> dict[str, Any]:
-    contracts = _scoped(app, "fresh")
+def freshness(app: Slipstream, config: FeatureBenchConfig, say: Say, runtime: str = "kafka") -> dict[str, Any]:
+    contracts = _scoped(app, f"fresh-{runtime}")
     project = f"bench_{uuid.uuid4().hex[:6]}"
     apply_repo(app.feast_config(project), [FRAUD])
-    job = EngineJob(app.engine_settings(project=project), contracts.catalog.prefix, "fraud")
+    settings = replace(app.engine_settings(project=project), runtime=runtime)
+    job = EngineJob(settings, contracts.catalog.prefix, "fraud")
     stop = threading.Event()
     ready = threading.Event()
     worker = threading.Thread(
@@ -356,20 +342,18 @@ def offline(config: FeatureBenchConfig, say: Say) -> dict[str, Any]:
 
 def run_features_bench(app: Slipstream, config: FeatureBenchConfig, say: Say) -> dict[str, Any]:
     results: dict[str, Any] = {"machine_cores": _cores(), "machine_load_1m": round(_load(), 2)}
-    if "faust" in config.parts and importlib.util.find_spec("faust") is None:
-        msg = "--parts faust needs Faust, the baseline: pip install 'slipstream[bench]' (make test installs it)"
-        raise BenchConfigError(msg)
     if "online" in config.parts:
         check_workers(app.with_prefix(""), "fraud", config.workers)
         results |= online_scaling(app, config, say)
-    if "faust" in config.parts:
-        results |= faust_baseline(app, config, say)
-        if results.get("faust_table_events_per_s") and "online_events_per_s" in results:
-            results["online_ratio_vs_faust"] = round(
-                results["online_events_per_s"] / results["faust_table_events_per_s"], 1
-            )
     if "freshness" in config.parts:
         results |= freshness(app, config, say)
+    if "faust" in config.parts:
+        results |= faust_runtime(app, config, say)
+        if results.get("faust_events_per_s") and "online_events_per_s" in results:
+            results["online_ratio_vs_faust"] = round(results["online_events_per_s"] / results["faust_events_per_s"], 2)
+        if results.get("faust_cpu_us_per_event") and results.get("online_by_workers"):
+            kafka_cpu = results["online_by_workers"][0]["engine_cpu_us_per_event"]
+            results["cpu_ratio_kafka_vs_faust"] = round(kafka_cpu / results["faust_cpu_us_per_event"], 2)
     if "push" in config.parts:
         results |= feast_push(app, config, say)
     if "online_events_per_s" in results and "feast_push_events_per_s" in results:

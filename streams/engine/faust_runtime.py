@@ -221,9 +221,11 @@ class FaustStageRunner(FaustHooks):
         held = {}
         for topic, logical in self.io.inputs.items():
             for p in self._owned:
-                high = consumer.highwater(topic_partition(topic, p))
-                position = self._next_offsets.get((topic, p))
-                held[(logical, p)] = high is not None and position is not None and position >= high
+                tp = topic_partition(topic, p)
+                high = consumer.highwater(tp)  # from the fetches; None before the first
+                # nothing consumed here yet (an empty partition, or all of it committed before): where it starts
+                position = self._next_offsets.get((topic, p), consumer._committed_offset.get(tp) or 0)
+                held[(logical, p)] = high is not None and position >= high
         if not any(held.values()):
             return
         payload = self.io.marker_payload(held, self._input_partitions)

@@ -20,6 +20,7 @@ from tests.conftest import Services
 pytestmark = pytest.mark.integration
 
 RUN_KEYS = {
+    "runtime",
     "workers",
     "events",
     "measured_events",
@@ -41,7 +42,9 @@ STAGE_KEYS = {
 }
 
 
-def test_bench_features_online_with_two_workers_per_stage(services: Services, tmp_path: Path) -> None:
+def test_bench_features_online_with_two_workers_per_stage_and_the_faust_runtime(
+    services: Services, tmp_path: Path
+) -> None:
     data = tmp_path / "fraud.parquet"
     # ~11,500 events in the 3 days: a backlog for two workers per stage
     simulate_fraud_file(data, customers=2000, terminals=2000, days=3, show_progress=False)
@@ -52,7 +55,7 @@ def test_bench_features_online_with_two_workers_per_stage(services: Services, tm
         "SLIPSTREAM_TOPIC_PREFIX": prefix,
         "SLIPSTREAM_STATE_DIR": str(tmp_path / "state"),
     }
-    cmd = [sys.executable, "-m", "slipstream", "bench", "features", "--json", "--parts", "online", "--days", "3"]
+    cmd = [sys.executable, "-m", "slipstream", "bench", "features", "--json", "--parts", "online,faust", "--days", "3"]
     done = subprocess.run(
         [*cmd, "--workers", "2", "--data", str(data)], env=env, capture_output=True, text=True, timeout=300, check=False
     )
@@ -62,6 +65,15 @@ def test_bench_features_online_with_two_workers_per_stage(services: Services, tm
     assert results["online_events_per_s"] > 0 and results["online_workers"] == 2
     [run] = results["online_by_workers"]
     assert set(run) == RUN_KEYS and run["ratio_vs_1_worker"] is None  # no 1-worker run to compare with
+    assert run["runtime"] == "kafka"
+    # the same work on the Faust runtime (one process per stage), and the same-run ratios
+    assert results["faust_events_per_s"] > 0 and results["faust_cpu_us_per_event"] > 0
+    assert set(results["faust_stages"]) == {"customer", "terminal"}
+    assert results["faust_stages"]["customer"]["records_consumed"] == results["events"]
+    assert all(stage["workers_holding_partitions"] == 1 for stage in results["faust_stages"].values())
+    ratio = results["online_events_per_s"] / results["faust_events_per_s"]
+    assert results["online_ratio_vs_faust"] == pytest.approx(ratio, abs=0.01)
+    assert results["cpu_ratio_kafka_vs_faust"] > 0
     assert results["online_ratio_by_workers"] is None
     assert run["stages"] == results["online_stages"]
     assert run["feature_log_extra_records"] >= 0 and run["engine_cpu_us_per_event"] > 0
@@ -79,5 +91,5 @@ def test_bench_features_online_with_two_workers_per_stage(services: Services, tm
         assert stage["workers"] == 2 and stage["workers_holding_partitions"] == 2, name
         assert stage["partitions"] == partitions[name], name
     admin = TopicAdmin(services.bootstrap_servers)
-    assert not [t for t in admin.matching(prefix) if t.startswith(f"{prefix}bench-online")]  # the run's, removed
+    assert not [t for t in admin.matching(prefix) if t.startswith(f"{prefix}bench-")]  # the runs', removed
     admin.delete(admin.matching(prefix))

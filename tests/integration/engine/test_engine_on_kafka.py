@@ -104,6 +104,23 @@ def test_engine_vectors_and_online_state_equal_the_reference(
             assert value == pytest.approx(expected[name], abs=1e-9)
 
 
+def test_an_input_with_empty_partitions_still_releases_every_vector(
+    services: Services, contracts: Contracts, streams: Any, runtime: str
+) -> None:
+    """No labels at all (an empty topic the terminal stage reads): its partitions count as read to their end, so the
+    watermarks advance and every transaction's vector comes out (the Faust runtime once waited for ever here)."""
+    tx, _labels = streams
+    tx = tx[: len(tx) // 4]
+    _publish(services, contracts, tx, [])
+    job = EngineJob(_settings(services, f"t{uuid.uuid4().hex[:8]}", runtime=runtime), contracts.catalog.prefix, "fraud")
+    stats = run_threads(job, threading.Event(), until_idle_s=3.0)
+    assert stats["terminal"].applied == len(tx)
+    want = reference(tx, [])
+    got = feature_log(services, contracts, len(want))
+    assert len(got) == len(want)
+    assert _compare(got, want) == 0
+
+
 def test_malformed_events_are_dead_lettered_and_the_engine_goes_on(
     services: Services, contracts: Contracts, runtime: str
 ) -> None:

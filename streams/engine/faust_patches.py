@@ -26,8 +26,6 @@ from faust.types import TP
 
 from slipstream.streams.engine.settings import EngineSettings
 
-_CONSUMER_EXTRA = {"_isolation_level": "read_committed", "_fetch_max_bytes": 64 * 1024**2}
-
 
 class FaustHooks(Protocol):
     """What the app calls back: a batch the agent took, partitions assigned (after the rebalance, before Faust
@@ -47,9 +45,19 @@ def topic_partition(topic: str, partition: int) -> TP:
 
 
 class _ConsumerThread(AIOKafkaConsumerThread):
+    settings: EngineSettings
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        for attr, value in _CONSUMER_EXTRA.items():  # read by AIOKafkaConsumer.start() when it builds its fetcher
+        # Read by AIOKafkaConsumer.start() when it builds its fetcher; Faust fixes the wait at 1.5 s, which was the
+        # Faust runtime's freshness until it got the Kafka runtime's fetch settings.
+        extra = {
+            "_isolation_level": "read_committed",
+            "_fetch_max_bytes": 64 * 1024**2,
+            "_fetch_max_wait_ms": self.settings.fetch_wait_max_ms,
+            "_fetch_min_bytes": self.settings.fetch_min_bytes,
+        }
+        for attr, value in extra.items():
             setattr(consumer, attr, value)
         return consumer
 
@@ -59,7 +67,9 @@ class _Consumer(AIOConsumer):
     commit_points: dict[TP, int]  # set by the runtime after each flush
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        thread = _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        thread.settings = self.app.stage_settings  # type: ignore[attr-defined]  # StageApp's
+        return thread
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         if not self.app.should_stop and self.assignment():
@@ -84,6 +94,19 @@ def faust_app(hooks: FaustHooks, settings: EngineSettings, group: str, inputs: l
     """The stage's app: group ``group`` (Faust's app id), one agent over every input, no tables, no web server."""
 
     class StageApp(faust.App):
+        stage_settings: EngineSettings
+
+        async def _stop_consumer(self) -> None:
+            """Hand every partition over (flush, commit, drop) before Faust stops the consumer."""
+            if self._consumer is not None:
+                try:
+                    assignment = set(self._consumer.assignment())
+                except Exception:  # noqa: BLE001 - a consumer that never started has nothing to hand over
+                    assignment = set()
+                if assignment:
+                    await hooks.hand_over(assignment)
+            await super()._stop_consumer()
+
         def _new_consumer(self) -> Any:
             consumer = _Consumer(
                 self.transport,
@@ -119,6 +142,7 @@ def faust_app(hooks: FaustHooks, settings: EngineSettings, group: str, inputs: l
         worker_redirect_stdouts=False,
         datadir=datadir,
     )
+    app.stage_settings = settings  # the consumer (made when the app starts) reads its fetch settings here
     topic = app.topic(*inputs, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
     @app.agent(topic)

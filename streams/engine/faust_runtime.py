@@ -111,45 +111,57 @@ class FaustStageRunner(FaustHooks):
         self._input_partitions = 0
         self._forward_partitions = 0
         self._reports = ReportGate(settings.report_interval_s)
-        self._stop: threading.Event | None = None
+        self._stop = threading.Event()  # run()'s; under Faust's own CLI, Faust stops the worker
         self._until_idle_s: float | None = None
         self._failure: BaseException | None = None
         self.app: Any = None
 
     # ------------------------------------------------------------------ lifecycle
     def run(self, stop: threading.Event, *, until_idle_s: float | None = None) -> StageStats:
-        internal = TopicCatalog(self.contracts.catalog.prefix, self.topology.topics())
-        TopicAdmin(self.settings.bootstrap_servers).apply(internal)
         self._stop, self._until_idle_s = stop, until_idle_s
         loop = asyncio.new_event_loop()
         try:
             loop.run_until_complete(self._main())
         finally:
             loop.close()
-            self._restoring.close()
-            self.io.outputs.close(discard=True)
-            self._thread.shutdown(wait=True)
+            self.close()
         if self._failure is not None:
             raise self._failure
         if self._on_batch is not None:
             self._on_batch(self.stats)
         return self.stats
 
+    def make_app(self) -> Any:
+        """The stage's Faust app, ready for ``app.start()`` or Faust's own ``faust -A … worker``: the internal topics
+        exist (Faust never creates the topics it reads), and a task runs the restore, markers, commits and reports."""
+        internal = TopicCatalog(self.contracts.catalog.prefix, self.topology.topics())
+        TopicAdmin(self.settings.bootstrap_servers).apply(internal)
+        self._input_partitions, self._forward_partitions = self._metadata()
+        self.app = faust_app(self, self.settings, self.group, list(self.io.inputs), tempfile.mkdtemp(prefix="faust-"))
+
+        async def housekeeping() -> None:
+            while not self._stop.is_set():
+                await asyncio.sleep(0.01)
+                await self._tick()
+                if self._failure is not None:
+                    raise self._failure  # Faust crashes the app: its worker exits with the error
+
+        self.app.task(housekeeping)
+        return self.app
+
+    def close(self) -> None:
+        self._restoring.close()
+        self.io.outputs.close(discard=True)
+        self._thread.shutdown(wait=True)
+
     async def _main(self) -> None:
-        datadir = tempfile.mkdtemp(prefix="slipstream-faust-")
-        self.app = faust_app(self, self.settings, self.group, list(self.io.inputs), datadir)
-        md = await self._io(self._metadata)
-        self._input_partitions, self._forward_partitions = md
-        await self.app.start()
+        app = self.make_app()
+        await app.start()
         try:
             while not self._stop_now():
-                await asyncio.sleep(0.05)
-                await self._tick()
-        except BaseException as exc:  # noqa: BLE001 - raised by run() once Faust has stopped
-            self._failure = exc
+                await asyncio.sleep(0.01)
         finally:
-            await self.hand_over(set(self.app.consumer.assignment()) if self._failure is None else set())
-            await self.app.stop()
+            await app.stop()  # the app hands its partitions over first (hand_over), unless the stage failed
 
     def _metadata(self) -> tuple[int, int]:
         from confluent_kafka.admin import AdminClient
@@ -161,7 +173,7 @@ class FaustStageRunner(FaustHooks):
         return len(first.partitions), forward
 
     def _stop_now(self) -> bool:
-        if self._stop is None or self._stop.is_set() or self._failure is not None:
+        if self._stop.is_set() or self._failure is not None:
             return True
         if self._until_idle_s is None or not self._owned or self.restoring or self.processor.pending():
             return False
@@ -177,7 +189,9 @@ class FaustStageRunner(FaustHooks):
             return
         try:
             await self._io(self._apply, [e.message for e in events])
-        except BaseException as exc:  # noqa: BLE001 - stops the run; nothing after it is acknowledged
+        except asyncio.CancelledError:  # Faust stopping its agent: the batch stays unacknowledged, read again
+            raise
+        except Exception as exc:  # noqa: BLE001 - stops the run; nothing after it is acknowledged
             self._failure = exc
             return
         for event in events:
@@ -193,6 +207,7 @@ class FaustStageRunner(FaustHooks):
             self._next_offsets[(m.topic, m.partition)] = m.offset + 1
             self.io.ingest(_Message(m))
         self.io.drain(datetime.now(UTC))
+        self._markers(got=True)
         self.io.outputs.poll()
 
     async def _tick(self) -> None:
@@ -209,12 +224,18 @@ class FaustStageRunner(FaustHooks):
 
     def _due(self) -> None:
         self.io.drain(datetime.now(UTC))
-        if self.stage.direct and self.io.forward_topic and self._owned:
-            now = time.monotonic()
-            if now - self._last_marker >= max(self.settings.marker_interval_s, self.settings.idle_check_s):
-                self._last_marker = now
-                self._send_markers()
+        self._markers(got=False)
         self.io.outputs.poll()
+
+    def _markers(self, *, got: bool) -> None:
+        """As the Kafka runtime: every ``marker_interval_s`` while events arrive, every ``idle_check_s`` when idle."""
+        if not (self.stage.direct and self.io.forward_topic and self._owned):
+            return
+        since = time.monotonic() - self._last_marker
+        if since < self.settings.marker_interval_s or (not got and since < self.settings.idle_check_s):
+            return
+        self._last_marker = time.monotonic()
+        self._send_markers()
 
     def _send_markers(self) -> None:
         consumer = self.app.consumer

@@ -30,6 +30,7 @@ from slipstream.features.definitions import feature_sets
 from slipstream.features.feast_repo import apply_repo
 from slipstream.streams.engine.app import EngineJob, run_processes, run_threads, stage_list
 from slipstream.streams.engine.runner import StageStats
+from slipstream.streams.engine.settings import RUNTIMES
 
 if TYPE_CHECKING:
     from slipstream.features.base import FeatureSet
@@ -72,6 +73,14 @@ RuntimeOpt = Annotated[
 ]
 
 
+def _runtime(value: str | None) -> str | None:
+    """``--runtime``: one of the engine's runtimes, checked before anything starts (None: the settings')."""
+    if value is not None and len(check_choices(value, RUNTIMES, "--runtime")) != 1:
+        msg = f"--runtime: one runtime, got {value!r}"
+        raise InputError(msg)
+    return value
+
+
 @features_app.command("run")
 def run(
     feature_set: FeatureSetOpt = "fraud",
@@ -100,11 +109,7 @@ def run(
         if until_idle is not None:
             check_number(until_idle, "--until-idle", gt=0)
         check_number(workers, "--workers", ge=1)
-        if runtime is not None:
-            if len(check_choices(runtime, ["kafka", "faust"], "--runtime")) != 1:
-                msg = f"--runtime: one runtime, got {runtime!r}"
-                raise InputError(msg)
-        app = build(engine_runtime=runtime)
+        app = build(engine_runtime=_runtime(runtime))
         app.ensure_platform()
         job = EngineJob(app.engine_settings(), app.settings.topic_prefix, feature_set, stage_list(stages), workers)
         stop = threading.Event()
@@ -204,11 +209,7 @@ def verify_command(
         if days is not None:
             check_number(days, "--days", gt=0)
         check_number(workers, "--workers", ge=1)
-        if runtime is not None:
-            if len(check_choices(runtime, ["kafka", "faust"], "--runtime")) != 1:
-                msg = f"--runtime: one runtime, got {runtime!r}"
-                raise InputError(msg)
-        app = build(engine_runtime=runtime)
+        app = build(engine_runtime=_runtime(runtime))
         brokers = None if app.external else app.platform_config.brokers
         try:
             plan = parse_chaos(chaos, workers=workers, brokers=brokers) if chaos is not None else None

@@ -92,10 +92,7 @@ class FaustStageRunner(FaustHooks):
         self._on_batch = on_batch
         StageIO.check(contracts, topology, stage)
         self.group = engine_group(contracts.catalog.prefix, topology.feature_set.name, stage.name)
-        outputs = KafkaOutputs(
-            settings.bootstrap_servers, contracts, linger_ms=settings.linger_ms, bulk_linger_ms=settings.bulk_linger_ms
-        )
-        self.io = StageIO(settings, contracts, topology, stage, outputs)
+        self.io = StageIO(settings, contracts, topology, stage, KafkaOutputs.for_stage(settings, contracts))
         self.stats = self.io.stats
         self.processor = self.io.processor
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"faust-io-{stage.name}")

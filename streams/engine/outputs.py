@@ -19,6 +19,7 @@ from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.dead_letter import RawMessage
 from slipstream.schemas.transport import EventProducer
 from slipstream.streams.engine.exceptions import StateError
+from slipstream.streams.engine.settings import EngineSettings
 
 
 class KafkaOutputs:
@@ -29,6 +30,12 @@ class KafkaOutputs:
         self._hop = _raw_producer(bootstrap_servers, linger_ms, self._on_delivery_error)
         self._bulk = _raw_producer(bootstrap_servers, bulk_linger_ms, self._on_delivery_error)
         self._events = EventProducer(bootstrap_servers, contracts, linger_ms=bulk_linger_ms)
+
+    @classmethod
+    def for_stage(cls, settings: EngineSettings, contracts: Contracts) -> KafkaOutputs:
+        return cls(
+            settings.bootstrap_servers, contracts, linger_ms=settings.linger_ms, bulk_linger_ms=settings.bulk_linger_ms
+        )
 
     def forward(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> None:
         _produce(self._hop, topic, key, value, partition)

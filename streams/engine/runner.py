@@ -36,12 +36,6 @@ from slipstream.streams.engine.topology import StageSpec, Topology
 log = logging.getLogger(__name__)
 
 
-def kafka_outputs(settings: EngineSettings, contracts: Contracts) -> KafkaOutputs:
-    return KafkaOutputs(
-        settings.bootstrap_servers, contracts, linger_ms=settings.linger_ms, bulk_linger_ms=settings.bulk_linger_ms
-    )
-
-
 class StageRunner:
     """Runs one stage of one feature set as a member of the stage's consumer group."""
 
@@ -78,7 +72,7 @@ class StageRunner:
         if settings.worker_id is not None:
             config["group.instance.id"] = f"{group}-worker-{settings.worker_id}"
         self._consumer = Consumer(config)
-        self.io = StageIO(settings, contracts, topology, stage, outputs or kafka_outputs(settings, contracts))
+        self.io = StageIO(settings, contracts, topology, stage, outputs or KafkaOutputs.for_stage(settings, contracts))
         self.processor = self.io.processor
         self.stats = self.io.stats
         self._inputs = self.io.inputs

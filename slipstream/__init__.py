@@ -16,7 +16,18 @@ loads none of them: each name is imported on first use.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+# Importing Feast sets PROMETHEUS_MULTIPROC_DIR to a temporary directory of its own (for its feature server's forked
+# workers). prometheus_client reads that variable when it is first imported and then keeps every metric value in
+# files shared by every registry of the process: a scorer's counters would carry over into the next scorer built in
+# the same process. A variable Feast left to a child process is dropped, and prometheus_client is imported first,
+# so its mode is chosen before Feast can be imported. A directory the user set is kept.
+for _name in ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"):
+    if os.path.basename(os.environ.get(_name, "")).startswith("feast_metrics_"):
+        del os.environ[_name]
+import prometheus_client.values  # noqa: E402, F401
 
 if TYPE_CHECKING:
     from slipstream.app import Slipstream

@@ -6,7 +6,8 @@ Settings as for every command (``SLIPSTREAM_*``, ``KAFKA_BOOTSTRAP_SERVERS``, ``
 ``SLIPSTREAM_FEATURE_SET`` (default ``fraud``) and ``SLIPSTREAM_ENGINE_STAGE`` (default: the set's first stage) pick
 the stage. The worker is the one ``slipstream features run --runtime faust`` starts: the same group, changelog and
 outputs, so workers of both commands share a stage's partitions. ``--without-web``: Faust's CLI otherwise starts its
-web server on port 6066, which a second worker on the host cannot bind.
+web server on port 6066, which a second worker on the host cannot bind. The app is built when Faust first reads
+``app``, so importing the module (tools, tests) connects to nothing.
 """
 
 from __future__ import annotations
@@ -37,4 +38,15 @@ def stage_app() -> Any:
     return FaustStageRunner(settings, contracts, topology, topology.stage(stage)).make_app()
 
 
-app = stage_app()
+_app: Any = None
+
+
+def __getattr__(name: str) -> Any:
+    """``app``, built on first access (Faust's ``-A`` reads it): importing this module connects to nothing."""
+    global _app
+    if name != "app":
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    if _app is None:
+        _app = stage_app()
+    return _app

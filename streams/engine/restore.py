@@ -17,27 +17,38 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from slipstream.streams.engine.exceptions import StateError
 
+# A leader being elected (a topic just created) or moving (a broker restarting): worth asking again.
 _NOT_READY = frozenset(
-    {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TIMED_OUT,  # librdkafka's local codes (a broker restarting)
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+    }
 )
 
 Apply = Callable[[int, bytes, bytes | None], None]
 
 
-def watermarks(reader: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
-    """A partition's (low, high) offsets, retried while its leader is still being elected (a topic just created)."""
-    deadline = time.monotonic() + timeout_s
+def watermarks(reader: Consumer, tp: TopicPartition, timeout_s: float = 90.0) -> tuple[int, int]:
+    """A partition's (low, high) offsets, asked again while its leader is being elected or moves (a topic just
+    created, a broker restarting) for up to ``timeout_s``; then, or on any other error, a ``StateError``."""
+    started = time.monotonic()
     while True:
         try:
-            low, high = reader.get_watermark_offsets(tp, timeout=10)
+            low, high = reader.get_watermark_offsets(tp, timeout=5)
             return int(low), int(high)
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
-            retriable = isinstance(error, KafkaError) and error.code() in _NOT_READY
-            if not retriable or time.monotonic() > deadline:
-                msg = f"cannot read the offsets of {tp.topic}[{tp.partition}]: {exc}"
+            retriable = isinstance(error, KafkaError) and (error.code() in _NOT_READY or error.retriable())
+            waited = time.monotonic() - started
+            if not retriable or waited > timeout_s:
+                msg = f"cannot read the offsets of {tp.topic}[{tp.partition}] (asked for {waited:.0f} s): {exc}"
                 raise StateError(msg) from exc
-            time.sleep(0.1)
+            time.sleep(0.2)
 
 
 class ChangelogRestore:

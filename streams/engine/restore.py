@@ -15,18 +15,22 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 from slipstream.streams.engine.exceptions import StateError
 
-# A leader being elected (a topic just created) or moving (a broker restarting): worth asking again.
-_NOT_READY = frozenset(
+# Errors no waiting cures (credentials, permissions, a bad request): a restore fails at once on these. Anything else
+# while a leader is elected or moves (a topic just created, a broker restarting: timeouts, transport errors, a
+# partition unknown to a stale metadata cache, no leader) is asked again until the patience runs out.
+_NEVER_CURED = frozenset(
     {
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError.REQUEST_TIMED_OUT,
-        KafkaError._TIMED_OUT,  # librdkafka's local codes (a broker restarting)
-        KafkaError._TRANSPORT,
-        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._AUTHENTICATION,
+        KafkaError._SSL,
+        KafkaError._INVALID_ARG,
+        KafkaError._FATAL,
     }
 )
 
@@ -35,7 +39,7 @@ Apply = Callable[[int, bytes, bytes | None], None]
 
 def watermarks(reader: Consumer, tp: TopicPartition, timeout_s: float = 90.0) -> tuple[int, int]:
     """A partition's (low, high) offsets, asked again while its leader is being elected or moves (a topic just
-    created, a broker restarting) for up to ``timeout_s``; then, or on any other error, a ``StateError``."""
+    created, a broker restarting) for up to ``timeout_s``; then, or on an error no waiting cures, a ``StateError``."""
     started = time.monotonic()
     while True:
         try:
@@ -43,7 +47,7 @@ def watermarks(reader: Consumer, tp: TopicPartition, timeout_s: float = 90.0) ->
             return int(low), int(high)
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
-            retriable = isinstance(error, KafkaError) and (error.code() in _NOT_READY or error.retriable())
+            retriable = isinstance(error, KafkaError) and not error.fatal() and error.code() not in _NEVER_CURED
             waited = time.monotonic() - started
             if not retriable or waited > timeout_s:
                 msg = f"cannot read the offsets of {tp.topic}[{tp.partition}] (asked for {waited:.0f} s): {exc}"
@@ -54,7 +58,9 @@ def watermarks(reader: Consumer, tp: TopicPartition, timeout_s: float = 90.0) ->
 class ChangelogRestore:
     """The changelog partitions being read back, and how far each has to go."""
 
-    def __init__(self, bootstrap_servers: str, changelog: str, *, slice_s: float = 0.2, batch: int = 5000) -> None:
+    def __init__(
+        self, bootstrap_servers: KafkaLike, changelog: str, *, slice_s: float = 0.2, batch: int = 5000
+    ) -> None:
         self.changelog = changelog
         self.slice_s = slice_s
         self.batch = batch
@@ -73,7 +79,7 @@ class ChangelogRestore:
         if self._reader is None:
             self._reader = Consumer(
                 {
-                    "bootstrap.servers": self._bootstrap,
+                    **kafka_config(self._bootstrap),
                     "group.id": f"restore-{self.changelog}",  # never committed: assignment only, no group joined
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,
@@ -108,14 +114,16 @@ class ChangelogRestore:
     def _take(self, msg: Message, apply: Apply) -> None:
         err = msg.error()
         p = msg.partition() or 0
+        if err is not None and (err.fatal() or err.code() in _NEVER_CURED):
+            text = f"cannot restore state from {self.changelog}[{p}]: {err.str()}"
+            raise StateError(text)
         if p not in self._ends:  # cancelled meanwhile
             return
         if err is not None:
             if err.code() == KafkaError._PARTITION_EOF:
                 self._finish(p)
-                return
-            text = f"cannot restore state from {self.changelog}[{p}]: {err.str()}"
-            raise StateError(text)
+            # else a broker going away or a leader moving: librdkafka reconnects and fetches again by itself
+            return
         apply(p, msg.key() or b"", msg.value())
         self.records += 1
         if (msg.offset() or 0) + 1 >= self._ends[p]:

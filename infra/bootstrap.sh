@@ -4,6 +4,7 @@
 #   - Chromium (Debian's chromium, apt, when /usr/bin/chromium is missing): `make test` drives it headless to load the
 #     dashboard page (tests/integration/monitoring/test_dashboard_browser.py)
 #   - without a Docker engine: Java 17+, Maven and redis-server from the OS packages (apt), when missing
+#   - as root on a system with apt and no Compose: Debian's docker-compose (deploy/compose/docker-compose.yml)
 #   - as root on a system with apt and no `dockerd`: Debian's docker.io and debootstrap, quietly, once. Nothing here
 #     starts dockerd: the tests that need an engine start it (slipstream.infra.docker_engine), and without a registry
 #     the images are built from debootstrap + Debian packages + the cached Kafka jars (`slipstream infra images`)
@@ -146,6 +147,16 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! has_dockerd; then
   say "installing Docker's engine and debootstrap (docker.io, debootstrap; not started)"
   apt_install docker.io debootstrap debian-archive-keyring || printf '\033[1;33mwarning:\033[0m %s\n' \
     "could not install docker.io (apt-get install docker.io debootstrap): the throwaway-platform tests will fail" >&2
+fi
+
+# --- Compose (installed, never run here) --------------------------------------------------------------------
+# The compose stack's test (tests/integration/infra/test_compose_stack.py) runs deploy/compose/docker-compose.yml.
+# Debian bookworm has no Compose v2 plugin: its docker-compose (v1.29) reads the same file.
+has_compose() { timeout 10 docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null; }
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && has_dockerd && ! has_compose; then
+  say "installing Docker Compose (docker-compose; the compose stack's test; not started)"
+  apt_install docker-compose || printf '\033[1;33mwarning:\033[0m %s\n' \
+    "could not install docker-compose (apt-get install docker-compose): the compose stack's test will install it" >&2
 fi
 
 # --- Services: Docker, or Java + Maven + redis-server ------------------------------------------------------

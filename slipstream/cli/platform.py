@@ -15,7 +15,7 @@ from slipstream.exceptions import InputError
 from slipstream.infra.docker_engine import engine_version, ensure_engine
 from slipstream.infra.docker_platform import find_docker
 from slipstream.infra.exceptions import DependencyMissingError
-from slipstream.infra.images import Images
+from slipstream.infra.stack_images import StackImages
 from slipstream.schemas.exceptions import TopicError
 from slipstream.schemas.secrets import mask_url, mask_urls
 from slipstream.schemas.topics import validate_prefix
@@ -136,6 +136,13 @@ def status(
 @infra_app.command()
 def images(
     rebuild: Annotated[bool, typer.Option(help="Build the three local images again, even when cached.")] = False,
+    stack: Annotated[
+        bool,
+        typer.Option(
+            help="Also Slipstream's own image (slipstream/slipstream:local, the Dockerfile of this checkout) and "
+            "Prometheus's: the images of deploy/compose/docker-compose.yml (with --rebuild: these two again)."
+        ),
+    ] = False,
     start_engine: Annotated[
         bool, typer.Option(help="Start the Docker engine (dockerd, as root) when none answers `docker info`.")
     ] = True,
@@ -155,6 +162,9 @@ def images(
 
     - slipstream/redis:7: Debian's redis-server, ~5 s.
 
+    With --stack, also the compose stack's (docs/deploy.md): slipstream/slipstream:local (every `slipstream`
+    command, non-root; the locked dependencies installed by uv) and slipstream/prometheus:bookworm.
+
     Each image is labelled with a hash of its inputs; a build is skipped when
     the label matches. The table shows each image's size and how long its last
     build took.
@@ -172,7 +182,11 @@ def images(
             msg = "no Docker engine answers `docker info`; start one, or pass --start-engine (as root)"
             raise DependencyMissingError(msg)
         table = Table("image", "size", "last build", "this run")
-        for image in Images(config, docker, say).local_images(rebuild=rebuild):
+        builder = StackImages(config, docker, say)
+        built = builder.local_images(rebuild=rebuild)
+        if stack:
+            built += [builder.app(rebuild=rebuild), builder.prometheus(rebuild=rebuild)]
+        for image in built:
             size = f"{image.size_bytes / 1e6:,.0f} MB" if image.size_bytes is not None else "?"
             last = f"{image.build_seconds:.1f} s" if image.build_seconds is not None else "?"
             table.add_row(image.name, size, last, f"built in {image.seconds:.1f} s" if image.built else "cached")

@@ -32,8 +32,10 @@ from typing import Any
 from slipstream.monitoring.drift.monitor import DriftMonitor, DriftSettings
 from slipstream.monitoring.exceptions import MonitoringError
 from slipstream.monitoring.figures import micros
+from slipstream.monitoring.hosts import HostFactory
 from slipstream.monitoring.transactional import Emitted, ProcessorStats, TransactionalProcessor
 from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.transport.connection import KafkaLike
 from slipstream.schemas.transport.consumer import ConsumedEvent
 
 log = logging.getLogger(__name__)
@@ -255,17 +257,19 @@ class DriftHandler:
 
 
 def run_drift(
-    bootstrap_servers: str,
+    bootstrap_servers: KafkaLike,
     contracts: Contracts,
     settings: DriftRunSettings,
     cards: CardSource,
     stop: threading.Event,
     *,
     until_idle_s: float | None = None,
+    host: HostFactory = TransactionalProcessor,
 ) -> tuple[ProcessorStats, DriftCounts]:
-    """Run the drift monitor until ``stop`` (or idle for ``until_idle_s``); its stats and counts."""
+    """Run the drift monitor until ``stop`` (or idle for ``until_idle_s``) in ``host`` (the Kafka runtime's
+    :class:`TransactionalProcessor`, or another runtime's: ``slipstream.processor_hosts``); its stats and counts."""
     handler = DriftHandler(contracts, settings.monitor, cards)
-    processor = TransactionalProcessor(
+    processor = host(
         bootstrap_servers,
         contracts,
         group_id=contracts.catalog.prefix + settings.group_id,

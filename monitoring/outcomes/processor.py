@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from slipstream.monitoring.exceptions import JoinError
+from slipstream.monitoring.hosts import HostFactory
 from slipstream.monitoring.outcomes.join import JoinCounts, LabelJoin
 from slipstream.monitoring.transactional import Emitted, ProcessorStats, TransactionalProcessor
 from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.transport.connection import KafkaLike
 from slipstream.schemas.transport.consumer import ConsumedEvent
 
 INPUTS = ("predictions", "shadow-comparisons", "labels")
@@ -137,16 +139,18 @@ class OutcomeHandler:
 
 
 def run_outcomes(
-    bootstrap_servers: str,
+    bootstrap_servers: KafkaLike,
     contracts: Contracts,
     settings: JoinSettings,
     stop: threading.Event,
     *,
     until_idle_s: float | None = None,
+    host: HostFactory = TransactionalProcessor,
 ) -> tuple[ProcessorStats, JoinCounts]:
-    """Run the label join until ``stop`` (or idle for ``until_idle_s``); its stats and join counts."""
+    """Run the label join until ``stop`` (or idle for ``until_idle_s``) in ``host`` (the Kafka runtime's
+    :class:`TransactionalProcessor`, or another runtime's: ``slipstream.processor_hosts``); its stats and counts."""
     handler = OutcomeHandler(contracts, settings)
-    processor = TransactionalProcessor(
+    processor = host(
         bootstrap_servers,
         contracts,
         group_id=contracts.catalog.prefix + settings.group_id,

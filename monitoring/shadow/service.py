@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slipstream.monitoring.exceptions import ShadowError
+from slipstream.monitoring.hosts import HostFactory
 from slipstream.monitoring.shadow.challengers import (
     ChallengerLoader,
     ChallengerSet,
@@ -27,6 +28,7 @@ from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.exceptions import SlipstreamError
 from slipstream.schemas.topics import TopicCatalog
 from slipstream.schemas.transport import EventConsumer, TopicAdmin
+from slipstream.schemas.transport.connection import KafkaLike
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,7 @@ class ShadowSettings:
             raise ShadowError(msg)
 
 
-def _prepare(bootstrap_servers: str, contracts: Contracts) -> Contracts:
+def _prepare(bootstrap_servers: KafkaLike, contracts: Contracts) -> Contracts:
     """The contracts with the changelog declared, the changelog created with as many partitions as the inputs."""
     admin = TopicAdmin(bootstrap_servers)
     try:
@@ -71,13 +73,16 @@ class ShadowWorker:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        bootstrap_servers: KafkaLike,
         contracts: Contracts,
         registry: ChallengerSource,
         settings: ShadowSettings = ShadowSettings(),
+        *,
+        host: HostFactory = TransactionalProcessor,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.settings = settings
+        self.host = host  # the runtime: the Kafka runtime's processor, or another's (slipstream.processor_hosts)
         self.contracts = _prepare(bootstrap_servers, contracts)
         self.challengers = ChallengerSet()
         self.loader = ChallengerLoader(registry, settings.models, settings.alias_prefix, self.challengers)
@@ -95,7 +100,7 @@ class ShadowWorker:
         self.watcher.start()
         try:
             prefix = self.contracts.catalog.prefix
-            processor = TransactionalProcessor(
+            processor = self.host(
                 self.bootstrap_servers,
                 self.contracts,
                 group_id=prefix + self.settings.group_id,

@@ -12,6 +12,7 @@ import typer
 
 from slipstream.cli.common import build, console, friendly_errors, out, setup_logging
 from slipstream.cli.options import check_number
+from slipstream.cli.runtimes import ProcessorRuntimeOpt, check_runtime
 from slipstream.exceptions import InputError
 
 
@@ -43,6 +44,7 @@ def drift(
     ] = None,
     group: Annotated[str, typer.Option(help="Consumer group (under the topic prefix).")] = "slipstream-drift",
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "warning",
+    runtime: ProcessorRuntimeOpt = None,
 ) -> None:
     """Watch the champion's inputs and outputs for drift; write every window to `drift-windows`, alarms to `drift`.
 
@@ -58,6 +60,7 @@ def drift(
     from slipstream.models.exceptions import RegistryError
     from slipstream.monitoring.drift.monitor import DriftSettings
     from slipstream.monitoring.drift.processor import DriftRunSettings, run_drift
+    from slipstream.processor_hosts import hosting
 
     with friendly_errors():
         check_number(window_s, "--window-s", gt=0)
@@ -69,7 +72,7 @@ def drift(
         if until_idle is not None:
             check_number(until_idle, "--until-idle", gt=0)
         setup_logging(log_level, "%(asctime)s %(name)s %(levelname)s %(message)s")
-        app = build()
+        app = build(engine_runtime=check_runtime(runtime))
         seconds = round(window_s)
         monitor = DriftSettings(window_s=seconds) if fdr is None else DriftSettings(window_s=seconds, fdr_q=fdr)
         settings = DriftRunSettings(monitor=monitor, group_id=group, worker=worker_id or app.settings.worker_id or "0")
@@ -94,9 +97,12 @@ def drift(
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        console.print(f"[green]watching for drift[/green] (windows of {window_s:g} s of event time)")
+        runtime = app.settings.engine_runtime
+        console.print(f"[green]watching for drift[/green] (windows of {window_s:g} s of event time, {runtime} runtime)")
         started = time.monotonic()
-        stats, counts = run_drift(app.bootstrap_servers, app.contracts, settings, cards, stop, until_idle_s=until_idle)
+        stats, counts = run_drift(
+            app.kafka, app.contracts, settings, cards, stop, until_idle_s=until_idle, host=hosting(runtime)
+        )
         out.print(
             f"drift: {counts.windows} windows closed, {counts.alarms} alarms, from {counts.predictions} predictions, "
             f"{counts.outcomes} outcomes and {counts.comparisons} comparisons ({counts.unmonitored} of versions "

@@ -11,6 +11,7 @@ import typer
 
 from slipstream.cli.common import build, console, friendly_errors, out
 from slipstream.cli.options import check_number
+from slipstream.cli.runtimes import ProcessorRuntimeOpt, check_runtime
 
 
 def outcomes(
@@ -33,6 +34,7 @@ def outcomes(
         ),
     ] = None,
     group: Annotated[str, typer.Option(help="Consumer group (under the topic prefix).")] = "slipstream-outcomes",
+    runtime: ProcessorRuntimeOpt = None,
 ) -> None:
     """Join labels to predictions and shadow comparisons by event id, whichever arrives first; write `outcomes`.
 
@@ -41,9 +43,10 @@ def outcomes(
     UNLABELLED_AT_HORIZON when none came within the horizon of event time, and LABEL_WITHOUT_PREDICTION for a
     label no score claimed. Outputs, the join state (a compacted changelog) and input offsets commit together in
     Kafka transactions: a crash, even SIGKILL, loses nothing and writes nothing twice. Scale out by running more
-    workers, each with its own --worker-id, up to the partition count.
+    workers, each with its own --worker-id, up to the partition count (the workers of a group share one runtime).
     """
     from slipstream.monitoring.outcomes.processor import JoinSettings, run_outcomes
+    from slipstream.processor_hosts import hosting
 
     with friendly_errors():
         if horizon_days is not None:
@@ -52,7 +55,7 @@ def outcomes(
             check_number(grace_days, "--grace-days", ge=0)
         if until_idle is not None:
             check_number(until_idle, "--until-idle", gt=0)
-        app = build()
+        app = build(engine_runtime=check_runtime(runtime))
         s = app.settings
         settings = JoinSettings(
             horizon_days=s.label_horizon_days if horizon_days is None else horizon_days,
@@ -70,10 +73,11 @@ def outcomes(
         signal.signal(signal.SIGINT, _stop)
         console.print(
             f"[green]joining labels[/green] (horizon {settings.horizon_days:g} d + grace {settings.grace_days:g} d, "
-            f"worker {settings.worker})"
+            f"worker {settings.worker}, {s.engine_runtime} runtime)"
         )
         started = time.monotonic()
-        stats, counts = run_outcomes(app.bootstrap_servers, app.contracts, settings, stop, until_idle_s=until_idle)
+        host = hosting(s.engine_runtime)
+        stats, counts = run_outcomes(app.kafka, app.contracts, settings, stop, until_idle_s=until_idle, host=host)
         out.print(
             f"outcomes: {stats.produced} written ({counts.labelled} labelled, {counts.unlabelled} unlabelled at the "
             f"horizon, {counts.orphan_labels} labels without prediction) from {stats.consumed} records in "

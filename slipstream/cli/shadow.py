@@ -19,6 +19,7 @@ import typer
 from slipstream.app import Slipstream
 from slipstream.cli.common import build, console, friendly_errors, out
 from slipstream.cli.options import check_number
+from slipstream.cli.runtimes import ProcessorRuntimeOpt, check_runtime
 from slipstream.settings import Settings
 
 PR_SET_PDEATHSIG = 1
@@ -29,15 +30,20 @@ def _settings(app: Slipstream, group: str, worker: str) -> Any:
 
     s = app.settings
     return ShadowSettings(
-        models=(s.fraud_model, s.reco_model), alias_prefix=s.challenger_alias_prefix, group_id=group, worker=worker
+        models=(s.fraud_model, s.reco_model),
+        alias_prefix=s.challenger_alias_prefix,
+        group_id=group,
+        worker=worker,
     )
 
 
 def _run_worker(app: Slipstream, group: str, worker: str, stop: threading.Event, until_idle: float | None) -> Any:
     """One member of the group in this process; its processor stats and comparison counts."""
     from slipstream.monitoring.shadow import ShadowWorker
+    from slipstream.processor_hosts import hosting
 
-    member = ShadowWorker(app.bootstrap_servers, app.contracts, app.model_registry, _settings(app, group, worker))
+    host = hosting(app.settings.engine_runtime)
+    member = ShadowWorker(app.kafka, app.contracts, app.model_registry, _settings(app, group, worker), host=host)
     stats = member.run(stop, until_idle_s=until_idle)
     challengers = ", ".join(f"{c.model_name}:{c.alias}=v{c.version}" for c in member.challengers.snapshot())
     console.print(f"[dim]worker {worker}: challengers at the end: {challengers or 'none'}[/dim]")
@@ -136,6 +142,7 @@ def shadow(
             "(default: SLIPSTREAM_WORKER_ID, else 0)."
         ),
     ] = None,
+    runtime: ProcessorRuntimeOpt = None,
 ) -> None:
     """Score every champion prediction with every challenger, on the champion's exact inputs; write
     `shadow-comparisons` (and, for rankers, `shadow-rankings` with overlap@k, Kendall tau and NDCG@k).
@@ -150,7 +157,7 @@ def shadow(
         check_number(workers, "--workers", ge=1)
         if until_idle is not None:
             check_number(until_idle, "--until-idle", gt=0)
-        app = build()
+        app = build(engine_runtime=check_runtime(runtime))
         base = worker_id or app.settings.worker_id or "0"
         app.ensure_platform()
         stop = threading.Event()
@@ -162,7 +169,8 @@ def shadow(
         signal.signal(signal.SIGINT, _stop)
         started = time.monotonic()
         console.print(
-            f"[green]shadowing[/green] {app.settings.fraud_model}, {app.settings.reco_model} ({workers} worker(s))"
+            f"[green]shadowing[/green] {app.settings.fraud_model}, {app.settings.reco_model} ({workers} worker(s), "
+            f"{app.settings.engine_runtime} runtime)"
         )
         if workers == 1:
             stats, counts = _run_worker(app, group, base, stop, until_idle)

@@ -88,8 +88,11 @@ def vector(i: int) -> dict[str, Any]:
     }
 
 
-def settings(worker: str = "0", **overrides: Any) -> ShadowSettings:
-    return ShadowSettings(models=("fraud",), worker=worker, consumer_config=FAST_GROUP, **overrides)
+def settings(worker: str = "0", runtime: str = "kafka", **overrides: Any) -> ShadowSettings:
+    """A fraud shadow worker; on the Kafka runtime with a fast group (librdkafka settings: the Faust runtime's group
+    has the engine's session settings)."""
+    fast = FAST_GROUP if runtime == "kafka" else {}
+    return ShadowSettings(models=("fraud",), worker=worker, consumer_config=fast, **overrides)
 
 
 @contextmanager

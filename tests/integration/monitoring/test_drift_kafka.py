@@ -20,6 +20,7 @@ import pytest
 from slipstream.models.reference import drift_reference
 from slipstream.monitoring.drift.monitor import DriftMonitor, DriftSettings
 from slipstream.monitoring.drift.processor import DriftCounts, DriftRunSettings, run_drift
+from slipstream.processor_hosts import hosting
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.exceptions import SlipstreamError
 from slipstream.schemas.transport import EventConsumer, EventProducer
@@ -121,12 +122,13 @@ def _committed(services: Services, contracts: Contracts, topic: str, quiet_polls
     return got
 
 
-def _drift_process(bootstrap: str, prefix: str) -> None:
+def _drift_process(bootstrap: str, prefix: str, runtime: str) -> None:
     """`run_drift` in a process of its own, with the injected card source (the test SIGKILLs it)."""
-    run_drift(bootstrap, Contracts.default(prefix), DriftRunSettings(monitor=SETTINGS), _cards, threading.Event())
+    settings = DriftRunSettings(monitor=SETTINGS)
+    run_drift(bootstrap, Contracts.default(prefix), settings, _cards, threading.Event(), host=hosting(runtime))
 
 
-def _in_thread(services: Services, contracts: Contracts) -> DriftCounts:
+def _in_thread(services: Services, contracts: Contracts, runtime: str) -> DriftCounts:
     """`run_drift` on a thread of this process until idle for 6 s (after a SIGKILL its first read can wait for the
     predecessor's open transaction to be aborted); its counts."""
     found: list[DriftCounts] = []
@@ -142,6 +144,7 @@ def _in_thread(services: Services, contracts: Contracts) -> DriftCounts:
                     _cards,
                     threading.Event(),
                     until_idle_s=6.0,
+                    host=hosting(runtime),
                 )[1]
             )
         except SlipstreamError as exc:  # raised again below, in the test's thread
@@ -179,7 +182,9 @@ def _expected(
     return windows, alarms + window_alarms
 
 
-def test_drift_windows_and_alarms_exactly_once_across_a_sigkill(services: Services, contracts: Contracts) -> None:
+def test_drift_windows_and_alarms_exactly_once_across_a_sigkill(
+    services: Services, contracts: Contracts, runtime: str
+) -> None:
     started = time.monotonic()
     first = _predictions("1", range(3), PER_DAY, seed=1)  # days 0-2, unchanged
     later = _predictions("1", range(3, DAYS), PER_DAY, seed=2)  # days 3-5, SHIFTED moved
@@ -190,7 +195,7 @@ def test_drift_windows_and_alarms_exactly_once_across_a_sigkill(services: Servic
     # A drift process of its own reads days 0-2 (and closes days 0 and 1); days 3-5 arrive, it is SIGKILLed.
     _send(services, contracts, "predictions", first)
     child = mp.get_context("spawn").Process(
-        target=_drift_process, args=(services.bootstrap_servers, contracts.catalog.prefix), daemon=True
+        target=_drift_process, args=(services.bootstrap_servers, contracts.catalog.prefix, runtime), daemon=True
     )
     child.start()
     try:
@@ -211,7 +216,7 @@ def test_drift_windows_and_alarms_exactly_once_across_a_sigkill(services: Servic
     # The rest, an unmonitored version and the outcomes; a new drift process carries on from the committed state.
     _send(services, contracts, "predictions", later[len(later) // 2 :] + unmonitored + clock)
     _send(services, contracts, "outcomes", outcomes)
-    counts = _in_thread(services, contracts)
+    counts = _in_thread(services, contracts, runtime)
     assert counts.unmonitored == len(unmonitored)
 
     windows = _committed(services, contracts, "drift-windows")

@@ -1,5 +1,5 @@
-"""`slipstream outcomes` on the real broker: labels before and after their predictions, a SIGKILL mid-stream, the
-horizon — every prediction and challenger score answered exactly once (read_committed)."""
+"""`slipstream outcomes` on the real broker, on both runtimes: labels before and after their predictions, a SIGKILL
+mid-stream, the horizon — every prediction and challenger score answered exactly once (read_committed)."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def _outcomes(services: Services, contracts: Contracts, quiet_polls: int = 3) ->
     return got
 
 
-def _command(services: Services, contracts: Contracts, *args: str) -> subprocess.Popen[str]:
+def _command(services: Services, contracts: Contracts, runtime: str, *args: str) -> subprocess.Popen[str]:
     env = os.environ | {
         "KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers,
         "REDIS_URL": services.redis_url,
@@ -95,13 +95,13 @@ def _command(services: Services, contracts: Contracts, *args: str) -> subprocess
         "SLIPSTREAM_LABEL_HORIZON_DAYS": "20",
         "SLIPSTREAM_LABEL_GRACE_DAYS": "1",
     }
-    cmd = [sys.executable, "-m", "slipstream", "outcomes", *args]
+    cmd = [sys.executable, "-m", "slipstream", "outcomes", "--runtime", runtime, *args]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_every_score_is_answered_once_across_a_sigkill(services: Services, contracts: Contracts) -> None:
+def test_every_score_is_answered_once_across_a_sigkill(services: Services, contracts: Contracts, runtime: str) -> None:
     records, labelled, unlabelled, orphans = _stream()
-    first = _command(services, contracts)
+    first = _command(services, contracts, runtime)
     seen = 0
     with EventProducer(services.bootstrap_servers, contracts) as producer:
         chunk = len(records) // 10
@@ -119,10 +119,11 @@ def test_every_score_is_answered_once_across_a_sigkill(services: Services, contr
             time.sleep(0.2)
     assert 0 < seen < len(labelled), f"killed after {seen} outcomes"
 
-    second = _command(services, contracts, "--until-idle", "4")
+    second = _command(services, contracts, runtime, "--until-idle", "4")
     text, _ = second.communicate(timeout=180)
     assert second.returncode == 0, text
     assert "state entries restored" in text
+    assert f"{runtime} runtime" in text
     got = _outcomes(services, contracts)
     counts = Counter(o["outcome_id"] for o in got)
     assert [k for k, n in counts.items() if n > 1] == []
@@ -143,7 +144,7 @@ def test_every_score_is_answered_once_across_a_sigkill(services: Services, contr
                 | {"event_time": late},
             )
         producer.flush()
-    third = _command(services, contracts, "--until-idle", "4")
+    third = _command(services, contracts, runtime, "--until-idle", "4")
     text, _ = third.communicate(timeout=180)
     assert third.returncode == 0, text
     got = _outcomes(services, contracts)

@@ -1,5 +1,5 @@
 """The shadow consumer on the real broker and MLflow: challengers set and removed live, a SIGKILL mid-stream
-(exactly once per challenger, read_committed), and a new feature read from the feature log."""
+(exactly once per challenger, read_committed; on both runtimes), and a new feature read from the feature log."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from slipstream.monitoring.shadow import ShadowWorker
+from slipstream.processor_hosts import hosting
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.transport import EventProducer
 from tests.conftest import Services
@@ -88,16 +89,18 @@ def test_challengers_come_and_go_live(services: Services, contracts: Contracts, 
     assert worker.challengers.refused == []
 
 
-def _shadow_process(bootstrap: str, prefix: str, state: str) -> None:
+def _shadow_process(bootstrap: str, prefix: str, state: str, runtime: str) -> None:
     """A shadow worker in a process of its own (the test SIGKILLs it), stopped by SIGTERM."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    worker = ShadowWorker(bootstrap, Contracts.default(prefix), registry_at(Path(state)), settings(max_batch=40))
+    chosen = settings(max_batch=40, runtime=runtime)
+    registry = registry_at(Path(state))
+    worker = ShadowWorker(bootstrap, Contracts.default(prefix), registry, chosen, host=hosting(runtime))
     worker.run(stop)
 
 
 def test_a_sigkill_mid_stream_compares_each_prediction_once(
-    services: Services, contracts: Contracts, tmp_path: Path
+    services: Services, contracts: Contracts, tmp_path: Path, runtime: str
 ) -> None:
     registry = registry_at(tmp_path)
     champion, second, third = (register(registry, CHAMPION_FEATURES, seed) for seed in (1, 2, 3))
@@ -107,7 +110,7 @@ def test_a_sigkill_mid_stream_compares_each_prediction_once(
     n = 3000
     _send(services, contracts, "predictions", [prediction(i, champion) for i in range(300)])
     ctx = mp.get_context("spawn")
-    args = (services.bootstrap_servers, contracts.catalog.prefix, str(tmp_path))
+    args = (services.bootstrap_servers, contracts.catalog.prefix, str(tmp_path), runtime)
     first = ctx.Process(target=_shadow_process, args=args)
     first.start()
     _wait(lambda: len(committed(services.bootstrap_servers, contracts, "shadow-comparisons", 1)) >= 200, "a start")

@@ -84,6 +84,10 @@ class PlatformConfig:
     ``redis_tls``: the local Redis speaks TLS only, on ``redis_port``, with an ACL login
     (:mod:`slipstream.infra.redis_tls`; the URL with the password: ``redis_tls.local_tls_url``); local backend, one
     server.
+
+    ``kafka_sasl``: the local broker listens with SASL_SSL (SCRAM-SHA-512) on ``kafka_port``
+    (:mod:`slipstream.infra.kafka_sasl`; the clients' settings with the password: ``kafka_sasl.client_security``);
+    local backend, one broker.
     """
 
     state_dir: Path = Path(".slipstream")
@@ -98,6 +102,7 @@ class PlatformConfig:
     redis_cluster: bool = False
     redis_cluster_port: int = 7100
     redis_tls: bool = False
+    kafka_sasl: bool = False
     startup_timeout_s: float = 90
     kafka_image: str | None = None
     redis_image: str = "redis:7-alpine"
@@ -143,6 +148,9 @@ class PlatformConfig:
         )
         if not valid:
             msg = f"brokers {brokers!r} is not 1 or 3..{MAX_BROKERS} (a KRaft quorum of 2 cannot lose a node)"
+            raise InfraConfigError(msg)
+        if self.kafka_sasl and (brokers != 1 or self.backend == "docker"):
+            msg = "kafka_sasl needs the local backend and one broker (not brokers > 1, not backend 'docker')"
             raise InfraConfigError(msg)
         if brokers == 1:
             return

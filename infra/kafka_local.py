@@ -16,7 +16,7 @@ from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
-from slipstream.infra import _proc, kafka_props, probes
+from slipstream.infra import _proc, kafka_props, kafka_sasl, probes
 from slipstream.infra.base import ServiceStatus
 from slipstream.infra.config import PlatformConfig, parse_version
 from slipstream.infra.exceptions import InfraError, ServiceDiedError, ServiceTimeoutError
@@ -78,7 +78,7 @@ class LocalKafka:
         pid = self.running_pid()
         if pid is None:
             return self._status(up=False, pid=None, detail=self._why_down())
-        metadata = probes.kafka_metadata(self.config.bootstrap_servers, timeout_s=2.0)
+        metadata = probes.kafka_metadata(self.config.bootstrap_servers, 2.0, self._security())
         if metadata is None or kafka_props.NODE_ID not in metadata.broker_ids:
             return self._status(up=False, pid=pid, detail="process running but not answering metadata requests")
         return self._status(up=True, pid=pid, detail=f"cluster {metadata.cluster_id}")
@@ -97,6 +97,8 @@ class LocalKafka:
                 {"kafka_port": self.config.kafka_port, "controller_port": self.config.controller_port},
             )
             libs = ensure_jars(self.config, self._progress)
+            if self.config.kafka_sasl:
+                kafka_sasl.ensure_sasl_files(kafka_sasl.sasl_files(self.config), self.config.kafka_host)
             self._write_config()
             self._format_if_needed(java, libs)
             log4j = self.home / "log4j2.properties"
@@ -126,7 +128,7 @@ class LocalKafka:
                 )
                 raise ServiceTimeoutError(msg)
             if port_accepts(self.config.kafka_host, self.config.kafka_port):
-                metadata = probes.kafka_metadata(self.config.bootstrap_servers, timeout_s=min(5.0, remaining))
+                metadata = probes.kafka_metadata(self.config.bootstrap_servers, min(5.0, remaining), self._security())
                 if metadata is not None and kafka_props.NODE_ID in metadata.broker_ids:
                     status = self._status(up=True, pid=pid, detail=f"cluster {metadata.cluster_id}")
                     logged = self.logged_version()
@@ -139,7 +141,7 @@ class LocalKafka:
         """Stop the broker and delete its data, logs and config, so the next ``up()`` formats a new cluster."""
         self.down()
         with _proc.file_lock(self._lock):
-            for path in (self.data_dir, self.logs_dir):
+            for path in (self.data_dir, self.logs_dir, kafka_sasl.sasl_files(self.config).home):
                 shutil.rmtree(path, ignore_errors=True)
             for file in (self._format_record, self.props_file, self.out_file):
                 file.unlink(missing_ok=True)
@@ -150,10 +152,18 @@ class LocalKafka:
         """Pid of the process we started, if it is still running (no network request)."""
         return _proc.owned_pid(self.pidfile, marker=str(self.props_file))
 
+    def _security(self) -> dict[str, object]:
+        return kafka_sasl.client_security(self.config)
+
     def _write_config(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         props = kafka_props.server_properties(self.config, self.data_dir)
+        if self.config.kafka_sasl:  # the SASL_SSL listener replaces the plain-text one
+            broker = f"{self.config.kafka_host}:{self.config.kafka_port}"
+            controller = f"{self.config.kafka_host}:{self.config.controller_port}"
+            props.update(kafka_sasl.server_properties(kafka_sasl.sasl_files(self.config), broker, controller))
         self.props_file.write_text(kafka_props.render_properties(props))
+        self.props_file.chmod(0o600)  # with SASL it holds the broker's own SCRAM password
 
     def _format_if_needed(self, java: str, libs: Path) -> None:
         controller = f"{self.config.kafka_host}:{self.config.controller_port}"
@@ -163,12 +173,20 @@ class LocalKafka:
         cluster_id = kafka_props.new_cluster_id()
         self._progress(f"formatting storage in {self.data_dir} (cluster {cluster_id}) ...")
         cmd = kafka_props.format_command(java, libs, self.props_file, cluster_id)
+        if self.config.kafka_sasl:
+            cmd += kafka_sasl.scram_format_args(kafka_sasl.sasl_files(self.config))
         result = _proc.run(cmd, timeout=FORMAT_TIMEOUT_S, cwd=self.home)
         if result.returncode != 0:
             output = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
-            msg = f"formatting Kafka storage failed (exit {result.returncode}): {' '.join(cmd)}\n{output}"
+            shown = " ".join(cmd).replace(kafka_sasl.sasl_files(self.config).password() or "\0", "***")
+            msg = f"formatting Kafka storage failed (exit {result.returncode}): {shown}\n{output}"
             raise InfraError(msg)
-        record = {"cluster_id": cluster_id, "controller": controller, "kafka_version": self.config.kafka_version}
+        record = {
+            "cluster_id": cluster_id,
+            "controller": controller,
+            "kafka_version": self.config.kafka_version,
+            "sasl": self.config.kafka_sasl,
+        }
         self._format_record.write_text(json.dumps(record, indent=2) + "\n")
 
     def _check_formatted_for(self, controller: str) -> None:
@@ -181,6 +199,10 @@ class LocalKafka:
         if record.get("controller") != controller:
             was = record.get("controller")
             msg = f"{self.data_dir} was formatted for controller {was!r}, not {controller!r}; {hint}"
+            raise InfraError(msg)
+        if bool(record.get("sasl", False)) != self.config.kafka_sasl:  # SCRAM users are made by the format only
+            was = "with" if record.get("sasl") else "without"
+            msg = f"{self.data_dir} was formatted {was} kafka_sasl; {hint}"
             raise InfraError(msg)
         formatted = str(record.get("kafka_version", "0.0.0"))
         try:

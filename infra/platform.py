@@ -233,7 +233,7 @@ class Platform:
             return "docker"
         if self.kafka_cluster is not None:  # the Docker backend runs one node
             return "local"
-        if self.config.redis_cluster or self.config.redis_tls:  # the Docker backend runs one plain-text Redis
+        if self.config.redis_cluster or self.config.redis_tls or self.config.kafka_sasl:  # Docker: plain text only
             return "local"
         if self.kafka.running_pid() is not None or self.redis.running_pid() is not None:
             return "local"

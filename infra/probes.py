@@ -6,6 +6,7 @@ fields the platform reads cross this boundary, as plain typed values.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,14 +20,21 @@ class KafkaMetadata:
     broker_ids: tuple[int, ...]
 
 
-def kafka_metadata(bootstrap_servers: str, timeout_s: float) -> KafkaMetadata | None:
-    """Ask ``bootstrap_servers`` for cluster metadata; None if it does not answer within ``timeout_s``."""
+def kafka_metadata(
+    bootstrap_servers: str, timeout_s: float, security: Mapping[str, Any] | None = None
+) -> KafkaMetadata | None:
+    """Ask ``bootstrap_servers`` for cluster metadata; None if it does not answer within ``timeout_s``.
+
+    ``security``: librdkafka's security settings of the platform's own broker (``kafka_sasl.client_security``); the
+    platform only probes the brokers it runs, so this is the one client config not built by
+    ``schemas.transport.connection`` (``infra`` knows nothing of the other parts)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     client = AdminClient(
         {
             "bootstrap.servers": bootstrap_servers,
+            **(security or {}),
             # The probe reports failure itself; librdkafka's "connection refused" lines would only be noise.
             "log_level": 0,
             "socket.connection.setup.timeout.ms": max(1000, int(timeout_s * 1000)),

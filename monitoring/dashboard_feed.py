@@ -28,6 +28,7 @@ from slipstream.monitoring.exceptions import MonitoringError
 from slipstream.monitoring.monitor import TOPICS, TopicReader
 from slipstream.monitoring.performance import PerformanceBook
 from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.transport.connection import KafkaLike
 
 DASHBOARD_TOPICS: Final = (*TOPICS, "drift-windows", "drift", "model-events")
 
@@ -47,7 +48,7 @@ def _take(data: DashboardData, records: Iterable[Mapping[str, Any]], failures: I
 
 
 def read_dashboard(
-    bootstrap_servers: str,
+    bootstrap_servers: KafkaLike,
     contracts: Contracts,
     *,
     data: DashboardData | None = None,
@@ -76,7 +77,7 @@ class LivePage:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        bootstrap_servers: KafkaLike,
         contracts: Contracts,
         *,
         refresh_s: float = 10.0,

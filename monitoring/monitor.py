@@ -22,6 +22,7 @@ from slipstream.monitoring.exceptions import MonitoringError
 from slipstream.monitoring.performance import PerformanceBook
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.exceptions import DecodeError
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 
 TOPICS: Final = ("predictions", "shadow-comparisons", "shadow-rankings", "outcomes")
 
@@ -36,7 +37,7 @@ class TopicReader:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        bootstrap_servers: KafkaLike,
         contracts: Contracts,
         topics: Iterable[str] = TOPICS,
         *,
@@ -47,7 +48,7 @@ class TopicReader:
         self._bootstrap = bootstrap_servers
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap_servers,
+                **kafka_config(bootstrap_servers),
                 # required by the client; never joined; committed to only by commit_positions()
                 "group.id": progress_group or "slipstream-monitor-unmanaged",
                 "enable.auto.commit": False,
@@ -138,7 +139,7 @@ class TopicReader:
 
 
 def read_book(
-    bootstrap_servers: str,
+    bootstrap_servers: KafkaLike,
     contracts: Contracts,
     *,
     book: PerformanceBook | None = None,

@@ -33,6 +33,7 @@ from slipstream.monitoring.exceptions import MonitoringError
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.dead_letter import RawMessage, envelope
 from slipstream.schemas.exceptions import DecodeError
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 from slipstream.schemas.transport.consumer import ConsumedEvent, normalize_headers
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ class TransactionalProcessor:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        bootstrap_servers: KafkaLike,
         contracts: Contracts,
         *,
         group_id: str,
@@ -182,7 +183,7 @@ class TransactionalProcessor:
         self._next: dict[tuple[str, int], int] = {}  # (topic, partition) -> next offset to read
         self._next_tick = 0.0
         conf: dict[str, Any] = {
-            "bootstrap.servers": bootstrap_servers,
+            **kafka_config(bootstrap_servers),
             "group.id": group_id,
             # static membership: a restarted worker (same id) takes its partitions back at once, no rebalance
             "group.instance.id": transactional_id,
@@ -205,7 +206,7 @@ class TransactionalProcessor:
             self.n_partitions = _check_copartitioned(self._consumer, topics)
             self._producer = Producer(
                 {
-                    "bootstrap.servers": bootstrap_servers,
+                    **kafka_config(bootstrap_servers),
                     "transactional.id": transactional_id,
                     "enable.idempotence": True,
                     "acks": "all",
@@ -257,7 +258,7 @@ class TransactionalProcessor:
             return states
         reader = Consumer(
             {
-                "bootstrap.servers": self._bootstrap,
+                **kafka_config(self._bootstrap),
                 "group.id": f"slipstream-restore-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

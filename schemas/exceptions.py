@@ -20,6 +20,7 @@ draws that branch). The whole tree, one class a line with the module that define
     ├── DeadLetterError                (slipstream.schemas.exceptions)  a dead-letter filter, id or time is wrong
     ├── TopicError                     (slipstream.schemas.exceptions)  a topic declaration cannot be applied
     ├── ProduceError                   (slipstream.schemas.exceptions)  the broker refused or never acknowledged
+    ├── KafkaAccessError               (slipstream.schemas.exceptions)  Kafka refused the login or the TLS handshake
     ├── FeatureError                   (slipstream.features.exceptions)  features cannot be defined, stored or read
     │   ├── DefinitionError            (slipstream.features.exceptions)  a feature declaration is inconsistent
     │   ├── LayoutError                (slipstream.features.exceptions)  a value does not fit Feast's layout
@@ -154,6 +155,11 @@ class DeadLetterError(SlipstreamError):
 
 class TopicError(SlipstreamError):
     """A topic declaration cannot be applied to the broker."""
+
+
+class KafkaAccessError(SlipstreamError):
+    """Kafka refused the SASL login or the TLS handshake (a wrong password, an unknown CA): no retry cures it, so
+    the client stops at once. The message names Kafka and its bootstrap servers, never a secret."""
 
 
 class ProduceError(SlipstreamError):

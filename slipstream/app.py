@@ -9,12 +9,15 @@ from typing import TYPE_CHECKING, Any
 from slipstream.features.definitions import feature_sets
 from slipstream.features.feast_repo import FeastRepoConfig
 from slipstream.features.redis_client import with_tls_files
+from slipstream.infra import kafka_sasl
 from slipstream.infra.config import PlatformConfig
 from slipstream.infra.platform import Platform
 from slipstream.infra.redis_tls import local_tls_url
+from slipstream.kafka_settings import kafka_connection
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.topics import TopicCatalog
 from slipstream.schemas.transport import EventConsumer, EventProducer, TopicAdmin, TopicChange
+from slipstream.schemas.transport.connection import KafkaConnection
 from slipstream.settings import Settings
 from slipstream.streams.engine.runner import COLOCATED_NICE, EngineSettings
 from slipstream.streams.engine.topology import engine_topics
@@ -48,6 +51,7 @@ class Slipstream:
             redis_cluster=s.redis_cluster,
             redis_cluster_port=s.redis_cluster_port,
             redis_tls=s.redis_tls,
+            kafka_sasl=s.kafka_sasl,
             startup_timeout_s=s.startup_timeout_s,
         )
 
@@ -62,7 +66,45 @@ class Slipstream:
 
     @property
     def bootstrap_servers(self) -> str:
+        """For messages and the environment of child processes; clients take :attr:`kafka`."""
         return self.settings.kafka_bootstrap_servers or self.platform_config.bootstrap_servers
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        """The one connection every Kafka client gets (``kafka_config(app.kafka, ...)``): the bootstrap servers with
+        the ``SLIPSTREAM_KAFKA_*`` security settings, or the local platform's broker (with its SASL_SSL login under
+        ``kafka_sasl``). Its password is revealed here, never printed (``repr`` omits it)."""
+        if self.settings.kafka_bootstrap_servers is None and self.platform_config.kafka_sasl:
+            files = kafka_sasl.sasl_files(self.platform_config)
+            return KafkaConnection(
+                self.bootstrap_servers,
+                protocol="SASL_SSL",
+                mechanism=kafka_sasl.MECHANISM,
+                username=kafka_sasl.USER,
+                password=files.password(),
+                ca_file=str(files.ca_cert),
+            )
+        return kafka_connection(self.settings, self.bootstrap_servers)
+
+    def kafka_environment(self) -> dict[str, str]:
+        """The variables that give a child process this process's Kafka, security included (the password too: the
+        environment is how children get their settings, as ``REDIS_URL`` carries Redis's); the local platform's SASL
+        login is handed over as explicit settings, so the child never starts a platform."""
+        k = self.kafka
+        values = {
+            "SECURITY_PROTOCOL": k.protocol,
+            "SASL_MECHANISM": k.mechanism,
+            "SASL_USERNAME": k.username,
+            "SASL_PASSWORD": k.password,
+            "SASL_OAUTH_TOKEN_URL": k.oauth_token_url,
+            "SASL_OAUTH_SCOPE": k.oauth_scope,
+            "SSL_CA_FILE": k.ca_file,
+            "SSL_CERT_FILE": k.cert_file,
+            "SSL_KEY_FILE": k.key_file,
+            "SSL_KEY_PASSWORD": k.key_password,
+        }
+        env = {f"SLIPSTREAM_KAFKA_{name}": value for name, value in values.items() if value is not None}
+        return {"KAFKA_BOOTSTRAP_SERVERS": k.bootstrap, "SLIPSTREAM_KAFKA_SASL": "false", **env}
 
     # The settings' secrets are revealed here, the one place that hands them to the clients that use them; print
     # these only through slipstream.schemas.secrets.mask_url.
@@ -118,7 +160,7 @@ class Slipstream:
         unless ``engine_idle_class`` is off."""
         s = self.settings
         return EngineSettings(
-            self.bootstrap_servers,
+            self.kafka,
             self.redis_url,
             project=project or s.feast_project,
             lateness_s=s.lateness_s if lateness_s is None else lateness_s,
@@ -135,7 +177,7 @@ class Slipstream:
         self.apply_topics()
 
     def topic_admin(self) -> TopicAdmin:
-        return TopicAdmin(self.bootstrap_servers)
+        return TopicAdmin(self.kafka)
 
     def apply_topics(self, contracts: Contracts | None = None) -> list[TopicChange]:
         return self.topic_admin().apply((contracts or self.contracts).catalog)
@@ -150,7 +192,7 @@ class Slipstream:
     ) -> EventProducer:
         """An Avro producer; ``config`` holds extra librdkafka settings (dotted names: pass a dict with ``**``)."""
         return EventProducer(
-            self.bootstrap_servers,
+            self.kafka,
             contracts or self.contracts,
             linger_ms=self.settings.producer_linger_ms if linger_ms is None else linger_ms,
             client_id=client_id,
@@ -170,7 +212,7 @@ class Slipstream:
     ) -> EventConsumer:
         """A decoding consumer; ``config`` holds extra librdkafka settings (e.g. ``isolation.level``)."""
         return EventConsumer(
-            self.bootstrap_servers,
+            self.kafka,
             contracts or self.contracts,
             topics,
             group_id=group_id,

@@ -5,8 +5,9 @@ Every field reads ``SLIPSTREAM_<FIELD>`` from the environment (or a ``.env`` fil
 instead of starting its own.
 
 Credentials are :class:`~pydantic.SecretStr` (``redis_url``, ``schema_registry_url``, ``mlflow_tracking_uri``, the
-scorer's tokens): the settings' repr, ``model_dump`` and ``model_dump_json`` show ``**********``, an invalid value is
-quoted masked, and only the composition root reveals them, to the client that needs them (docs/security.md).
+scorer's tokens, Kafka's SASL and key passwords: ``slipstream/kafka_settings.py``): the settings' repr,
+``model_dump`` and ``model_dump_json`` show ``**********``, an invalid value is quoted masked, and only the
+composition root reveals them, to the client that needs them (docs/security.md).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from slipstream.exceptions import ConfigError
 from slipstream.infra.config import MAX_BROKERS
+from slipstream.kafka_settings import KAFKA_SECRETS, KafkaSecuritySettings
 from slipstream.schemas.secrets import MASK, mask_url
 
 _HEAP = re.compile(r"^\d+[kKmMgG]$")
@@ -28,10 +30,10 @@ _REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "redis
 _TOKEN = re.compile(r"^[A-Za-z0-9._~+/-]+=*$")  # RFC 6750's b64token: what a Bearer header can carry
 MIN_TOKEN_CHARS = 16
 URL_SECRETS = frozenset({"redis_url", "schema_registry_url", "mlflow_tracking_uri"})  # quoted masked
-SECRETS = URL_SECRETS | {"scorer_tokens"}  # never quoted
+SECRETS = URL_SECRETS | {"scorer_tokens"} | KAFKA_SECRETS  # never quoted
 
 
-class Settings(BaseSettings):
+class Settings(KafkaSecuritySettings):  # + the SLIPSTREAM_KAFKA_* security fields (slipstream/kafka_settings.py)
     model_config = SettingsConfigDict(
         env_prefix="SLIPSTREAM_",
         env_file=".env",
@@ -223,6 +225,16 @@ class Settings(BaseSettings):
         url = self.redis_url.get_secret_value() if self.redis_url is not None else None
         if any(f is not None for f in files) and (url is None or not url.startswith("rediss")):
             msg = "SLIPSTREAM_REDIS_TLS_*_FILE need a TLS Redis: SLIPSTREAM_REDIS_URL (or REDIS_URL) starting rediss://"
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_security_needs_kafka(self) -> Settings:
+        if self.kafka_security_protocol != "PLAINTEXT" and self.kafka_bootstrap_servers is None:
+            msg = (
+                f"SLIPSTREAM_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol!r} is for a Kafka of your own: set "
+                "SLIPSTREAM_KAFKA_BOOTSTRAP_SERVERS too (the local platform's broker takes SLIPSTREAM_KAFKA_SASL)"
+            )
             raise ValueError(msg)
         return self
 

@@ -35,6 +35,7 @@ from slipstream.features.feast_repo import FeastRepoConfig
 from slipstream.features.online_store import project_key_count
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.transport import EventConsumer, EventProducer, TopicAdmin
+from slipstream.schemas.transport.connection import kafka_config
 from slipstream.streams.engine.app import EngineJob, run_processes
 from slipstream.streams.publish import frame_records
 from slipstream.verify_compare import TOLERANCE, VectorTable, check_offline
@@ -114,7 +115,7 @@ class Throwaway:
 
     def describe(self, app: Slipstream) -> dict[str, Any]:
         """What exists of the namespace now, and the command that removes it."""
-        admin = TopicAdmin(app.bootstrap_servers)
+        admin = TopicAdmin(app.kafka)
         topics = admin.matching(self.prefix)
         return {
             "topic_prefix": self.prefix,
@@ -134,7 +135,7 @@ class Throwaway:
         Each part is tried even when an earlier one fails (Kafka down still lets the Redis keys go); the first
         failure is raised at the end."""
         shutil.rmtree(self.directory, ignore_errors=True)
-        admin = TopicAdmin(app.bootstrap_servers)
+        admin = TopicAdmin(app.kafka)
         # A stage that was a static member (SLIPSTREAM_WORKER_ID) stays in its group until its session times out.
         patience = app.engine_settings().session_timeout_ms / 1000 + 5
         steps: dict[str, Callable[[], Any]] = {
@@ -162,7 +163,7 @@ def _count(app: Slipstream, topic: str) -> int:
     """Records on ``topic`` (end offsets less start offsets, every partition)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": app.bootstrap_servers, "group.id": f"count-{uuid.uuid4().hex[:8]}"})
+    consumer = Consumer({**kafka_config(app.kafka), "group.id": f"count-{uuid.uuid4().hex[:8]}"})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         total = 0
@@ -176,7 +177,7 @@ def _count(app: Slipstream, topic: str) -> int:
 
 def _feature_log(app: Slipstream, contracts: Contracts, table: VectorTable) -> None:
     expected = len(table.index)
-    with EventConsumer(app.bootstrap_servers, contracts, ["feature-log"]) as consumer:
+    with EventConsumer(app.kafka, contracts, ["feature-log"]) as consumer:
         idle = 0
         while idle < 10 and table.received < expected or idle < 2:
             batch = consumer.poll_batch(max_records=20_000, timeout=0.5)
@@ -266,7 +267,7 @@ def _run(
     apply_repo(feast, [feature_set])
     say(f"publishing {len(tx):,} transactions and {len(labels):,} labels to {scratch.prefix}*…")
     started = time.perf_counter()
-    with EventProducer(app.bootstrap_servers, contracts, linger_ms=20) as producer:
+    with EventProducer(app.kafka, contracts, linger_ms=20) as producer:
         for topic, frame in (("transactions", tx), ("labels", labels)):
             for start in range(0, len(frame), PUBLISH_CHUNK):  # records for a chunk at a time: not 1 GB of dicts
                 for record in frame_records(frame.iloc[start : start + PUBLISH_CHUNK]):

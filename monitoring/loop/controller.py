@@ -34,6 +34,7 @@ from slipstream.monitoring.loop.policy import Policy
 from slipstream.monitoring.loop.state import LoopState
 from slipstream.monitoring.monitor import TopicReader
 from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.transport.connection import KafkaLike
 
 log = logging.getLogger(__name__)
 TOPICS = ("model-events", "drift", "outcomes", "shadow-comparisons")
@@ -69,7 +70,7 @@ class LoopController:
 
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: KafkaLike,
         contracts: Contracts,
         registry: Any,
         producer: Any,

@@ -31,6 +31,7 @@ from slipstream.monitoring.exceptions import MonitoringError
 from slipstream.monitoring.figures import micros
 from slipstream.monitoring.monitor import TopicReader
 from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.transport.connection import KafkaLike
 
 DAY_US = 86_400_000_000
 Say = Callable[[str], None]
@@ -84,7 +85,7 @@ def _iso(us: int) -> str:
 
 
 def _read_all(
-    bootstrap: str, contracts: Contracts, topic: str, keep: Callable[[dict[str, Any]], bool]
+    bootstrap: KafkaLike, contracts: Contracts, topic: str, keep: Callable[[dict[str, Any]], bool]
 ) -> list[dict[str, Any]]:
     """Every committed record of ``topic`` up to its end now that ``keep`` accepts."""
     out: list[dict[str, Any]] = []
@@ -130,7 +131,7 @@ def training_frame(
     return frame.sort_values(["event_us", "event_id"], kind="stable").reset_index(drop=True)
 
 
-def read_window(bootstrap: str, contracts: Contracts, plan: RetrainPlan) -> pd.DataFrame:
+def read_window(bootstrap: KafkaLike, contracts: Contracts, plan: RetrainPlan) -> pd.DataFrame:
     """The plan's window of the champion's logged inputs, joined to labels (reads ``predictions`` and ``labels``)."""
     lo, hi = plan.train_from_us, plan.valid_to_us
 
@@ -185,7 +186,7 @@ RETRAIN_TAG = "slipstream.retrain_id"
 
 
 def run_retrain(
-    bootstrap: str,
+    bootstrap: KafkaLike,
     contracts: Contracts,
     registry: Any,
     plan: RetrainPlan,

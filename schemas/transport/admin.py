@@ -19,6 +19,7 @@ from confluent_kafka.admin import (
 
 from slipstream.schemas.exceptions import TopicError
 from slipstream.schemas.topics import TopicCatalog, TopicSpec, validate_prefix
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config, list_topics
 
 Action = Literal["created", "updated", "unchanged"]
 
@@ -59,16 +60,18 @@ class TopicAdmin:
     """
 
     def __init__(
-        self, bootstrap_servers: str, *, replication_factor: int | None = None, timeout_s: float = 30.0
+        self, bootstrap_servers: KafkaLike, *, replication_factor: int | None = None, timeout_s: float = 30.0
     ) -> None:
         # log_level 4 (warning): librdkafka prints an info line ("Purging 1 unserved events") at every close.
-        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 4})
+        self._admin = AdminClient({**kafka_config(bootstrap_servers), "log_level": 4})
         self._rf = replication_factor
         self._timeout = timeout_s
 
     def _metadata(self) -> Any:
+        """The cluster's metadata, asked in slices of 0.5 s with the client's callbacks served between them: a
+        refused login or TLS handshake raises :class:`KafkaAccessError` within a second, not after the timeout."""
         try:
-            return self._admin.list_topics(timeout=self._timeout)
+            return list_topics(self._admin, self._timeout)
         except KafkaException as exc:
             msg = f"cannot list topics: {exc}"
             raise TopicError(msg) from exc

@@ -12,6 +12,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.dead_letter import RawMessage
 from slipstream.schemas.exceptions import DecodeError, TopicError
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config, list_topics
 from slipstream.schemas.transport.producer import EventProducer
 
 
@@ -63,7 +64,7 @@ class EventConsumer:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        bootstrap_servers: KafkaLike,
         contracts: Contracts,
         topics: Iterable[str],
         *,
@@ -78,7 +79,7 @@ class EventConsumer:
         self._dead_letters = dead_letters
         self._processor = processor
         conf: dict[str, Any] = {
-            "bootstrap.servers": bootstrap_servers,
+            **kafka_config(bootstrap_servers),
             "group.id": group_id or "slipstream-unmanaged",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest" if from_beginning else "latest",
@@ -110,7 +111,7 @@ class EventConsumer:
         self.assigned.set()
 
     def _assign_all(self, from_beginning: bool) -> None:
-        metadata = self._consumer.list_topics(timeout=10)
+        metadata = list_topics(self._consumer, 10.0)
         assignment: list[TopicPartition] = []
         for full in self._logical:
             topic_md = metadata.topics.get(full)

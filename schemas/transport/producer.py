@@ -12,6 +12,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.dead_letter import RawMessage, dead_letter_topic, envelope
 from slipstream.schemas.exceptions import ProduceError
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -25,7 +26,7 @@ class EventProducer:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        bootstrap_servers: KafkaLike,
         contracts: Contracts,
         *,
         linger_ms: float = 1.0,
@@ -34,7 +35,7 @@ class EventProducer:
     ) -> None:
         self.contracts = contracts
         conf: dict[str, Any] = {
-            "bootstrap.servers": bootstrap_servers,
+            **kafka_config(bootstrap_servers),
             "client.id": client_id,
             "enable.idempotence": True,
             "acks": "all",

@@ -35,6 +35,7 @@ from slipstream.schemas.dead_letter_filters import (
     redrive_id,
 )
 from slipstream.schemas.exceptions import DecodeError, ProduceError, TopicError
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 
 TXN_TIMEOUT_S = 30.0
 #: Re-sent records (and their log entries) per transaction.
@@ -44,10 +45,10 @@ _READER_GROUP = "slipstream-dead-letters"  # never joined, never committed: read
 _FENCED = {KafkaError._FENCED, KafkaError._FATAL, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 
 
-def _reader(bootstrap_servers: str) -> Consumer:
+def _reader(bootstrap_servers: KafkaLike) -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": bootstrap_servers,
+            **kafka_config(bootstrap_servers),
             "group.id": _READER_GROUP,
             "enable.auto.commit": False,
             "enable.partition.eof": True,
@@ -85,7 +86,7 @@ def _watermarks(reader: Consumer, topic: str, partition: int, patience_s: float 
             time.sleep(0.2)
 
 
-def read_to_end(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> Iterator[Message]:
+def read_to_end(bootstrap_servers: KafkaLike, topic: str, timeout_s: float = 30.0) -> Iterator[Message]:
     """Every committed record of ``topic`` (a full name), partition by partition as fetched, up to the end each
     partition had when the read reached it; :class:`TopicError` if the end is not reached within ``timeout_s``."""
     reader = _reader(bootstrap_servers)
@@ -134,7 +135,7 @@ class Listing:
 
 
 def list_dead_letters(
-    bootstrap_servers: str,
+    bootstrap_servers: KafkaLike,
     contracts: Contracts,
     where: LetterFilter | None = None,
     *,
@@ -156,7 +157,7 @@ def list_dead_letters(
 
 
 def find_dead_letter(
-    bootstrap_servers: str, contracts: Contracts, coordinate: Coordinate, *, quarantine: bool = False
+    bootstrap_servers: KafkaLike, contracts: Contracts, coordinate: Coordinate, *, quarantine: bool = False
 ) -> Letter | None:
     """The envelope at ``coordinate``, or ``None`` when there is none (an offset past the end, or compacted away)."""
     logical = QUARANTINE_TOPIC if quarantine else DEAD_LETTER_TOPIC
@@ -186,7 +187,9 @@ def find_dead_letter(
         reader.close()
 
 
-def read_redrive_log(bootstrap_servers: str, contracts: Contracts, timeout_s: float = 30.0) -> dict[str, RedriveEntry]:
+def read_redrive_log(
+    bootstrap_servers: KafkaLike, contracts: Contracts, timeout_s: float = 30.0
+) -> dict[str, RedriveEntry]:
     """Every committed re-drive, by the envelope's log key (a tombstone forgets one)."""
     done: dict[str, RedriveEntry] = {}
     for message in read_to_end(bootstrap_servers, contracts.topic(REDRIVE_LOG_TOPIC), timeout_s):
@@ -214,11 +217,11 @@ class RedriveReport:
         return len(self.plan.already)
 
 
-def _transactional_producer(bootstrap_servers: str, contracts: Contracts) -> Producer:
+def _transactional_producer(bootstrap_servers: KafkaLike, contracts: Contracts) -> Producer:
     """One transactional id per namespace: any two re-drives of it fence each other."""
     producer = Producer(
         {
-            "bootstrap.servers": bootstrap_servers,
+            **kafka_config(bootstrap_servers),
             "transactional.id": f"slipstream-redrive.{contracts.topic(REDRIVE_LOG_TOPIC)}",
             "enable.idempotence": True,
             "acks": "all",
@@ -257,7 +260,7 @@ def _send_chunk(
 
 
 def redrive(
-    bootstrap_servers: str,
+    bootstrap_servers: KafkaLike,
     contracts: Contracts,
     where: LetterFilter | None = None,
     *,

@@ -47,6 +47,7 @@ from slipstream.bench.stats import percentiles
 from slipstream.bench.world import Say
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.transport import EventConsumer, EventProducer, TopicAdmin
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)  # a UTC midnight: the first measured window starts here
 DAY_US = 86_400_000_000
@@ -139,9 +140,9 @@ def _window_end(t: datetime) -> int:
     return t_us - t_us % DAY_US + DAY_US
 
 
-def _behind(bootstrap: str, contracts: Contracts) -> int:
+def _behind(bootstrap: KafkaLike, contracts: Contracts) -> int:
     """Predictions the drift group has not committed yet (the producer is not transactional: no markers)."""
-    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": contracts.catalog.prefix + GROUP})
+    reader = Consumer({**kafka_config(bootstrap), "group.id": contracts.catalog.prefix + GROUP})
     try:
         topic = contracts.topic("predictions")
         partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
@@ -156,7 +157,7 @@ def _behind(bootstrap: str, contracts: Contracts) -> int:
 
 def _wait_consumed(run: Slipstream, child: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while _behind(run.bootstrap_servers, run.contracts) > 0:
+    while _behind(run.kafka, run.contracts) > 0:
         if child.poll() is not None:
             msg = f"slipstream drift exited with {child.returncode}; log: {log}"
             raise BenchRunError(msg)
@@ -166,7 +167,7 @@ def _wait_consumed(run: Slipstream, child: subprocess.Popen[bytes], log: Path, t
         time.sleep(0.3)
 
 
-def _windows(bootstrap: str, contracts: Contracts) -> list[tuple[int, int, int]]:
+def _windows(bootstrap: KafkaLike, contracts: Contracts) -> list[tuple[int, int, int]]:
     """(window_end µs, n, broker ms) of every committed drift window."""
     got = []
     config = {"isolation.level": "read_committed"}
@@ -196,7 +197,7 @@ def run_drift_bench(app: Slipstream, config: DriftBenchConfig, say: Say) -> dict
                 }
             )
         )
-        admin = TopicAdmin(run.bootstrap_servers)
+        admin = TopicAdmin(run.kafka)
         run.apply_topics()
         try:
             return _run(run, config, Path(tmp), say)
@@ -218,7 +219,7 @@ def _run(run: Slipstream, config: DriftBenchConfig, tmp: Path, say: Say) -> dict
         "SLIPSTREAM_TOPIC_PREFIX": run.settings.topic_prefix,
         "SLIPSTREAM_FRAUD_MODEL": name,
         "SLIPSTREAM_STATE_DIR": str(tmp),
-        "KAFKA_BOOTSTRAP_SERVERS": run.bootstrap_servers,
+        **run.kafka_environment(),
         "REDIS_URL": run.redis_url,
     }
     log_path = tmp / "drift.log"
@@ -228,7 +229,7 @@ def _run(run: Slipstream, config: DriftBenchConfig, tmp: Path, say: Say) -> dict
         cmd = [sys.executable, "-m", "slipstream", "drift"]
         child = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)  # noqa: S603 - our own interpreter and command
         try:
-            with EventProducer(run.bootstrap_servers, run.contracts, linger_ms=5) as producer:
+            with EventProducer(run.kafka, run.contracts, linger_ms=5) as producer:
                 # warm-up: the day before T0 (its window closes with the first measured predictions)
                 for i in range(n, n + WARMUP):
                     t = T0 - timedelta(days=1) + (i - n) * step
@@ -266,8 +267,8 @@ def _run(run: Slipstream, config: DriftBenchConfig, tmp: Path, say: Say) -> dict
     if consumed is None:
         msg = f"slipstream drift did not print its counts; log: {log_path}"
         raise BenchRunError(msg)
-    behind = _behind(run.bootstrap_servers, run.contracts)
-    windows = _windows(run.bootstrap_servers, run.contracts)
+    behind = _behind(run.kafka, run.contracts)
+    windows = _windows(run.kafka, run.contracts)
     counts = {"consumed": int(consumed.group(1)), "behind": behind}
     return _summary(run, config, n, rows, scores, cpu, counts, windows, (published, crossed))
 

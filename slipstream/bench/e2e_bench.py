@@ -41,6 +41,7 @@ from slipstream.bench.stats import percentiles
 from slipstream.bench.world import World, open_world, stop_child
 from slipstream.features.windows import to_micros
 from slipstream.schemas.transport.admin import TopicAdmin, members_holding_partitions
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 from slipstream.streams.publish import frame_records
 
 Say = Callable[[str], None]
@@ -121,12 +122,12 @@ def interleave(tx_times: Sequence[int], label_times: Sequence[int]) -> list[list
 Poll = tuple[float, int, list[tuple[bytes, int]]]  # a poll's monotonic and wall (µs) times; (value, broker ms) each
 
 
-def _reader(bootstrap: str, topic: str, ready: Any, stop: Any, pipe: Any) -> None:
+def _reader(bootstrap: KafkaLike, topic: str, ready: Any, stop: Any, pipe: Any) -> None:
     """Follow ``topic`` from its end; stamp each poll with the monotonic and wall clocks and keep each record's
     timestamp (the broker's append time: :func:`check_append_time`); decode after ``stop``."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka_config(bootstrap),
             "group.id": "bench-e2e-reader",
             "enable.auto.commit": False,
             "fetch.wait.max.ms": 5,
@@ -157,7 +158,7 @@ def _reader(bootstrap: str, topic: str, ready: Any, stop: Any, pipe: Any) -> Non
 class PredictionReader:
     """A process reading ``predictions`` (its own process: decoding must not steal the producer's GIL)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: KafkaLike, topic: str) -> None:
         ctx = mp.get_context("spawn")
         self._ready, self._stop = ctx.Event(), ctx.Event()
         self._pipe, child = ctx.Pipe(duplex=False)
@@ -193,9 +194,7 @@ def _skip_loaded(world: World) -> None:
     """Commit score-stream's group at the end of the loaded transactions: it scores only what the benchmark sends."""
     app = world.app
     topic = app.contracts.topic("transactions")
-    consumer = Consumer(
-        {"bootstrap.servers": app.bootstrap_servers, "group.id": f"{app.settings.topic_prefix}slipstream-scorer-fraud"}
-    )
+    consumer = Consumer({**kafka_config(app.kafka), "group.id": f"{app.settings.topic_prefix}slipstream-scorer-fraud"})
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends = [
@@ -217,7 +216,7 @@ class ScoreStream:
             msg = f"--scorers must be within 1..{partitions} (the partitions of {topic!r}), got {workers}"
             raise BenchConfigError(msg)
         self.group = f"{world.app.settings.topic_prefix}slipstream-scorer-fraud"
-        self.bootstrap = world.app.bootstrap_servers
+        self.bootstrap = world.app.kafka
         self.workers = workers
         base = world.feast.repo_dir.parent.with_name(f"{world.tag}.score-stream")
         self.log_paths = [base.with_name(f"{base.name}-{i}.log") for i in range(workers)]
@@ -252,7 +251,7 @@ class ScoreStream:
 
     def wait_members(self, timeout_s: float = 120.0) -> None:
         """Until every worker holds partitions of the group (a rebalance must not fall in the measured part)."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 3})
+        admin = AdminClient({**kafka_config(self.bootstrap), "log_level": 3})
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.check()
@@ -446,7 +445,7 @@ def run_e2e_bench(app: Any, config: E2EBenchConfig, say: Say) -> dict[str, Any]:
         _skip_loaded(world)
         say("encoding the held-out events…")
         pipeline = Pipeline(world, config)
-        reader = PredictionReader(world.app.bootstrap_servers, world.contracts.topic("predictions"))
+        reader = PredictionReader(world.app.kafka, world.contracts.topic("predictions"))
         stream = ScoreStream(world, say, config.scorers)
         stream.wait_members()
         _wait_ready(world, pipeline, stream, say)

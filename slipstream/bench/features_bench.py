@@ -44,6 +44,7 @@ from slipstream.features.feast_repo import FeastRepoConfig, apply_repo, push_sou
 from slipstream.features.redis_client import redis_client
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.transport import EventProducer, TopicAdmin
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 from slipstream.streams.engine.app import EngineJob, run_processes
 from slipstream.streams.engine.runner import StageStats
 from slipstream.streams.publish import frame_records
@@ -69,8 +70,8 @@ def _scoped(app: Slipstream, tag: str) -> Contracts:
     return contracts
 
 
-def _log_count(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-probe"})
+def _log_count(bootstrap: KafkaLike, topic: str) -> int:
+    consumer = Consumer({**kafka_config(bootstrap), "group.id": "bench-probe"})
     try:
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts)
@@ -97,7 +98,7 @@ def online_throughput(
     apply_repo(app.feast_config(project), [FRAUD])
     settings = replace(app.engine_settings(project=project), runtime=runtime)
     job = EngineJob(settings, contracts.catalog.prefix, "fraud", workers=workers)
-    probe = StageProbe(app.bootstrap_servers, contracts, job)
+    probe = StageProbe(app.kafka, contracts, job)
     stop = threading.Event()
     progress: dict[str, tuple[int, float]] = {}  # stage -> (records consumed, when reported)
 
@@ -120,7 +121,7 @@ def online_throughput(
             time.sleep(0.1)
         joined = time.perf_counter() - started
         say(f"publishing {len(tx):,} transactions and {len(labels):,} labels ({config.days:g} days)…")
-        with EventProducer(app.bootstrap_servers, contracts, linger_ms=20) as producer:
+        with EventProducer(app.kafka, contracts, linger_ms=20) as producer:
             for record in frame_records(tx):
                 producer.send("transactions", record)
             for record in frame_records(labels):
@@ -135,17 +136,17 @@ def online_throughput(
         log_topic = contracts.topic("feature-log")
         deadline = time.monotonic() + 1800
         while runner.is_alive() and time.monotonic() < deadline:
-            if _log_count(app.bootstrap_servers, log_topic) >= len(tx) and not any(probe.lag().values()):
+            if _log_count(app.kafka, log_topic) >= len(tx) and not any(probe.lag().values()):
                 break
             time.sleep(0.1)
         done = time.perf_counter()
         cpu_end, membership = probe.cpu(), probe.membership()
-        log_records = _log_count(app.bootstrap_servers, log_topic)
+        log_records = _log_count(app.kafka, log_topic)
     finally:
         stop.set()
         runner.join()
         probe.close()
-        TopicAdmin(app.bootstrap_servers).delete(contracts.catalog.full_names())
+        TopicAdmin(app.kafka).delete(contracts.catalog.full_names())
     if not final:  # run_processes raised (a worker died): its error and the workers' output are above
         msg = f"the engine ({workers} worker(s) per stage) stopped before the run was done; see its output above"
         raise BenchRunError(msg)
@@ -234,7 +235,7 @@ def freshness(app: Slipstream, config: FeatureBenchConfig, say: Say, runtime: st
     layout = view_layouts([FRAUD], project)[CUSTOMER_VIEW.name]
     ts_field = timestamp_field(CUSTOMER_VIEW.name)
     rng = np.random.default_rng(3)
-    producer = EventProducer(app.bootstrap_servers, contracts, linger_ms=0.5)
+    producer = EventProducer(app.kafka, contracts, linger_ms=0.5)
     ready.wait(60)
     time.sleep(1.0)
     samples: list[float] = []
@@ -290,7 +291,7 @@ def freshness(app: Slipstream, config: FeatureBenchConfig, say: Say, runtime: st
     stop.set()
     prober.join()
     worker.join()
-    TopicAdmin(app.bootstrap_servers).delete(contracts.catalog.full_names())
+    TopicAdmin(app.kafka).delete(contracts.catalog.full_names())
     stats = percentiles(samples)
     return {
         "rate": config.rate,

@@ -154,7 +154,7 @@ def _produce(world: World, n: int, say: Say) -> dict[str, Any]:
     began = time.perf_counter()
     sent = gates = 0
     try:
-        with EventProducer(app.bootstrap_servers, contracts, linger_ms=1) as out:
+        with EventProducer(app.kafka, contracts, linger_ms=1) as out:
             lo: int | None = None
             in_chunk = 0
             for topic, record in records:
@@ -203,7 +203,7 @@ def _wait_scored(world: World, stream: ScoreStream, sent: int, timeout_s: float 
 def _record(world: World, production: dict[str, Any], path: Path, progress: Progress) -> dict[str, Any]:
     recorder = Recorder(
         world.contracts,
-        world.app.bootstrap_servers,
+        world.app.kafka,
         feature_sets(),
         lateness_s=world.app.settings.lateness_s,
         registry=world.app.model_registry,

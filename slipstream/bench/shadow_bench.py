@@ -43,6 +43,7 @@ from slipstream.bench.stats import percentiles
 from slipstream.bench.world import Say
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.transport import EventConsumer, EventProducer, TopicAdmin
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 
 CHALLENGERS = ("challenger", "challenger-b")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -123,7 +124,7 @@ class _Reader:
         self.comparisons: list[tuple[str, str, int]] = []
         self.outcomes: list[str] = []
 
-    def read(self, bootstrap: str, contracts: Contracts) -> None:
+    def read(self, bootstrap: KafkaLike, contracts: Contracts) -> None:
         self.predictions, self.comparisons, self.outcomes = {}, [], []  # a re-read starts over
         names = {contracts.topic(t): t for t in ("predictions", "shadow-comparisons", "outcomes")}
         config = {"isolation.level": "read_committed"}
@@ -142,10 +143,10 @@ class _Reader:
                         self.outcomes.append(e.value["outcome_id"])
 
 
-def _behind(bootstrap: str, contracts: Contracts, group: str, topics: tuple[str, ...]) -> int:
+def _behind(bootstrap: KafkaLike, contracts: Contracts, group: str, topics: tuple[str, ...]) -> int:
     """Records of ``topics`` that ``group`` has not committed yet (a transaction marker at a topic's end counts
     one; the callers produce their inputs without transactions, so only ``shadow-comparisons`` has markers)."""
-    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": contracts.catalog.prefix + group})
+    reader = Consumer({**kafka_config(bootstrap), "group.id": contracts.catalog.prefix + group})
     try:
         metadata = reader.list_topics(timeout=10)
         tps = [
@@ -203,7 +204,7 @@ def _wait(
     """Until both groups have committed every input and every comparison and outcome of ``n`` predictions is
     readable; a child that exits ends the wait with its log's path."""
     deadline = time.monotonic() + timeout_s
-    bootstrap, contracts = run.bootstrap_servers, run.contracts
+    bootstrap, contracts = run.kafka, run.contracts
     while time.monotonic() < deadline:
         for proc, log_path in procs:
             if proc.poll() is not None:
@@ -237,7 +238,7 @@ def run_shadow_bench(app: Slipstream, config: ShadowBenchConfig, say: Say) -> di
                 }
             )
         )
-        admin = TopicAdmin(run.bootstrap_servers)
+        admin = TopicAdmin(run.kafka)
         run.apply_topics()
         try:
             return _run(run, config, Path(tmp), say)
@@ -258,7 +259,7 @@ def _run(run: Slipstream, config: ShadowBenchConfig, tmp: Path, say: Say) -> dic
         "SLIPSTREAM_TOPIC_PREFIX": run.settings.topic_prefix,
         "SLIPSTREAM_FRAUD_MODEL": name,
         "SLIPSTREAM_STATE_DIR": str(tmp),
-        "KAFKA_BOOTSTRAP_SERVERS": run.bootstrap_servers,
+        **run.kafka_environment(),
         "REDIS_URL": run.redis_url,
     }
     logs = {cmd: open(tmp / f"{cmd}.log", "ab") for cmd in ("shadow", "outcomes")}  # closed in finally
@@ -267,7 +268,7 @@ def _run(run: Slipstream, config: ShadowBenchConfig, tmp: Path, say: Say) -> dic
     try:
         procs = {cmd: _spawn(env, cmd, log) for cmd, log in logs.items()}
         watched = [(procs[c], tmp / f"{c}.log") for c in procs]
-        with EventProducer(run.bootstrap_servers, run.contracts, linger_ms=5) as producer:
+        with EventProducer(run.kafka, run.contracts, linger_ms=5) as producer:
             # warm-up: 200 predictions (ids n..n+199) with their labels, until both processes have answered them
             for i in range(n, n + 200):
                 prediction, label = _records(i, names, rows[i], float(scores[i]), name)

@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient
 
 from slipstream.bench.exceptions import BenchConfigError
 from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 from slipstream.streams.engine.app import EngineJob
 from slipstream.streams.engine.runner import engine_group
 from slipstream.streams.engine.topology import topology_for
@@ -52,13 +53,13 @@ class Membership:
 class StageProbe:
     """The stages of one ``EngineJob`` run by ``run_processes`` in this process."""
 
-    def __init__(self, bootstrap_servers: str, contracts: Contracts, job: EngineJob) -> None:
+    def __init__(self, bootstrap_servers: KafkaLike, contracts: Contracts, job: EngineJob) -> None:
         topology = topology_for(job.feature_set)
         self.stages = job.stage_names()
         self._groups = {s: engine_group(job.prefix, topology.feature_set.name, s) for s in self.stages}
         self._inputs = {s: [contracts.topic(t) for t in topology.stage(s).inputs] for s in self.stages}
-        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-        self._reader = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "bench-stage-probe"})
+        self._admin = AdminClient(kafka_config(bootstrap_servers))
+        self._reader = Consumer({**kafka_config(bootstrap_servers), "group.id": "bench-stage-probe"})
         self._seen: dict[int, tuple[str, float]] = {}  # pid -> (stage, CPU seconds when last read)
 
     def close(self) -> None:

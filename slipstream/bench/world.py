@@ -89,7 +89,7 @@ class World:
             "SLIPSTREAM_FRAUD_MODEL": s.fraud_model,
             "SLIPSTREAM_RECO_MODEL": s.reco_model,
             "SLIPSTREAM_STATE_DIR": str(s.state_dir.absolute()),
-            "KAFKA_BOOTSTRAP_SERVERS": self.app.bootstrap_servers,  # given: the child never starts a platform
+            **self.app.kafka_environment(),  # given: the child never starts a platform
             "REDIS_URL": self.app.redis_url,
         }
 
@@ -138,7 +138,7 @@ def remove_run(run: Slipstream, tag: str, say: Say) -> None:
     from slipstream.streams.simulate.fraud import FraudSimConfig
 
     say(f"cleaning up {tag}…")
-    TopicAdmin(run.bootstrap_servers).delete(run.contracts.catalog.full_names())
+    TopicAdmin(run.kafka).delete(run.contracts.catalog.full_names())
     client = redis_client(run.redis_url)  # one Redis or a Redis Cluster: DEL is split by slot
     layouts = view_layouts([FRAUD], run.settings.feast_project)
     sim = FraudSimConfig()
@@ -290,7 +290,7 @@ def _load(world: World, load_tx: pd.DataFrame, load_labels: pd.DataFrame, keep_e
     run, load_days = world.app, world.setup["load_days"]
     say(f"publishing {len(load_tx):,} transactions and {len(load_labels):,} labels ({load_days} days) to the engine…")
     started = time.perf_counter()
-    with EventProducer(run.bootstrap_servers, run.contracts, linger_ms=20) as producer:
+    with EventProducer(run.kafka, run.contracts, linger_ms=20) as producer:
         for record in frame_records(load_tx[TX_COLUMNS]):
             producer.send("transactions", record)
         for record in frame_records(load_labels):

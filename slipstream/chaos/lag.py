@@ -9,19 +9,20 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaExcepti
 from confluent_kafka.admin import AdminClient
 
 from slipstream.chaos.exceptions import ChaosError
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 
 
 class GroupLag:
     """Reads one group's lag over ``topics`` (every partition): end offset minus committed offset, summed; a
     partition with nothing committed counts whole."""
 
-    def __init__(self, bootstrap_servers: str, group: str, topics: Sequence[str], *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, bootstrap_servers: KafkaLike, group: str, topics: Sequence[str], *, timeout_s: float = 10.0
+    ) -> None:
         self.group = group
         self._timeout = timeout_s
-        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-        self._ends = Consumer(
-            {"bootstrap.servers": bootstrap_servers, "group.id": f"slipstream-lag-{uuid.uuid4().hex[:8]}"}
-        )
+        self._admin = AdminClient(kafka_config(bootstrap_servers))
+        self._ends = Consumer({**kafka_config(bootstrap_servers), "group.id": f"slipstream-lag-{uuid.uuid4().hex[:8]}"})
         try:
             metadata = self._ends.list_topics(timeout=timeout_s)
         except KafkaException as exc:

@@ -22,6 +22,7 @@ from slipstream.chaos.exceptions import ChaosError
 from slipstream.chaos.lag import GroupLag
 from slipstream.chaos.plan import ChaosPlan, ChaosStep, due
 from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.transport.connection import kafka_config
 from slipstream.streams.engine.app import EngineJob, stage_process
 from slipstream.streams.engine.runner import StageStats, engine_group
 from slipstream.streams.engine.topology import topology_for
@@ -239,7 +240,7 @@ class ChaosRun:
         ids = self._broker_ids
         from confluent_kafka.admin import AdminClient
 
-        metadata = AdminClient({"bootstrap.servers": self.job.settings.bootstrap_servers}).list_topics(timeout=10)
+        metadata = AdminClient(kafka_config(self.job.settings.bootstrap_servers)).list_topics(timeout=10)
         counts = dict.fromkeys(ids, 0)
         for topic in self._inputs[self._stages[0]]:
             for partition in metadata.topics[topic].partitions.values():

@@ -182,7 +182,7 @@ def list_command(
             since=since,
             until=until,
         )
-        listing = list_dead_letters(app.bootstrap_servers, app.contracts, where, quarantine=quarantine)
+        listing = list_dead_letters(app.kafka, app.contracts, where, quarantine=quarantine)
         counts = count(listing.letters)
         shown = listing.letters if limit is None else listing.letters[:limit]
         full = app.contracts.topic(listing.topic)
@@ -231,7 +231,7 @@ def show(
         except DeadLetterError as exc:
             raise InputError(str(exc)) from exc
         app = build(topic_prefix=prefix)
-        letter = find_dead_letter(app.bootstrap_servers, app.contracts, coordinate, quarantine=quarantine)
+        letter = find_dead_letter(app.kafka, app.contracts, coordinate, quarantine=quarantine)
         topic = app.contracts.topic(QUARANTINE_TOPIC if quarantine else DEAD_LETTER_TOPIC)
         if letter is None:
             msg = f"no envelope at {envelope_id!r} in {topic!r}"
@@ -322,7 +322,7 @@ def redrive_command(
             msg = "redrive: nothing chosen; give IDs, a filter (--error-type, --reason, --since, ...) or --all"
             raise InputError(msg)
         report = redrive(
-            app.bootstrap_servers,
+            app.kafka,
             app.contracts,
             where,
             from_quarantine=from_quarantine,

@@ -83,7 +83,7 @@ def loop(
             )
 
         controller = LoopController(
-            app.bootstrap_servers,
+            app.kafka,
             app.contracts,
             app.model_registry,
             producer,
@@ -149,7 +149,7 @@ def retrain(
             producer = app.producer(log_level=3)
             app.model_registry.actor = "slipstream loop"
             result = run_retrain(
-                app.bootstrap_servers, app.contracts, app.model_registry, job, producer=producer, params=params, say=say
+                app.kafka, app.contracts, app.model_registry, job, producer=producer, params=params, say=say
             )
             producer.flush(10)
         out_file.write_text(json.dumps(result, default=str))

@@ -126,7 +126,7 @@ def monitor(
         periods = (by,) if by == "all" else (by, "all")
         metrics = MonitorMetrics()
         if not follow:
-            summary = read_book(app.bootstrap_servers, app.contracts, book=book).summary((by,))
+            summary = read_book(app.kafka, app.contracts, book=book).summary((by,))
             if json_out:
                 _json(summary)
             else:
@@ -147,9 +147,7 @@ def monitor(
                 else:
                     live_view.update(summary_table(shown), refresh=True)
 
-            read_book(
-                app.bootstrap_servers, app.contracts, book=book, follow=True, refresh_s=refresh, on_refresh=refreshed
-            )
+            read_book(app.kafka, app.contracts, book=book, follow=True, refresh_s=refresh, on_refresh=refreshed)
 
 
 def report(
@@ -178,9 +176,7 @@ def report(
         from slipstream.monitoring.report import write_report
 
         app = build(topic_prefix=prefix)
-        data = read_dashboard(
-            app.bootstrap_servers, app.contracts, data=DashboardData(PerformanceBook(retain_days=retain_days))
-        )
+        data = read_dashboard(app.kafka, app.contracts, data=DashboardData(PerformanceBook(retain_days=retain_days)))
         written = write_report(data.book.summary(), out_path, data=data)
         console.print(f"[green]✓[/green] report written to {written} ({written.stat().st_size:,} bytes)")
 

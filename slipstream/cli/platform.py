@@ -60,6 +60,16 @@ RedisTLS = Annotated[
         envvar="SLIPSTREAM_REDIS_TLS",
     ),
 ]
+KafkaSASL = Annotated[
+    bool | None,
+    typer.Option(
+        "--kafka-sasl/--no-kafka-sasl",
+        help="Kafka with a SASL_SSL listener only (on kafka_port; SCRAM-SHA-512 user slipstream): CA, certificate and "
+        "password made once in <state_dir>/kafka/sasl; every slipstream command then logs in with them. Local "
+        "backend, one broker; switching needs `infra down --wipe`.",
+        envvar="SLIPSTREAM_KAFKA_SASL",
+    ),
+]
 Prefix = Annotated[
     str | None, typer.Option(help="Namespace prepended to every topic name.", envvar="SLIPSTREAM_TOPIC_PREFIX")
 ]
@@ -72,6 +82,7 @@ def up(
     brokers: Brokers = None,
     redis_cluster: RedisCluster = None,
     redis_tls: RedisTLS = None,
+    kafka_sasl: KafkaSASL = None,
 ) -> None:
     """Start Kafka 4 (KRaft) and Redis if they are not running, wait until they answer, apply the topics.
 
@@ -79,10 +90,18 @@ def up(
     With --brokers 3: three Kafka nodes on 127.0.0.1, node n on kafka_port+2*(n-1) (9092, 9094, 9096).
     """
     with friendly_errors():
-        app = build(backend=backend, kafka_brokers=brokers, redis_cluster=redis_cluster, redis_tls=redis_tls)
+        app = build(
+            backend=backend,
+            kafka_brokers=brokers,
+            redis_cluster=redis_cluster,
+            redis_tls=redis_tls,
+            kafka_sasl=kafka_sasl,
+        )
         statuses = app.platform.up()
         for status in statuses.values():
             address = mask_url(status.address)
+            if status.name == "kafka":
+                address = app.kafka.describe()  # e.g. 127.0.0.1:9092 (SASL_SSL, SCRAM-SHA-512 as slipstream)
             console.print(f"[green]✓[/green] {status.name} {status.version or ''} at {address} ({status.backend})")
         if topics:
             _print_changes(app.apply_topics())
@@ -94,10 +113,12 @@ def down(
     brokers: Brokers = None,
     redis_cluster: RedisCluster = None,
     redis_tls: RedisTLS = None,
+    kafka_sasl: KafkaSASL = None,
 ) -> None:
     """Stop the services that `slipstream infra up` started (and nothing else); every Kafka node of a cluster."""
     with friendly_errors():
-        build(kafka_brokers=brokers, redis_cluster=redis_cluster, redis_tls=redis_tls).platform.down(wipe=wipe)
+        app = build(kafka_brokers=brokers, redis_cluster=redis_cluster, redis_tls=redis_tls, kafka_sasl=kafka_sasl)
+        app.platform.down(wipe=wipe)
         console.print("[green]✓[/green] stopped")
 
 
@@ -107,10 +128,11 @@ def status(
     brokers: Brokers = None,
     redis_cluster: RedisCluster = None,
     redis_tls: RedisTLS = None,
+    kafka_sasl: KafkaSASL = None,
 ) -> None:
     """Show whether Kafka and Redis are up, where, and which versions; with --brokers 3, each Kafka node too."""
     with friendly_errors():
-        app = build(kafka_brokers=brokers, redis_cluster=redis_cluster, redis_tls=redis_tls)
+        app = build(kafka_brokers=brokers, redis_cluster=redis_cluster, redis_tls=redis_tls, kafka_sasl=kafka_sasl)
         report = {  # addresses and details may quote a URL: never its credentials
             name: {key: mask_urls(value) if isinstance(value, str) else value for key, value in info.items()}
             for name, info in app.platform.status_json().items()

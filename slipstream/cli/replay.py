@@ -121,7 +121,7 @@ def record(
         with _progress() as report:
             recorder = Recorder(
                 app.contracts,
-                app.bootstrap_servers,
+                app.kafka,
                 feature_sets(),
                 lateness_s=s.lateness_s,
                 registry=app.model_registry,

@@ -78,7 +78,7 @@ def ui(
         from slipstream.monitoring.dashboard_feed import LivePage
 
         app = build(topic_prefix=prefix)
-        live = LivePage(app.bootstrap_servers, app.contracts, refresh_s=refresh_s, retain_days=retain_days)
+        live = LivePage(app.kafka, app.contracts, refresh_s=refresh_s, retain_days=retain_days)
         live.start()
         console.print(f"[green]dashboard[/green] on http://{host}:{port}/ (reading Kafka at {app.bootstrap_servers})")
         try:

@@ -16,13 +16,12 @@ from slipstream.demo.timeline import Namespace
 from slipstream.features.online_store import project_key_count
 from slipstream.schemas.exceptions import SlipstreamError
 from slipstream.schemas.transport.admin import members_holding_partitions
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 
 
-def start_group_at_end(bootstrap: str, group: str, topic: str) -> int:
+def start_group_at_end(bootstrap: KafkaLike, group: str, topic: str) -> int:
     """Commit ``group``'s offsets at the end of ``topic``: a consumer of the group starts with what comes next."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, "log_level": 3}
-    )
+    consumer = Consumer({**kafka_config(bootstrap), "group.id": group, "enable.auto.commit": False, "log_level": 3})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends = [
@@ -35,8 +34,8 @@ def start_group_at_end(bootstrap: str, group: str, topic: str) -> int:
         consumer.close()
 
 
-def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})  # errors only: info lines break the view
+def admin_client(bootstrap: KafkaLike) -> AdminClient:
+    return AdminClient({**kafka_config(bootstrap), "log_level": 3})  # errors only: info lines break the view
 
 
 def group_assigned(admin: AdminClient, group: str) -> bool:

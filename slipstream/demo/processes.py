@@ -154,7 +154,7 @@ def child_env(app: Slipstream, ns: Namespace) -> dict[str, str]:
             "SLIPSTREAM_TOPIC_PREFIX": ns.prefix,
             "SLIPSTREAM_FEAST_PROJECT": ns.project,
             "SLIPSTREAM_STATE_DIR": str(app.settings.state_dir.resolve()),
-            "KAFKA_BOOTSTRAP_SERVERS": app.bootstrap_servers,
+            **app.kafka_environment(),
             "REDIS_URL": app.redis_url,
         }
     )

@@ -238,8 +238,8 @@ class DemoRun:
             self.ui.done(reco.challenger.story(self.app.settings.reco_model))
         warming.join()
         producer.flush(120)
-        start_group_at_end(self.app.bootstrap_servers, self._scorer_group, self.contracts.topic("transactions"))
-        start_group_at_end(self.app.bootstrap_servers, self._reco_group, self.contracts.topic(REQUESTS))
+        start_group_at_end(self.app.kafka, self._scorer_group, self.contracts.topic("transactions"))
+        start_group_at_end(self.app.kafka, self._reco_group, self.contracts.topic(REQUESTS))
         self._start_scorers()
 
     def _wait_warm(self, warm: tuple[Events, Events]) -> None:
@@ -271,7 +271,7 @@ class DemoRun:
     def _wait_scorers(self, timeout_s: float = 180.0) -> None:
         port = self.report.http_port
         self.ui.step(f"waiting for the scorers: score-stream (Kafka) and serve (HTTP, port {port})")
-        http, admin = RecoClient(port, token=self._token), admin_client(self.app.bootstrap_servers)
+        http, admin = RecoClient(port, token=self._token), admin_client(self.app.kafka)
         deadline = time.monotonic() + timeout_s
         reco = self.stats.reco
         try:

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from slipstream.monitoring.monitor import TopicReader
 from slipstream.schemas.contracts import Contracts
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 
 FINISHED = frozenset({"RETRAINED", "RETRAIN_FAILED", "CHALLENGER_REJECTED"})
 
@@ -19,7 +20,7 @@ FINISHED = frozenset({"RETRAINED", "RETRAIN_FAILED", "CHALLENGER_REJECTED"})
 class GroupOffsets:
     """The committed offsets of consumer groups (a consumer that never joins: it only asks)."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: KafkaLike) -> None:
         self._bootstrap = bootstrap
         self._consumers: dict[str, Consumer] = {}
         self._parts: dict[str, list[TopicPartition]] = {}
@@ -28,7 +29,7 @@ class GroupOffsets:
         found = self._consumers.get(group)
         if found is None:
             found = Consumer(
-                {"bootstrap.servers": self._bootstrap, "group.id": group, "enable.auto.commit": False, "log_level": 3}
+                {**kafka_config(self._bootstrap), "group.id": group, "enable.auto.commit": False, "log_level": 3}
             )
             self._consumers[group] = found
         return found
@@ -65,7 +66,7 @@ class GroupOffsets:
 class RetrainWatch:
     """Follows ``model-events``: which retrains are in flight (RETRAIN_STARTED without its end), and every event."""
 
-    def __init__(self, bootstrap: str, contracts: Contracts, stop: threading.Event) -> None:
+    def __init__(self, bootstrap: KafkaLike, contracts: Contracts, stop: threading.Event) -> None:
         self.in_flight: set[str] = set()
         self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()

@@ -233,7 +233,7 @@ class DrillRun:
     def _start_children(self) -> None:
         began = time.perf_counter()
         prefix = self.ns.prefix
-        start_group_at_end(self.app.bootstrap_servers, prefix + SCORER_GROUP, self.app.contracts.topic("transactions"))
+        start_group_at_end(self.app.kafka, prefix + SCORER_GROUP, self.app.contracts.topic("transactions"))
         env = child_env(self.app, self.ns)
         env["SLIPSTREAM_MLFLOW_TRACKING_URI"] = self.app.mlflow_tracking_uri
         env["SLIPSTREAM_OFFLINE_DIR"] = str(self.app.settings.offline_dir)
@@ -250,13 +250,13 @@ class DrillRun:
         }
         for name, args in commands.items():
             self.children[name] = Child.start(name, args, env, logs / f"{name}.log")
-        offsets = GroupOffsets(self.app.bootstrap_servers)
+        offsets = GroupOffsets(self.app.kafka)
         try:
             deadline = time.monotonic() + 180
             topic = self.app.contracts.topic("transactions")
             from slipstream.demo.namespace import admin_client, group_assigned
 
-            admin = admin_client(self.app.bootstrap_servers)
+            admin = admin_client(self.app.kafka)
             while not group_assigned(admin, prefix + SCORER_GROUP):
                 self._check()
                 if time.monotonic() > deadline:
@@ -276,8 +276,8 @@ class DrillRun:
         tx_serde, label_serde = contracts.serde("transactions"), contracts.serde("labels")
         tx_topic = contracts.topic("transactions")
         group = self.ns.prefix + SCORER_GROUP
-        offsets = GroupOffsets(self.app.bootstrap_servers)
-        watch = RetrainWatch(self.app.bootstrap_servers, contracts, self._watch_stop)
+        offsets = GroupOffsets(self.app.kafka)
+        watch = RetrainWatch(self.app.kafka, contracts, self._watch_stop)
         self._watch = watch
         base = offsets.committed(group, tx_topic)
         bad_at = (
@@ -354,7 +354,7 @@ class DrillRun:
         """Until every processor has read its inputs (up to the transaction markers a transactional writer leaves
         after its last records: a few offsets no consumer ever commits past) and nothing moved for ``quiet_s``."""
         began = time.perf_counter()
-        offsets = GroupOffsets(self.app.bootstrap_servers)
+        offsets = GroupOffsets(self.app.kafka)
         contracts = self.app.contracts
         try:
             deadline = time.monotonic() + timeout_s
@@ -383,7 +383,7 @@ class DrillRun:
         out: dict[str, list[dict[str, Any]]] = {"scores": [], "outcomes": []}
         for topic in ("drift", "drift-windows", "model-events", "predictions", "shadow-comparisons", "outcomes"):
             rows: list[dict[str, Any]] = []
-            with TopicReader(self.app.bootstrap_servers, self.app.contracts, (topic,)) as reader:
+            with TopicReader(self.app.kafka, self.app.contracts, (topic,)) as reader:
                 ends = reader.ends()
                 while not reader.caught_up(ends):
                     records, _ = reader.poll(20_000, 0.5)

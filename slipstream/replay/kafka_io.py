@@ -12,6 +12,7 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaException, Message, Produ
 
 from slipstream.replay.exceptions import ReplayError
 from slipstream.replay.slice_file import SliceRecord
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 
 TIMEOUT_S = 10.0
 
@@ -30,11 +31,11 @@ class Span:
         return max(0, self.end - self.start)
 
 
-def raw_consumer(bootstrap: str, *, read_committed: bool = False) -> Consumer:
+def raw_consumer(bootstrap: KafkaLike, *, read_committed: bool = False) -> Consumer:
     """A consumer outside any group: it is assigned partitions and commits nothing."""
     return Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka_config(bootstrap),
             "group.id": "slipstream-record-unmanaged",
             "enable.auto.commit": False,
             "enable.partition.eof": False,
@@ -121,10 +122,10 @@ def _record(message: Message, logical: str) -> SliceRecord:
     )
 
 
-def raw_producer(bootstrap: str, *, linger_ms: float = 5.0) -> Producer:
+def raw_producer(bootstrap: KafkaLike, *, linger_ms: float = 5.0) -> Producer:
     return Producer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka_config(bootstrap),
             "linger.ms": linger_ms,
             "enable.idempotence": True,
             "acks": "all",  # what idempotence implies in librdkafka anyway; said here so no one turns it down

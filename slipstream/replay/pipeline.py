@@ -64,7 +64,7 @@ class Pipeline:
     def engine_lag(self) -> int:
         """Records of the engine's inputs not yet committed by its stages (every stage of every set)."""
         if self._offsets is None:
-            self._offsets = GroupOffsets(self.app.bootstrap_servers)
+            self._offsets = GroupOffsets(self.app.kafka)
         prefix = self.contracts.catalog.prefix
         lag = 0
         for name in self.feature_sets:

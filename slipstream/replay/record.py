@@ -31,6 +31,7 @@ from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.exceptions import DecodeError, SlipstreamError
 from slipstream.schemas.serde import AvroSerde
 from slipstream.schemas.transport import TopicAdmin
+from slipstream.schemas.transport.connection import KafkaLike
 
 MODEL_EVENTS = "model-events"
 Progress = Callable[[str, int, int | None], None]  # (task, done, total)
@@ -78,7 +79,7 @@ class Recorder:
     def __init__(
         self,
         contracts: Contracts,
-        bootstrap: str,
+        bootstrap: KafkaLike,
         feature_sets: Mapping[str, FeatureSet],
         *,
         lateness_s: float,

@@ -208,6 +208,8 @@ def _replay(
         local = settings.model_copy(
             update={
                 "kafka_bootstrap_servers": platform.bootstrap_servers,
+                "kafka_security_protocol": "PLAINTEXT",  # the throwaway platform's broker, not production's login
+                "kafka_sasl": False,
                 "redis_url": SecretStr(platform.redis_url),
                 "topic_prefix": prefix,
                 "state_dir": Path(tmp),

@@ -24,6 +24,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOConsumer
 from faust.types import TP
 
+from slipstream.schemas.transport.connection import as_connection
 from slipstream.streams.engine.settings import EngineSettings
 
 
@@ -123,7 +124,7 @@ def faust_app(hooks: FaustHooks, settings: EngineSettings, group: str, inputs: l
     session_s = settings.session_timeout_ms / 1000
     app = StageApp(
         group,
-        broker=f"kafka://{settings.bootstrap_servers}",
+        **as_connection(settings.bootstrap_servers).faust_options(),  # broker, and broker_credentials when secured
         store="memory://",
         key_serializer="raw",
         value_serializer="raw",

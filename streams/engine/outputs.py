@@ -18,13 +18,14 @@ from confluent_kafka import KafkaError, Message, Producer
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.dead_letter import RawMessage
 from slipstream.schemas.transport import EventProducer
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 from slipstream.streams.engine.exceptions import StateError
 from slipstream.streams.engine.settings import EngineSettings
 
 
 class KafkaOutputs:
     def __init__(
-        self, bootstrap_servers: str, contracts: Contracts, *, linger_ms: float, bulk_linger_ms: float
+        self, bootstrap_servers: KafkaLike, contracts: Contracts, *, linger_ms: float, bulk_linger_ms: float
     ) -> None:
         self._failed: list[str] = []
         self._hop = _raw_producer(bootstrap_servers, linger_ms, self._on_delivery_error)
@@ -92,10 +93,10 @@ def _produce(producer: Producer, topic: str, key: bytes, value: bytes | None, pa
             producer.poll(0.05)
 
 
-def _raw_producer(bootstrap: str, linger_ms: float, on_error: Any) -> Producer:
+def _raw_producer(bootstrap: KafkaLike, linger_ms: float, on_error: Any) -> Producer:
     return Producer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka_config(bootstrap),
             "on_delivery": on_error,
             "delivery.report.only.error": True,  # no Python callback per delivered record
             "enable.idempotence": True,

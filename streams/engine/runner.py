@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.topics import TopicCatalog
 from slipstream.schemas.transport import TopicAdmin
+from slipstream.schemas.transport.connection import kafka_config
 from slipstream.streams.engine.base import StageOutputs
 from slipstream.streams.engine.exceptions import StateError
 from slipstream.streams.engine.outputs import KafkaOutputs
@@ -58,7 +59,7 @@ class StageRunner:
         StageIO.check(contracts, topology, stage)  # before any client exists: a refused topology leaks nothing
         group = engine_group(contracts.catalog.prefix, topology.feature_set.name, stage.name)
         config: dict[str, Any] = {
-            "bootstrap.servers": settings.bootstrap_servers,
+            **kafka_config(settings.bootstrap_servers),
             "group.id": group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",

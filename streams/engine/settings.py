@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from slipstream.schemas.transport.connection import KafkaLike
 from slipstream.streams.engine.exceptions import EngineError
 
 COLOCATED_NICE = 10  # an engine beside a scorer yields the CPU to it: serving is latency-bound, the engine is not
@@ -15,7 +16,7 @@ RUNTIMES = ("kafka", "faust")
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
-    bootstrap_servers: str
+    bootstrap_servers: KafkaLike  # the composition root's KafkaConnection (security included); a str is PLAINTEXT
     redis_url: str = field(repr=False)  # may carry a password
     project: str = "slipstream"
     lateness_s: float = 2.0

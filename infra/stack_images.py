@@ -85,10 +85,11 @@ def local_ca_certs(directory: Path = LOCAL_CA_DIR) -> str:
 
 
 def app_build_command(docker: str, context: Path, label: str, ca_certs: str, *, no_cache: bool) -> list[str]:
-    """:func:`images.build_command` for Slipstream's image, with ``BUILD_CA_CERTS`` when there are any."""
+    """:func:`images.build_command` for Slipstream's image, with ``BUILD_CA_CERTS`` when there are any; a failed
+    step's container is removed too (``--force-rm``), not left behind."""
     cmd = build_command(docker, APP_IMAGE, context, label, no_cache=no_cache)
     extra = ["--build-arg", f"BUILD_CA_CERTS={ca_certs}"] if ca_certs else []
-    return [*cmd[:-1], *extra, cmd[-1]]
+    return [*cmd[:-1], "--force-rm", *extra, cmd[-1]]
 
 
 def prometheus_dockerfile(base: str = BASE_IMAGE) -> str:

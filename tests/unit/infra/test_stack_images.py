@@ -173,5 +173,6 @@ def test_the_hosts_local_cas_reach_the_build_stage_only_as_an_argument(tmp_path:
     assert stack_images.local_ca_certs(tmp_path / "absent") == ""
     cmd = stack_images.app_build_command("docker", tmp_path, "h", pem, no_cache=False)
     assert cmd[-1] == str(tmp_path)
+    assert "--force-rm" in cmd
     assert f"BUILD_CA_CERTS={pem}" in cmd
     assert "--build-arg" not in stack_images.app_build_command("docker", tmp_path, "h", "", no_cache=False)

@@ -10,6 +10,7 @@ restore reads about one record per live entity (plus what compaction has not cle
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -53,6 +54,15 @@ def watermarks(reader: Consumer, tp: TopicPartition, timeout_s: float = 90.0) ->
                 msg = f"cannot read the offsets of {tp.topic}[{tp.partition}] (asked for {waited:.0f} s): {exc}"
                 raise StateError(msg) from exc
             time.sleep(0.2)
+            _refresh_metadata(reader, tp.topic)
+
+
+def _refresh_metadata(reader: Consumer, topic: str) -> None:
+    """Ask the cluster for ``topic``'s metadata now: a reader that is not subscribed to it may otherwise keep a cache
+    that lost the topic while a broker was down and answer ``_UNKNOWN_PARTITION`` until its next periodic refresh
+    (the chaos drill saw it for 90 s)."""
+    with contextlib.suppress(KafkaException):
+        reader.list_topics(topic, timeout=5)
 
 
 class ChangelogRestore:

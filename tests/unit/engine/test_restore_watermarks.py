@@ -18,6 +18,10 @@ class _Reader:
     def __init__(self, errors: list[int]) -> None:
         self.errors = errors
         self.calls = 0
+        self.refreshed: list[str] = []
+
+    def list_topics(self, topic: str, timeout: float) -> None:
+        self.refreshed.append(topic)
 
     def get_watermark_offsets(self, tp: TopicPartition, timeout: float) -> tuple[int, int]:
         self.calls += 1
@@ -47,6 +51,7 @@ def test_a_moving_leader_is_asked_again(code: int) -> None:
     reader: Any = _Reader([code, code])
     assert restore.watermarks(reader, TopicPartition("t.changelog", 2)) == (3, 42)
     assert reader.calls == 3
+    assert reader.refreshed == ["t.changelog", "t.changelog"]  # a stale metadata cache is refreshed each time
 
 
 @pytest.mark.parametrize(

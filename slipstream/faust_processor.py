@@ -45,6 +45,7 @@ from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.dead_letter import RawMessage
 from slipstream.schemas.exceptions import DecodeError
 from slipstream.schemas.transport import TopicAdmin
+from slipstream.schemas.transport.connection import KafkaLike
 from slipstream.schemas.transport.consumer import ConsumedEvent, normalize_headers
 from slipstream.streams.engine.faust_patches import FaustHooks, faust_app, topic_partition
 from slipstream.streams.engine.restore import ChangelogRestore
@@ -72,7 +73,7 @@ class FaustProcessor(FaustHooks):
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        bootstrap_servers: KafkaLike,
         contracts: Contracts,
         *,
         group_id: str,

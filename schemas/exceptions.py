@@ -21,6 +21,7 @@ draws that branch). The whole tree, one class a line with the module that define
     ├── TopicError                     (slipstream.schemas.exceptions)  a topic declaration cannot be applied
     ├── ProduceError                   (slipstream.schemas.exceptions)  the broker refused or never acknowledged
     ├── KafkaAccessError               (slipstream.schemas.exceptions)  Kafka refused the login or the TLS handshake
+    ├── KafkaConfigError               (slipstream.schemas.exceptions)  a client cannot use this Kafka connection
     ├── FeatureError                   (slipstream.features.exceptions)  features cannot be defined, stored or read
     │   ├── DefinitionError            (slipstream.features.exceptions)  a feature declaration is inconsistent
     │   ├── LayoutError                (slipstream.features.exceptions)  a value does not fit Feast's layout
@@ -160,6 +161,10 @@ class TopicError(SlipstreamError):
 class KafkaAccessError(SlipstreamError):
     """Kafka refused the SASL login or the TLS handshake (a wrong password, an unknown CA): no retry cures it, so
     the client stops at once. The message names Kafka and its bootstrap servers, never a secret."""
+
+
+class KafkaConfigError(SlipstreamError):
+    """A Kafka client cannot use the connection's security (the Faust runtime and OAUTHBEARER)."""
 
 
 class ProduceError(SlipstreamError):

@@ -236,6 +236,9 @@ class Settings(KafkaSecuritySettings):  # + the SLIPSTREAM_KAFKA_* security fiel
                 "SLIPSTREAM_KAFKA_BOOTSTRAP_SERVERS too (the local platform's broker takes SLIPSTREAM_KAFKA_SASL)"
             )
             raise ValueError(msg)
+        if self.kafka_sasl_mechanism == "OAUTHBEARER" and self.engine_runtime == "faust":
+            msg = "SLIPSTREAM_KAFKA_SASL_MECHANISM='OAUTHBEARER' needs SLIPSTREAM_ENGINE_RUNTIME=kafka (not faust)"
+            raise ValueError(msg)
         return self
 
     @field_validator("scorer_tokens", mode="before")

@@ -19,7 +19,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
-from slipstream.schemas.exceptions import KafkaAccessError
+from slipstream.schemas.exceptions import KafkaAccessError, KafkaConfigError
 
 __all__ = [
     "PROTOCOLS",
@@ -101,16 +101,8 @@ class KafkaConnection:
         """A whole librdkafka client config: bootstrap servers, security, then ``extra``. A secured one carries an
         ``error_cb`` that turns a refused login or TLS handshake into :class:`KafkaAccessError`, raised by the
         client's next ``poll``/``consume``/``flush`` (librdkafka alone retries it for ever)."""
-        secured = {**self.security_config(), "error_cb": self.refused} if self.secured else {}
+        secured = {**self.security_config(), "error_cb": _Refusal(self)} if self.secured else {}
         return {"bootstrap.servers": self.bootstrap, **secured, **(extra or {})}
-
-    def refused(self, error: KafkaError) -> None:
-        """librdkafka's ``error_cb``: raise on an error no retry cures (authentication, TLS), ignore the rest (the
-        client reconnects by itself)."""
-        text = error.str()
-        if error.code() in _REFUSED or "SSL handshake failed" in text or "certificate verify failed" in text:
-            msg = f"Kafka at {self.describe()} refused the connection: {text}"
-            raise KafkaAccessError(msg)
 
     def faust_options(self) -> dict[str, Any]:
         """Faust's ``broker`` and ``broker_credentials`` (aiokafka) for the same cluster and security.
@@ -131,7 +123,7 @@ class KafkaConnection:
                 f"the Faust runtime cannot use SASL mechanism {self.mechanism!r} (aiokafka has no OIDC client); "
                 "use SLIPSTREAM_ENGINE_RUNTIME=kafka, or PLAIN/SCRAM"
             )
-            raise ValueError(msg)
+            raise KafkaConfigError(msg)
         else:
             options["broker_credentials"] = faust.SASLCredentials(
                 username=self.username, password=self.password, mechanism=self.mechanism, ssl_context=context
@@ -145,6 +137,26 @@ class KafkaConnection:
         if self.cert_file is not None:
             context.load_cert_chain(self.cert_file, self.key_file, password=self.key_password)
         return context
+
+
+class _Refusal:
+    """librdkafka's ``error_cb`` of one client: raise :class:`KafkaAccessError` on the first error no retry cures
+    (authentication, TLS), once (the client's ``close()`` in a cleanup path must not raise it again); ignore the rest
+    (the client reconnects by itself)."""
+
+    __slots__ = ("_connection", "_raised")
+
+    def __init__(self, connection: KafkaConnection) -> None:
+        self._connection = connection
+        self._raised = False
+
+    def __call__(self, error: KafkaError) -> None:
+        text = error.str()
+        refused = error.code() in _REFUSED or "SSL handshake failed" in text or "certificate verify failed" in text
+        if refused and not self._raised:
+            self._raised = True
+            msg = f"Kafka at {self._connection.describe()} refused the connection: {text}"
+            raise KafkaAccessError(msg)
 
 
 KafkaLike = KafkaConnection | str  # a plain string: bootstrap servers over PLAINTEXT

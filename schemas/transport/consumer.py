@@ -95,7 +95,11 @@ class EventConsumer:
         if group_id is not None:
             self._consumer.subscribe(list(self._logical), on_assign=self._on_assign)
         else:
-            self._assign_all(from_beginning)
+            try:
+                self._assign_all(from_beginning)
+            except BaseException:
+                self._consumer.close()  # a refused login or a missing topic: no client left behind
+                raise
             self.assigned.set()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -13,6 +13,7 @@ from slipstream.exceptions import ConfigError
 from slipstream.infra import kafka_sasl
 from slipstream.infra.config import PlatformConfig
 from slipstream.infra.exceptions import InfraConfigError
+from slipstream.schemas.exceptions import KafkaConfigError
 from slipstream.schemas.secrets import mask_config
 from slipstream.schemas.transport.connection import KafkaConnection, kafka_config
 from slipstream.settings import load_settings
@@ -114,7 +115,7 @@ def test_mutual_tls_and_oauthbearer(tmp_path: Path) -> None:
         "sasl.oauthbearer.token.endpoint.url": "https://idp.example/oauth2/token",
         "sasl.oauthbearer.scope": "kafka",
     }
-    with pytest.raises(ValueError, match="Faust runtime cannot use SASL mechanism 'OAUTHBEARER'"):
+    with pytest.raises(KafkaConfigError, match="Faust runtime cannot use SASL mechanism 'OAUTHBEARER'"):
         connection.faust_options()
 
 
@@ -259,3 +260,16 @@ def test_children_of_the_local_sasl_platform_get_its_login(monkeypatch: pytest.M
         monkeypatch.setenv(name, value)
     child = Slipstream(load_settings())
     assert child.external and child.kafka == local.kafka and child.kafka.password == "local-pw"  # noqa: S105
+
+
+def test_oauthbearer_is_refused_with_the_faust_runtime_at_start_up() -> None:
+    with pytest.raises(ConfigError, match="needs SLIPSTREAM_ENGINE_RUNTIME=kafka"):
+        load_settings(
+            engine_runtime="faust",
+            kafka_bootstrap_servers="k:9093",
+            kafka_security_protocol="SASL_SSL",
+            kafka_sasl_mechanism="OAUTHBEARER",
+            kafka_sasl_username="client-id",
+            kafka_sasl_password=PASSWORD,
+            kafka_sasl_oauth_token_url="https://idp.example/token",  # noqa: S106 - a URL
+        )

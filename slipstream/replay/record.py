@@ -161,7 +161,7 @@ class Recorder:
             "created_at": datetime.now(UTC).isoformat(),
             "host": socket.gethostname(),
             "window": {"from": plan.start.isoformat(), "to": plan.end.isoformat()},
-            "source": {"bootstrap_servers": self.bootstrap, "topic_prefix": self.contracts.catalog.prefix},
+            "source": {"bootstrap_servers": str(self.bootstrap), "topic_prefix": self.contracts.catalog.prefix},
             "settings": self.settings_note,
             "asked_topics": list(plan.topics),
             "added_sources": list(scope.added),

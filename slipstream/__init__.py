@@ -29,6 +29,11 @@ for _name in ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"):
         del os.environ[_name]
 import prometheus_client.values  # noqa: E402, F401
 
+# MLflow's client sends usage telemetry to an outside server (config.mlflow-telemetry.io) when its registry is used.
+# Slipstream's processes talk to the services they are configured for and nothing else: telemetry is off unless the
+# user turns it on (MLFLOW_DISABLE_TELEMETRY=false).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 if TYPE_CHECKING:
     from slipstream.app import Slipstream
     from slipstream.features.base import (

@@ -37,12 +37,21 @@ def catalog(kafka_cluster: Platform) -> Iterator[TopicCatalog]:
     admin.delete(admin.matching(catalog.prefix))
 
 
-def _topic_metadata(bootstrap: str, topic: str) -> dict[int, tuple[int, list[int], list[int]]]:
-    """Partition -> (leader, replicas, ISR)."""
+def _topic_metadata(
+    bootstrap: str, topic: str, patience_s: float = 30.0
+) -> dict[int, tuple[int, list[int], list[int]]]:  # noqa: E501
+    """Partition -> (leader, replicas, ISR), once the broker asked knows the topic: brokers learn of a new topic
+    from the controller one after another, and this client may ask one that has not yet (seen in CI)."""
     from confluent_kafka.admin import AdminClient
 
-    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
-    return {p.id: (p.leader, list(p.replicas), list(p.isrs)) for p in metadata.topics[topic].partitions.values()}
+    client = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + patience_s
+    while True:
+        metadata = client.list_topics(topic, timeout=10)
+        found = metadata.topics[topic].partitions.values()
+        if found or time.monotonic() > deadline:
+            return {p.id: (p.leader, list(p.replicas), list(p.isrs)) for p in found}
+        time.sleep(0.2)
 
 
 def test_topics_get_three_replicas_and_two_in_sync(kafka_cluster: Platform, catalog: TopicCatalog) -> None:

@@ -39,7 +39,7 @@ def catalog(kafka_cluster: Platform) -> Iterator[TopicCatalog]:
 
 def _topic_metadata(
     bootstrap: str, topic: str, patience_s: float = 30.0
-) -> dict[int, tuple[int, list[int], list[int]]]:  # noqa: E501
+) -> dict[int, tuple[int, list[int], list[int]]]:
     """Partition -> (leader, replicas, ISR), once the broker asked knows the topic: brokers learn of a new topic
     from the controller one after another, and this client may ask one that has not yet (seen in CI)."""
     from confluent_kafka.admin import AdminClient

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from slipstream.infra.config import PlatformConfig
-from slipstream.infra.redis_tls import CERT_DAYS, _openssl, _write_secret
+from slipstream.infra.redis_tls import _openssl, _write_secret, issue_server_certificate
 
 __all__ = ["MECHANISM", "USER", "KafkaSASLFiles", "client_security", "ensure_sasl_files", "sasl_files"]
 
@@ -70,25 +70,12 @@ def ensure_sasl_files(files: KafkaSASLFiles, host: str) -> KafkaSASLFiles:
     home = files.home
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    days = ("-days", str(CERT_DAYS))
-    _openssl(
-        "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", *days, "-subj", "/CN=Slipstream Kafka CA", cwd=home
-    )  # fmt: skip
-    _openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost", cwd=home)
-    (home / "server.ext").write_text(
-        f"subjectAltName=IP:{host},DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature\n"
-    )
-    _openssl(
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.crt", *days, "-extfile", "server.ext", cwd=home,
-    )  # fmt: skip
+    issue_server_certificate(home, ca_name="Slipstream Kafka CA", host=host, usage="serverAuth,clientAuth")
     _openssl("pkcs8", "-topk8", "-nocrypt", "-in", "server.key", "-out", "server.pk8", cwd=home)
     key, cert = (home / "server.pk8").read_text(), (home / "server.crt").read_text()
     _write_secret(files.keystore, key + cert)
-    for leftover in ("server.csr", "server.ext", "ca.srl", "server.key", "server.pk8", "server.crt"):
+    for leftover in ("server.key", "server.pk8", "server.crt"):  # the keystore holds them
         (home / leftover).unlink(missing_ok=True)
-    (home / "ca.key").chmod(0o600)
     if not files.password():
         _write_secret(files.password_file, secrets.token_urlsafe(24) + "\n")
     return files

@@ -24,7 +24,15 @@ from slipstream.infra import _proc
 from slipstream.infra.config import REDIS_HOST, PlatformConfig
 from slipstream.infra.exceptions import DependencyMissingError, InfraError
 
-__all__ = ["USER", "RedisTLSFiles", "ensure_tls_files", "local_tls_url", "tls_files", "tls_server_args"]
+__all__ = [
+    "USER",
+    "RedisTLSFiles",
+    "ensure_tls_files",
+    "issue_server_certificate",
+    "local_tls_url",
+    "tls_files",
+    "tls_server_args",
+]
 
 USER = "slipstream"
 OPENSSL_TIMEOUT_S = 60.0
@@ -108,21 +116,15 @@ def _write_secret(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def ensure_tls_files(files: RedisTLSFiles) -> RedisTLSFiles:
-    """Make the CA, the server certificate, the password and the ACL file unless they are all there."""
-    if files.complete():
-        return files
-    home = files.home
-    home.mkdir(parents=True, exist_ok=True)
-    home.chmod(0o700)
+def issue_server_certificate(home: Path, *, ca_name: str, host: str, usage: str = "serverAuth") -> None:
+    """In ``home``: a new private CA (``ca.crt``, ``ca.key``) and a server key and certificate it signs
+    (``server.key``, ``server.crt``; for ``host`` and localhost, extended key usage ``usage``); keys mode 600."""
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
     days = ("-days", str(CERT_DAYS))
-    _openssl(
-        "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", *days, "-subj", "/CN=Slipstream local CA", cwd=home
-    )
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", *days, "-subj", f"/CN={ca_name}", cwd=home)
     _openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost", cwd=home)
     (home / "server.ext").write_text(
-        f"subjectAltName=IP:{REDIS_HOST},DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature\n"
+        f"subjectAltName=IP:{host},DNS:localhost\nextendedKeyUsage={usage}\nkeyUsage=digitalSignature\n"
     )
     _openssl(
         "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
@@ -130,8 +132,18 @@ def ensure_tls_files(files: RedisTLSFiles) -> RedisTLSFiles:
     )  # fmt: skip
     for leftover in ("server.csr", "server.ext", "ca.srl"):
         (home / leftover).unlink(missing_ok=True)
-    for key in (files.ca_key, files.server_key):
-        key.chmod(0o600)
+    for key in ("ca.key", "server.key"):
+        (home / key).chmod(0o600)
+
+
+def ensure_tls_files(files: RedisTLSFiles) -> RedisTLSFiles:
+    """Make the CA, the server certificate, the password and the ACL file unless they are all there."""
+    if files.complete():
+        return files
+    home = files.home
+    home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)
+    issue_server_certificate(home, ca_name="Slipstream local CA", host=REDIS_HOST)
     password = files.password_file.read_text().strip() if files.password_file.is_file() else ""
     if not password:
         password = secrets.token_urlsafe(24)

@@ -35,6 +35,7 @@ from slipstream.schemas.dead_letter import RawMessage, envelope
 from slipstream.schemas.exceptions import DecodeError
 from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 from slipstream.schemas.transport.consumer import ConsumedEvent, normalize_headers
+from slipstream.schemas.transport.offsets import watermarks
 
 log = logging.getLogger(__name__)
 TXN_TIMEOUT_S = 30.0
@@ -113,15 +114,7 @@ def _check_copartitioned(consumer: Consumer, topics: Sequence[str]) -> int:
 
 def _end_offset(reader: Consumer, tp: TopicPartition, patience_s: float = 30.0) -> int:
     """The partition's end, waiting out a leader election (a topic just created, a broker restarting)."""
-    deadline = time.monotonic() + patience_s
-    while True:
-        try:
-            return int(reader.get_watermark_offsets(tp, timeout=10)[1])
-        except KafkaException as exc:
-            if not exc.args[0].retriable() or time.monotonic() > deadline:
-                msg = f"cannot read the end of {tp.topic}[{tp.partition}]: {exc.args[0].str()}"
-                raise MonitoringError(msg) from exc
-            time.sleep(0.2)
+    return watermarks(reader, tp, timeout_s=patience_s, error=MonitoringError)[1]
 
 
 def _start_offset(consumer: Consumer, tp: TopicPartition) -> int:

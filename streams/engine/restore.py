@@ -10,59 +10,21 @@ restore reads about one record per live entity (plus what compaction has not cle
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from slipstream.schemas.transport import offsets
 from slipstream.schemas.transport.connection import KafkaLike, kafka_config
 from slipstream.streams.engine.exceptions import StateError
-
-# Errors no waiting cures (credentials, permissions, a bad request): a restore fails at once on these. Anything else
-# while a leader is elected or moves (a topic just created, a broker restarting: timeouts, transport errors, a
-# partition unknown to a stale metadata cache, no leader) is asked again until the patience runs out.
-_NEVER_CURED = frozenset(
-    {
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError.GROUP_AUTHORIZATION_FAILED,
-        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-        KafkaError.SASL_AUTHENTICATION_FAILED,
-        KafkaError._AUTHENTICATION,
-        KafkaError._SSL,
-        KafkaError._INVALID_ARG,
-        KafkaError._FATAL,
-    }
-)
 
 Apply = Callable[[int, bytes, bytes | None], None]
 
 
 def watermarks(reader: Consumer, tp: TopicPartition, timeout_s: float = 90.0) -> tuple[int, int]:
-    """A partition's (low, high) offsets, asked again while its leader is being elected or moves (a topic just
-    created, a broker restarting) for up to ``timeout_s``; then, or on an error no waiting cures, a ``StateError``."""
-    started = time.monotonic()
-    while True:
-        try:
-            low, high = reader.get_watermark_offsets(tp, timeout=5)
-            return int(low), int(high)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            retriable = isinstance(error, KafkaError) and not error.fatal() and error.code() not in _NEVER_CURED
-            waited = time.monotonic() - started
-            if not retriable or waited > timeout_s:
-                msg = f"cannot read the offsets of {tp.topic}[{tp.partition}] (asked for {waited:.0f} s): {exc}"
-                raise StateError(msg) from exc
-            time.sleep(0.2)
-            _refresh_metadata(reader, tp.topic)
-
-
-def _refresh_metadata(reader: Consumer, topic: str) -> None:
-    """Ask the cluster for ``topic``'s metadata now: a reader that is not subscribed to it may otherwise keep a cache
-    that lost the topic while a broker was down and answer ``_UNKNOWN_PARTITION`` until its next periodic refresh
-    (the chaos drill saw it for 90 s)."""
-    with contextlib.suppress(KafkaException):
-        reader.list_topics(topic, timeout=5)
+    """A partition's (low, high) offsets through a broker restart (:func:`offsets.watermarks`), or a ``StateError``."""
+    return offsets.watermarks(reader, tp, timeout_s=timeout_s, error=StateError)
 
 
 class ChangelogRestore:
@@ -124,7 +86,7 @@ class ChangelogRestore:
     def _take(self, msg: Message, apply: Apply) -> None:
         err = msg.error()
         p = msg.partition() or 0
-        if err is not None and (err.fatal() or err.code() in _NEVER_CURED):
+        if err is not None and (err.fatal() or err.code() in offsets.NEVER_CURED):
             text = f"cannot restore state from {self.changelog}[{p}]: {err.str()}"
             raise StateError(text)
         if p not in self._ends:  # cancelled meanwhile

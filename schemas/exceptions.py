@@ -32,6 +32,7 @@ draws that branch). The whole tree, one class a line with the module that define
     │   ├── EngineError                (slipstream.streams.engine.exceptions)  an engine stage failed
     │   │   ├── TopologyError          (slipstream.streams.engine.exceptions)  a feature set it cannot host
     │   │   ├── StateError             (slipstream.streams.engine.exceptions)  state not restored or persisted
+    │   │   ├── LagError               (slipstream.streams.engine.exceptions)  a group's lag could not be read
     │   │   └── InternalMessageError   (slipstream.streams.engine.exceptions)  an engine-internal message is not JSON
     │   └── SimulationError            (slipstream.streams.simulate.exceptions)  a simulator cannot run
     │       ├── SimulationConfigError  (slipstream.streams.simulate.exceptions)  a config value out of range

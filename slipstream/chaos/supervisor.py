@@ -19,17 +19,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from slipstream.chaos.exceptions import ChaosError
-from slipstream.chaos.lag import GroupLag
 from slipstream.chaos.plan import ChaosPlan, ChaosStep, due
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.transport.connection import kafka_config
 from slipstream.streams.engine.app import EngineJob, stage_process
+from slipstream.streams.engine.exceptions import LagError
+from slipstream.streams.engine.lag import CHECK_S, DrainStage, GroupLag, PipelineDrain
 from slipstream.streams.engine.runner import StageStats, engine_group
 from slipstream.streams.engine.topology import topology_for
 
 Say = Callable[[str], None]
-LAG_CHECK_S = 0.5
-QUIET_CHECKS = 3  # a stage is done when its group's lag was 0 this many checks in a row
+FINISH_S = 600.0  # a stage still behind this long after the one before it stopped: the run fails
 STALL_S = 120.0  # no progress this long before every step fired: the run fails, naming the steps left
 
 
@@ -159,7 +159,7 @@ class ChaosRun:
                 self._check_alive()
                 try:
                     consumed, held = first.progress()  # committed: what a killed worker's lost reports cannot skew
-                except ChaosError:  # a broker restarting: ask again (a real stall still ends the run below)
+                except LagError:  # a broker restarting: ask again (a real stall still ends the run below)
                     continue
                 if consumed != progress:
                     progress, moved_at = consumed, time.monotonic()
@@ -186,8 +186,7 @@ class ChaosRun:
                     self._check_alive()
                 if errors:
                     raise errors[0]
-            for stage in self._stages:
-                self._finish(stage)
+            self._finish_all()
         finally:
             first.close()
             self._stop_all()
@@ -248,23 +247,29 @@ class ChaosRun:
                     counts[partition.leader] += 1
         return max(sorted(counts), key=lambda node: counts[node])
 
-    def _finish(self, stage: str) -> None:
-        """Wait until the stage's group has committed all its inputs hold (three checks in a row), then stop it:
-        the stages after it then see no more input from it."""
-        lag = GroupLag(self.job.settings.bootstrap_servers, self._groups[stage], self._inputs[stage])
+    def _finish_all(self) -> None:
+        """Stop the stages in topology order, each once its group has committed all its inputs hold (see
+        PipelineDrain): the stages after it then see no more input from it."""
+        stages = [DrainStage(s, self._groups[s], tuple(self._inputs[s])) for s in self._stages]
+        drain = PipelineDrain(self.job.settings.bootstrap_servers, stages, idle_s=0.0)
         try:
-            quiet = 0
-            deadline = time.monotonic() + 600
-            while quiet < QUIET_CHECKS:
-                self._drain(LAG_CHECK_S)
+            deadline = time.monotonic() + FINISH_S
+            while not drain.done:
+                self._drain(CHECK_S)
                 self._check_alive()
-                behind = lag.lag()
-                quiet = quiet + 1 if behind == 0 else 0
-                if time.monotonic() > deadline:
-                    msg = f"stage {stage!r} still {behind} records behind after 10 minutes"
+                stage = drain.due()
+                if stage is not None:
+                    self._stop_stage(stage)
+                    deadline = time.monotonic() + FINISH_S
+                elif time.monotonic() > deadline:
+                    msg = (
+                        f"stage {drain.current!r} still {drain.behind} records behind after {FINISH_S / 60:.0f} minutes"
+                    )
                     raise ChaosError(msg)
         finally:
-            lag.close()
+            drain.close()
+
+    def _stop_stage(self, stage: str) -> None:
         self._event("stage caught up", stage=stage, consumed=self._consumed(stage))
         for (name, _), proc in self._procs.items():
             if name == stage and proc.is_alive():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import faulthandler
+import os
+
 import typer
 
 from slipstream.cli.bench import bench_app
@@ -68,4 +71,8 @@ app.command()(replay)
 
 
 def main() -> None:
+    # A crash in native code (librdkafka, onnxruntime, pyarrow) prints the Python stack of every thread instead of
+    # a bare "Segmentation fault"; the stage and worker processes it spawns inherit the setting.
+    os.environ.setdefault("PYTHONFAULTHANDLER", "1")
+    faulthandler.enable()
     app()

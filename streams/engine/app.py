@@ -19,7 +19,8 @@ from slipstream.features.base import FeatureSet
 from slipstream.schemas.contracts import Contracts
 from slipstream.streams.engine.background import yield_cpu
 from slipstream.streams.engine.exceptions import EngineError
-from slipstream.streams.engine.runner import EngineSettings, StageRunner, StageStats
+from slipstream.streams.engine.lag import DrainStage, PipelineDrain
+from slipstream.streams.engine.runner import EngineSettings, StageRunner, StageStats, engine_group
 from slipstream.streams.engine.topology import topology_for
 
 if TYPE_CHECKING:
@@ -104,6 +105,21 @@ class _PerStage:
             return {stage: self._stage(stage) for stage in dict.fromkeys(name for name, _ in self._latest)}
 
 
+def drain_for(job: EngineJob, contracts: Contracts, idle_s: float) -> PipelineDrain:
+    """The drain that ends ``job`` once its input is consumed: its stages in topology order (see PipelineDrain)."""
+    topology = topology_for(job.feature_set)
+    scoped = contracts.with_topics(topology.topics())
+    stages = [
+        DrainStage(
+            name,
+            engine_group(scoped.catalog.prefix, topology.feature_set.name, name),
+            tuple(scoped.topic(t) for t in topology.stage(name).inputs),
+        )
+        for name in job.stage_names()
+    ]
+    return PipelineDrain(job.settings.bootstrap_servers, stages, idle_s=idle_s)
+
+
 def run_threads(
     job: EngineJob,
     stop: threading.Event,
@@ -111,15 +127,17 @@ def run_threads(
     until_idle_s: float | None = None,
     on_batch: Callable[[str, StageStats], None] | None = None,
 ) -> dict[str, StageStats]:
-    """Every stage in a thread; returns when ``stop`` is set, or when all stages were idle ``until_idle_s``."""
+    """Every stage in a thread; returns when ``stop`` is set, or, with ``until_idle_s``, once the input got nothing
+    new for that long and every stage, in topology order, has committed everything its inputs hold."""
     contracts = Contracts.default(job.prefix, job.settings.schema_registry_url)
     per_stage = _PerStage(on_batch)
     errors: list[BaseException] = []
+    stops = {stage: threading.Event() for stage in job.stage_names()}
 
     def work(stage: str, worker: int) -> None:
         try:
             runner = _runner(job, stage, worker, contracts, lambda s: per_stage.update(stage, worker, s))
-            per_stage.update(stage, worker, runner.run(stop, until_idle_s=until_idle_s))
+            per_stage.update(stage, worker, runner.run(stops[stage]))
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
             errors.append(exc)
             stop.set()
@@ -129,8 +147,21 @@ def run_threads(
     ]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    drain = drain_for(job, contracts, until_idle_s) if until_idle_s is not None else None
+    try:
+        while any(t.is_alive() for t in threads):
+            if stop.wait(0.1):
+                for event in stops.values():
+                    event.set()
+            elif drain is not None and (stage := drain.due()) is not None:
+                stops[stage].set()
+    finally:
+        for event in stops.values():
+            event.set()
+        for thread in threads:
+            thread.join()
+        if drain is not None:
+            drain.close()
     if errors:
         raise errors[0]
     return per_stage.result()
@@ -174,19 +205,22 @@ def run_processes(
     on_batch: Callable[[str, StageStats], None] | None = None,
 ) -> dict[str, StageStats]:
     """One OS process per stage worker (the GIL would otherwise serialise them). A worker that dies stops the run:
-    the others are stopped and the error names the worker, never a half pipeline left running."""
+    the others are stopped and the error names the worker, never a half pipeline left running. With
+    ``until_idle_s``, the run ends once the input got nothing new for that long and every stage, in topology order,
+    has committed everything its inputs hold (see PipelineDrain)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     procs = {
-        (s, i): ctx.Process(
-            target=stage_process, args=(job, s, i, until_idle_s, queue, os.getpid()), name=f"engine-{s}-{i}"
-        )
+        (s, i): ctx.Process(target=stage_process, args=(job, s, i, None, queue, os.getpid()), name=f"engine-{s}-{i}")
         for s, i in job.members()
     }
     for proc in procs.values():
         proc.start()
     per_stage = _PerStage(on_batch)
     died: list[str] = []
+    drain = None
+    if until_idle_s is not None:
+        drain = drain_for(job, Contracts.default(job.prefix, job.settings.schema_registry_url), until_idle_s)
     try:
         while any(p.is_alive() for p in procs.values()):
             dead = [f"{s}#{i}" for (s, i), p in procs.items() if p.exitcode not in (None, 0, -signal.SIGTERM)]
@@ -197,12 +231,18 @@ def run_processes(
                 for proc in procs.values():
                     if proc.is_alive() and proc.pid is not None:
                         proc.terminate()
+            elif drain is not None and (drained := drain.due()) is not None:
+                for (s, _), proc in procs.items():
+                    if s == drained and proc.is_alive():
+                        proc.terminate()
             try:
                 stage, worker, stats = queue.get(timeout=0.2)
             except queue_module.Empty:
                 continue
             per_stage.update(stage, worker, stats)
     finally:  # on the way out, normal or not: stages run in sessions of their own, so no Ctrl-C reaches them
+        if drain is not None:
+            drain.close()
         for proc in procs.values():
             if proc.is_alive():
                 proc.terminate()
@@ -226,4 +266,4 @@ def stage_list(value: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in value.split(",") if s.strip()) if value else ()
 
 
-__all__: Sequence[str] = ("EngineJob", "run_processes", "run_threads", "stage_list", "stage_process")
+__all__: Sequence[str] = ("EngineJob", "drain_for", "run_processes", "run_threads", "stage_list", "stage_process")

@@ -3,6 +3,7 @@
 EngineError                         the engine failed (a stage process exited with an error)
 ├── TopologyError                   an unknown feature set or stage, or one the engine cannot host
 ├── StateError                      state could not be restored or persisted
+├── LagError                        a consumer group's committed offsets or its inputs' ends could not be read
 └── InternalMessageError            a message on an engine-internal topic is not a JSON object (also a ValueError)
 """
 
@@ -22,6 +23,11 @@ class TopologyError(EngineError):
 
 class StateError(EngineError):
     """State could not be restored from, or written to, its changelog."""
+
+
+class LagError(EngineError):
+    """A consumer group's committed offsets, or the ends of its input partitions, could not be read (a broker
+    restarting, a topic not created yet)."""
 
 
 class InternalMessageError(EngineError, ValueError):

@@ -150,6 +150,16 @@ class Settings(KafkaSecuritySettings):  # + the SLIPSTREAM_KAFKA_* security fiel
     )
     serve_host: str = Field("127.0.0.1", description="Address `slipstream serve` listens on.")
     serve_port: int = Field(8000, ge=1, le=65535, description="Port of `slipstream serve`.")
+    metrics_host: str = Field(
+        "127.0.0.1",
+        description=(
+            "Address the stream processes serve Prometheus /metrics on (--metrics-port of features run, "
+            "score-stream, shadow, outcomes, drift, loop and monitor); 0.0.0.0 to be scraped from another host."
+        ),
+    )
+    metrics_lag_interval_s: float = Field(
+        15.0, gt=0, description="How often a process with --metrics-port reads its consumer groups' lag from Kafka."
+    )
     http_max_body_bytes: int = Field(
         64 * 1024, gt=0, description="Largest request body `slipstream serve` reads; a larger one gets 413."
     )

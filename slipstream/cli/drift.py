@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from slipstream.cli.common import build, console, friendly_errors, out, setup_logging
+from slipstream.cli.metrics import MetricsPortOpt, check_metrics_port, serve_metrics
 from slipstream.cli.options import check_number
 from slipstream.cli.runtimes import ProcessorRuntimeOpt, check_runtime
 from slipstream.exceptions import InputError
@@ -45,6 +46,7 @@ def drift(
     group: Annotated[str, typer.Option(help="Consumer group (under the topic prefix).")] = "slipstream-drift",
     log_level: Annotated[str, typer.Option(help="Python log level.")] = "warning",
     runtime: ProcessorRuntimeOpt = None,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Watch the champion's inputs and outputs for drift; write every window to `drift-windows`, alarms to `drift`.
 
@@ -60,6 +62,7 @@ def drift(
     from slipstream.models.exceptions import RegistryError
     from slipstream.monitoring.drift.monitor import DriftSettings
     from slipstream.monitoring.drift.processor import DriftRunSettings, run_drift
+    from slipstream.process_metrics import observed
     from slipstream.processor_hosts import hosting
 
     with friendly_errors():
@@ -71,6 +74,7 @@ def drift(
                 raise InputError(msg)
         if until_idle is not None:
             check_number(until_idle, "--until-idle", gt=0)
+        check_metrics_port(metrics_port)
         setup_logging(log_level, "%(asctime)s %(name)s %(levelname)s %(message)s")
         app = build(engine_runtime=check_runtime(runtime))
         seconds = round(window_s)
@@ -100,9 +104,17 @@ def drift(
         runtime = app.settings.engine_runtime
         console.print(f"[green]watching for drift[/green] (windows of {window_s:g} s of event time, {runtime} runtime)")
         started = time.monotonic()
-        stats, counts = run_drift(
-            app.kafka, app.contracts, settings, cards, stop, until_idle_s=until_idle, host=hosting(runtime)
-        )
+        host = hosting(runtime)
+        metrics = serve_metrics(app, "drift", metrics_port)
+        if metrics is not None:
+            host = observed(host, metrics, settings.worker)
+        try:
+            stats, counts = run_drift(
+                app.kafka, app.contracts, settings, cards, stop, until_idle_s=until_idle, host=host
+            )
+        finally:
+            if metrics is not None:
+                metrics.close()
         out.print(
             f"drift: {counts.windows} windows closed, {counts.alarms} alarms, from {counts.predictions} predictions, "
             f"{counts.outcomes} outcomes and {counts.comparisons} comparisons ({counts.unmonitored} of versions "

@@ -24,11 +24,12 @@ from slipstream.cli.inputs import (
     spec,
 )
 from slipstream.cli.inputs import feature_set as known_feature_set
+from slipstream.cli.metrics import MetricsPortOpt, check_metrics_port, serve_metrics
 from slipstream.cli.options import check_choices, check_number
 from slipstream.exceptions import InputError
 from slipstream.features.definitions import feature_sets
 from slipstream.features.feast_repo import apply_repo
-from slipstream.streams.engine.app import EngineJob, run_processes, run_threads, stage_list
+from slipstream.streams.engine.app import EngineJob, run_processes, run_threads, stage_groups, stage_list
 from slipstream.streams.engine.runner import StageStats
 from slipstream.streams.engine.settings import RUNTIMES
 
@@ -94,6 +95,7 @@ def run(
     ] = 1,
     quiet: Annotated[bool, typer.Option(help="No live table.")] = False,
     runtime: RuntimeOpt = None,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Run the online feature engine: exact event-time windows from Kafka into Feast's Redis layout and the
     feature log; stop with Ctrl-C. A stage's workers (--workers, and more processes of the same command, here or on
@@ -109,9 +111,14 @@ def run(
         if until_idle is not None:
             check_number(until_idle, "--until-idle", gt=0)
         check_number(workers, "--workers", ge=1)
+        check_metrics_port(metrics_port)
         app = build(engine_runtime=_runtime(runtime))
         app.ensure_platform()
         job = EngineJob(app.engine_settings(), app.settings.topic_prefix, feature_set, stage_list(stages), workers)
+        metrics = serve_metrics(app, "features", metrics_port)
+        if metrics is not None:
+            for stage in stage_groups(job, app.contracts):
+                metrics.watch_lag(app.kafka, stage.group, stage.topics)
         stop = threading.Event()
         latest: dict[str, StageStats] = {}
         started = time.monotonic()
@@ -120,6 +127,8 @@ def run(
 
             def on_batch(stage: str, stats: StageStats) -> None:
                 latest[stage] = stats
+                if metrics is not None:
+                    metrics.engine(feature_set, stage, stats)
                 if not quiet:
                     live.update(_stats_table(feature_set, latest, started))
 
@@ -128,6 +137,9 @@ def run(
             except KeyboardInterrupt:
                 stop.set()
                 final = latest
+            finally:
+                if metrics is not None:
+                    metrics.close()
         console.print(_stats_table(feature_set, final or latest, started))
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from slipstream.cli.common import build, console, friendly_errors, out, setup_logging
+from slipstream.cli.metrics import MetricsPortOpt, check_metrics_port, serve_metrics
 from slipstream.exceptions import InputError
 
 loop_app = typer.Typer(
@@ -47,6 +48,7 @@ def loop(
             )
         ),
     ] = "slipstream-loop",
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Run the loop for the policy's model until stopped (Ctrl-C / SIGTERM).
 
@@ -60,13 +62,14 @@ def loop(
         return
     import logging
 
-    from slipstream.monitoring.loop.controller import LoopController, retrain_command
+    from slipstream.monitoring.loop.controller import TOPICS, LoopController, retrain_command
     from slipstream.monitoring.loop.policy import load_policy
 
     with friendly_errors():
         if policy is not None and not policy.is_file():
             msg = f"--policy: {policy} does not exist"
             raise InputError(msg)
+        check_metrics_port(metrics_port)
         chosen = load_policy(policy)
         setup_logging(log_level, "%(asctime)s %(name)s %(levelname)s %(message)s")
         for noisy in ("mlflow", "alembic", "urllib3"):
@@ -98,7 +101,15 @@ def loop(
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         console.print(f"[green]closed loop for {chosen.model.name!r}[/green]{' (dry run)' if dry_run else ''}")
-        stats = controller.run(stop)
+        metrics = serve_metrics(app, "loop", metrics_port)
+        if metrics is not None:
+            metrics.loop(controller.stats)
+            metrics.watch_lag(app.kafka, controller.progress_group or "", [app.contracts.topic(t) for t in TOPICS])
+        try:
+            stats = controller.run(stop)
+        finally:
+            if metrics is not None:
+                metrics.close()
         producer.flush(10)
         out.print(f"loop: {stats.records:,} records read; decisions {stats.decisions or 'none'}")
 

@@ -133,8 +133,8 @@ def monitor(
                 out.print(summary_table(summary))
             return
         if metrics_port is not None:
-            metrics.serve(metrics_port)
-            console.print(f"[dim]metrics on http://127.0.0.1:{metrics_port}/metrics[/dim]")
+            metrics.serve(metrics_port, app.settings.metrics_host)
+            console.print(f"[dim]metrics on http://{app.settings.metrics_host}:{metrics_port}/metrics[/dim]")
         live_view = None if json_out else Live(Table(title="reading..."), console=out, auto_refresh=False)
         with live_view or nullcontext():
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from slipstream.cli.common import build, console, friendly_errors, out
+from slipstream.cli.metrics import MetricsPortOpt, check_metrics_port, serve_metrics
 from slipstream.cli.options import check_number
 from slipstream.cli.runtimes import ProcessorRuntimeOpt, check_runtime
 
@@ -35,6 +36,7 @@ def outcomes(
     ] = None,
     group: Annotated[str, typer.Option(help="Consumer group (under the topic prefix).")] = "slipstream-outcomes",
     runtime: ProcessorRuntimeOpt = None,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Join labels to predictions and shadow comparisons by event id, whichever arrives first; write `outcomes`.
 
@@ -46,6 +48,7 @@ def outcomes(
     workers, each with its own --worker-id, up to the partition count (the workers of a group share one runtime).
     """
     from slipstream.monitoring.outcomes.processor import JoinSettings, run_outcomes
+    from slipstream.process_metrics import observed
     from slipstream.processor_hosts import hosting
 
     with friendly_errors():
@@ -55,6 +58,7 @@ def outcomes(
             check_number(grace_days, "--grace-days", ge=0)
         if until_idle is not None:
             check_number(until_idle, "--until-idle", gt=0)
+        check_metrics_port(metrics_port)
         app = build(engine_runtime=check_runtime(runtime))
         s = app.settings
         settings = JoinSettings(
@@ -77,7 +81,14 @@ def outcomes(
         )
         started = time.monotonic()
         host = hosting(s.engine_runtime)
-        stats, counts = run_outcomes(app.kafka, app.contracts, settings, stop, until_idle_s=until_idle, host=host)
+        metrics = serve_metrics(app, "outcomes", metrics_port)
+        if metrics is not None:
+            host = observed(host, metrics, settings.worker)
+        try:
+            stats, counts = run_outcomes(app.kafka, app.contracts, settings, stop, until_idle_s=until_idle, host=host)
+        finally:
+            if metrics is not None:
+                metrics.close()
         out.print(
             f"outcomes: {stats.produced} written ({counts.labelled} labelled, {counts.unlabelled} unlabelled at the "
             f"horizon, {counts.orphan_labels} labels without prediction) from {stats.consumed} records in "

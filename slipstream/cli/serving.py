@@ -165,7 +165,7 @@ def _run_front(
     app.ensure_platform()
     service = app.scoring_service(remember_recent=not reco, reco=reco)
     if metrics_port:
-        start_http_server(metrics_port, registry=service.metrics.registry)
+        start_http_server(metrics_port, addr=app.settings.metrics_host, registry=service.metrics.registry)
     kind = "reco" if reco else "fraud"
     producer = app.producer(linger_ms=0.5, client_id=f"slipstream-score-stream-{kind}")
     group = f"{app.settings.topic_prefix}slipstream-scorer-{kind}"

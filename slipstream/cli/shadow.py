@@ -11,18 +11,29 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from slipstream.app import Slipstream
 from slipstream.cli.common import build, console, friendly_errors, out
+from slipstream.cli.metrics import MetricsPortOpt, check_metrics_port, serve_metrics
 from slipstream.cli.options import check_number
 from slipstream.cli.runtimes import ProcessorRuntimeOpt, check_runtime
 from slipstream.settings import Settings
 
+if TYPE_CHECKING:
+    from slipstream.process_metrics import ProcessMetrics
+
 PR_SET_PDEATHSIG = 1
+
+
+def shadow_inputs(contracts: Any) -> list[str]:
+    from slipstream.monitoring.shadow.consumer import INPUTS
+
+    return [contracts.topic(t) for t in INPUTS]
 
 
 def _settings(app: Slipstream, group: str, worker: str) -> Any:
@@ -37,12 +48,20 @@ def _settings(app: Slipstream, group: str, worker: str) -> Any:
     )
 
 
-def _run_worker(app: Slipstream, group: str, worker: str, stop: threading.Event, until_idle: float | None) -> Any:
-    """One member of the group in this process; its processor stats and comparison counts."""
+def _run_worker(
+    app: Slipstream,
+    group: str,
+    worker: str,
+    stop: threading.Event,
+    until_idle: float | None,
+    wrap: Callable[[Any], Any] = lambda host: host,
+) -> Any:
+    """One member of the group in this process; its processor stats and comparison counts. ``wrap`` wraps the host
+    factory (metrics read from the host, or progress sent to the parent)."""
     from slipstream.monitoring.shadow import ShadowWorker
     from slipstream.processor_hosts import hosting
 
-    host = hosting(app.settings.engine_runtime)
+    host = wrap(hosting(app.settings.engine_runtime))
     member = ShadowWorker(app.kafka, app.contracts, app.model_registry, _settings(app, group, worker), host=host)
     stats = member.run(stop, until_idle_s=until_idle)
     challengers = ", ".join(f"{c.model_name}:{c.alias}=v{c.version}" for c in member.challengers.snapshot())
@@ -67,23 +86,35 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _worker_process(
-    settings: Settings, group: str, worker: str, until_idle: float | None, results: Any, parent: int
+    settings: Settings, group: str, worker: str, until_idle: float | None, results: Any, parent: int, report: bool
 ) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     _die_with_parent(parent)
-    stats, counts = _run_worker(Slipstream(settings), group, worker, stop, until_idle)
-    results.put((worker, asdict(stats), asdict(counts)))
+    from slipstream.process_metrics import reporting
+
+    wrap = (lambda host: reporting(host, results.put, worker)) if report else (lambda host: host)
+    stats, counts = _run_worker(Slipstream(settings), group, worker, stop, until_idle, wrap)
+    results.put(("final", worker, asdict(stats), asdict(counts)))
 
 
-def _processes(app: Slipstream, group: str, ids: list[str], stop: threading.Event, until_idle: float | None) -> None:
+def _processes(
+    app: Slipstream,
+    group: str,
+    ids: list[str],
+    stop: threading.Event,
+    until_idle: float | None,
+    metrics: ProcessMetrics | None,
+) -> None:
     app.model_registry.challengers(app.settings.fraud_model)  # the registry's database made once, not by N at once
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     procs = {
         w: ctx.Process(
-            target=_worker_process, args=(app.settings, group, w, until_idle, results, os.getpid()), name=f"shadow-{w}"
+            target=_worker_process,
+            args=(app.settings, group, w, until_idle, results, os.getpid(), metrics is not None),
+            name=f"shadow-{w}",
         )
         for w in ids
     }
@@ -97,21 +128,30 @@ def _processes(app: Slipstream, group: str, ids: list[str], stop: threading.Even
                     if proc.is_alive():
                         proc.terminate()
             with contextlib.suppress(queue_module.Empty):
-                worker, stats, counts = results.get(timeout=0.2)
-                _report(worker, stats, counts)
+                _received(results.get(timeout=0.2), metrics)
     finally:
         for proc in procs.values():
             proc.join(timeout=30)
             if proc.is_alive():
                 proc.kill()
     while not results.empty():
-        _report(*results.get())
+        _received(results.get(), metrics)
     codes = {w: p.exitcode for w, p in procs.items() if p.exitcode not in (0, -signal.SIGTERM)}
     if codes:
         from slipstream.monitoring.exceptions import ShadowError
 
         msg = f"shadow worker(s) exited with an error (exit codes {codes}; see their output above)"
         raise ShadowError(msg)
+
+
+def _received(message: tuple[Any, ...], metrics: ProcessMetrics | None) -> None:
+    """A worker's message: ("progress", worker, processor, stats, counts) every few seconds (with metrics on), or
+    ("final", worker, stats, counts) when it ends."""
+    if message[0] == "progress":
+        if metrics is not None:
+            metrics.snapshot(message[2], message[1], message[3], message[4])
+        return
+    _report(*message[1:])
 
 
 def _report(worker: str, stats: dict[str, Any], counts: dict[str, Any]) -> None:
@@ -143,6 +183,7 @@ def shadow(
         ),
     ] = None,
     runtime: ProcessorRuntimeOpt = None,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Score every champion prediction with every challenger, on the champion's exact inputs; write
     `shadow-comparisons` (and, for rankers, `shadow-rankings` with overlap@k, Kendall tau and NDCG@k).
@@ -157,6 +198,7 @@ def shadow(
         check_number(workers, "--workers", ge=1)
         if until_idle is not None:
             check_number(until_idle, "--until-idle", gt=0)
+        check_metrics_port(metrics_port)
         app = build(engine_runtime=check_runtime(runtime))
         base = worker_id or app.settings.worker_id or "0"
         app.ensure_platform()
@@ -172,9 +214,21 @@ def shadow(
             f"[green]shadowing[/green] {app.settings.fraud_model}, {app.settings.reco_model} ({workers} worker(s), "
             f"{app.settings.engine_runtime} runtime)"
         )
-        if workers == 1:
-            stats, counts = _run_worker(app, group, base, stop, until_idle)
-            _report(base, asdict(stats), asdict(counts))
-        else:
-            _processes(app, group, [f"{base}.{i}" for i in range(workers)], stop, until_idle)
+        metrics = serve_metrics(app, "shadow", metrics_port)
+        try:
+            if workers == 1:
+                from slipstream.process_metrics import observed
+
+                def wrap(host: Any) -> Any:
+                    return observed(host, metrics, base) if metrics is not None else host
+
+                stats, counts = _run_worker(app, group, base, stop, until_idle, wrap)
+                _report(base, asdict(stats), asdict(counts))
+            else:
+                if metrics is not None:
+                    metrics.watch_lag(app.kafka, app.contracts.catalog.prefix + group, shadow_inputs(app.contracts))
+                _processes(app, group, [f"{base}.{i}" for i in range(workers)], stop, until_idle, metrics)
+        finally:
+            if metrics is not None:
+                metrics.close()
         console.print(f"[dim]ran {time.monotonic() - started:.1f} s[/dim]")

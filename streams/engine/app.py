@@ -105,11 +105,11 @@ class _PerStage:
             return {stage: self._stage(stage) for stage in dict.fromkeys(name for name, _ in self._latest)}
 
 
-def drain_for(job: EngineJob, contracts: Contracts, idle_s: float) -> PipelineDrain:
-    """The drain that ends ``job`` once its input is consumed: its stages in topology order (see PipelineDrain)."""
+def stage_groups(job: EngineJob, contracts: Contracts) -> list[DrainStage]:
+    """Each stage ``job`` runs, in topology order: its consumer group and its input topics (full names)."""
     topology = topology_for(job.feature_set)
     scoped = contracts.with_topics(topology.topics())
-    stages = [
+    return [
         DrainStage(
             name,
             engine_group(scoped.catalog.prefix, topology.feature_set.name, name),
@@ -117,7 +117,11 @@ def drain_for(job: EngineJob, contracts: Contracts, idle_s: float) -> PipelineDr
         )
         for name in job.stage_names()
     ]
-    return PipelineDrain(job.settings.bootstrap_servers, stages, idle_s=idle_s)
+
+
+def drain_for(job: EngineJob, contracts: Contracts, idle_s: float) -> PipelineDrain:
+    """The drain that ends ``job`` once its input is consumed: its stages in topology order (see PipelineDrain)."""
+    return PipelineDrain(job.settings.bootstrap_servers, stage_groups(job, contracts), idle_s=idle_s)
 
 
 def run_threads(
@@ -266,4 +270,12 @@ def stage_list(value: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in value.split(",") if s.strip()) if value else ()
 
 
-__all__: Sequence[str] = ("EngineJob", "drain_for", "run_processes", "run_threads", "stage_list", "stage_process")
+__all__: Sequence[str] = (
+    "EngineJob",
+    "drain_for",
+    "run_processes",
+    "run_threads",
+    "stage_groups",
+    "stage_list",
+    "stage_process",
+)

@@ -1,9 +1,10 @@
 """A real Prometheus, on the shipped config and rules, scrapes the real processes.
 
 On the test services (Kafka, Redis) and a small fraud world (35 days of history in the online store, a champion in
-MLflow), the processes that serve ``/metrics`` run as their commands, on free loopback ports: ``slipstream serve``,
-``slipstream score-stream --metrics-port`` (scoring the history from the beginning) and ``slipstream monitor --follow
---metrics-port``, with ``slipstream outcomes`` beside them so labels are joined. Prometheus runs with
+MLflow), every long-running command runs as users run it, serving ``/metrics`` on a free loopback port: ``slipstream
+serve``, ``score-stream`` (scoring the history from the beginning), ``monitor --follow``, ``features run``,
+``shadow``, ``outcomes``, ``drift`` and ``loop --dry-run``; then a day of live traffic is published and each stream
+process's counters and consumer-group lag follow it. Prometheus runs with
 ``deploy/prometheus/prometheus.yml`` and ``alerts.yml`` as shipped, but for 1 s intervals and target files naming those
 ports. Through its HTTP API: every target is up, each process's figures arrived as the processes counted them, every
 metric an alert reads exists, every rule evaluates without error, and a stopped process raises its alert.
@@ -16,6 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,13 +28,15 @@ from slipstream.infra.ports import free_ports
 from slipstream.infra.prometheus import PrometheusServer, PrometheusTools
 from slipstream.schemas.contracts import Contracts
 from tests.conftest import Services
-from tests.integration.serving.fixtures import FraudWorld, build_world, cli_env
+from tests.integration.serving.fixtures import FraudWorld, build_world, cli_env, publish
 from tests.integration.serving.http_server import Client
 from tests.integration.serving.test_fraud_scoring import _body
 from tests.unit.deploy.test_prometheus_rules import DEPLOY, METRIC, alert_rules
 
 pytestmark = pytest.mark.integration
 HTTP_REQUESTS = 25
+# every job of the shipped prometheus.yml: the long-running commands
+JOBS = ("serve", "score-stream", "monitor", "features", "shadow", "outcomes", "drift", "loop")
 T = TypeVar("T")
 
 
@@ -88,19 +92,26 @@ def world(services: Services, contracts: Contracts, tmp_path: Path) -> FraudWorl
 
 @pytest.fixture
 def processes(world: FraudWorld, tmp_path: Path) -> Iterator[tuple[dict[str, Child], dict[str, int]]]:
-    env = {**os.environ, **cli_env(world.services, world.app, world.project)}
-    serve, stream, monitor = free_ports(3)
+    env = {**os.environ, **cli_env(world.services, world.app, world.project), "SLIPSTREAM_METRICS_LAG_INTERVAL_S": "1"}
+    ports = dict(zip(JOBS, free_ports(len(JOBS)), strict=True))
     commands = {
-        "serve": ["serve", "--port", str(serve), "--log-level", "warning"],
-        "score-stream": ["score-stream", "--metrics-port", str(stream), "--from-beginning", "--quiet"],
+        "serve": ["serve", "--port", str(ports["serve"]), "--log-level", "warning"],
+        "score-stream": ["score-stream", "--metrics-port", str(ports["score-stream"]), "--from-beginning", "--quiet"],
         "outcomes": ["outcomes"],
-        "monitor": ["monitor", "--follow", "--json", "--refresh", "1", "--metrics-port", str(monitor)],
+        "monitor": ["monitor", "--follow", "--json", "--refresh", "1"],
+        "features": ["features", "run", "--quiet"],
+        "shadow": ["shadow"],
+        "drift": ["drift"],
+        "loop": ["loop", "--dry-run", "--log-level", "warning"],
     }
+    for job in JOBS:
+        if job not in ("serve", "score-stream"):
+            commands[job] += ["--metrics-port", str(ports[job])]
     children = {
         name: Child.start(name, args, env, tmp_path / "logs" / f"{name}.log") for name, args in commands.items()
     }
     try:
-        yield children, {"serve": serve, "score-stream": stream, "monitor": monitor}
+        yield children, ports
     finally:
         for child in children.values():
             child.stop()
@@ -121,9 +132,9 @@ def test_prometheus_scrapes_every_process_and_evaluates_every_rule(
 
         def targets_up() -> list[dict[str, Any]] | None:
             active: list[dict[str, Any]] = server.api("targets")["activeTargets"]
-            return active if len(active) == 3 and all(t["health"] == "up" for t in active) else None
+            return active if len(active) == len(JOBS) and all(t["health"] == "up" for t in active) else None
 
-        active = _until("scrape of every target", targets_up, children, timeout=60)
+        active = _until("scrape of every target", targets_up, children, timeout=180)
         assert {t["labels"]["job"]: t["labels"]["instance"] for t in active} == {
             f"slipstream-{job}": f"127.0.0.1:{port}" for job, port in ports.items()
         }
@@ -178,6 +189,10 @@ def test_prometheus_scrapes_every_process_and_evaluates_every_rule(
         assert [r["name"] for r in rules if r["lastEvaluation"].startswith("0001-")] == []  # all evaluated
         assert not [r["name"] for r in rules if r["state"] == "firing"], "nothing is wrong with this world"
 
+        up = _value(server, "slipstream_process_up")
+        assert up == {f"slipstream-{job}": 1.0 for job in JOBS if job not in ("serve", "score-stream", "monitor")}
+        _stream_processes_count_their_work(server, world, children)
+
         children["score-stream"].stop()
 
         def target_down() -> list[dict[str, Any]] | None:
@@ -186,3 +201,33 @@ def test_prometheus_scrapes_every_process_and_evaluates_every_rule(
 
         down = _until("SlipstreamTargetDown", target_down, {k: v for k, v in children.items() if k != "score-stream"})
         assert [(a["labels"]["job"], a["state"]) for a in down] == [("slipstream-score-stream", "pending")]
+
+
+def _stream_processes_count_their_work(server: PrometheusServer, world: FraudWorld, children: dict[str, Child]) -> None:
+    """The day of live traffic reaches every stream process: the engine counts it per stage, each consumer group's
+    lag is served and returns to 0, the label join, shadow, drift and the loop count what they read."""
+    publish(world.services, world.contracts, "transactions", world.live_tx)
+    consumed = 'sum by (job) (slipstream_engine_records_consumed_total{stage="customer"})'
+    _until(
+        "the engine's count of the live day",
+        _reaching(server, consumed, "slipstream-features", len(world.live_tx)),
+        children,
+        timeout=90,
+    )
+    groups = {row["metric"]["group"]: row["metric"]["job"] for row in server.query("slipstream_consumer_lag_records")}
+    prefix = world.contracts.catalog.prefix
+    assert groups == {
+        f"{prefix}slipstream-engine-fraud-customer": "slipstream-features",
+        f"{prefix}slipstream-engine-fraud-terminal": "slipstream-features",
+        f"{prefix}slipstream-shadow": "slipstream-shadow",
+        f"{prefix}slipstream-outcomes": "slipstream-outcomes",
+        f"{prefix}slipstream-drift": "slipstream-drift",
+        f"{prefix}slipstream-loop": "slipstream-loop",
+    }, groups
+    caught_up = 'max by (job) (slipstream_consumer_lag_records{job="slipstream-features"}) == 0'
+    assert _until("the engine's lag back to 0", lambda: _value(server, caught_up), children, timeout=90)
+    for job in ("shadow", "outcomes", "drift"):
+        read = f'slipstream_processor_records_consumed_total{{job="slipstream-{job}"}} > 0'
+        assert _until(f"{job}'s count of records read", partial(_value, server, read), children)
+    assert _until("the loop's count", lambda: _value(server, "slipstream_loop_records_total > 0"), children)
+    assert _value(server, "slipstream_drift_alarms_total") == {"slipstream-drift": 0.0}

@@ -9,6 +9,7 @@ the monitor's own registries, not from a list kept by hand.
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,22 @@ import yaml
 from prometheus_client.registry import CollectorRegistry
 
 from slipstream.infra.prometheus import PrometheusTools, promtool
+from slipstream.monitoring.drift.processor import DriftCounts as DriftHandlerCounts
+from slipstream.monitoring.loop.controller import LoopStats
 from slipstream.monitoring.metrics import MonitorMetrics
 from slipstream.monitoring.performance import PerformanceBook
+from slipstream.monitoring.transactional import ProcessorStats
+from slipstream.process_metrics import ProcessMetrics
 from slipstream.serving.metrics import ScorerMetrics
+from slipstream.streams.engine.settings import StageStats
 
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy" / "prometheus"
 UNIT_TESTS = sorted((DEPLOY / "tests").glob("*.yml"))
 SEVERITIES = {"critical", "warning"}
 # Fires on the evaluation that sees the refusal: a swap refused is an event, not a state that lasts.
-NO_FOR = {"SlipstreamModelSwapRefused"}
+# A drift alarm likewise: each is a record on the `drift` topic, and the rule looks back 30 minutes.
+NO_FOR = {"SlipstreamModelSwapRefused", "SlipstreamDriftAlarm"}
 METRIC = re.compile(r"\b(slipstream_[a-z0-9_]+|up)\b")
 
 
@@ -49,7 +56,7 @@ def test_config_rules_and_targets_are_valid(prometheus_tools: PrometheusTools) -
     jobs = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())["scrape_configs"]
     read = {f for job in jobs for sd in job["file_sd_configs"] for f in sd["files"]}
     shipped = {f"targets/{p.name}" for p in (DEPLOY / "targets").glob("*.yml")}
-    assert read == shipped and len(jobs) == 3  # serve, score-stream, monitor: the processes with /metrics
+    assert read == shipped and len(jobs) == 8  # every long-running command (prometheus.yml's header lists them)
     for targets in sorted((DEPLOY / "targets").glob("*.yml")):  # what file-based discovery will read
         groups = yaml.safe_load(targets.read_text())
         assert groups and all(re.fullmatch(r"127\.0\.0\.1:\d+", t) for g in groups for t in g["targets"]), targets
@@ -115,8 +122,14 @@ def test_alerts_read_only_metrics_the_processes_serve() -> None:
     summary = PerformanceBook().summary(("all",))
     summary["join_lag_s"] = 0.0  # served once both a score and a label have been seen
     monitor.observe(summary)
-    served = _served_names(scorer.registry) | _served_names(monitor.registry) | {"up"}
+    streams = ProcessMetrics("any")
+    streams.engine("fraud", "customer", StageStats())
+    streams.snapshot("drift", "0", asdict(ProcessorStats()), asdict(DriftHandlerCounts()))
+    streams.loop(LoopStats())
+    served = _served_names(scorer.registry) | _served_names(monitor.registry) | _served_names(streams.registry)
+    served |= {"up"}
     assert {"slipstream_requests_total", "slipstream_monitor_join_lag_seconds"} <= served  # the reading is right
+    assert {"slipstream_consumer_lag_records", "slipstream_drift_alarms_total"} <= served
     for rule in alert_rules():
         used = set(METRIC.findall(rule["expr"]))
         assert used, rule["alert"]

@@ -95,7 +95,8 @@ def monitor(
     follow: Annotated[bool, typer.Option("--follow", help="Keep reading and refresh (Ctrl-C stops).")] = False,
     by: Annotated[str, typer.Option("--by", help="Period of the rows: day, week or all (event time, UTC).")] = "all",
     metrics_port: Annotated[
-        int | None, typer.Option(help="With --follow: serve Prometheus /metrics on 127.0.0.1:PORT.")
+        int | None,
+        typer.Option(help="With --follow: serve Prometheus /metrics on SLIPSTREAM_METRICS_HOST (127.0.0.1):PORT."),
     ] = None,
     refresh: Annotated[float, typer.Option(help="With --follow: seconds between refreshes.")] = 2.0,
     retain_days: RetainDays = None,

@@ -40,6 +40,9 @@ from tests.conftest import KAFKA_VERSION, REPO, DockerEngine
 from tests.integration.serving.fixtures import register, train_booster
 
 pytestmark = pytest.mark.integration
+# the processes of the stack that serve /metrics on a port of their own (the HTTP scorer serves it on its port)
+METRICS = ("score-stream", "features", "shadow", "outcomes", "drift", "loop")
+SERVICES = ("kafka", "redis", "scorer", "prometheus", *METRICS)
 
 IMAGE_UID = 10001
 CUSTOMER, TERMINAL = 596, 3156
@@ -72,6 +75,24 @@ def get_status(port: int, path: str) -> int:
         return conn.getresponse().status
     finally:
         conn.close()
+
+
+def every_target_up(port: int, deadline: float) -> dict[str, str]:
+    """The stack's Prometheus' targets (job -> instance) once it has scraped each of them, all up."""
+    active: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            try:
+                conn.request("GET", "/api/v1/targets?state=active")
+                active = orjson.loads(conn.getresponse().read())["data"]["activeTargets"]
+            finally:
+                conn.close()
+            if active and all(t["health"] == "up" for t in active):
+                return {t["labels"]["job"]: t["labels"]["instance"] for t in active}
+        time.sleep(1)
+    seen = [(t["scrapeUrl"], t["health"], t["lastError"]) for t in active]
+    pytest.fail(f"the stack's Prometheus did not scrape every target: {seen}")
 
 
 def registered(app: Slipstream) -> str:
@@ -153,6 +174,7 @@ def test_the_stack_scores_a_transaction_with_the_engines_features(docker_engine:
     assert prometheus_image.name == PROMETHEUS_IMAGE
 
     kafka_port, controller_port, redis_port, scorer_port, prometheus_port = free_ports(5)
+    metrics_ports = dict(zip(METRICS, free_ports(len(METRICS)), strict=True))
     state = tmp_path / "state"
     state.mkdir()
     project = f"slipstream-it-{uuid.uuid4().hex[:8]}"
@@ -165,7 +187,7 @@ def test_the_stack_scores_a_transaction_with_the_engines_features(docker_engine:
         "SCORER_PORT": str(scorer_port),
         "PROMETHEUS_PORT": str(prometheus_port),
         "SLIPSTREAM_STATE_DIR": str(state),
-    }
+    } | {f"{name.upper().replace('-', '_')}_METRICS_PORT": str(port) for name, port in metrics_ports.items()}
     if os.geteuid() != 0:  # not root: the containers run as this user, who owns the state dir
         env |= {"SLIPSTREAM_UID": str(os.getuid()), "SLIPSTREAM_GID": str(os.getgid())}
     bootstrap, redis_url = f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0"
@@ -225,10 +247,12 @@ def test_the_stack_scores_a_transaction_with_the_engines_features(docker_engine:
         assert answer["features"]["CUSTOMER_ID_NB_TX_1DAY_WINDOW"] == 4  # three through the engine + this one
         assert answer["features"]["CUSTOMER_ID_AVG_AMOUNT_1DAY_WINDOW"] == pytest.approx((10 + 11 + 12 + 57.16) / 4)
         assert get_status(prometheus_port, "/-/ready") == 200
-        running = states(docker, stack.container_ids())
-        assert running == {
-            name: ("running", 0) for name in ("kafka", "redis", "features", "scorer", "shadow", "loop", "prometheus")
+        scraped = every_target_up(prometheus_port, deadline + 60)
+        assert scraped == {"slipstream-serve": f"127.0.0.1:{scorer_port}"} | {
+            f"slipstream-{name}": f"127.0.0.1:{port}" for name, port in metrics_ports.items()
         }
+        running = states(docker, stack.container_ids())
+        assert running == {name: ("running", 0) for name in SERVICES}
         print(
             f"\nimages ready in {built_s:.1f} s (slipstream built: {app_image.built}, {app_image.seconds:.1f} s); "
             f"stack up and a score with the engine's features in {answered_s:.1f} s"

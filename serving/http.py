@@ -32,7 +32,7 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
@@ -62,6 +62,7 @@ from slipstream.serving.http_edge import (
     send_json,
     too_large,
 )
+from slipstream.serving.metrics import exposition
 from slipstream.serving.service import ScoringService, freeze_startup_heap
 
 log = logging.getLogger(__name__)
@@ -411,6 +412,6 @@ def create_app(
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return FraudFastPath(app, service, max_body_bytes, auth)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from slipstream.serving.base import ServingModel
 from slipstream.serving.model_slot import SwapRecord
@@ -14,7 +16,20 @@ LATENCY_BUCKETS = (
     25e-6, 50e-6, 75e-6, 100e-6, 150e-6, 200e-6, 300e-6, 500e-6, 750e-6,
     1e-3, 2e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0, 2.5,
 )  # fmt: skip
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 AGE_BUCKETS = (1e-3, 5e-3, 10e-3, 50e-3, 0.1, 0.5, 1.0, 10.0, 60.0, 600.0, 3600.0, 86400.0, 7 * 86400.0)
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """``/metrics`` of a scorer: its registry, or, in a ``serve --workers N`` worker (PROMETHEUS_MULTIPROC_DIR set
+    by the parent before the workers started), every worker's values summed from the shared directory, so a scrape
+    sees the whole server whichever worker answers it."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        return generate_latest(registry)
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]
+    return generate_latest(merged)
 
 
 class ScorerMetrics:
@@ -49,12 +64,14 @@ class ScorerMetrics:
             "1 for the model version an endpoint serves, 0 for versions it served before.",
             ("endpoint", "model", "version"),
             registry=r,
+            multiprocess_mode="max",  # serve --workers N: 1 if any worker serves it (docs/alerts.md)
         )
         self.model_loaded_at = Gauge(
             "slipstream_model_loaded_timestamp_seconds",
             "When the serving model was installed.",
             ("endpoint",),
             registry=r,
+            multiprocess_mode="max",
         )
         self.swaps = Counter(
             "slipstream_model_swaps",

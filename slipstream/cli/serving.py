@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from typing import TYPE_CHECKING, Annotated, Any
@@ -28,8 +31,8 @@ def serve(
         int,
         typer.Option(
             min=1,
-            help="Worker processes sharing the port. One scores ~2k req/s per core; /metrics then reports the "
-            "worker that answered.",
+            help="Worker processes sharing the port. One scores ~2k req/s per core; /metrics reports all of them "
+            "summed, whichever answers.",
         ),
     ] = 1,
     log_level: Annotated[str, typer.Option(help="Log level of the scorer and uvicorn.")] = "info",
@@ -48,6 +51,8 @@ def serve(
     """
     import uvicorn
 
+    from slipstream.serving.metrics import MULTIPROC_ENV
+
     with friendly_errors():
         setup_logging(log_level)
         app = build()
@@ -61,20 +66,28 @@ def serve(
         )
         console.print(f"[green]serving[/green] on http://{host or s.serve_host}:{port or s.serve_port}; {access}")
         target: Any = "slipstream.asgi:create"
+        shared: str | None = None
         if workers == 1:
             target = app.http_app()
-        uvicorn.run(
-            target,
-            factory=workers > 1,
-            workers=workers,
-            host=host or s.serve_host,
-            port=port or s.serve_port,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,
-            log_level=log_level.lower(),
-            timeout_keep_alive=30,
-        )
+        else:  # the workers keep their metrics in one directory; each answers /metrics with all of them summed
+            shared = tempfile.mkdtemp(prefix="slipstream-serve-metrics-")
+            os.environ[MULTIPROC_ENV] = shared
+        try:
+            uvicorn.run(
+                target,
+                factory=workers > 1,
+                workers=workers,
+                host=host or s.serve_host,
+                port=port or s.serve_port,
+                loop="uvloop",
+                http="httptools",
+                access_log=False,
+                log_level=log_level.lower(),
+                timeout_keep_alive=30,
+            )
+        finally:
+            if shared is not None:
+                shutil.rmtree(shared, ignore_errors=True)
 
 
 def score_stream(

@@ -247,7 +247,8 @@ def test_score_stream_command_scores_a_replayed_topic(world: FraudWorld, monkeyp
 
 
 def test_serve_command_with_two_workers(world: FraudWorld) -> None:
-    """`slipstream serve --workers 2`: each worker builds its scorer from the settings and answers with the champion."""
+    """`slipstream serve --workers 2`: each worker builds its scorer from the settings and answers with the champion;
+    /metrics reports the two workers summed, whichever of them answers the scrape."""
     import os
     import subprocess
     import sys
@@ -282,6 +283,17 @@ def test_serve_command_with_two_workers(world: FraudWorld) -> None:
             assert status == 200, body
             versions.add(body["model"]["version"])
         assert versions == {world.versions[0]}
+        # /metrics sums both workers, whichever answers: every scrape sees all 40 scores and the champion
+        ok = 'slipstream_requests_total{endpoint="fraud",outcome="ok",path="http"}'
+        champion = f'slipstream_model_info{{endpoint="fraud",model="fraud",version="{world.versions[0]}"}}'
+        for _ in range(6):
+            client = Client(port)
+            status, text = client.request("GET", "/metrics")
+            client.close()
+            assert status == 200
+            lines = dict(line.rsplit(" ", 1) for line in str(text).splitlines() if line and not line.startswith("#"))
+            assert float(lines[ok]) == 40.0, {k: v for k, v in lines.items() if "requests" in k}
+            assert float(lines[champion]) == 1.0
     finally:
         proc.terminate()
         proc.wait(30)

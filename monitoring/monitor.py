@@ -22,7 +22,7 @@ from slipstream.monitoring.exceptions import MonitoringError
 from slipstream.monitoring.performance import PerformanceBook
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.exceptions import DecodeError
-from slipstream.schemas.transport.connection import KafkaLike, kafka_config
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config, list_topics
 
 TOPICS: Final = ("predictions", "shadow-comparisons", "shadow-rankings", "outcomes")
 
@@ -58,7 +58,7 @@ class TopicReader:
             }
         )
         try:
-            metadata = self._consumer.list_topics(timeout=10)
+            metadata = list_topics(self._consumer, 10.0)
         except KafkaException as exc:
             self._consumer.close()
             msg = f"cannot read the topics' metadata from Kafka at {bootstrap_servers!r}: {exc}"

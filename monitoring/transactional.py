@@ -33,7 +33,7 @@ from slipstream.monitoring.exceptions import MonitoringError
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.dead_letter import RawMessage, envelope
 from slipstream.schemas.exceptions import DecodeError
-from slipstream.schemas.transport.connection import KafkaLike, kafka_config
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config, list_topics
 from slipstream.schemas.transport.consumer import ConsumedEvent, normalize_headers
 from slipstream.schemas.transport.offsets import watermarks
 
@@ -98,7 +98,7 @@ class ProcessorStats:
 
 
 def _check_copartitioned(consumer: Consumer, topics: Sequence[str]) -> int:
-    metadata = consumer.list_topics(timeout=10)
+    metadata = list_topics(consumer, 10.0)  # a refused login raises KafkaAccessError at once
     counts: dict[str, int] = {}
     for topic in topics:
         found = metadata.topics.get(topic)

@@ -73,7 +73,8 @@ def _close_kafka_clients() -> None:
     gc.unfreeze()
     gc.collect()
     for client in [obj for obj in gc.get_objects() if isinstance(obj, Producer | Consumer)]:
-        with contextlib.suppress(KafkaException, RuntimeError):  # RuntimeError: closed already
+        # RuntimeError: closed already; SlipstreamError: a secured client's refused login, raised by its error_cb
+        with contextlib.suppress(KafkaException, RuntimeError, SlipstreamError):
             if isinstance(client, Producer):
                 client.purge()
             client.close()

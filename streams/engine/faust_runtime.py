@@ -30,7 +30,7 @@ from typing import Any
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.topics import TopicCatalog
 from slipstream.schemas.transport import TopicAdmin
-from slipstream.schemas.transport.connection import kafka_config
+from slipstream.schemas.transport.connection import kafka_config, list_topics
 from slipstream.streams.engine.faust_patches import FaustHooks, faust_app, topic_partition
 from slipstream.streams.engine.outputs import KafkaOutputs
 from slipstream.streams.engine.restore import ChangelogRestore
@@ -165,7 +165,7 @@ class FaustStageRunner(FaustHooks):
         from confluent_kafka.admin import AdminClient
 
         admin = AdminClient(kafka_config(self.settings.bootstrap_servers))
-        md = admin.list_topics(timeout=10).topics
+        md = list_topics(admin, 10.0).topics
         first = md[next(iter(self.io.inputs))]
         forward = len(md[self.io.forward_topic].partitions) if self.io.forward_topic else 0
         return len(first.partitions), forward

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from slipstream.schemas.transport.connection import KafkaLike, kafka_config
+from slipstream.schemas.transport.connection import KafkaLike, kafka_config, list_topics
 from slipstream.streams.engine.exceptions import LagError
 
 QUIET_CHECKS = 3  # a stage is drained when its group's lag was 0 this many checks in a row
@@ -34,18 +34,19 @@ class GroupLag:
         self._timeout = timeout_s
         self._ends = Consumer({**kafka_config(bootstrap_servers), "group.id": group, "enable.auto.commit": False})
         try:
-            metadata = self._ends.list_topics(timeout=timeout_s)
+            metadata = list_topics(self._ends, timeout_s)  # a refused login raises KafkaAccessError at once
             missing = [t for t in topics if t not in metadata.topics or metadata.topics[t].error is not None]
-            if missing:
-                msg = f"cannot read the lag of group {group!r}: no topic {missing} yet"
-                raise LagError(msg)
         except KafkaException as exc:
             self._ends.close()
             msg = f"cannot read the partitions of {list(topics)}: {exc}"
             raise LagError(msg) from exc
-        except LagError:
+        except BaseException:
             self._ends.close()
             raise
+        if missing:
+            self._ends.close()
+            msg = f"cannot read the lag of group {group!r}: no topic {missing} yet"
+            raise LagError(msg)
         self._partitions = [
             TopicPartition(topic, p) for topic in topics for p in sorted(metadata.topics[topic].partitions)
         ]
@@ -112,7 +113,8 @@ class PipelineDrain:
         quiet_checks: int = QUIET_CHECKS,
         reader: Callable[[DrainStage], LagReader] | None = None,
     ) -> None:
-        self._open = reader or (lambda stage: GroupLag(bootstrap_servers, stage.group, stage.topics))
+        # short timeouts: a check runs in the supervising loop, which must keep watching the workers
+        self._open = reader or (lambda stage: GroupLag(bootstrap_servers, stage.group, stage.topics, timeout_s=2.0))
         self._stages = list(stages)
         self._idle_s, self._check_s, self._quiet_checks = idle_s, check_s, quiet_checks
         self._index = 0

@@ -174,6 +174,28 @@ def test_a_wrong_password_fails_fast_in_one_line(sasl_kafka: SASLKafka) -> None:
     assert time.monotonic() - started < 10.0
 
 
+@pytest.mark.parametrize("runtime", ["kafka", "faust"])
+def test_a_wrong_password_stops_the_engine_and_a_processor_at_once_on_both_runtimes(
+    sasl_kafka: SASLKafka, sasl_contracts: Contracts, services: Services, runtime: str
+) -> None:
+    """The long-running processes fail with the same one-line refusal, on the Faust runtime too (its stages and
+    processors declare their topics through the same admin client before aiokafka connects): never a hang."""
+    from slipstream.monitoring.outcomes.processor import JoinSettings, run_outcomes
+    from slipstream.processor_hosts import hosting
+
+    wrong = KafkaConnection(**{**_fields(sasl_kafka.connection), "password": WRONG})
+    settings = EngineSettings(wrong, services.redis_url, project=f"t{uuid.uuid4().hex[:8]}", runtime=runtime)
+    started = time.monotonic()
+    with pytest.raises(KafkaAccessError) as engine:
+        run_threads(EngineJob(settings, sasl_contracts.catalog.prefix, "fraud"), threading.Event(), until_idle_s=3)
+    with pytest.raises(KafkaAccessError) as join:
+        run_outcomes(wrong, sasl_contracts, JoinSettings(), threading.Event(), until_idle_s=3, host=hosting(runtime))
+    assert time.monotonic() - started < 10.0  # both: librdkafka alone would retry for ever
+    for refusal in (str(engine.value), str(join.value)):
+        assert "\n" not in refusal and refusal.startswith(f"Kafka at 127.0.0.1:{SASL_PORT} (SASL_SSL"), refusal
+        assert WRONG not in refusal and sasl_kafka.password not in refusal
+
+
 def _fields(connection: KafkaConnection) -> dict[str, Any]:
     return {name: getattr(connection, name) for name in KafkaConnection.__dataclass_fields__}
 

@@ -89,7 +89,13 @@ def run(
     threads: Annotated[
         bool, typer.Option("--threads/--processes", help="Stages in threads of one process, or one process each.")
     ] = False,
-    until_idle: Annotated[float | None, typer.Option(help="Stop after this many seconds without input.")] = None,
+    until_idle: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop once the input got nothing new for this many seconds and every stage, in order, has committed "
+            "all of it (docs/scale-out.md)."
+        ),
+    ] = None,
     workers: Annotated[
         int, typer.Option(help="Workers per stage here, sharing its partitions (at most its partition count).")
     ] = 1,

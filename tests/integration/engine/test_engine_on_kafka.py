@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
+import collections
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -40,20 +43,41 @@ def _publish(services: Services, contracts: Contracts, tx: list[dict[str, Any]],
             producer.send("labels", record)
 
 
-def feature_log(services: Services, contracts: Contracts, expected: int) -> dict[str, dict[str, float]]:
-    """The last vector per event id, as a consumer of the feature log sees it."""
+def feature_log(
+    services: Services, contracts: Contracts, expected: int, patience_s: float = 3.0
+) -> dict[str, dict[str, float]]:
+    """The last vector per event id, as a consumer of the feature log sees it: read until ``expected`` ids and a
+    quiet poll, or, short of them, until nothing came for ``patience_s`` (a loaded machine's fetch may pause)."""
     latest: dict[str, dict[str, float]] = {}
     with EventConsumer(services.bootstrap_servers, contracts, ["feature-log"]) as consumer:
-        idle = 0
-        while idle < 6:
+        last = time.monotonic()
+        while time.monotonic() - last < (3.0 if len(latest) >= expected else patience_s):
             batch = consumer.poll_batch(max_records=5000, timeout=0.5)
             assert batch.failures == []
             for event in batch.events:
                 latest[str(event.value["event_id"])] = dict(event.value["features"])
-            idle = 0 if batch.events else idle + 1
-            if len(latest) >= expected and not batch.events:
+            if batch.events:
+                last = time.monotonic()
+            elif len(latest) >= expected:
                 break
     return latest
+
+
+def missing_report(got: dict[str, dict[str, float]], tx: list[dict[str, Any]]) -> str:
+    """Which transactions have no vector: how many, their event-time span and where they sit in the stream, by
+    terminal partition — to tell a run that stopped early (the tail) from records lost at a hand-over."""
+    lost = [r for r in tx if str(r["transaction_id"]) not in got]
+    if not lost:
+        return "none missing"
+    times = sorted(int(r["event_time"]) for r in tx)
+    first, last = min(int(r["event_time"]) for r in lost), max(int(r["event_time"]) for r in lost)
+    share = [round(bisect.bisect_left(times, t) / len(times), 3) for t in (first, last)]
+    terminals = collections.Counter(int(r["terminal_id"]) % 6 for r in lost)
+    customers = collections.Counter(int(r["customer_id"]) % 6 for r in lost)
+    return (
+        f"{len(lost)} of {len(tx)} transactions have no vector; their event times span stream positions "
+        f"{share[0]:.1%}..{share[1]:.1%}; by terminal_id % 6: {dict(terminals)}; by customer_id % 6: {dict(customers)}"
+    )
 
 
 def _settings(services: Services, project: str, lateness_s: float = 2.0, runtime: str = "kafka") -> EngineSettings:

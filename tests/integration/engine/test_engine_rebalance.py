@@ -13,7 +13,7 @@ from slipstream.streams.engine.app import EngineJob, run_threads
 from slipstream.streams.engine.runner import EngineSettings, StageStats
 from tests.conftest import Services
 from tests.fraud_reference import reference, small_fraud_streams
-from tests.integration.engine.test_engine_on_kafka import _compare, _publish, feature_log
+from tests.integration.engine.test_engine_on_kafka import _compare, _publish, feature_log, missing_report
 from tests.integration.engine.test_engine_recovery import _committed, _log_size
 
 pytestmark = pytest.mark.integration
@@ -76,6 +76,6 @@ def test_a_worker_joining_mid_stream_changes_no_feature(
         assert _committed(services, group, [name]) == _log_size(services, name), topic
 
     want = reference(tx, labels)
-    got = feature_log(services, contracts, len(want))
-    assert len(got) == len(want)
+    got = feature_log(services, contracts, len(want), patience_s=60.0)  # a loaded machine's fetch may pause
+    assert len(got) == len(want), missing_report(got, tx)
     assert _compare(got, want) == 0

@@ -20,7 +20,7 @@ from slipstream.streams.engine.exceptions import EngineError
 from slipstream.streams.engine.runner import EngineSettings
 from tests.conftest import Services
 from tests.fraud_reference import reference, small_fraud_streams
-from tests.integration.engine.test_engine_on_kafka import _compare, _publish, feature_log
+from tests.integration.engine.test_engine_on_kafka import _compare, _publish, feature_log, missing_report
 
 pytestmark = pytest.mark.integration
 
@@ -57,8 +57,8 @@ def test_two_workers_per_stage_share_it_and_agree_with_the_reference(
     assert most[0] == 2  # both workers of the stage held partitions at once
     assert stats["customer"].consumed >= len(tx) + len(labels)
     want = reference(tx, labels)
-    got = feature_log(services, contracts, len(want))
-    assert len(got) == len(want)
+    got = feature_log(services, contracts, len(want), patience_s=60.0)  # a loaded machine's fetch may pause
+    assert len(got) == len(want), missing_report(got, tx)
     assert _compare(got, want) == 0
 
 

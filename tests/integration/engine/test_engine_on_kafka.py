@@ -63,9 +63,24 @@ def feature_log(
     return latest
 
 
-def missing_report(got: dict[str, dict[str, float]], tx: list[dict[str, Any]]) -> str:
+def _dead_letters(services: Services, contracts: Contracts) -> dict[str, int]:
+    """The dead-letter topic's records by processor, error type and the reason's first words."""
+    seen: collections.Counter[str] = collections.Counter()
+    with EventConsumer(services.bootstrap_servers, contracts, ["dead-letter"]) as consumer:
+        for _ in range(6):
+            batch = consumer.poll_batch(max_records=5000, timeout=0.5)
+            for event in batch.events:
+                value = event.value
+                seen[f"{value['processor']}/{value['error_type']}: {' '.join(str(value['reason']).split()[:2])}"] += 1
+    return dict(seen)
+
+
+def missing_report(
+    got: dict[str, dict[str, float]], tx: list[dict[str, Any]], services: Services, contracts: Contracts
+) -> str:
     """Which transactions have no vector: how many, their event-time span and where they sit in the stream, by
-    terminal partition — to tell a run that stopped early (the tail) from records lost at a hand-over."""
+    terminal partition — to tell a run that stopped early (the tail) from records lost at a hand-over — and what the
+    dead-letter topic holds (events refused as late after a hand-over would show there)."""
     lost = [r for r in tx if str(r["transaction_id"]) not in got]
     if not lost:
         return "none missing"
@@ -76,7 +91,8 @@ def missing_report(got: dict[str, dict[str, float]], tx: list[dict[str, Any]]) -
     customers = collections.Counter(int(r["customer_id"]) % 6 for r in lost)
     return (
         f"{len(lost)} of {len(tx)} transactions have no vector; their event times span stream positions "
-        f"{share[0]:.1%}..{share[1]:.1%}; by terminal_id % 6: {dict(terminals)}; by customer_id % 6: {dict(customers)}"
+        f"{share[0]:.1%}..{share[1]:.1%}; by terminal_id % 6: {dict(terminals)}; "
+        f"by customer_id % 6: {dict(customers)}; dead letters: {_dead_letters(services, contracts)}"
     )
 
 

@@ -90,5 +90,5 @@ def test_a_worker_joining_mid_stream_changes_no_feature(
 
     want = reference(tx, labels)
     got = feature_log(services, contracts, len(want), patience_s=60.0)  # a loaded machine's fetch may pause
-    assert len(got) == len(want), missing_report(got, tx)
+    assert len(got) == len(want), missing_report(got, tx, services, contracts)
     assert _compare(got, want) == 0

@@ -58,7 +58,7 @@ def test_two_workers_per_stage_share_it_and_agree_with_the_reference(
     assert stats["customer"].consumed >= len(tx) + len(labels)
     want = reference(tx, labels)
     got = feature_log(services, contracts, len(want), patience_s=60.0)  # a loaded machine's fetch may pause
-    assert len(got) == len(want), missing_report(got, tx)
+    assert len(got) == len(want), missing_report(got, tx, services, contracts)
     assert _compare(got, want) == 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from slipstream.serving.base import ServingModel
@@ -25,7 +25,9 @@ def exposition(registry: CollectorRegistry) -> bytes:
     by the parent before the workers started), every worker's values summed from the shared directory, so a scrape
     sees the whole server whichever worker answers it."""
     directory = os.environ.get(MULTIPROC_ENV)
-    if not directory:
+    # The mode prometheus_client chose when it was imported, not the variable now: Feast's import sets the variable
+    # later in any process that imports it (slipstream/__init__.py imports prometheus_client first for that reason).
+    if not directory or values.ValueClass is values.MutexValue:
         return generate_latest(registry)
     merged = CollectorRegistry()
     MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]

@@ -16,7 +16,7 @@ from slipstream.infra import compose, images, stack_images
 from slipstream.infra.exceptions import DependencyMissingError
 
 REPO = Path(__file__).resolve().parents[3]
-SLIPSTREAM_SERVICES = ("features", "scorer", "shadow", "loop")
+SLIPSTREAM_SERVICES = ("features", "scorer", "score-stream", "shadow", "outcomes", "drift", "loop")
 
 
 def _checkout(tmp_path: Path) -> Path:
@@ -133,7 +133,8 @@ def test_the_slipstream_services_run_one_image_as_its_user_after_kafka_and_redis
 def test_each_service_runs_a_real_command(service: str) -> None:
     command = _stack()["services"][service]["command"]
     words = [word for word in command if not word.startswith("-") and not word.startswith("$")]
-    verbs = [word for word in words if word.isidentifier()]
+    verbs = [word for word in words if word.replace("-", "_").isidentifier()]
+    assert verbs, command
     result = CliRunner().invoke(cli, [*verbs, "--help"])
     assert result.exit_code == 0, result.output
     options = [word for word in command if word.startswith("--")]
@@ -146,8 +147,13 @@ def test_the_prometheus_service_reads_the_repos_config() -> None:
     mount = next(volume for volume in service["volumes"] if volume.endswith(":ro"))
     source = (compose.stack_file(REPO).parent / mount.split(":")[0]).resolve()
     assert source == REPO / "deploy" / "prometheus"
-    config = mount.split(":")[1] + "/prometheus.yml"
-    assert f"--config.file={config}" in service["command"]
+    mounted = mount.split(":")[1]
+    (script,) = service["command"]  # bash -c: the shipped config and rules copied, target files written, then exec
+    assert service["entrypoint"] == ["/bin/bash", "-c"]
+    assert f"cp {mounted}/prometheus.yml {mounted}/alerts.yml $$etc/" in script
+    assert "exec /usr/bin/prometheus --config.file=$$etc/prometheus.yml" in script
+    jobs = {path.stem for path in (REPO / "deploy" / "prometheus" / "targets").glob("*.yml")}
+    assert {line.split()[1] for line in script.splitlines() if line.startswith("target ")} == jobs
 
 
 def test_compose_commands_name_the_file_and_project(tmp_path: Path) -> None:

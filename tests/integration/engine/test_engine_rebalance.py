@@ -28,11 +28,10 @@ def _settings(services: Services, project: str, worker: str | None, runtime: str
 # Both membership kinds on the Kafka runtime; the Faust runtime with static members only (the join and hand-over it
 # runs are the same either way, and each Faust case costs ~75 s of the suite).
 FAUST_JOIN_DEFECT = (
-    "open defect (issue 18): on the Faust runtime a worker joining mid-stream lost 1,992 of 31,658 vectors in one "
-    "fresh-clone suite run on 2026-12-04 (the feature log short; every input committed to its end); it passed in "
-    "the previous CI run and in 11 runs since (alone, under CPU load, on a fresh broker, after the same tests), so the "
-    "cause is not found. Runs every time; a failure prints which vectors are missing. The Kafka runtime's cases are "
-    "not marked."
+    "open defect (issue 18): on the Faust runtime a worker joining mid-stream lost vectors (1,992 of 31,658 once) "
+    "in 2 of 3 fresh-clone full-suite runs on 2026-12-04 while every input was committed to its end; it never "
+    "failed in 11 runs outside a full suite, so the cause is not found. Runs every time; `--runxfail` prints which "
+    "vectors are missing and what the dead-letter topic holds. The Kafka runtime's cases are not marked."
 )
 
 

@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence, Set
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
@@ -33,7 +34,7 @@ from slipstream.monitoring.exceptions import MonitoringError
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.dead_letter import RawMessage, envelope
 from slipstream.schemas.exceptions import DecodeError
-from slipstream.schemas.transport.connection import KafkaLike, kafka_config, list_topics
+from slipstream.schemas.transport.connection import KafkaLike, close_client, kafka_config, list_topics
 from slipstream.schemas.transport.consumer import ConsumedEvent, normalize_headers
 from slipstream.schemas.transport.offsets import watermarks
 
@@ -194,6 +195,8 @@ class TransactionalProcessor:
             **(config or {}),
         }
         self._consumer = Consumer(conf)
+        opened = ExitStack()  # what to close if the start fails
+        opened.callback(self._consumer.close)
         try:
             topics = [*self._logical, *([self._changelog] if self._changelog else [])]
             self.n_partitions = _check_copartitioned(self._consumer, topics)
@@ -210,13 +213,14 @@ class TransactionalProcessor:
                     **(producer_config or {}),
                 }
             )
+            opened.callback(close_client, self._producer, flush_s=0, discard=True)
             self._producer.init_transactions(TXN_TIMEOUT_S)  # aborts what a predecessor with this id left open
-        except KafkaException as exc:
-            self._consumer.close()
-            msg = f"{processor_name}: cannot start its transactions ({transactional_id!r}): {exc.args[0].str()}"
-            raise MonitoringError(msg) from exc
-        except BaseException:
-            self._consumer.close()
+        except BaseException as exc:
+            with suppress(Exception):  # the start's error is the one to report
+                opened.close()
+            if isinstance(exc, KafkaException):
+                msg = f"{processor_name}: cannot start its transactions ({transactional_id!r}): {exc.args[0].str()}"
+                raise MonitoringError(msg) from exc
             raise
         self._consumer.subscribe(
             list(self._logical), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
@@ -437,7 +441,6 @@ class TransactionalProcessor:
 
     def close(self) -> None:
         """Leave the group and release the clients (call between steps: no transaction is open then)."""
-        try:
-            self._consumer.close()
-        finally:
-            self._producer.flush(5)
+        with ExitStack() as closing:  # each whatever the other raises
+            closing.callback(close_client, self._producer, flush_s=5)
+            closing.callback(self._consumer.close)

@@ -27,6 +27,7 @@ __all__ = [
     "KafkaConnection",
     "KafkaLike",
     "as_connection",
+    "close_client",
     "kafka_config",
     "list_topics",
 ]
@@ -177,6 +178,20 @@ def list_topics(client: Any, timeout_s: float) -> Any:
             client.poll(0)  # the error_cb of a secured connection raises here
             if remaining <= 0.5:
                 raise
+
+
+def close_client(client: Any, *, flush_s: float | None = None, discard: bool = False) -> None:
+    """Close a confluent-kafka client, whatever its callbacks raise first: a producer drops what is queued
+    (``discard``), then sends for up to ``flush_s``. A secured client's ``error_cb`` raises a refused login at its
+    first poll, which may be this flush: the client is closed all the same, then the error propagates (a client left
+    open would go on reconnecting, and logging, until the process exits)."""
+    try:
+        if discard:
+            client.purge()
+        if flush_s is not None:
+            client.flush(flush_s)
+    finally:
+        client.close()
 
 
 def as_connection(kafka: KafkaLike) -> KafkaConnection:

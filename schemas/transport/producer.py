@@ -12,7 +12,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.dead_letter import RawMessage, dead_letter_topic, envelope
 from slipstream.schemas.exceptions import ProduceError
-from slipstream.schemas.transport.connection import KafkaLike, kafka_config
+from slipstream.schemas.transport.connection import KafkaLike, close_client, kafka_config
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -115,10 +115,10 @@ class EventProducer:
     def close(self, timeout: float = 5.0) -> None:
         """Send what is queued (for up to ``timeout``), drop what is still unsent, and release the client. Leaving a
         ``with`` block only flushes, so a producer can go on serving as another client's dead-letter sink."""
-        self._producer.flush(timeout)
-        self._producer.purge()
-        self._producer.flush(0)
-        self._producer.close()
+        try:
+            self._producer.flush(timeout)
+        finally:
+            close_client(self._producer, flush_s=0, discard=True)
 
     def __enter__(self) -> EventProducer:
         return self

@@ -3,7 +3,6 @@ the realised error and the shadow flip rate — as a Kafka processor beside the 
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from typing import Annotated, Any
@@ -15,6 +14,7 @@ from slipstream.cli.metrics import MetricsPortOpt, check_metrics_port, serve_met
 from slipstream.cli.options import check_number
 from slipstream.cli.runtimes import ProcessorRuntimeOpt, check_runtime
 from slipstream.exceptions import InputError
+from slipstream.signals import stop_on
 
 
 def drift(
@@ -96,11 +96,7 @@ def drift(
 
         stop = threading.Event()
 
-        def _stop(*_: Any) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        stop_on(stop)
         runtime = app.settings.engine_runtime
         console.print(f"[green]watching for drift[/green] (windows of {window_s:g} s of event time, {runtime} runtime)")
         started = time.monotonic()

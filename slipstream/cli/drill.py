@@ -4,7 +4,6 @@ it saw and did."""
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import threading
 from enum import StrEnum
@@ -16,6 +15,7 @@ import typer
 from slipstream.cli.common import build, console, friendly_errors, out
 from slipstream.cli.options import check_number
 from slipstream.exceptions import InputError
+from slipstream.signals import stop_on
 
 
 class Scenario(StrEnum):
@@ -125,8 +125,7 @@ def drill(
             policy=policy, max_lag=max_lag, bad_promotion_day=bad_promotion_day if bad_promotion else None, keep=keep
         )
         stop = threading.Event()
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        stop_on(stop)
         show = _progress_printer()
         run = DrillRun(app, data, options, stop, on_progress=show)
         try:

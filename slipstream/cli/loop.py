@@ -4,7 +4,6 @@ promoted through gates and rolled back when worse, by policy, with every decisio
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ import typer
 from slipstream.cli.common import build, console, friendly_errors, out, setup_logging
 from slipstream.cli.metrics import MetricsPortOpt, check_metrics_port, serve_metrics
 from slipstream.exceptions import InputError
+from slipstream.signals import stop_on
 
 loop_app = typer.Typer(
     help=(
@@ -98,8 +98,7 @@ def loop(
             progress_group=app.contracts.catalog.prefix + group,
         )
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        stop_on(stop)
         console.print(f"[green]closed loop for {chosen.model.name!r}[/green]{' (dry run)' if dry_run else ''}")
         metrics = serve_metrics(app, "loop", metrics_port)
         if metrics is not None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -13,6 +12,7 @@ from slipstream.cli.common import build, console, friendly_errors, out
 from slipstream.cli.metrics import MetricsPortOpt, check_metrics_port, serve_metrics
 from slipstream.cli.options import check_number
 from slipstream.cli.runtimes import ProcessorRuntimeOpt, check_runtime
+from slipstream.signals import stop_on
 
 
 def outcomes(
@@ -70,11 +70,7 @@ def outcomes(
         app.ensure_platform()
         stop = threading.Event()
 
-        def _stop(*_: Any) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        stop_on(stop)
         console.print(
             f"[green]joining labels[/green] (horizon {settings.horizon_days:g} d + grace {settings.grace_days:g} d, "
             f"worker {settings.worker}, {s.engine_runtime} runtime)"

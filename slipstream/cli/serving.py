@@ -17,6 +17,7 @@ from rich.table import Table
 
 from slipstream.cli.common import build, console, friendly_errors, setup_logging
 from slipstream.exceptions import InputError
+from slipstream.signals import stop_on
 
 if TYPE_CHECKING:  # the serving stack (numpy, onnxruntime) loads only for the commands that need it
     from slipstream.serving.kafka_front import FrontStats, KafkaFrontEnd
@@ -191,7 +192,7 @@ def _run_front(
         config={"group.instance.id": f"{group}-worker-{worker_id}"} if worker_id is not None else None,
     )
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop_on(stop, signal.SIGTERM)
     service.start()
     stream: KafkaFrontEnd[Any]
     try:

@@ -23,6 +23,7 @@ from slipstream.cli.metrics import MetricsPortOpt, check_metrics_port, serve_met
 from slipstream.cli.options import check_number
 from slipstream.cli.runtimes import ProcessorRuntimeOpt, check_runtime
 from slipstream.settings import Settings
+from slipstream.signals import stop_on
 
 if TYPE_CHECKING:
     from slipstream.process_metrics import ProcessMetrics
@@ -89,8 +90,7 @@ def _worker_process(
     settings: Settings, group: str, worker: str, until_idle: float | None, results: Any, parent: int, report: bool
 ) -> None:
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop_on(stop)
     _die_with_parent(parent)
     from slipstream.process_metrics import reporting
 
@@ -204,11 +204,7 @@ def shadow(
         app.ensure_platform()
         stop = threading.Event()
 
-        def _stop(*_: Any) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        stop_on(stop)
         started = time.monotonic()
         console.print(
             f"[green]shadowing[/green] {app.settings.fraud_model}, {app.settings.reco_model} ({workers} worker(s), "

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from slipstream.features.base import FeatureSet
 from slipstream.schemas.contracts import Contracts
+from slipstream.signals import stop_on
 from slipstream.streams.engine.background import yield_cpu
 from slipstream.streams.engine.exceptions import EngineError
 from slipstream.streams.engine.lag import DrainStage, PipelineDrain
@@ -186,8 +187,7 @@ def _die_with_parent(parent: int) -> None:
 
 def stage_process(job: EngineJob, stage: str, worker: int, until_idle_s: float | None, queue: Any, parent: int) -> None:
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop_on(stop)
     _die_with_parent(parent)
     # Co-located with a scorer: give it the CPU (see streams/engine/background.py and Settings.engine_nice).
     for refusal in yield_cpu(nice=job.settings.nice, idle_class=job.settings.idle_class):

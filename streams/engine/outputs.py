@@ -11,6 +11,7 @@ broker a produce request per event); the feature log and dead letters go through
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import ExitStack
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -18,7 +19,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.dead_letter import RawMessage
 from slipstream.schemas.transport import EventProducer
-from slipstream.schemas.transport.connection import KafkaLike, kafka_config
+from slipstream.schemas.transport.connection import KafkaLike, close_client, kafka_config
 from slipstream.streams.engine.exceptions import StateError
 from slipstream.streams.engine.settings import EngineSettings
 
@@ -69,12 +70,12 @@ class KafkaOutputs:
         self._events.flush(timeout_s)  # raises ProduceError itself
 
     def close(self, *, discard: bool) -> None:
-        for producer in (self._hop, self._bulk):
-            if discard:
-                producer.purge()
-            producer.flush(0 if discard else 10)
-            producer.close()
-        self._events.close(timeout=0 if discard else 10)
+        """Close all three producers, each whatever the others raise (the first error propagates after)."""
+        flush_s = 0 if discard else 10
+        with ExitStack() as closing:
+            closing.callback(self._events.close, timeout=flush_s)
+            for producer in (self._bulk, self._hop):
+                closing.callback(close_client, producer, flush_s=flush_s, discard=discard)
 
     def _on_delivery_error(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:  # only failures are reported (delivery.report.only.error)

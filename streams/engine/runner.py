@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
 
@@ -139,11 +140,11 @@ class StageRunner:
             # Leaving the group revokes every partition: what was done is committed above, and after a failure
             # nothing may be, so the revoke hands nothing over. Each client is closed whatever the others do.
             self._hand_over = False
-            try:
-                self._restoring.close()
-                self._consumer.close()
-            finally:
-                self.io.outputs.close(discard=True)  # flushed above; after a failure, what was not sent is read again
+            with ExitStack() as closing:
+                # flushed above; after a failure, what was not sent is read again
+                closing.callback(self.io.outputs.close, discard=True)
+                closing.callback(self._consumer.close)
+                closing.callback(self._restoring.close)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Take the partitions at once and pause the new ones: their state is restored by :meth:`step`, a slice at a

@@ -13,9 +13,9 @@ from slipstream.exceptions import ConfigError
 from slipstream.infra import kafka_sasl
 from slipstream.infra.config import PlatformConfig
 from slipstream.infra.exceptions import InfraConfigError
-from slipstream.schemas.exceptions import KafkaConfigError
+from slipstream.schemas.exceptions import KafkaAccessError, KafkaConfigError
 from slipstream.schemas.secrets import mask_config
-from slipstream.schemas.transport.connection import KafkaConnection, kafka_config
+from slipstream.schemas.transport.connection import KafkaConnection, close_client, kafka_config
 from slipstream.settings import load_settings
 
 PASSWORD = "S3cr3t-Kafka-Passw0rd"  # noqa: S105 - a known value to look for in the output
@@ -273,3 +273,33 @@ def test_oauthbearer_is_refused_with_the_faust_runtime_at_start_up() -> None:
             kafka_sasl_password=PASSWORD,
             kafka_sasl_oauth_token_url="https://idp.example/token",  # noqa: S106 - a URL
         )
+
+
+class _Client:
+    """A producer whose flush raises as a secured client's error_cb does on a refused login."""
+
+    def __init__(self, refuse: bool) -> None:
+        self.refuse = refuse
+        self.calls: list[str] = []
+
+    def purge(self) -> None:
+        self.calls.append("purge")
+
+    def flush(self, timeout: float) -> int:
+        self.calls.append(f"flush {timeout:g}")
+        if self.refuse:
+            msg = "Kafka at b:9093 refused the connection: SASL authentication error"
+            raise KafkaAccessError(msg)
+        return 0
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+def test_a_client_is_closed_even_when_its_flush_raises_a_refused_login() -> None:
+    quiet, refusing = _Client(refuse=False), _Client(refuse=True)
+    close_client(quiet, flush_s=0, discard=True)
+    assert quiet.calls == ["purge", "flush 0", "close"]
+    with pytest.raises(KafkaAccessError, match="refused the connection"):
+        close_client(refusing, flush_s=10)
+    assert refusing.calls == ["flush 10", "close"]  # closed, then the refusal propagates

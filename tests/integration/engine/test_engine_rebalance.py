@@ -26,22 +26,18 @@ def _settings(services: Services, project: str, worker: str | None, runtime: str
 
 
 # Both membership kinds on the Kafka runtime; the Faust runtime with static members only (the join and hand-over it
-# runs are the same either way, and each Faust case costs ~75 s of the suite).
+# runs are the same either way, and each Faust case costs ~60 s of the suite).
 FAUST_JOIN_DEFECT = (
-    "open defect (issue 18): on the Faust runtime a worker joining mid-stream lost vectors (1,992 of 31,658 once) "
-    "in 2 of 3 fresh-clone full-suite runs on 2026-12-04 while every input was committed to its end; it never "
-    "failed in 11 runs outside a full suite, so the cause is not found. Runs every time; `--runxfail` prints which "
-    "vectors are missing and what the dead-letter topic holds. The Kafka runtime's cases are not marked."
+    "open defect (issue 18): on the Faust runtime a worker joining mid-stream lost vectors (1,992 of 31,658 once) in "
+    "2 of 3 fresh-clone full-suite runs on 2026-12-04, never outside a full suite. Since, the Faust commit path "
+    "was fixed (a commit skipped while another was in flight no longer counts as done), and whether that was the cause "
+    "is not proven. Only this symptom is tolerated, on Faust only; any other difference fails"
 )
 
 
 @pytest.mark.parametrize(
     ("runtime", "static"),
-    [
-        ("kafka", True),
-        ("kafka", False),
-        pytest.param("faust", True, marks=pytest.mark.xfail(strict=False, reason=FAUST_JOIN_DEFECT)),
-    ],
+    [("kafka", True), ("kafka", False), ("faust", True)],
     ids=["kafka-static-members", "kafka-dynamic-members", "faust-static-members"],
 )
 def test_a_worker_joining_mid_stream_changes_no_feature(
@@ -89,5 +85,13 @@ def test_a_worker_joining_mid_stream_changes_no_feature(
 
     want = reference(tx, labels)
     got = feature_log(services, contracts, len(want), patience_s=60.0)  # a loaded machine's fetch may pause
-    assert len(got) == len(want), missing_report(got, tx, services, contracts)
+    if len(got) != len(want):
+        workers = {
+            w: {s: (x.consumed, x.applied, x.duplicates, x.dead_lettered) for s, x in r.items()}
+            for w, r in results.items()
+        }
+        report = f"{missing_report(got, tx, services, contracts)}; (consumed, applied, duplicates, dead) {workers}"
+        if runtime == "faust":
+            pytest.xfail(f"{FAUST_JOIN_DEFECT}. Seen again: {report}")
+        pytest.fail(report)
     assert _compare(got, want) == 0

@@ -1,6 +1,7 @@
 """`slipstream shadow --workers 2 --metrics-port P`, as users run it: once both worker processes hold a share of the
-predictions' partitions, every partition once (as the parent's /metrics shows), predictions arrive; each worker's counts (sent every 2 s)
-are served beside each other, they add up to every prediction compared once, and the group's lag returns to 0."""
+predictions' partitions, every partition once (as the parent's /metrics shows), predictions arrive; each worker's
+counts (sent every 2 s) are served beside each other, they add up to every prediction compared once, and the group's
+lag returns to 0."""
 
 from __future__ import annotations
 

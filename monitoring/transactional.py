@@ -442,5 +442,5 @@ class TransactionalProcessor:
     def close(self) -> None:
         """Leave the group and release the clients (call between steps: no transaction is open then)."""
         with ExitStack() as closing:  # each whatever the other raises
-            closing.callback(close_client, self._producer, flush_s=5)
+            closing.callback(close_client, self._producer, flush_s=0, discard=True)  # between transactions: none queued
             closing.callback(self._consumer.close)

@@ -171,7 +171,16 @@ class LoopController:
         self.state.note_card(version, card.get("metrics", {}))
 
     def _resume(self) -> None:
-        """A retrain started by an earlier process and not ended: take what it registered, or run it again."""
+        """Caught up. A rollback watch still open keeps its predecessor in shadow: the PROMOTED record read while
+        catching up (written before this process was live, or by a run that stopped) did not shadow it, so when the
+        loop went live would change its decision. A retrain started by an earlier process and not ended: take what
+        it registered, or run it again."""
+        watch = self.state.watch
+        if watch is not None and not self.dry_run:
+            if self.registry.alias_version(self.model, PREVIOUS_ALIAS) != watch.predecessor:
+                self.say(f"rollback watch of v{watch.champion} open: v{watch.predecessor} shadowed again")
+                self.registry.actor = ACTOR
+                self.registry.set_challenger(self.model, watch.predecessor, PREVIOUS_ALIAS, self.producer)
         for retrain_id, record in list(self._started.items()):
             plan = _evidence(record).get("plan", {})
             stream_us = micros(record["stream_time"]) if record.get("stream_time") is not None else 0

@@ -150,10 +150,10 @@ class FaustStageRunner(FaustHooks):
         return self.app
 
     def close(self) -> None:
-        with ExitStack() as closing:  # each whatever the others raise
-            closing.callback(self._thread.shutdown, wait=True)
+        with ExitStack() as closing:  # each whatever the others raise; run last to first
             closing.callback(self.io.outputs.close, discard=True)
             closing.callback(self._restoring.close)
+            closing.callback(self._thread.shutdown, wait=True)  # first: a job still on the I/O thread uses them
 
     async def _main(self) -> None:
         app = self.make_app()
@@ -189,7 +189,8 @@ class FaustStageRunner(FaustHooks):
         if self._failure is not None:
             return
         try:
-            await self._io(self._apply, [e.message for e in events])
+            async with self._commit_lock:  # never between a commit's plan and its end (see _commit)
+                await self._io(self._apply, [e.message for e in events])
         except asyncio.CancelledError:  # Faust stopping its agent: the batch stays unacknowledged, read again
             raise
         except Exception as exc:  # noqa: BLE001 - stops the run; nothing after it is acknowledged
@@ -258,7 +259,9 @@ class FaustStageRunner(FaustHooks):
         """Flush, acknowledge every event before its partition's commit point, commit the points of ``tps``, tell
         the state which partitions are committed: only those, so a commit that did not happen (the group rebalanced
         meanwhile) keeps their replay floor, and the markers never promise past what a new owner would read again.
-        One commit at a time: the periodic one and a revoke's hand-over never interleave."""
+        Under the lock, so no batch is applied between the plan and the end: a batch applied meanwhile would add
+        uncommitted events whose replay floor the end would clear. One commit at a time, too: the periodic one and a
+        revoke's hand-over never interleave."""
         async with self._commit_lock:
             plan = await self._io(self._plan)
             points = {}

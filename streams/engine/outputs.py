@@ -70,7 +70,8 @@ class KafkaOutputs:
         self._events.flush(timeout_s)  # raises ProduceError itself
 
     def close(self, *, discard: bool) -> None:
-        """Close all three producers, each whatever the others raise (the first error propagates after)."""
+        """Close all three producers, each whatever the others raise (then the last error propagates, the earlier ones
+        chained to it)."""
         flush_s = 0 if discard else 10
         with ExitStack() as closing:
             closing.callback(self._events.close, timeout=flush_s)

@@ -9,8 +9,8 @@ Kafka runtime's fetch sizes), so a client setting added there applies to both. P
 (``noack_take``), the handler runs on one I/O thread (decode, process, ``at_end``, ``tick``, encode: the event loop
 never blocks on it), then one transaction of an aiokafka producer (``transactional_id`` per worker, as on the Kafka
 runtime) holds the outputs, changelog entries, dead letters and the batch's input offsets
-(``send_offsets_to_transaction(offsets, group)``). Faust never commits an offset itself: the patched consumer's
-``commit()`` does nothing, and this host never calls its ``commit_now``. So offsets move only inside transactions.
+(``send_offsets_to_transaction(offsets, group)``). Faust never commits an offset itself: the patched consumer commits
+only the runtime's commit points, and this host sets none. So offsets move only inside transactions.
 
 A partition's state is read back from its changelog partition (``read_committed``) while its input stays paused,
 before any of its records is processed; a revoke waits for the transaction in flight, then ``handler.revoke``. Ticks

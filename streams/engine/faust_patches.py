@@ -1,14 +1,11 @@
-"""The Faust app a stage runs in, and the Faust defects it works around (faust-streaming 0.15.3, aiokafka 0.14).
+"""The Faust app a stage runs in, and the two Faust defects it mends (faust-streaming 0.15.3, aiokafka 0.14).
 
-1. **The commits.** Faust's ``Consumer._new_offset`` tests ``min(acked) - committed > 1`` although
+1. **The commit point.** Faust's ``Consumer._new_offset`` tests ``min(acked) - committed > 1`` although
    ``committed`` is already the next offset to read, and skips the test when it is 0: a single event left
    unacknowledged right after the committed offset is committed past, and lost on a restart. Faust also acknowledges
-   the events of an old generation it drops after a rebalance without processing them; its ``commit()`` returns
-   without committing when another commit is in flight (it has three triggers: a timer, every N acknowledgements, a
-   task's error), and counts a failed commit as done. So Faust's own commits do nothing here: the runtime commits its
-   commit points (:meth:`StageIO.commit_points`, after a flush) through :meth:`_Consumer.commit_now`, one commit at a
-   time, and learns which partitions were committed (only those lose their replay floor). The gaps in offsets Faust
-   records for its own commit point are not recorded either.
+   the events of an old generation it drops after a rebalance without processing them. The replacement commits
+   exactly the runtime's commit points (:meth:`StageIO.commit_points`, after a flush). The gaps in offsets Faust
+   records for its own commit point (one per upstream transaction marker) are not recorded.
 2. **The revoke.** Faust drops the acknowledged, uncommitted offsets of revoked partitions before anything else runs,
    so the hand-over (flush, acknowledge, commit, drop state) runs first, in the consumer's ``on_partitions_revoked``.
 
@@ -20,8 +17,7 @@ expose). Pinned in pyproject: these override Faust's private methods, and the Fa
 from __future__ import annotations
 
 import logging
-from bisect import bisect_left
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import faust
@@ -70,6 +66,7 @@ class _ConsumerThread(AIOKafkaConsumerThread):
 
 class _Consumer(AIOConsumer):
     hooks: FaustHooks
+    commit_points: dict[TP, int]  # set by the runtime after each flush
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         thread = _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -83,33 +80,18 @@ class _Consumer(AIOConsumer):
             await self.hooks.hand_over(set(revoked))
         await super().on_partitions_revoked(revoked)
 
-    async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
-        """Faust's own commits (its timer, every N acknowledgements, a task's error) commit nothing: offsets move
-        only through :meth:`commit_now`, or inside a processor's transactions."""
-        return False
+    def _new_offset(self, tp: TP) -> int | None:
+        """The runtime's commit point (flushed, every event before it acknowledged), never Faust's own count of
+        acknowledged offsets: Faust also acknowledges events of an old generation it drops unprocessed."""
+        at = self.commit_points.get(tp)
+        committed = self._committed_offset[tp]
+        return at if at is not None and (committed is None or at > committed) else None
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """Not recorded: Faust keeps every gap in a partition's offsets (each transaction marker of a
-        ``read_committed`` input is one) for its own commit point, unused here, so the record only grew (an
-        interval tree merged on every gap: memory and CPU growing with the number of upstream transactions)."""
-
-    async def commit_now(self, points: Mapping[TP, int]) -> set[TP]:
-        """Commit ``points`` (the next offset to read, per partition) of the partitions still assigned; returns the
-        partitions now committed at least that far. Faust's record of acknowledged offsets is trimmed below them
-        (it would otherwise grow by one entry per event)."""
-        assignment = self.assignment()
-        committed = self._committed_offset
-        todo = {tp: at for tp, at in points.items() if tp in assignment and (committed[tp] or 0) < at}
-        if todo and await self._commit(todo):  # False: the group rebalanced meanwhile; Faust logs other failures
-            committed.update(todo)
-        done = {tp for tp, at in points.items() if (committed[tp] or 0) >= at}
-        for tp in done:
-            acked = self._acked.get(tp)
-            if acked:
-                cut = bisect_left(acked, points[tp])
-                self._acked_index[tp].difference_update(acked[:cut])
-                del acked[:cut]
-        return done
+        ``read_committed`` input is one) for its own commit point, replaced here, so the record only grew (an
+        interval tree merged on every gap: memory, and CPU per gap, growing with the number of upstream
+        transactions)."""
 
     def resume_partitions(self, tps: Iterable[TP]) -> None:
         wanted = {TP(tp.topic, tp.partition) for tp in tps}  # an aiokafka TopicPartition would crash the fetcher
@@ -143,6 +125,7 @@ def faust_app(hooks: FaustHooks, settings: EngineSettings, group: str, inputs: l
                 loop=self.loop,
             )
             consumer.hooks = hooks
+            consumer.commit_points = {}
             return consumer
 
     session_s = settings.session_timeout_ms / 1000

@@ -1,14 +1,14 @@
 """The Faust runtime of one stage: a faust-streaming app whose agent hosts the same I/O protocol as the Kafka runtime.
 
 Faust owns the group membership (its co-partitioning assignor: every input's partition N goes to one worker), the
-fetching and the rebalances; :class:`~slipstream.streams.engine.stage_io.StageIO` does the stage's work. Every call
-into the protocol runs on one I/O thread per worker (decode, apply, Redis writes, the producers' flush, the changelog
-restore), so the event loop never blocks and the protocol is never entered twice at once.
+fetching, the rebalances and the commits; :class:`~slipstream.streams.engine.stage_io.StageIO` does the stage's work.
+Every call into the protocol runs on one I/O thread per worker (decode, apply, Redis writes, the producers' flush, the
+changelog restore), so the event loop never blocks and the protocol is never entered twice at once.
 
 Offsets: the agent reads without acknowledging (``noack_take``). Every ``commit_interval_s`` the outputs are flushed,
-the events before :meth:`StageIO.commit_points` are acknowledged and the runtime commits those points, never past an
-event still waiting for a watermark (Faust's own commits are switched off: :mod:`.faust_patches` says why). A revoke
-flushes, commits and drops the partitions' state before Faust's own revoke.
+the events before :meth:`StageIO.commit_points` are acknowledged and the agent asks Faust to commit: Faust commits the
+acknowledged run, never past an event still waiting for a watermark (two Faust defects are mended in
+:mod:`.faust_patches`). A revoke flushes, commits and drops the partitions' state before Faust's own revoke.
 
 State: a partition's state is rebuilt from the same changelog partition as in the Kafka runtime, its input paused
 meanwhile (Faust would resume it after the rebalance; the patched consumer keeps it paused), a slice per step.
@@ -36,7 +36,7 @@ from slipstream.streams.engine.faust_patches import FaustHooks, faust_app, topic
 from slipstream.streams.engine.outputs import KafkaOutputs
 from slipstream.streams.engine.restore import ChangelogRestore
 from slipstream.streams.engine.settings import EngineSettings, ReportGate, StageStats
-from slipstream.streams.engine.stage_io import CommitPlan, StageIO, engine_group
+from slipstream.streams.engine.stage_io import StageIO, engine_group
 from slipstream.streams.engine.topology import StageSpec, Topology
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,6 @@ class FaustStageRunner(FaustHooks):
         self._held: dict[tuple[str, int], deque[Any]] = {}  # events not acknowledged yet, in offset order
         self._next_offsets: dict[tuple[str, int], int] = {}
         self._last_commit = 0.0
-        self._commit_lock = asyncio.Lock()  # bound to the stage's event loop at first use
         self._last_marker = 0.0
         self._input_partitions = 0
         self._forward_partitions = 0
@@ -189,8 +188,7 @@ class FaustStageRunner(FaustHooks):
         if self._failure is not None:
             return
         try:
-            async with self._commit_lock:  # never between a commit's plan and its end (see _commit)
-                await self._io(self._apply, [e.message for e in events])
+            await self._io(self._apply, [e.message for e in events])
         except asyncio.CancelledError:  # Faust stopping its agent: the batch stays unacknowledged, read again
             raise
         except Exception as exc:  # noqa: BLE001 - stops the run; nothing after it is acknowledged
@@ -256,27 +254,19 @@ class FaustStageRunner(FaustHooks):
             self.io.outputs.forward(self.io.forward_topic or "", b"", payload, p)
 
     async def _commit(self, tps: set[Any]) -> None:
-        """Flush, acknowledge every event before its partition's commit point, commit the points of ``tps``, tell
-        the state which partitions are committed: only those, so a commit that did not happen (the group rebalanced
-        meanwhile) keeps their replay floor, and the markers never promise past what a new owner would read again.
-        Under the lock, so no batch is applied between the plan and the end: a batch applied meanwhile would add
-        uncommitted events whose replay floor the end would clear. One commit at a time, too: the periodic one and a
-        revoke's hand-over never interleave."""
-        async with self._commit_lock:
-            plan = await self._io(self._plan)
-            points = {}
-            for (topic, partition), at in plan.offsets.items():
-                held = self._held.get((topic, partition))
-                while held and held[0].message.offset < at:
-                    held.popleft().ack()
-                tp = topic_partition(topic, partition)
-                if tp in tps:
-                    points[tp] = at
-            done = await self.app.consumer.commit_now(points) if points else set()
-            missed = {partition for (topic, partition) in plan.offsets if topic_partition(topic, partition) not in done}
-            if missed & plan.complete:
-                log.info("%s: partitions %s not committed this time", self.group, sorted(missed & plan.complete))
-            await self._io(self.io.committed, CommitPlan(plan.offsets, plan.complete - missed))
+        """Flush, acknowledge every event before its partition's commit point, let Faust commit, tell the state."""
+        plan = await self._io(self._plan)
+        points = self.app.consumer.commit_points
+        for (topic, partition), at in plan.offsets.items():
+            held = self._held.get((topic, partition))
+            while held and held[0].message.offset < at:
+                held.popleft().ack()
+            tp = topic_partition(topic, partition)
+            if tp in tps:
+                points[tp] = at
+        if tps:
+            await self.app.consumer.commit(tps)
+        await self._io(self.io.committed, plan)
 
     def _plan(self) -> Any:
         self.io.flush(30)
@@ -295,6 +285,7 @@ class FaustStageRunner(FaustHooks):
                 event.ack()
         for key in [k for k in self._next_offsets if k[1] in gone]:
             del self._next_offsets[key]
+            self.app.consumer.commit_points.pop(topic_partition(*key), None)
         self._restoring.cancel(gone)
         self.restoring = {tp for tp in self.restoring if tp.partition not in gone}
         await self._io(self.io.forget, gone)

@@ -29,9 +29,9 @@ def _settings(services: Services, project: str, worker: str | None, runtime: str
 # runs are the same either way, and each Faust case costs ~60 s of the suite).
 FAUST_JOIN_DEFECT = (
     "open defect (issue 18): on the Faust runtime a worker joining mid-stream lost vectors (1,992 of 31,658 once) in "
-    "2 of 3 fresh-clone full-suite runs on 2026-12-04, never outside a full suite; a rewrite of the commit path tried "
-    "the same day gave wrong values instead and was withdrawn. Cause not found. Only missing or wrong vectors are "
-    "tolerated, on Faust only; any other difference fails"
+    "2 of 3 fresh-clone full-suite runs on 2026-12-04, never outside a full suite, and later gave wrong values (174 "
+    "once); a rewrite of the commit path also gave wrong values and was withdrawn. Cause not found. Only missing or "
+    "wrong vectors are tolerated, on Faust only; any other difference fails"
 )
 
 

@@ -1,10 +1,12 @@
 """The Faust app a stage runs in, and the two Faust defects it mends (faust-streaming 0.15.3, aiokafka 0.14).
 
-1. **The commit point.** Faust's ``Consumer._new_offset`` tests ``min(acked) - committed > 1`` although
-   ``committed`` is already the next offset to read, and skips the test when it is 0: a single event left
-   unacknowledged right after the committed offset is committed past, and lost on a restart. Faust also acknowledges
-   the events of an old generation it drops after a rebalance without processing them. The replacement commits
-   exactly the runtime's commit points (:meth:`StageIO.commit_points`, after a flush). The gaps in offsets Faust
+1. **The commit.** Faust's ``Consumer._new_offset`` tests ``min(acked) - committed > 1`` although ``committed`` is
+   already the next offset to read, and skips the test when it is 0: a single event left unacknowledged right after
+   the committed offset is committed past, and lost on a restart. Faust also acknowledges the events of an old
+   generation it drops after a rebalance without processing them. And ``Consumer.commit()`` returns without
+   committing when another commit is in flight, or when the broker refused it, and records the offsets as committed
+   either way. So Faust commits nothing by itself here (``_new_offset`` is ``None``); the runtime commits exactly its
+   commit points through :meth:`_Consumer.commit_offsets`, which says what the broker took. The gaps in offsets Faust
    records for its own commit point (one per upstream transaction marker) are not recorded.
 2. **The revoke.** Faust drops the acknowledged, uncommitted offsets of revoked partitions before anything else runs,
    so the hand-over (flush, acknowledge, commit, drop state) runs first, in the consumer's ``on_partitions_revoked``.
@@ -66,7 +68,6 @@ class _ConsumerThread(AIOKafkaConsumerThread):
 
 class _Consumer(AIOConsumer):
     hooks: FaustHooks
-    commit_points: dict[TP, int]  # set by the runtime after each flush
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         thread = _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -81,11 +82,21 @@ class _Consumer(AIOConsumer):
         await super().on_partitions_revoked(revoked)
 
     def _new_offset(self, tp: TP) -> int | None:
-        """The runtime's commit point (flushed, every event before it acknowledged), never Faust's own count of
-        acknowledged offsets: Faust also acknowledges events of an old generation it drops unprocessed."""
-        at = self.commit_points.get(tp)
-        committed = self._committed_offset[tp]
-        return at if at is not None and (committed is None or at > committed) else None
+        """Nothing for Faust's own commits (its timer, every N acknowledgements, on stop): the runtime commits."""
+        return None
+
+    async def commit_offsets(self, offsets: dict[TP, int]) -> set[TP]:
+        """Commit ``offsets`` of assigned partitions, none behind what is committed already; the partitions whose
+        committed offset is now at least the one asked (empty when the broker refused: the group rebalanced first).
+        The caller runs one at a time."""
+        assignment = self.assignment()
+        mine = {tp: at for tp, at in offsets.items() if tp in assignment}
+        new = {tp: at for tp, at in mine.items() if (self._committed_offset.get(tp) or 0) < at}
+        if new:
+            if not await self._commit(new):  # the consumer thread's commit: True once the broker took it
+                return set()
+            self._committed_offset.update(new)
+        return set(mine)
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """Not recorded: Faust keeps every gap in a partition's offsets (each transaction marker of a
@@ -125,7 +136,6 @@ def faust_app(hooks: FaustHooks, settings: EngineSettings, group: str, inputs: l
                 loop=self.loop,
             )
             consumer.hooks = hooks
-            consumer.commit_points = {}
             return consumer
 
     session_s = settings.session_timeout_ms / 1000
@@ -141,7 +151,7 @@ def faust_app(hooks: FaustHooks, settings: EngineSettings, group: str, inputs: l
         broker_max_poll_records=settings.batch_size,
         broker_commit_interval=max(settings.commit_interval_s, 1.0),
         broker_session_timeout=session_s,
-        broker_heartbeat_interval=min(3.0, session_s / 3),
+        broker_heartbeat_interval=max(0.1, session_s / 10),  # as the Kafka runtime: a rebalance noticed within ~1 s
         consumer_group_instance_id=f"{group}-worker-{settings.worker_id}" if settings.worker_id is not None else None,
         stream_wait_empty=False,  # the hand-over acknowledges what it drops; nothing to wait for
         table_standby_replicas=1,  # Faust's co-partitioning assignor (round robin would split an input's partitions)

@@ -5,10 +5,11 @@ fetching, the rebalances and the commits; :class:`~slipstream.streams.engine.sta
 Every call into the protocol runs on one I/O thread per worker (decode, apply, Redis writes, the producers' flush, the
 changelog restore), so the event loop never blocks and the protocol is never entered twice at once.
 
-Offsets: the agent reads without acknowledging (``noack_take``). Every ``commit_interval_s`` the outputs are flushed,
-the events before :meth:`StageIO.commit_points` are acknowledged and the agent asks Faust to commit: Faust commits the
-acknowledged run, never past an event still waiting for a watermark (two Faust defects are mended in
-:mod:`.faust_patches`). A revoke flushes, commits and drops the partitions' state before Faust's own revoke.
+Offsets: the agent reads without acknowledging (``noack_take``), and Faust commits nothing by itself. Every
+``commit_interval_s`` the outputs are flushed and the runtime commits :meth:`StageIO.commit_points` through Faust's
+consumer, one commit at a time, never backwards and only for partitions it still owns; the state's replay floors move
+on only for what the broker took (:mod:`.replay_floor`). A revoke flushes, commits and drops the partitions' state
+before Faust's own revoke (the Faust defects this works around are in :mod:`.faust_patches`).
 
 State: a partition's state is rebuilt from the same changelog partition as in the Kafka runtime, its input paused
 meanwhile (Faust would resume it after the rebalance; the patched consumer keeps it paused), a slice per step.
@@ -21,7 +22,6 @@ import logging
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -103,10 +103,14 @@ class FaustStageRunner(FaustHooks):
         )
         self.restoring: set[Any] = set()  # TPs kept paused by the patched consumer until restored
         self._owned: set[int] = set()
-        self._held: dict[tuple[str, int], deque[Any]] = {}  # events not acknowledged yet, in offset order
         self._next_offsets: dict[tuple[str, int], int] = {}
         self._last_commit = 0.0
+        self._commit_lock: asyncio.Lock | None = None  # made on the app's loop: one commit at a time
         self._last_marker = 0.0
+        self._applied = 0  # batches applied (I/O thread)
+        self._ends: dict[Any, int] = {}  # input end offsets asked of the broker, for the idle markers
+        self._ends_after = -1  # ... when ``_applied`` was this: valid only while no batch came since
+        self._last_ends = 0.0
         self._input_partitions = 0
         self._forward_partitions = 0
         self._reports = ReportGate(settings.report_interval_s)
@@ -184,28 +188,31 @@ class FaustStageRunner(FaustHooks):
 
     # ------------------------------------------------------------------ Faust's calls (FaustHooks)
     async def on_batch(self, events: list[Any]) -> None:
-        """A batch the agent took: applied on the I/O thread, held until a commit point passes it."""
+        """A batch the agent took, applied on the I/O thread (nothing is acknowledged: the runtime commits)."""
         if self._failure is not None:
             return
+        # Events of an older generation, taken before a rebalance, are read again from the commit: applied now, after
+        # a restore, they would run ahead of the partition's next offset.
+        generation = self.app.consumer_generation_id
+        messages = [e.message for e in events if e.message.generation_id == generation]
         try:
-            await self._io(self._apply, [e.message for e in events])
+            await self._io(self._apply, messages)
         except asyncio.CancelledError:  # Faust stopping its agent: the batch stays unacknowledged, read again
             raise
-        except Exception as exc:  # noqa: BLE001 - stops the run; nothing after it is acknowledged
+        except Exception as exc:  # noqa: BLE001 - stops the run; nothing after it is committed
             self._failure = exc
             return
-        for event in events:
-            m = event.message
-            if m.partition in self._owned:  # else revoked meanwhile: not applied, its new owner reads it
-                self._held.setdefault((m.topic, m.partition), deque()).append(event)
         self.stats.last_batch_at = time.monotonic()
 
     def _apply(self, messages: list[Any]) -> None:
         for m in messages:
             if m.partition not in self._owned:  # fetched before a revoke or before its restore: read again later
                 continue
-            self._next_offsets[(m.topic, m.partition)] = m.offset + 1
+            key = (m.topic, m.partition)
+            self._next_offsets[key] = max(self._next_offsets.get(key, 0), m.offset + 1)
             self.io.ingest(_Message(m))
+        if messages:
+            self._applied += 1
         self.io.drain(datetime.now(UTC))
         self._markers(got=True)
         self.io.outputs.poll()
@@ -214,6 +221,15 @@ class FaustStageRunner(FaustHooks):
         """Restore slices, markers, outputs due by time, the commit, progress reports."""
         if self._restoring.partitions:
             await self._restore_step()
+        now = time.monotonic()
+        if (
+            self.stage.direct
+            and self.io.forward_topic
+            and self._owned
+            and now - self._last_ends >= self.settings.idle_check_s
+        ):
+            self._last_ends = now
+            await self._ask_ends()
         await self._io(self._due)
         now = time.monotonic()
         if now - self._last_commit >= self.settings.commit_interval_s and self._next_offsets:
@@ -237,13 +253,27 @@ class FaustStageRunner(FaustHooks):
         self._last_marker = time.monotonic()
         self._send_markers()
 
+    async def _ask_ends(self) -> None:
+        """The end offset of every owned input partition, asked of the broker now (the ends cached from fetches can be
+        older than a batch already applied: a label written before a transaction could still be on its way)."""
+        asked_after = self._applied
+        tps = [topic_partition(topic, p) for topic in self.io.inputs for p in self._owned]
+        try:
+            ends = await self.app.consumer.highwaters(*tps)
+        except Exception as exc:  # noqa: BLE001 - a slow broker: no partition is claimed idle until it answers
+            log.warning("%s: cannot ask the input ends (%s); asking again", self.io.name, exc)
+            return
+        self._ends = {topic_partition(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
+        self._ends_after = asked_after
+
     def _send_markers(self) -> None:
         consumer = self.app.consumer
+        fresh = self._ends_after == self._applied  # asked after the last batch was applied
         held = {}
         for topic, logical in self.io.inputs.items():
             for p in self._owned:
                 tp = topic_partition(topic, p)
-                high = consumer.highwater(tp)  # from the fetches; None before the first
+                high = self._ends.get(tp) if fresh else None
                 # nothing consumed here yet (an empty partition, or all of it committed before): where it starts
                 position = self._next_offsets.get((topic, p), consumer._committed_offset.get(tp) or 0)
                 held[(logical, p)] = high is not None and position >= high
@@ -253,39 +283,39 @@ class FaustStageRunner(FaustHooks):
         for p in range(self._forward_partitions):
             self.io.outputs.forward(self.io.forward_topic or "", b"", payload, p)
 
-    async def _commit(self, tps: set[Any]) -> None:
-        """Flush, acknowledge every event before its partition's commit point, let Faust commit, tell the state."""
+    async def _commit(self, tps: set[Any], *, handing_over: bool = False) -> None:
+        """Flush, commit the plan's points of ``tps``, and confirm to the state the partitions the broker took.
+
+        One commit at a time, each checked under the lock: a partition is committed only while this worker owns it
+        (or hands it over now), and never behind what it already committed, so a periodic commit planned before a
+        hand-over can never move the group's offset back after it."""
         plan = await self._io(self._plan)
-        points = self.app.consumer.commit_points
-        for (topic, partition), at in plan.offsets.items():
-            held = self._held.get((topic, partition))
-            while held and held[0].message.offset < at:
-                held.popleft().ack()
-            tp = topic_partition(topic, partition)
-            if tp in tps:
-                points[tp] = at
-        if tps:
-            await self.app.consumer.commit(tps)
-        await self._io(self.io.committed, plan)
+        if self._commit_lock is None:
+            self._commit_lock = asyncio.Lock()
+        async with self._commit_lock:
+            wanted = {
+                topic_partition(topic, partition): at
+                for (topic, partition), at in plan.offsets.items()
+                if topic_partition(topic, partition) in tps and (handing_over or partition in self._owned)
+            }
+            taken = await self.app.consumer.commit_offsets(wanted) if wanted else set()
+        covered, _ = plan.covered({(tp.topic, tp.partition): at for tp, at in wanted.items() if tp in taken})
+        if covered:
+            await self._io(self.io.committed, plan, covered)
 
     def _plan(self) -> Any:
         self.io.flush(30)
         return self.io.commit_points(self._next_offsets)
 
     async def hand_over(self, revoked: set[Any]) -> None:
-        """Before Faust's revoke: what is done is flushed and committed, then the partitions' state and held events
-        are dropped (acknowledged after the commit, so Faust neither commits them nor waits for them)."""
+        """Before Faust's revoke: what is done is flushed and committed, then the partitions' state is dropped."""
         gone = {tp.partition for tp in revoked}
         had = gone & self._owned
         self._owned -= gone  # batches still in flight for them are not applied any more
         if had and self._failure is None:
-            await self._commit(revoked)
-        for key in [k for k in self._held if k[1] in gone]:
-            for event in self._held.pop(key):
-                event.ack()
+            await self._commit(revoked, handing_over=True)
         for key in [k for k in self._next_offsets if k[1] in gone]:
             del self._next_offsets[key]
-            self.app.consumer.commit_points.pop(topic_partition(*key), None)
         self._restoring.cancel(gone)
         self.restoring = {tp for tp in self.restoring if tp.partition not in gone}
         await self._io(self.io.forget, gone)

@@ -41,6 +41,7 @@ from slipstream.features.windows import (
 )
 from slipstream.streams.engine.eviction import HOUR_US, IdleIndex
 from slipstream.streams.engine.exceptions import InternalMessageError
+from slipstream.streams.engine.replay_floor import ReplayFloors
 from slipstream.streams.engine.topology import StageSpec, Topology, required_fields
 
 NO_WATERMARK = -(2**62)
@@ -133,7 +134,7 @@ class StageProcessor:
         self._dirty: dict[bytes, int] = {}
         self._parts: dict[bytes, tuple[str, tuple[Any, ...]]] = {}  # state key -> (view, key values)
         self._owner: dict[bytes, int] = {}  # state key -> partition it belongs to
-        self._uncommitted: dict[int, int] = {}  # partition -> oldest event time consumed since the last commit
+        self._replay = ReplayFloors()  # partition -> oldest event time a restart could read again
         self._pending: dict[int, list[tuple[int, int, int, int, PendingEvent]]] = {}  # heap per partition
         self._seq = 0
         self._partition_wm: dict[tuple[str, int], int] = {}  # direct: (topic, partition) -> newest time
@@ -230,7 +231,7 @@ class StageProcessor:
     ) -> None:
         """One event of ``topic`` (a logical source name), times as epoch microseconds."""
         time_us, order, event_id, known_us = self._place(topic, record)
-        self._uncommitted[partition] = min(self._uncommitted.get(partition, time_us), time_us)
+        self._replay.consumed(partition, time_us)
         if self.stage.direct:
             mark = (topic, partition)
             newest = self._partition_wm.get(mark, NO_WATERMARK)
@@ -304,12 +305,19 @@ class StageProcessor:
             record.update({name: column[i] for name, column in ring.values.items()})
             self._queue(partition, source.topic, record, t, 1, other, {}, t)
 
-    def on_marker(self, partition: int, source: str, upstream: int, upstream_n: int, time_us: int) -> None:
-        """Upstream partition ``upstream`` of ``source`` has sent everything up to ``time_us`` to this partition."""
+    def on_marker(
+        self, partition: int, source: str, upstream: int, upstream_n: int, time_us: int, *, floor: bool = True
+    ) -> None:
+        """Upstream partition ``upstream`` of ``source`` has sent everything up to ``time_us`` to this partition.
+
+        ``floor``: the watermark also bounds how old its next events can be (markers without floors of their own;
+        a marker's floors are lower when the upstream would send a replayed tail again after a restart)."""
         self._upstream_n[source] = upstream_n
         marks = self._upstream_wm.setdefault(partition, {})
-        marks[(source, upstream)] = max(marks.get((source, upstream), NO_WATERMARK), time_us)
-        if time_us < IDLE:  # "idle" says nothing is waiting upstream, not how old the next event can be
+        old = marks.get((source, upstream), NO_WATERMARK)
+        # Idle holds only while it lasts: an upstream partition that gets events again waits for its watermark again.
+        marks[(source, upstream)] = time_us if old >= IDLE else max(old, time_us)
+        if floor and time_us < IDLE:  # "idle" says nothing is waiting upstream, not how old the next event can be
             self.on_floor(partition, source, upstream, time_us)
 
     def frontier(self, partition: int) -> int:
@@ -340,10 +348,14 @@ class StageProcessor:
             while queue and queue[0][0] <= frontier:
                 self._emit(partition, heapq.heappop(queue)[-1], computed_at)
         idle = self._idle
+        bounds: dict[int, int | None] = {}
         for key, partition in self._dirty.items():
             state = self.states[key]
-            horizon = self._prune_horizon(partition, state)
-            state.prune(horizon)
+            if partition not in bounds:
+                bounds[partition] = self._prune_bound(partition)
+            bound = bounds[partition]
+            if bound is not None:
+                state.prune(min(state.newest_us, bound) - self._reach - self.lateness_us)
             self._out.changelog.append((partition, key, state.to_bytes()))
             parts = self._parts[key]
             self._out.states.append(parts)
@@ -364,9 +376,10 @@ class StageProcessor:
 
         - events still to be read: a direct stage refuses, per input topic and partition, any event older than the
           newest one less the allowed lateness; an internal stage gets from each upstream partition only events at
-          or after the last (non-idle) watermark marker it sent, which is computed the same way upstream;
+          or after the last floor it sent (:meth:`floors`: computed the same way upstream, and lowered to what the
+          upstream would replay after a restart);
         - outputs still pending on the partition;
-        - events consumed since the last commit (a crash replays them).
+        - events consumed since the last commit the broker acknowledged (a crash replays them).
 
         Only the sources the stage's views read count (other sources pass through, computing nothing here).
         """
@@ -391,7 +404,7 @@ class StageProcessor:
         pending = self._pending.get(partition)
         if pending:
             floor = min(floor, pending[0][0])
-        replay_floor = self._uncommitted.get(partition)
+        replay_floor = self._replay.floor(partition)
         if replay_floor is not None:
             floor = min(floor, replay_floor)
         return floor
@@ -408,29 +421,39 @@ class StageProcessor:
             self._out.evicted.append((partition, key, *parts))
             self.evicted += 1
 
-    def _prune_horizon(self, partition: int, state: EntityState) -> int:
-        """Drop only what no output can need: not the pending ones, nor any event a crash would replay.
+    def _prune_bound(self, partition: int) -> int | None:
+        """The oldest time an output on ``partition`` can still be computed at, for pruning (``None``: not known yet,
+        prune nothing); an entity keeps everything its windows reach from there, or from its newest event if older.
 
-        Events since the last commit are replayed after a crash, against the state persisted now; pruning from
-        the newest event alone would drop history those replayed events still need.
+        A direct stage reads each entity's events in order from one partition: only outputs pending and events a
+        restart would replay can be older than an entity's newest event. An internal stage also waits for events
+        from every upstream partition, some far behind the others (a worker restoring, a slow fetch): those can be
+        as old as the upstream's floor (:meth:`horizon`), whatever this entity's newest event is.
         """
-        oldest = state.newest_us
+        if not self.stage.direct:
+            return self.horizon(partition)
+        oldest = IDLE
         pending = self._pending.get(partition)
         if pending:
-            oldest = min(oldest, pending[0][0])
-        replay_floor = self._uncommitted.get(partition)
+            oldest = pending[0][0]
+        replay_floor = self._replay.floor(partition)
         if replay_floor is not None:
             oldest = min(oldest, replay_floor)
-        return oldest - self._reach - self.lateness_us
+        return oldest
 
-    def committed(self, partitions: set[int]) -> None:
-        """The caller committed every offset it consumed on ``partitions``: nothing there will be replayed.
+    def plan_commit(self) -> int:
+        """A runtime is about to commit what was consumed so far: the token :meth:`committed` confirms it with."""
+        return self._replay.plan()
+
+    def committed(self, partitions: set[int], token: int | None = None) -> None:
+        """The broker took the commit planned as ``token`` (``None``: of everything consumed so far), which covers
+        every offset consumed on ``partitions`` before it: nothing of that will be replayed.
 
         Partitions still holding pending events commit only up to the oldest of them; a crash replays from there,
-        so their replay floor stays until they are fully committed.
+        so the caller leaves them out until they are fully committed. A commit that failed or never ran is never
+        confirmed: its replay floor stays (see :mod:`~slipstream.streams.engine.replay_floor`).
         """
-        for partition in partitions:
-            self._uncommitted.pop(partition, None)
+        self._replay.confirmed(token, partitions)
 
     def pending(self) -> int:
         return sum(len(q) for q in self._pending.values())
@@ -441,6 +464,7 @@ class StageProcessor:
 
     def forget(self, partitions: set[int]) -> None:
         """Drop the state and pending outputs of partitions this worker no longer owns (after a rebalance)."""
+        self._replay.forget(partitions)
         for partition in partitions:
             self._pending.pop(partition, None)
             self._upstream_wm.pop(partition, None)
@@ -510,14 +534,17 @@ class StageProcessor:
         return out
 
     def floors(self, held: Iterable[tuple[str, int]]) -> list[tuple[str, int, int]]:
-        """The oldest time any event still to be sent downstream can have, per input topic and partition held (the
-        newest event less the allowed lateness: older ones are refused as late). Sent with the markers, also when
-        they say "idle", so that a downstream stage knows its horizon (:meth:`horizon`) on a quiet input too."""
+        """The oldest time any event still to be sent downstream can have, per input topic and partition held: the
+        newest event less the allowed lateness (older ones are refused as late), or older, the oldest event a restart
+        would replay and send again. Sent with the markers, also when they say "idle", so that a downstream stage
+        knows its horizon (:meth:`horizon`) on a quiet input too."""
         out = []
         for topic, partition in held:
             newest = self._partition_wm.get((topic, partition))
             if newest is not None:
-                out.append((topic, partition, newest - self.lateness_us))
+                floor = newest - self.lateness_us
+                replay_floor = self._replay.floor(partition)  # a restart sends what it replays again
+                out.append((topic, partition, floor if replay_floor is None else min(floor, replay_floor)))
         return out
 
     def on_floor(self, partition: int, source: str, upstream: int, time_us: int) -> None:

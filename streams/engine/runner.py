@@ -16,6 +16,7 @@ import gc
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from slipstream.streams.engine.exceptions import StateError
 from slipstream.streams.engine.outputs import KafkaOutputs
 from slipstream.streams.engine.restore import ChangelogRestore
 from slipstream.streams.engine.settings import COLOCATED_NICE, EngineSettings, ReportGate, StageStats
-from slipstream.streams.engine.stage_io import StageIO, engine_group
+from slipstream.streams.engine.stage_io import CommitPlan, StageIO, engine_group
 from slipstream.streams.engine.topology import StageSpec, Topology
 
 log = logging.getLogger(__name__)
@@ -66,10 +67,14 @@ class StageRunner:
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "range",  # same partition numbers of every input, co-partitioned
             "session.timeout.ms": settings.session_timeout_ms,
+            # A rebalance is noticed at the next heartbeat: a worker joining or leaving takes effect within ~1 s of a
+            # 10 s session, not librdkafka's 3 s.
+            "heartbeat.interval.ms": max(100, settings.session_timeout_ms // 10),
             "fetch.wait.max.ms": settings.fetch_wait_max_ms,
             "fetch.min.bytes": settings.fetch_min_bytes,
             "socket.nagle.disable": True,  # no Nagle delay on small, latency-bound requests
             "queued.max.messages.kbytes": 65536,
+            "on_commit": self._on_commit,  # served by poll(): the broker's answer to each asynchronous commit
         }
         if settings.worker_id is not None:
             config["group.instance.id"] = f"{group}-worker-{settings.worker_id}"
@@ -92,6 +97,7 @@ class StageRunner:
         self._input_partitions = 0
         self._last_marker = 0.0
         self._last_commit = 0.0
+        self._in_flight: deque[CommitPlan] = deque(maxlen=64)  # asynchronous commits not answered yet, oldest first
         self._announced = False
         self._reports = ReportGate(settings.report_interval_s)
         self._reported_data = False
@@ -207,6 +213,11 @@ class StageRunner:
             self._ingest(msg)
         got = bool(messages)
         if got:
+            # Data arrived: no partition is known to be read to its end any more, not only the ones it came on. A
+            # label written before a transaction may still be on its way to this worker when the transaction is
+            # here; "idle" is claimed again only by the next check, made after this batch was fetched.
+            self._caught_up.clear()
+        if got:
             self.stats.last_batch_at = time.monotonic()
         out = self.io.drain(datetime.now(UTC))
         if self.stage.direct and self._forward:
@@ -247,7 +258,6 @@ class StageRunner:
                 self._rewind[(topic, partition)] = min(self._rewind.get((topic, partition), offset), offset)
             return
         self._next_offsets[(topic, partition)] = offset + 1
-        self._caught_up[(self._inputs[topic], partition)] = False  # data arrived since the last check: not idle yet
         self.io.ingest(msg)
 
     def _send_markers(self, got: bool) -> None:
@@ -281,6 +291,8 @@ class StageRunner:
                         committed = self._consumer.committed([TopicPartition(topic, p)], timeout=5)[0].offset
                         position = committed if committed >= 0 else 0
                         self._next_offsets[(topic, p)] = position
+                    if position >= high:  # the cached end is as old as the last fetch: ask the broker now
+                        _low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
                 except KafkaException as exc:  # a slow broker (a loaded machine): not idle, asked again next time
                     log.warning("%s[%d]: cannot tell whether it is read to its end (%s); asking again", topic, p, exc)
                     self._caught_up[(logical, p)] = False
@@ -288,14 +300,33 @@ class StageRunner:
                 self._caught_up[(logical, p)] = position >= high
 
     def _commit(self, *, wait: bool = False) -> None:
-        """Commit what is done; asynchronously on the hot path (outputs were flushed first), synchronously at close."""
+        """Commit what is done; asynchronously on the hot path (outputs were flushed first), synchronously at close.
+        The state's replay floors move on only when the broker has taken the commit (:meth:`_on_commit`)."""
         plan = self.io.commit_points(self._next_offsets)
         offsets = [TopicPartition(topic, partition, at) for (topic, partition), at in plan.offsets.items()]
         if offsets and wait:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            done = self._consumer.commit(offsets=offsets, asynchronous=False)  # raises unless the broker took it
+            self._confirm(plan, done or [])
         elif offsets:
+            self._in_flight.append(plan)
             self._consumer.commit(offsets=offsets, asynchronous=True)
-        self.io.committed(plan)
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """The broker's answer to a commit: the plans it covers are confirmed (a failed one is left to a later
+        commit of the same partitions, which covers it)."""
+        if err is not None:
+            log.warning("%s: a commit failed (%s); its events stay replayable until a later commit", self.io.name, err)
+            return
+        waiting = [plan for plan in self._in_flight if not self._confirm(plan, partitions)]
+        self._in_flight = deque(waiting, maxlen=self._in_flight.maxlen)
+
+    def _confirm(self, plan: CommitPlan, done: list[TopicPartition]) -> bool:
+        """Confirm ``plan`` for each partition whose every input ``done`` committed at least as far (offsets only
+        grow, so a later commit covers an earlier plan whose own commit failed); ``True`` when that is all of the
+        plan's partitions this worker still owns."""
+        covered, short = plan.covered({(tp.topic, tp.partition): tp.offset for tp in done if tp.error is None})
+        self.io.committed(plan, covered)
+        return not short & self._owned
 
 
 __all__ = ["COLOCATED_NICE", "EngineSettings", "ReportGate", "StageRunner", "StageStats", "engine_group"]

@@ -61,6 +61,14 @@ class CommitPlan:
 
     offsets: dict[tuple[str, int], int]
     complete: set[int]
+    token: int  # confirms the plan's replay floors once the broker took the commit (StageProcessor.committed)
+
+    def covered(self, committed: Mapping[tuple[str, int], int]) -> tuple[set[int], set[int]]:
+        """Given offsets the broker has committed, ``(covered, short)``: the partitions every input of which is
+        committed at least as far as planned, and those with an input that is not (offsets only grow, so a later
+        commit covers an earlier plan whose own commit failed)."""
+        short = {p for (t, p), at in self.offsets.items() if committed.get((t, p), -1) < at}
+        return {p for _, p in self.offsets} - short, short
 
 
 class StageIO:
@@ -133,8 +141,9 @@ class StageIO:
             self.dead_letter(msg, "schema_mismatch", problem)
             return
         if "wms" in payload:
+            own_floors = "fl" in payload
             for source, upstream, wm in payload["wms"]:
-                self.processor.on_marker(partition, source, upstream, payload["n"], wm)
+                self.processor.on_marker(partition, source, upstream, payload["n"], wm, floor=not own_floors)
             for source, upstream, time_us in payload.get("fl", ()):
                 self.processor.on_floor(partition, source, upstream, time_us)
             return
@@ -244,7 +253,8 @@ class StageIO:
     # ------------------------------------------------------------------ commit
     def commit_points(self, next_offsets: Mapping[tuple[str, int], int]) -> CommitPlan:
         """How far each consumed (topic, partition) may be committed: its next offset, or the oldest event of it whose
-        output is still waiting. Call after :meth:`flush`; after the commit, :meth:`committed` with the plan."""
+        output is still waiting. Call after :meth:`flush`; once the broker has acknowledged the commit,
+        :meth:`committed` with the plan. Events ingested after this call belong to the next plan."""
         offsets: dict[tuple[str, int], int] = {}
         behind: set[int] = set()
         for (topic, partition), nxt in next_offsets.items():
@@ -253,10 +263,13 @@ class StageIO:
             if at < nxt:
                 behind.add(partition)
             offsets[(topic, partition)] = at
-        return CommitPlan(offsets, {p for _, p in offsets} - behind)
+        return CommitPlan(offsets, {p for _, p in offsets} - behind, self.processor.plan_commit())
 
-    def committed(self, plan: CommitPlan) -> None:
-        self.processor.committed(plan.complete)
+    def committed(self, plan: CommitPlan, partitions: Iterable[int] | None = None) -> None:
+        """The broker acknowledged the plan's commit (of ``partitions`` only, when given): what it covers will not be
+        read again, so state no longer needs to be kept for replaying it. Never call it for a commit that failed."""
+        done = plan.complete if partitions is None else plan.complete & set(partitions)
+        self.processor.committed(done, plan.token)
 
     def forget(self, partitions: Iterable[int]) -> None:
         self.processor.forget(set(partitions))

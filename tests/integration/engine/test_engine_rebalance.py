@@ -54,8 +54,10 @@ def test_a_worker_joining_mid_stream_changes_no_feature(
 
     def worker(name: str) -> None:
         def seen(stage: str, stats: StageStats) -> None:
-            if stats.consumed > total // 20:
-                busy.set()  # the first worker is into the stream, far from its end: time for the second to join
+            if stats.consumed > total // 50:
+                # The first worker is into the stream, far from its end: time for the second to join (the join takes
+                # a heartbeat or two; the first reads the whole stream in ~4 s on an idle machine).
+                busy.set()
 
         try:
             job = EngineJob(_settings(services, project, name if static else None, runtime), prefix, "fraud")

@@ -213,6 +213,9 @@ class FaustStageRunner(FaustHooks):
             self.io.ingest(_Message(m))
         if messages:
             self._applied += 1
+            if self.stage.direct and self.io.forward_topic:
+                held = [(logical, p) for logical in self.io.inputs.values() for p in self._owned]
+                self.io.retract_idle(held, self._input_partitions, self._forward_partitions)
         self.io.drain(datetime.now(UTC))
         self._markers(got=True)
         self.io.outputs.poll()
@@ -277,11 +280,7 @@ class FaustStageRunner(FaustHooks):
                 # nothing consumed here yet (an empty partition, or all of it committed before): where it starts
                 position = self._next_offsets.get((topic, p), consumer._committed_offset.get(tp) or 0)
                 held[(logical, p)] = high is not None and position >= high
-        if not any(held.values()):
-            return
-        payload = self.io.marker_payload(held, self._input_partitions)
-        for p in range(self._forward_partitions):
-            self.io.outputs.forward(self.io.forward_topic or "", b"", payload, p)
+        self.io.send_markers(held, self._input_partitions, self._forward_partitions)
 
     async def _commit(self, tps: set[Any], *, handing_over: bool = False) -> None:
         """Flush, commit the plan's points of ``tps``, and confirm to the state the partitions the broker took.

@@ -217,6 +217,9 @@ class StageRunner:
             # label written before a transaction may still be on its way to this worker when the transaction is
             # here; "idle" is claimed again only by the next check, made after this batch was fetched.
             self._caught_up.clear()
+            if self.stage.direct and self._forward:
+                held = [(t, p) for t in self._inputs.values() for p in self._owned]
+                self.io.retract_idle(held, self._input_partitions, self._forward_partitions)
         if got:
             self.stats.last_batch_at = time.monotonic()
         out = self.io.drain(datetime.now(UTC))
@@ -273,9 +276,7 @@ class StageRunner:
         if now - self._last_marker < self.settings.marker_interval_s:
             return
         self._last_marker = now
-        payload = self.io.marker_payload(held, self._input_partitions)
-        for p in range(self._forward_partitions):
-            self.io.outputs.forward(self._forward, b"", payload, p)
+        self.io.send_markers(held, self._input_partitions, self._forward_partitions)
 
     def _refresh_caught_up(self) -> None:
         """Per input topic and partition: has this worker read everything the broker holds? (Then it is idle.)"""

@@ -92,6 +92,7 @@ class StageIO:
         self.changelog = contracts.topic(stage.changelog_topic)
         self.forward_topic = contracts.topic(stage.forward_topic) if stage.forward_topic else None
         self.name = f"engine-{topology.feature_set.name}-{stage.name}"
+        self._idle_claimed = False  # the last marker sent said some input is read to its end
         self._layouts = view_layouts([topology.feature_set], settings.project)
         self._writer = RedisFeatureWriter.from_url(settings.redis_url, self._layouts.values())  # Redis or a cluster
         self._join_keys = {view.name: view.entity.join_keys for view in stage.views}
@@ -239,6 +240,22 @@ class StageIO:
             )
         self.outputs.dead_letter(raw, error_type=error_type, reason=reason, processor=self.name)
         self.stats.dead_lettered += 1
+
+    def send_markers(self, held: Mapping[tuple[str, int], bool], upstream_n: int, partitions: int) -> None:
+        """Broadcast the watermarks and floors of the (logical topic, partition) inputs ``held`` to every one of the
+        next stage's ``partitions``; ``held[...]``: read to its end (then the marker may say "idle")."""
+        payload = self.marker_payload(held, upstream_n)
+        for p in range(partitions):
+            self.outputs.forward(self.forward_topic or "", b"", payload, p)
+        self._idle_claimed = any(held.values())
+
+    def retract_idle(self, held: Iterable[tuple[str, int]], upstream_n: int, partitions: int) -> None:
+        """Call after ingesting a batch, before draining it: if the last marker said some input was read to its end,
+        say now that none is, before any event of the batch is sent on. A transaction can arrive here before a label
+        written ahead of it (another partition); the next stage must not compute its features while that label's
+        partition is still marked idle. The next check of the ends claims idle again when it is true."""
+        if self._idle_claimed:
+            self.send_markers(dict.fromkeys(held, False), upstream_n, partitions)
 
     def marker_payload(self, held: Mapping[tuple[str, int], bool], upstream_n: int) -> bytes:
         """The watermarks and floors this worker's partitions guarantee, for every partition of the next stage."""

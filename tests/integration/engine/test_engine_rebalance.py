@@ -26,15 +26,7 @@ def _settings(services: Services, project: str, worker: str | None, runtime: str
 
 
 # Both membership kinds on the Kafka runtime; the Faust runtime with static members only (the join and hand-over it
-# runs are the same either way, and each Faust case costs ~60 s of the suite).
-FAUST_JOIN_DEFECT = (
-    "open defect (issue 18): on the Faust runtime a worker joining mid-stream lost vectors (1,992 of 31,658 once) in "
-    "2 of 3 fresh-clone full-suite runs on 2026-12-04, never outside a full suite, and later gave wrong values (174 "
-    "once); a rewrite of the commit path also gave wrong values and was withdrawn. Cause not found. Only missing or "
-    "wrong vectors are tolerated, on Faust only; any other difference fails"
-)
-
-
+# runs are the same either way, and each Faust case costs ~45 s of the suite).
 @pytest.mark.parametrize(
     ("runtime", "static"),
     [("kafka", True), ("kafka", False), ("faust", True)],
@@ -97,6 +89,4 @@ def test_a_worker_joining_mid_stream_changes_no_feature(
             f"{missing_report(got, tx, services, contracts)}; {wrong} wrong or missing values; "
             f"(consumed, applied, duplicates, dead) {workers}"
         )
-        if runtime == "faust":
-            pytest.xfail(f"{FAUST_JOIN_DEFECT}. Seen again: {report}")
         pytest.fail(report)

@@ -109,3 +109,23 @@ def test_events_later_than_the_lateness_are_refused(streams: Any) -> None:
     assert late == 1
     assert str(stale["transaction_id"]) not in vectors
     assert len(vectors) == len(head)
+
+
+def test_an_idle_upstream_partition_that_gets_events_again_gates_again() -> None:
+    """ "Idle" says nothing is waiting upstream now; once the partition has events again, outputs wait for its
+    watermark again (it used to stay idle for ever, and transactions went out before labels that counted)."""
+    topology = topology_for("fraud")
+    terminal = StageProcessor(topology, topology.stage("terminal"))
+    idle = 2**62
+    for source in ("transactions", "labels"):
+        for up in range(2):
+            terminal.on_marker(0, source, up, 2, 1_000)
+    assert terminal.frontier(0) == 1_000  # labels (counted when known) must reach the time itself
+    for up in range(2):
+        terminal.on_marker(0, "labels", up, 2, idle)
+    day = 86_400_000_000
+    assert terminal.frontier(0) == 1_000 + 7 * day  # only the transactions gate, a week behind (the windows' delay)
+    terminal.on_marker(0, "labels", 1, 2, 2_000)  # a label again on upstream partition 1
+    assert terminal.frontier(0) == 2_000
+    terminal.on_marker(0, "labels", 1, 2, 1_500)  # watermarks never go back while the partition is active
+    assert terminal.frontier(0) == 2_000

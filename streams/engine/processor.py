@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-
 from slipstream.features.base import Aggregate, FeatureView
 from slipstream.features.online_store import FeatureRow
 from slipstream.features.windows import (
@@ -40,12 +38,16 @@ from slipstream.features.windows import (
     request_features,
 )
 from slipstream.streams.engine.eviction import HOUR_US, IdleIndex
-from slipstream.streams.engine.exceptions import InternalMessageError
+from slipstream.streams.engine.internal import (
+    encode_internal,
+    is_mark,
+    state_key,
+    state_key_parts,
+)
 from slipstream.streams.engine.replay_floor import ReplayFloors
 from slipstream.streams.engine.topology import StageSpec, Topology, required_fields
+from slipstream.streams.engine.upstream import IDLE, NO_WATERMARK, UpstreamMarks
 
-NO_WATERMARK = -(2**62)
-IDLE = 2**62
 _US = timedelta(microseconds=1)
 
 
@@ -84,42 +86,6 @@ class StageOutput:
     duplicates: int = 0
 
 
-def _is_mark(mark: Any) -> bool:
-    return (
-        isinstance(mark, list)
-        and len(mark) == 3
-        and isinstance(mark[0], str)
-        and all(isinstance(v, int) for v in mark[1:])
-    )
-
-
-def encode_internal(payload: Mapping[str, Any]) -> bytes:
-    return orjson.dumps(payload)
-
-
-def decode_internal(data: bytes) -> dict[str, Any]:
-    """The payload of a message on an engine-internal topic; :class:`InternalMessageError` unless a JSON object."""
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        msg = f"internal engine message is not JSON: {data[:60]!r}"
-        raise InternalMessageError(msg) from exc
-    if not isinstance(value, dict):
-        msg = f"internal engine message is not an object: {data[:60]!r}"
-        raise InternalMessageError(msg)
-    return value
-
-
-def state_key(view: str, key: tuple[Any, ...]) -> bytes:
-    return orjson.dumps([view, *key])
-
-
-def state_key_parts(key: bytes) -> tuple[str, tuple[Any, ...]]:
-    """``(view, key values)`` of a :func:`state_key`."""
-    view, *values = orjson.loads(key)
-    return str(view), tuple(values)
-
-
 class StageProcessor:
     def __init__(
         self, topology: Topology, stage: StageSpec, *, lateness_us: int = 0, evict_bucket_us: int | None = HOUR_US
@@ -138,17 +104,15 @@ class StageProcessor:
         self._pending: dict[int, list[tuple[int, int, int, int, PendingEvent]]] = {}  # heap per partition
         self._seq = 0
         self._partition_wm: dict[tuple[str, int], int] = {}  # direct: (topic, partition) -> newest time
-        self._upstream_wm: dict[int, dict[tuple[str, int], int]] = {}  # internal: partition -> (src, up) -> time
-        self._upstream_floor: dict[int, dict[tuple[str, int], int]] = {}  # the same, idle markers left out
         self._idle = IdleIndex(evict_bucket_us) if evict_bucket_us is not None else None
         self.evicted = 0
-        self._upstream_n: dict[str, int] = {}
         self._views_by_source: dict[str, list[FeatureView]] = {}
         for view in stage.views:
             for source in view.sources:
                 self._views_by_source.setdefault(source.topic, []).append(view)
         self._gating = tuple(sorted(self._views_by_source))
         self._slack = {topic: self._source_slack(topic) for topic in self._gating}
+        self._upstream = UpstreamMarks(self._gating, self._slack)  # internal stages: what upstream partitions sent
         self._reach = max(v.reach_us for v in stage.views)
         self._view_reach = {v.name: v.reach_us for v in stage.views}
         self._needs: dict[str, set[str]] = {}
@@ -198,7 +162,7 @@ class StageProcessor:
         if "wms" in payload:
             marks, n, floors = payload.get("wms"), payload.get("n"), payload.get("fl", [])
             if isinstance(n, int) and isinstance(marks, list) and isinstance(floors, list):
-                if all(_is_mark(m) for m in marks) and all(_is_mark(m) for m in floors):
+                if all(is_mark(m) for m in marks) and all(is_mark(m) for m in floors):
                     return None
             return f"malformed watermark marker: {str(dict(payload))[:200]}"
         src, rec, feat, nt = (payload.get(k) for k in ("src", "rec", "feat", "nt"))
@@ -308,17 +272,9 @@ class StageProcessor:
     def on_marker(
         self, partition: int, source: str, upstream: int, upstream_n: int, time_us: int, *, floor: bool = True
     ) -> None:
-        """Upstream partition ``upstream`` of ``source`` has sent everything up to ``time_us`` to this partition.
-
-        ``floor``: the watermark also bounds how old its next events can be (markers without floors of their own;
-        a marker's floors are lower when the upstream would send a replayed tail again after a restart)."""
-        self._upstream_n[source] = upstream_n
-        marks = self._upstream_wm.setdefault(partition, {})
-        old = marks.get((source, upstream), NO_WATERMARK)
-        # Idle holds only while it lasts: an upstream partition that gets events again waits for its watermark again.
-        marks[(source, upstream)] = time_us if old >= IDLE else max(old, time_us)
-        if floor and time_us < IDLE:  # "idle" says nothing is waiting upstream, not how old the next event can be
-            self.on_floor(partition, source, upstream, time_us)
+        """Upstream partition ``upstream`` of ``source`` has sent everything up to ``time_us`` to this partition
+        (:meth:`UpstreamMarks.marker`; ``floor``: the watermark also bounds how old its next events can be)."""
+        self._upstream.marker(partition, source, upstream, upstream_n, time_us, floor=floor)
 
     def frontier(self, partition: int) -> int:
         """Time up to which outputs on ``partition`` are due: every source the views read has reached it.
@@ -328,16 +284,7 @@ class StageProcessor:
         """
         if self.stage.direct:
             return IDLE  # one ordered input per partition: outputs are due at once
-        marks = self._upstream_wm.get(partition, {})
-        frontier = IDLE
-        for source in self._gating:
-            n = self._upstream_n.get(source)
-            if n is None:
-                return NO_WATERMARK
-            reached = min(marks.get((source, up), NO_WATERMARK) for up in range(n))
-            if reached < IDLE:
-                frontier = min(frontier, reached + self._slack[source])
-        return frontier
+        return self._upstream.frontier(partition)
 
     # ------------------------------------------------------------------ output
     def drain(self, now: datetime) -> StageOutput:
@@ -391,16 +338,10 @@ class StageProcessor:
                     return None
                 floor = min(floor, newest - self.lateness_us)
         else:
-            floors = self._upstream_floor.get(partition, {})
-            for source in self._gating:
-                n = self._upstream_n.get(source)
-                if n is None:
-                    return None
-                for upstream in range(n):
-                    mark = floors.get((source, upstream))
-                    if mark is None:
-                        return None
-                    floor = min(floor, mark)
+            upstream_floor = self._upstream.floor(partition)
+            if upstream_floor is None:
+                return None
+            floor = upstream_floor
         pending = self._pending.get(partition)
         if pending:
             floor = min(floor, pending[0][0])
@@ -465,10 +406,9 @@ class StageProcessor:
     def forget(self, partitions: set[int]) -> None:
         """Drop the state and pending outputs of partitions this worker no longer owns (after a rebalance)."""
         self._replay.forget(partitions)
+        self._upstream.forget(partitions)
         for partition in partitions:
             self._pending.pop(partition, None)
-            self._upstream_wm.pop(partition, None)
-            self._upstream_floor.pop(partition, None)
         if self._idle is not None:
             self._idle.forget(partitions)
         for key in [k for k, p in self._owner.items() if p in partitions]:
@@ -549,5 +489,4 @@ class StageProcessor:
 
     def on_floor(self, partition: int, source: str, upstream: int, time_us: int) -> None:
         """Upstream partition ``upstream`` of ``source`` will send this partition nothing older than ``time_us``."""
-        floors = self._upstream_floor.setdefault(partition, {})
-        floors[(source, upstream)] = max(floors.get((source, upstream), NO_WATERMARK), time_us)
+        self._upstream.floor_at(partition, source, upstream, time_us)

@@ -29,13 +29,8 @@ from slipstream.schemas.serde import timestamp_fields
 from slipstream.schemas.transport.consumer import normalize_headers
 from slipstream.streams.engine.base import InputMessage, StageOutputs
 from slipstream.streams.engine.exceptions import InternalMessageError
-from slipstream.streams.engine.processor import (
-    PendingEvent,
-    StageOutput,
-    StageProcessor,
-    decode_internal,
-    encode_internal,
-)
+from slipstream.streams.engine.internal import decode_internal, encode_internal
+from slipstream.streams.engine.processor import PendingEvent, StageOutput, StageProcessor
 from slipstream.streams.engine.settings import EngineSettings, StageStats
 from slipstream.streams.engine.topology import StageSpec, Topology, check_fields
 

@@ -30,7 +30,7 @@ from slipstream.schemas.topics import TopicCatalog
 from slipstream.schemas.transport import EventConsumer, TopicAdmin
 from slipstream.streams.engine.app import EngineJob, run_threads
 from slipstream.streams.engine.exceptions import TopologyError
-from slipstream.streams.engine.processor import state_key_parts
+from slipstream.streams.engine.internal import state_key_parts
 from slipstream.streams.engine.runner import EngineSettings, StageRunner
 from slipstream.streams.engine.topology import topology_for
 from tests.conftest import Services

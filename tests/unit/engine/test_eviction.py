@@ -19,7 +19,8 @@ import pytest
 
 from slipstream.features.windows import EntityState
 from slipstream.streams.engine.eviction import HOUR_US, IdleIndex, evictable
-from slipstream.streams.engine.processor import StageOutput, StageProcessor, decode_internal, state_key_parts
+from slipstream.streams.engine.internal import decode_internal, state_key_parts
+from slipstream.streams.engine.processor import StageOutput, StageProcessor
 from slipstream.streams.engine.topology import topology_for
 from tests.fraud_reference import reference, small_fraud_streams
 
@@ -271,6 +272,6 @@ def test_forget_drops_a_partitions_keys() -> None:
 
 
 def test_state_key_parts_round_trip() -> None:
-    from slipstream.streams.engine.processor import state_key
+    from slipstream.streams.engine.internal import state_key
 
     assert state_key_parts(state_key("terminal_risk", (7,))) == ("terminal_risk", (7,))

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from slipstream.features.definitions.fraud import FRAUD
-from slipstream.streams.engine.processor import StageProcessor, decode_internal
+from slipstream.streams.engine.internal import decode_internal
+from slipstream.streams.engine.processor import StageProcessor
 from slipstream.streams.engine.topology import topology_for
 from tests.fraud_reference import reference, small_fraud_streams
 

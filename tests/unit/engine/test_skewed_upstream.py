@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from slipstream.streams.engine.processor import StageProcessor, decode_internal
+from slipstream.streams.engine.internal import decode_internal
+from slipstream.streams.engine.processor import StageProcessor
 from slipstream.streams.engine.topology import topology_for
 from tests.fraud_reference import reference, small_fraud_streams
 

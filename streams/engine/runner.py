@@ -220,7 +220,6 @@ class StageRunner:
             if self.stage.direct and self._forward:
                 held = [(t, p) for t in self._inputs.values() for p in self._owned]
                 self.io.retract_idle(held, self._input_partitions, self._forward_partitions)
-        if got:
             self.stats.last_batch_at = time.monotonic()
         out = self.io.drain(datetime.now(UTC))
         if self.stage.direct and self._forward:

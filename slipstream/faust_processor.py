@@ -374,7 +374,7 @@ class FaustProcessor(FaustHooks):
         for (t, p), o in offsets.items():
             committed[topic_partition(t, p)] = o  # Faust's view of the group's offsets, as committed
 
-    async def hand_over(self, revoked: set[Any]) -> None:
+    async def hand_over(self, revoked: set[Any], *, stopping: bool = False) -> None:
         """Before Faust's revoke (and before it stops the consumer): the transaction in flight ends, then the
         handler forgets the partitions (their state is in the changelog, committed with their offsets)."""
         gone = {tp.partition for tp in revoked}

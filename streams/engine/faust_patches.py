@@ -41,7 +41,7 @@ class FaustHooks(Protocol):
 
     async def on_assigned(self, assigned: set[Any]) -> None: ...
 
-    async def hand_over(self, revoked: set[Any]) -> None: ...
+    async def hand_over(self, revoked: set[Any], *, stopping: bool = False) -> None: ...
 
 
 def topic_partition(topic: str, partition: int) -> TP:
@@ -123,7 +123,7 @@ def faust_app(hooks: FaustHooks, settings: EngineSettings, group: str, inputs: l
                 except Exception:  # noqa: BLE001 - a consumer that never started has nothing to hand over
                     assignment = set()
                 if assignment:
-                    await hooks.hand_over(assignment)
+                    await hooks.hand_over(assignment, stopping=True)
             await super()._stop_consumer()
 
         def _new_consumer(self) -> Any:

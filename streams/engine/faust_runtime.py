@@ -306,12 +306,18 @@ class FaustStageRunner(FaustHooks):
         self.io.flush(30)
         return self.io.commit_points(self._next_offsets)
 
-    async def hand_over(self, revoked: set[Any]) -> None:
+    async def hand_over(self, revoked: set[Any], *, stopping: bool = False) -> None:
         """Before Faust's revoke: what is done is flushed and committed, then the partitions' state is dropped."""
         gone = {tp.partition for tp in revoked}
         had = gone & self._owned
-        self._owned -= gone  # batches still in flight for them are not applied any more
+        # A new set, never changed in place: the I/O thread may be iterating the old one. Batches still in flight
+        # for the partitions gone are not applied any more.
+        self._owned = self._owned - gone
+        self._ends = {}  # asked while they were ours: no idle claim from them when they come back
         if had and self._failure is None:
+            if self.stage.direct and self.io.forward_topic and not stopping:  # as the Kafka runtime's close
+                held = [(logical, p) for logical in self.io.inputs.values() for p in had]
+                await self._io(self.io.hand_over, held, self._input_partitions, self._forward_partitions)
             await self._commit(revoked, handing_over=True)
         for key in [k for k in self._next_offsets if k[1] in gone]:
             del self._next_offsets[key]
@@ -331,7 +337,9 @@ class FaustStageRunner(FaustHooks):
         done: set[int] = await self._io(self._restoring.step, self.io.restore)
         if not done:
             return
-        self._owned |= done
+        self._owned = self._owned | done  # a new set: the I/O thread may be iterating the old one
+        self._ends = {}
+        await self._io(self.io.took_over)
         resumed = {tp for tp in self.restoring if tp.partition in done}
         self.restoring -= resumed
         if resumed:

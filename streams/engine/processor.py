@@ -192,10 +192,12 @@ class StageProcessor:
         ref: Any = None,
         carried: Mapping[str, float] | None = None,
         newest_us: int | None = None,
+        position: tuple[str, int] | None = None,
     ) -> None:
-        """One event of ``topic`` (a logical source name), times as epoch microseconds."""
+        """One event of ``topic`` (a logical source name), times as epoch microseconds; ``position``: the (input
+        topic, offset) it was read at, which a commit must pass before a restart no longer replays it."""
         time_us, order, event_id, known_us = self._place(topic, record)
-        self._replay.consumed(partition, time_us)
+        self._replay.consumed(partition, time_us, position)
         if self.stage.direct:
             mark = (topic, partition)
             newest = self._partition_wm.get(mark, NO_WATERMARK)
@@ -382,19 +384,15 @@ class StageProcessor:
             oldest = min(oldest, replay_floor)
         return oldest
 
-    def plan_commit(self) -> int:
-        """A runtime is about to commit what was consumed so far: the token :meth:`committed` confirms it with."""
-        return self._replay.plan()
+    def committed(self, partitions: Iterable[int]) -> None:
+        """Everything consumed on ``partitions`` is committed: nothing of it will be replayed (a caller that commits
+        without offsets; runtimes call :meth:`committed_offsets`)."""
+        self._replay.committed_all(partitions)
 
-    def committed(self, partitions: set[int], token: int | None = None) -> None:
-        """The broker took the commit planned as ``token`` (``None``: of everything consumed so far), which covers
-        every offset consumed on ``partitions`` before it: nothing of that will be replayed.
-
-        Partitions still holding pending events commit only up to the oldest of them; a crash replays from there,
-        so the caller leaves them out until they are fully committed. A commit that failed or never ran is never
-        confirmed: its replay floor stays (see :mod:`~slipstream.streams.engine.replay_floor`).
-        """
-        self._replay.confirmed(token, partitions)
+    def committed_offsets(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """The broker took these (input topic, partition) -> next offsets: events before them will not be replayed.
+        Never call it for a commit that failed or never ran (see :mod:`~slipstream.streams.engine.replay_floor`)."""
+        self._replay.committed(offsets)
 
     def pending(self) -> int:
         return sum(len(q) for q in self._pending.values())

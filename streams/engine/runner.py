@@ -171,6 +171,7 @@ class StageRunner:
         if not done:
             return
         self._owned |= done
+        self.io.took_over()
         resumed = [TopicPartition(topic, p) for topic in self._inputs for p in done]
         for tp in resumed:  # a message fetched before the pause took effect was dropped: read it again
             first = self._rewind.pop((tp.topic, tp.partition), None)
@@ -189,6 +190,9 @@ class StageRunner:
         so nothing of theirs is committed or applied here again."""
         gone = {tp.partition for tp in partitions}
         if self._owned & gone and self._hand_over:
+            if self.stage.direct and self._forward:
+                held = [(t, p) for t in self._inputs.values() for p in self._owned & gone]
+                self.io.hand_over(held, self._input_partitions, self._forward_partitions)
             self.io.flush(30)
             self._commit(wait=True)
         self._drop(gone)

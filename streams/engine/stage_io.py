@@ -52,11 +52,9 @@ def engine_group(prefix: str, feature_set: str, stage: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CommitPlan:
-    """How far each (topic, partition) may be committed, and the partitions committed up to all they consumed."""
+    """How far each (topic, partition) may be committed."""
 
     offsets: dict[tuple[str, int], int]
-    complete: set[int]
-    token: int  # confirms the plan's replay floors once the broker took the commit (StageProcessor.committed)
 
     def covered(self, committed: Mapping[tuple[str, int], int]) -> tuple[set[int], set[int]]:
         """Given offsets the broker has committed, ``(covered, short)``: the partitions every input of which is
@@ -87,7 +85,9 @@ class StageIO:
         self.changelog = contracts.topic(stage.changelog_topic)
         self.forward_topic = contracts.topic(stage.forward_topic) if stage.forward_topic else None
         self.name = f"engine-{topology.feature_set.name}-{stage.name}"
-        self._idle_claimed = False  # the last marker sent said some input is read to its end
+        # The last marker sent may have said some input is read to its end. True at start: a worker before this one
+        # (a crash, a hand-over) may have said so, and the next stage holds it until a marker says otherwise.
+        self._idle_claimed = True
         self._layouts = view_layouts([topology.feature_set], settings.project)
         self._writer = RedisFeatureWriter.from_url(settings.redis_url, self._layouts.values())  # Redis or a cluster
         self._join_keys = {view.name: view.entity.join_keys for view in stage.views}
@@ -124,7 +124,7 @@ class StageIO:
             value = record.get(name)
             if isinstance(value, datetime):
                 record[name] = _micros(value)
-        self.processor.on_event(partition, logical, record, ref=(msg, ref))
+        self.processor.on_event(partition, logical, record, ref=(msg, ref), position=(topic, offset))
 
     def _internal(self, msg: InputMessage, partition: int, ref: Ref) -> None:
         try:
@@ -144,7 +144,13 @@ class StageIO:
                 self.processor.on_floor(partition, source, upstream, time_us)
             return
         self.processor.on_event(
-            partition, payload["src"], payload["rec"], ref=ref, carried=payload["feat"], newest_us=payload["nt"]
+            partition,
+            payload["src"],
+            payload["rec"],
+            ref=ref,
+            carried=payload["feat"],
+            newest_us=payload["nt"],
+            position=(ref[0], ref[2]),
         )
 
     def restore(self, partition: int, key: bytes, value: bytes | None) -> None:
@@ -244,6 +250,17 @@ class StageIO:
             self.outputs.forward(self.forward_topic or "", b"", payload, p)
         self._idle_claimed = any(held.values())
 
+    def took_over(self) -> None:
+        """Partitions became this worker's: their previous owner may have said they were read to their end, so the
+        next batch retracts it first (:meth:`retract_idle`)."""
+        self._idle_claimed = True
+
+    def hand_over(self, held: Iterable[tuple[str, int]], upstream_n: int, partitions: int) -> None:
+        """Before partitions go to another worker: say they are not idle, so the next stage waits for their new
+        owner's markers rather than holding this worker's last "idle" while the new owner catches up."""
+        self.send_markers(dict.fromkeys(held, False), upstream_n, partitions)
+        self._idle_claimed = True  # the partitions this worker keeps may still be marked idle
+
     def retract_idle(self, held: Iterable[tuple[str, int]], upstream_n: int, partitions: int) -> None:
         """Call after ingesting a batch, before draining it: if the last marker said some input was read to its end,
         say now that none is, before any event of the batch is sent on. A transaction can arrive here before a label
@@ -268,20 +285,16 @@ class StageIO:
         output is still waiting. Call after :meth:`flush`; once the broker has acknowledged the commit,
         :meth:`committed` with the plan. Events ingested after this call belong to the next plan."""
         offsets: dict[tuple[str, int], int] = {}
-        behind: set[int] = set()
         for (topic, partition), nxt in next_offsets.items():
             waiting = [ref_offset(r) for r in self.processor.pending_refs(partition) if ref_topic(r) == topic]
-            at = min([nxt, *waiting])
-            if at < nxt:
-                behind.add(partition)
-            offsets[(topic, partition)] = at
-        return CommitPlan(offsets, {p for _, p in offsets} - behind, self.processor.plan_commit())
+            offsets[(topic, partition)] = min([nxt, *waiting])
+        return CommitPlan(offsets)
 
     def committed(self, plan: CommitPlan, partitions: Iterable[int] | None = None) -> None:
-        """The broker acknowledged the plan's commit (of ``partitions`` only, when given): what it covers will not be
-        read again, so state no longer needs to be kept for replaying it. Never call it for a commit that failed."""
-        done = plan.complete if partitions is None else plan.complete & set(partitions)
-        self.processor.committed(done, plan.token)
+        """The broker acknowledged the plan's commit (of ``partitions`` only, when given): what lies before it will not
+        be read again, so state no longer needs to be kept for replaying it. Never call it for a commit that failed."""
+        done = None if partitions is None else set(partitions)
+        self.processor.committed_offsets({k: at for k, at in plan.offsets.items() if done is None or k[1] in done})
 
     def forget(self, partitions: Iterable[int]) -> None:
         self.processor.forget(set(partitions))

@@ -1,106 +1,96 @@
-"""Replay floors move on only with a commit the broker took, and only for what that commit covers."""
+"""Replay floors move on only with a commit the broker took, and only past the offsets it covers."""
 
 from __future__ import annotations
 
 import random
 
-from slipstream.streams.engine.replay_floor import MAX_PLANNED, ReplayFloors
+from slipstream.streams.engine.replay_floor import ReplayFloors
 from slipstream.streams.engine.stage_io import CommitPlan
 
 
-def test_events_consumed_after_the_plan_keep_their_floor_when_the_commit_is_confirmed() -> None:
+def test_events_at_or_after_the_committed_offset_keep_their_floor() -> None:
     floors = ReplayFloors()
-    floors.consumed(0, 500)
-    token = floors.plan()
-    floors.consumed(0, 100)  # a batch applied while the commit was in flight: not covered by it
-    floors.confirmed(token, {0})
+    floors.consumed(0, 500, ("tx", 10))
+    floors.consumed(0, 100, ("tx", 11))  # applied while the commit at 11 was in flight: not covered by it
+    floors.committed({("tx", 0): 11})
     assert floors.floor(0) == 100
 
 
-def test_an_unconfirmed_commit_keeps_its_floor_until_a_later_one_is_confirmed() -> None:
+def test_a_commit_short_of_the_end_keeps_what_follows_it() -> None:
+    """An internal stage commits up to its oldest output still waiting; a replay reads everything after it again,
+    also events already sent on, which can be older than the waiting one."""
     floors = ReplayFloors()
-    floors.consumed(1, 300)
-    floors.plan()  # its commit failed (a rebalance), or never ran: never confirmed
-    floors.consumed(1, 700)
-    assert floors.floor(1) == 300
-    later = floors.plan()
-    floors.confirmed(later, {1})  # offsets only grow: the later commit covers the earlier plan too
-    assert floors.floor(1) is None
-
-
-def test_only_the_confirmed_partitions_move_on() -> None:
-    floors = ReplayFloors()
-    floors.consumed(0, 10)
-    floors.consumed(1, 20)
-    token = floors.plan()
-    floors.confirmed(token, {1})  # partition 0 still had an output waiting: committed short of its end
-    assert (floors.floor(0), floors.floor(1)) == (10, None)
-
-
-def test_a_confirmation_of_an_older_token_leaves_newer_plans() -> None:
-    floors = ReplayFloors()
-    floors.consumed(0, 50)
-    first = floors.plan()
-    floors.consumed(0, 40)
-    floors.plan()
-    floors.confirmed(first, {0})
-    assert floors.floor(0) == 40
-
-
-def test_forgotten_partitions_hold_nothing() -> None:
-    floors = ReplayFloors()
-    floors.consumed(2, 5)
-    floors.plan()
-    floors.consumed(2, 3)
-    floors.forget({2})
-    assert floors.floor(2) is None and floors.unconfirmed() == 0
-
-
-def test_without_a_token_everything_consumed_so_far_is_confirmed() -> None:
-    floors = ReplayFloors()
-    floors.consumed(0, 9)
-    floors.plan()
-    floors.consumed(0, 8)
-    floors.confirmed(None, {0})
+    floors.consumed(0, 900, ("fwd", 4))  # still waiting for a watermark: the commit stops here
+    floors.consumed(0, 300, ("fwd", 5))  # already sent on, older
+    floors.consumed(0, 950, ("fwd", 6))
+    floors.committed({("fwd", 0): 4})
+    assert floors.floor(0) == 300
+    floors.committed({("fwd", 0): 6})
+    assert floors.floor(0) == 950
+    floors.committed({("fwd", 0): 7})
     assert floors.floor(0) is None
 
 
-def test_unconfirmed_plans_are_bounded_and_the_floor_never_rises_by_merging() -> None:
-    """Against a plain model (every consumed time with the token of the plan that closed it), over random runs
-    where most commits fail: the floor is never above the model's, the plans kept never exceed the bound, and a
-    confirmation of the newest plan clears exactly what the model clears."""
+def test_a_failed_commit_moves_nothing_and_a_later_one_covers_it() -> None:
+    floors = ReplayFloors()
+    floors.consumed(1, 300, ("tx", 0))
+    floors.consumed(1, 700, ("tx", 1))
+    assert floors.floor(1) == 300  # the commit at 1 failed: never confirmed
+    floors.committed({("tx", 1): 2})
+    assert floors.floor(1) is None
+
+
+def test_every_input_of_a_partition_counts() -> None:
+    floors = ReplayFloors()
+    floors.consumed(0, 40, ("labels", 3))
+    floors.consumed(0, 60, ("tx", 3))
+    floors.committed({("tx", 0): 4})
+    assert floors.floor(0) == 40
+    floors.committed({("labels", 0): 4})
+    assert floors.floor(0) is None
+
+
+def test_forgotten_partitions_and_a_commit_of_everything_hold_nothing() -> None:
+    floors = ReplayFloors()
+    floors.consumed(2, 5, ("tx", 0))
+    floors.consumed(3, 5)  # no offset (a caller without a broker)
+    floors.forget({2})
+    floors.committed_all({3})
+    assert floors.floor(2) is None and floors.floor(3) is None and floors.size() == 0
+
+
+def test_the_floor_is_the_oldest_uncommitted_time_and_the_window_stays_small() -> None:
+    """Against a plain model (every consumed event kept) over random runs: the same floor after every step, and never
+    more entries held than events not committed."""
     rng = random.Random(5)
-    for _ in range(50):
+    for _ in range(30):
         floors = ReplayFloors()
-        model: list[tuple[int, int, int]] = []  # (token closing it, or a big one while open, partition, time)
-        open_token = 10**9
-        token = 0
-        for _ in range(300):
-            step = rng.random()
-            if step < 0.6:
-                p, t = rng.randrange(3), rng.randrange(1000)
-                floors.consumed(p, t)
-                model.append((open_token, p, t))
-            elif step < 0.9:
-                token = floors.plan()
-                model = [(token if tk == open_token else tk, p, t) for tk, p, t in model]
+        model: list[tuple[str, int, int, int]] = []  # (topic, partition, offset, time)
+        next_offset = {(t, p): 0 for t in ("tx", "labels") for p in range(3)}
+        committed = dict.fromkeys(next_offset, 0)
+        clock = 0
+        for _ in range(400):
+            if rng.random() < 0.8:
+                topic, p = rng.choice(list(next_offset))
+                clock += rng.randrange(0, 50)
+                t = clock - rng.randrange(0, 120)  # mostly later, sometimes older than the one before
+                floors.consumed(p, t, (topic, next_offset[(topic, p)]))
+                model.append((topic, p, next_offset[(topic, p)], t))
+                next_offset[(topic, p)] += 1
             else:
-                done = set(rng.sample(range(3), rng.randrange(1, 4)))
-                floors.confirmed(token, done)
-                model = [(tk, p, t) for tk, p, t in model if not (p in done and tk <= token)]
-            assert floors.unconfirmed() <= MAX_PLANNED
+                key = rng.choice(list(next_offset))
+                at = rng.randrange(committed[key], next_offset[key] + 1)  # commits only move forward
+                committed[key] = at
+                floors.committed({key: at})
+                model = [e for e in model if not ((e[0], e[1]) == key and e[2] < at)]
             for p in range(3):
-                want = min((t for _, q, t in model if q == p), default=None)
-                got = floors.floor(p)
-                assert (got is None) == (want is None)
-                assert got is None or want is None or got <= want
-        final = floors.plan()
-        floors.confirmed(final, {0, 1, 2})
-        assert all(floors.floor(p) is None for p in range(3))
+                want = min((t for _, q, _, t in model if q == p), default=None)
+                assert floors.floor(p) == want
+        assert floors.size() <= max(len(model), 1)
 
 
 def test_a_plan_is_covered_by_the_offsets_the_broker_took() -> None:
-    plan = CommitPlan({("tx", 0): 10, ("labels", 0): 4, ("tx", 1): 7}, {0, 1}, 1)
+    plan = CommitPlan({("tx", 0): 10, ("labels", 0): 4, ("tx", 1): 7})
     assert plan.covered({("tx", 0): 10, ("labels", 0): 5, ("tx", 1): 6}) == ({0}, {1})
     assert plan.covered({("tx", 0): 10}) == (set(), {0, 1})  # an input of partition 0 was not committed
     assert plan.covered({("tx", 0): 12, ("labels", 0): 4, ("tx", 1): 9}) == ({0, 1}, set())

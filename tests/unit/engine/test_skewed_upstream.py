@@ -57,8 +57,7 @@ def _upstream(
         i = 0
         crashed = False
         while i < len(chunks):
-            token = proc.plan_commit()  # the commit of everything before this chunk
-            proc.committed({p}, token)
+            proc.committed({p})  # the commit of everything before this chunk
             for topic, record in chunks[i]:
                 proc.on_event(p, topic, dict(record))
             drained = proc.drain(NOW)

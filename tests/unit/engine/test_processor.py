@@ -130,3 +130,33 @@ def test_an_idle_upstream_partition_that_gets_events_again_gates_again() -> None
     assert terminal.frontier(0) == 2_000
     terminal.on_marker(0, "labels", 1, 2, 1_500)  # watermarks never go back while the partition is active
     assert terminal.frontier(0) == 2_000
+
+
+def test_a_later_stage_that_always_holds_a_waiting_output_still_releases_its_replay_floor() -> None:
+    """On a live stream a later stage commits, every time, only up to its oldest output still waiting for a watermark;
+    its replay floor must still move on with those commits, or it never prunes nor evicts."""
+    topology = topology_for("fraud")
+    terminal = StageProcessor(topology, topology.stage("terminal"))
+    day = 86_400_000_000
+    n = 2
+    horizons = []
+    for step in range(1, 40):
+        t = step * day
+        record = {
+            "transaction_id": step,
+            "event_time": t,
+            "customer_id": 1,
+            "terminal_id": 7,
+            "amount": 10.0,
+            "tx_fraud": 0,
+        }
+        terminal.on_event(0, "transactions", record, ref=("fwd", 0, step), position=("fwd", step))
+        for source in ("transactions", "labels"):
+            for up in range(n):
+                terminal.on_marker(0, source, up, n, t - day // 2)  # the newest event always waits
+        terminal.drain(datetime(2026, 1, 1, tzinfo=UTC))
+        assert terminal.pending() == 1
+        oldest_waiting = min(r[2] for r in terminal.pending_refs(0))
+        terminal.committed_offsets({("fwd", 0): oldest_waiting})
+        horizons.append(terminal.horizon(0))
+    assert horizons[-1] is not None and horizons[-1] > 30 * day  # it follows the stream, not its first event

@@ -214,8 +214,7 @@ class FaustStageRunner(FaustHooks):
         if messages:
             self._applied += 1
             if self.stage.direct and self.io.forward_topic:
-                held = [(logical, p) for logical in self.io.inputs.values() for p in self._owned]
-                self.io.retract_idle(held, self._input_partitions, self._forward_partitions)
+                self.io.retract_idle(self._owned, self._input_partitions, self._forward_partitions)
         self.io.drain(datetime.now(UTC))
         self._markers(got=True)
         self.io.outputs.poll()
@@ -316,8 +315,7 @@ class FaustStageRunner(FaustHooks):
         self._ends = {}  # asked while they were ours: no idle claim from them when they come back
         if had and self._failure is None:
             if self.stage.direct and self.io.forward_topic and not stopping:  # as the Kafka runtime's close
-                held = [(logical, p) for logical in self.io.inputs.values() for p in had]
-                await self._io(self.io.hand_over, held, self._input_partitions, self._forward_partitions)
+                await self._io(self.io.hand_over, had, self._input_partitions, self._forward_partitions)
             await self._commit(revoked, handing_over=True)
         for key in [k for k in self._next_offsets if k[1] in gone]:
             del self._next_offsets[key]

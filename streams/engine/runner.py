@@ -191,8 +191,7 @@ class StageRunner:
         gone = {tp.partition for tp in partitions}
         if self._owned & gone and self._hand_over:
             if self.stage.direct and self._forward:
-                held = [(t, p) for t in self._inputs.values() for p in self._owned & gone]
-                self.io.hand_over(held, self._input_partitions, self._forward_partitions)
+                self.io.hand_over(self._owned & gone, self._input_partitions, self._forward_partitions)
             self.io.flush(30)
             self._commit(wait=True)
         self._drop(gone)
@@ -222,8 +221,7 @@ class StageRunner:
             # here; "idle" is claimed again only by the next check, made after this batch was fetched.
             self._caught_up.clear()
             if self.stage.direct and self._forward:
-                held = [(t, p) for t in self._inputs.values() for p in self._owned]
-                self.io.retract_idle(held, self._input_partitions, self._forward_partitions)
+                self.io.retract_idle(self._owned, self._input_partitions, self._forward_partitions)
             self.stats.last_batch_at = time.monotonic()
         out = self.io.drain(datetime.now(UTC))
         if self.stage.direct and self._forward:

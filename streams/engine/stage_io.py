@@ -255,19 +255,23 @@ class StageIO:
         next batch retracts it first (:meth:`retract_idle`)."""
         self._idle_claimed = True
 
-    def hand_over(self, held: Iterable[tuple[str, int]], upstream_n: int, partitions: int) -> None:
-        """Before partitions go to another worker: say they are not idle, so the next stage waits for their new
-        owner's markers rather than holding this worker's last "idle" while the new owner catches up."""
-        self.send_markers(dict.fromkeys(held, False), upstream_n, partitions)
+    def hand_over(self, gone: Iterable[int], upstream_n: int, partitions: int) -> None:
+        """Before input partitions ``gone`` go to another worker: say they are not idle, so the next stage waits for
+        their new owner's markers rather than holding this worker's last "idle" while the new owner catches up."""
+        self._not_idle(gone, upstream_n, partitions)
         self._idle_claimed = True  # the partitions this worker keeps may still be marked idle
 
-    def retract_idle(self, held: Iterable[tuple[str, int]], upstream_n: int, partitions: int) -> None:
+    def retract_idle(self, owned: Iterable[int], upstream_n: int, partitions: int) -> None:
         """Call after ingesting a batch, before draining it: if the last marker said some input was read to its end,
         say now that none is, before any event of the batch is sent on. A transaction can arrive here before a label
         written ahead of it (another partition); the next stage must not compute its features while that label's
         partition is still marked idle. The next check of the ends claims idle again when it is true."""
         if self._idle_claimed:
-            self.send_markers(dict.fromkeys(held, False), upstream_n, partitions)
+            self._not_idle(owned, upstream_n, partitions)
+
+    def _not_idle(self, input_partitions: Iterable[int], upstream_n: int, partitions: int) -> None:
+        held = [(logical, p) for logical in self.inputs.values() for p in input_partitions]
+        self.send_markers(dict.fromkeys(held, False), upstream_n, partitions)
 
     def marker_payload(self, held: Mapping[tuple[str, int], bool], upstream_n: int) -> bytes:
         """The watermarks and floors this worker's partitions guarantee, for every partition of the next stage."""
@@ -283,7 +287,7 @@ class StageIO:
     def commit_points(self, next_offsets: Mapping[tuple[str, int], int]) -> CommitPlan:
         """How far each consumed (topic, partition) may be committed: its next offset, or the oldest event of it whose
         output is still waiting. Call after :meth:`flush`; once the broker has acknowledged the commit,
-        :meth:`committed` with the plan. Events ingested after this call belong to the next plan."""
+        :meth:`committed` with the plan."""
         offsets: dict[tuple[str, int], int] = {}
         for (topic, partition), nxt in next_offsets.items():
             waiting = [ref_offset(r) for r in self.processor.pending_refs(partition) if ref_topic(r) == topic]

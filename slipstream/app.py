@@ -153,11 +153,18 @@ class Slipstream:
         )
 
     def engine_settings(
-        self, *, project: str | None = None, lateness_s: float | None = None, colocated: bool = False
+        self,
+        *,
+        project: str | None = None,
+        lateness_s: float | None = None,
+        colocated: bool = False,
+        paced: bool = False,
     ) -> EngineSettings:
         """The engine's settings; ``colocated``: it shares the machine with a scorer (demo, benchmarks), so its
         stages run at least at :data:`~streams.engine.runner.COLOCATED_NICE`, and in Linux's idle scheduling class
-        unless ``engine_idle_class`` is off."""
+        unless ``engine_idle_class`` is off. ``paced``: the caller waits for the engine's progress (the drill paces
+        its producer by it), so the stages never enter the idle class: there they get no CPU at all while any other
+        process is runnable, and the caller would wait for ever on a busy machine."""
         s = self.settings
         return EngineSettings(
             self.kafka,
@@ -165,7 +172,7 @@ class Slipstream:
             project=project or s.feast_project,
             lateness_s=s.lateness_s if lateness_s is None else lateness_s,
             nice=max(s.engine_nice, COLOCATED_NICE) if colocated else s.engine_nice,
-            idle_class=colocated and s.engine_idle_class,
+            idle_class=colocated and s.engine_idle_class and not paced,
             worker_id=s.worker_id,
             schema_registry_url=self.schema_registry_url,
         )

@@ -137,7 +137,8 @@ class Settings(KafkaSecuritySettings):  # + the SLIPSTREAM_KAFKA_* security fiel
             "Co-located with the scorer, run the engine's stage processes in a session of their own (autogroup nice "
             "19) and Linux's idle scheduling class: they use only CPU nothing else wants. Under saturation the "
             "engine then falls behind (the Kafka scorer stays exact while the lag is under "
-            "SLIPSTREAM_RECENT_HORIZON_S); false keeps the nice value only."
+            "SLIPSTREAM_RECENT_HORIZON_S); false keeps the nice value only. The drill, which waits for the "
+            "engine, always keeps the nice value only."
         ),
     )
     worker_id: str | None = Field(

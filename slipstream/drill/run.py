@@ -58,6 +58,10 @@ class DrillOptions:
     bad_promotion_day: float | None = None  # live day (from the live start) of the deliberate bad promotion
     keep: bool = False
     drift_window_s: float = 86_400.0
+    # The live stream waits for the engine, the scorer and the loop's retrains; a wait in which none of them moved
+    # for this long (three times as long for a retrain, which moves nothing until it ends) fails the drill, naming
+    # what it waited for, rather than waiting for ever.
+    stall_s: float = 300.0
 
 
 @dataclass
@@ -177,7 +181,7 @@ class DrillRun:
         from slipstream.streams.engine.app import EngineJob, run_processes
         from slipstream.streams.engine.runner import StageStats
 
-        job = EngineJob(self.app.engine_settings(colocated=True), self.ns.prefix, "fraud")
+        job = EngineJob(self.app.engine_settings(colocated=True, paced=True), self.ns.prefix, "fraud")
 
         def on_batch(stage: str, stats: StageStats) -> None:
             self._applied[stage] = stats.applied
@@ -327,21 +331,29 @@ class DrillRun:
         scorer computes features from the engine's state, so an engine far behind would serve stale features."""
         paused = time.perf_counter()
         flushed = False
+        moved, last = time.monotonic(), None
         while True:
             self._check()
-            if watch.retraining:
-                if not flushed:
-                    self.producer.flush(60)
-                    flushed = True
-                self.stop.wait(0.2)
-                continue
             self.producer.poll(0)
-            if (
-                self._engine_behind(sent) <= self.options.max_lag
-                and produced - offsets.committed(group, topic) <= self.options.max_lag
-            ):
+            retraining = watch.retraining
+            engine, scorer = self._engine_behind(sent), produced - offsets.committed(group, topic)
+            if not retraining and engine <= self.options.max_lag and scorer <= self.options.max_lag:
                 break
-            self.stop.wait(0.02)
+            if retraining and not flushed:
+                self.producer.flush(60)
+                flushed = True
+            now = (retraining, engine, scorer, len(watch.snapshot()))
+            if now != last:
+                moved, last = time.monotonic(), now
+            elif time.monotonic() - moved > self.options.stall_s * (3 if retraining else 1):
+                waiting = f"a retrain ({sorted(watch.in_flight)})" if retraining else "the engine and the scorer"
+                msg = (
+                    f"the live stream waited {time.monotonic() - moved:.0f} s for {waiting} and nothing moved: "
+                    f"the engine is {engine:,} events behind, the scorer {scorer:,} "
+                    f"(at most {self.options.max_lag:,} each)"
+                )
+                raise DrillError(msg)
+            self.stop.wait(0.2 if retraining else 0.02)
         self.progress.paused_s += time.perf_counter() - paused
 
     def _bad_promotion(self, at_us: int) -> None:

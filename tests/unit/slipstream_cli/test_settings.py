@@ -53,3 +53,21 @@ def test_two_kafka_brokers_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLIPSTREAM_KAFKA_BROKERS", "2")
     with pytest.raises(ConfigError, match=r"^[^\n]*SLIPSTREAM_KAFKA_BROKERS='2'.*1 or 3\.\.9"):
         load_settings()
+
+
+def test_a_colocated_engine_yields_to_the_scorer_but_a_paced_one_is_never_starved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The idle scheduling class gets no CPU while anything else is runnable: a caller that waits for the engine's
+    progress (the drill) would wait for ever on a busy machine, so a paced engine is only niced."""
+    for var in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "SLIPSTREAM_ENGINE_NICE", "SLIPSTREAM_ENGINE_IDLE_CLASS"):
+        monkeypatch.delenv(var, raising=False)
+    from slipstream.app import Slipstream
+    from slipstream.streams.engine.runner import COLOCATED_NICE
+
+    app = Slipstream(load_settings())
+    alone, colocated = app.engine_settings(), app.engine_settings(colocated=True)
+    paced = app.engine_settings(colocated=True, paced=True)
+    assert (alone.nice, alone.idle_class) == (0, False)
+    assert (colocated.nice, colocated.idle_class) == (COLOCATED_NICE, True)
+    assert (paced.nice, paced.idle_class) == (COLOCATED_NICE, False)

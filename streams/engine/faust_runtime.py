@@ -6,7 +6,7 @@ Every call into the protocol runs on one I/O thread per worker (decode, apply, R
 changelog restore), so the event loop never blocks and the protocol is never entered twice at once.
 
 Offsets: the agent reads without acknowledging (``noack_take``), and Faust commits nothing by itself. Every
-``commit_interval_s`` the outputs are flushed and the runtime commits :meth:`StageIO.commit_points` through Faust's
+``commit_interval_s`` the outputs are flushed and the runtime commits :meth:`StageIO.plan_commit` through Faust's
 consumer, one commit at a time, never backwards and only for partitions it still owns; the state's replay floors move
 on only for what the broker took (:mod:`.replay_floor`). A revoke flushes, commits and drops the partitions' state
 before Faust's own revoke (the Faust defects this works around are in :mod:`.faust_patches`).
@@ -302,8 +302,7 @@ class FaustStageRunner(FaustHooks):
             await self._io(self.io.committed, plan, covered)
 
     def _plan(self) -> Any:
-        self.io.flush(30)
-        return self.io.commit_points(self._next_offsets)
+        return self.io.plan_commit(self._next_offsets, 30)
 
     async def hand_over(self, revoked: set[Any], *, stopping: bool = False) -> None:
         """Before Faust's revoke: what is done is flushed and committed, then the partitions' state is dropped."""

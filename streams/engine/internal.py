@@ -42,10 +42,32 @@ def state_key(view: str, key: tuple[Any, ...]) -> bytes:
     return orjson.dumps([view, *key])
 
 
+def watermark_key(source: str) -> bytes:
+    """The changelog key of a direct stage's watermark checkpoints for input ``source`` (on the partition's own
+    changelog partition). An object, where every :func:`state_key` is an array: the two never collide."""
+    return orjson.dumps({"wm": source})
+
+
+def watermark_source(key: bytes) -> str | None:
+    """The source of a :func:`watermark_key` (``None`` for an entity's state key)."""
+    if not key.startswith(b"{"):
+        return None
+    value = orjson.loads(key)
+    return str(value["wm"]) if isinstance(value, dict) and "wm" in value else None
+
+
 def state_key_parts(key: bytes) -> tuple[str, tuple[Any, ...]]:
     """``(view, key values)`` of a :func:`state_key`."""
     view, *values = orjson.loads(key)
     return str(view), tuple(values)
 
 
-__all__ = ["decode_internal", "encode_internal", "is_mark", "state_key", "state_key_parts"]
+__all__ = [
+    "decode_internal",
+    "encode_internal",
+    "is_mark",
+    "state_key",
+    "state_key_parts",
+    "watermark_key",
+    "watermark_source",
+]

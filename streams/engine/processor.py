@@ -43,7 +43,9 @@ from slipstream.streams.engine.internal import (
     is_mark,
     state_key,
     state_key_parts,
+    watermark_source,
 )
+from slipstream.streams.engine.partition_watermarks import PartitionWatermarks
 from slipstream.streams.engine.replay_floor import ReplayFloors
 from slipstream.streams.engine.topology import StageSpec, Topology, required_fields
 from slipstream.streams.engine.upstream import IDLE, NO_WATERMARK, UpstreamMarks
@@ -103,7 +105,7 @@ class StageProcessor:
         self._replay = ReplayFloors()  # partition -> oldest event time a restart could read again
         self._pending: dict[int, list[tuple[int, int, int, int, PendingEvent]]] = {}  # heap per partition
         self._seq = 0
-        self._partition_wm: dict[tuple[str, int], int] = {}  # direct: (topic, partition) -> newest time
+        self._partition_wm = PartitionWatermarks()  # direct: newest time per (source, partition), kept across restarts
         self._idle = IdleIndex(evict_bucket_us) if evict_bucket_us is not None else None
         self.evicted = 0
         self._views_by_source: dict[str, list[FeatureView]] = {}
@@ -130,7 +132,10 @@ class StageProcessor:
     # ------------------------------------------------------------------ state
     def restore(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Replay one changelog record (the newest per key wins, as in a compacted topic)."""
-        if value is None:
+        source = watermark_source(key)
+        if source is not None:
+            self._partition_wm.restore(partition, source, value)
+        elif value is None:
             self.states.pop(key, None)
             self._owner.pop(key, None)
             if self._idle is not None:
@@ -199,9 +204,8 @@ class StageProcessor:
         time_us, order, event_id, known_us = self._place(topic, record)
         self._replay.consumed(partition, time_us, position)
         if self.stage.direct:
-            mark = (topic, partition)
-            newest = self._partition_wm.get(mark, NO_WATERMARK)
-            if known_us < newest - self.lateness_us:
+            newest = self._partition_wm.newest(topic, partition, position)
+            if newest is not None and known_us < newest - self.lateness_us:
                 lag = (newest - known_us) / 1e6
                 reason = (
                     f"late {topic} event {event_id}: event time {us_to_datetime(known_us).isoformat()} is {lag:.3f} s "
@@ -209,7 +213,7 @@ class StageProcessor:
                 )
                 self._out.late.append((ref, reason))
                 return
-            self._partition_wm[mark] = max(newest, known_us)
+            self._partition_wm.advance(topic, partition, known_us)
         late_entities = self._apply(partition, topic, record, time_us)
         self._queue(partition, topic, record, time_us, order, event_id, dict(carried or {}), newest_us or known_us, ref)
         for late in late_entities:
@@ -335,7 +339,7 @@ class StageProcessor:
         floor = IDLE
         if self.stage.direct:
             for topic in self._gating:
-                newest = self._partition_wm.get((topic, partition))
+                newest = self._partition_wm.get(topic, partition)
                 if newest is None:
                     return None
                 floor = min(floor, newest - self.lateness_us)
@@ -393,6 +397,13 @@ class StageProcessor:
         """The broker took these (input topic, partition) -> next offsets: events before them will not be replayed.
         Never call it for a commit that failed or never ran (see :mod:`~slipstream.streams.engine.replay_floor`)."""
         self._replay.committed(offsets)
+        self._partition_wm.committed(offsets)
+
+    def checkpoint(self, offsets: Mapping[tuple[str, int], int]) -> list[tuple[int, bytes, bytes]]:
+        """A commit at ``offsets`` is planned: changelog records ``(partition, key, value)`` to write (and flush)
+        before it, so that a restart resumed there refuses as late what this worker would have
+        (:mod:`~slipstream.streams.engine.partition_watermarks`). Nothing for an internal stage."""
+        return self._partition_wm.checkpoint(offsets) if self.stage.direct else []
 
     def pending(self) -> int:
         return sum(len(q) for q in self._pending.values())
@@ -413,7 +424,7 @@ class StageProcessor:
             self.states.pop(key, None)
             self._owner.pop(key, None)
             self._parts.pop(key, None)
-        self._partition_wm = {k: v for k, v in self._partition_wm.items() if k[1] not in partitions}
+        self._partition_wm.forget(partitions)
 
     def _emit(self, partition: int, item: PendingEvent, computed_at: datetime) -> None:
         record = item.record
@@ -461,7 +472,8 @@ class StageProcessor:
         """
         out = []
         for (topic, partition), caught_up in idle.items():
-            newest = self._partition_wm.get((topic, partition), NO_WATERMARK)
+            known = self._partition_wm.get(topic, partition)
+            newest = NO_WATERMARK if known is None else known
             pending = self._pending.get(partition)
             if pending:
                 newest = min(newest, pending[0][0] - 1)
@@ -478,7 +490,7 @@ class StageProcessor:
         knows its horizon (:meth:`horizon`) on a quiet input too."""
         out = []
         for topic, partition in held:
-            newest = self._partition_wm.get((topic, partition))
+            newest = self._partition_wm.get(topic, partition)
             if newest is not None:
                 floor = newest - self.lateness_us
                 replay_floor = self._replay.floor(partition)  # a restart sends what it replays again

@@ -2,7 +2,7 @@
 
 Per batch it hands each message of an owned partition to :class:`~slipstream.streams.engine.stage_io.StageIO`
 (decode, dead letters, apply), drains and sends what is due, and every ``commit_interval_s`` flushes the outputs and
-only then commits, no further than the protocol allows (:meth:`StageIO.commit_points`). At-least-once delivery,
+only then commits, no further than the protocol allows (:meth:`StageIO.plan_commit`). At-least-once delivery,
 effectively-once state.
 
 State: on assignment, every owned partition's state is rebuilt from the changelog partition of the same number,
@@ -140,8 +140,7 @@ class StageRunner:
         """Flush and commit (not after a failure: what was not written is read again on restart), then leave."""
         try:
             if commit:
-                self.io.flush(10)
-                self._commit(wait=True)
+                self._commit(wait=True, flush_s=10)
         finally:
             # Leaving the group revokes every partition: what was done is committed above, and after a failure
             # nothing may be, so the revoke hands nothing over. Each client is closed whatever the others do.
@@ -192,7 +191,6 @@ class StageRunner:
         if self._owned & gone and self._hand_over:
             if self.stage.direct and self._forward:
                 self.io.hand_over(self._owned & gone, self._input_partitions, self._forward_partitions)
-            self.io.flush(30)
             self._commit(wait=True)
         self._drop(gone)
 
@@ -230,7 +228,6 @@ class StageRunner:
         now = time.monotonic()
         if now - self._last_commit >= self.settings.commit_interval_s:
             # Outputs first, offsets after: a crash between the two replays the tail (idempotent), loses nothing.
-            self.io.flush(30)
             self._commit()
             self._last_commit = now
         self.stats.batches += 1
@@ -301,10 +298,10 @@ class StageRunner:
                     continue
                 self._caught_up[(logical, p)] = position >= high
 
-    def _commit(self, *, wait: bool = False) -> None:
-        """Commit what is done; asynchronously on the hot path (outputs were flushed first), synchronously at close.
-        The state's replay floors move on only when the broker has taken the commit (:meth:`_on_commit`)."""
-        plan = self.io.commit_points(self._next_offsets)
+    def _commit(self, *, wait: bool = False, flush_s: float = 30) -> None:
+        """Flush, then commit what is done; asynchronously on the hot path, synchronously at close. The state's
+        replay floors move on only when the broker has taken the commit (:meth:`_on_commit`)."""
+        plan = self.io.plan_commit(self._next_offsets, flush_s)
         offsets = [TopicPartition(topic, partition, at) for (topic, partition), at in plan.offsets.items()]
         if offsets and wait:
             done = self._consumer.commit(offsets=offsets, asynchronous=False)  # raises unless the broker took it

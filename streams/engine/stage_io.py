@@ -2,10 +2,10 @@
 
 A runtime (:mod:`.runner` on confluent-kafka, :mod:`.faust_runtime` on Faust) owns the group membership, polls,
 rebalances and the commit call itself; it hands each consumed message of a partition it owns to :meth:`StageIO.ingest`,
-calls :meth:`StageIO.drain` and sends what is due, flushes with :meth:`StageIO.flush`, and commits no further than
-:meth:`StageIO.commit_points` says: never past an event whose output is still waiting for a watermark. A crash
-anywhere replays the uncommitted tail on restart: duplicates change no state (ids are in the rings), outputs are
-idempotent (the online store keeps the newest row per entity; the feature log's last record per event wins).
+calls :meth:`StageIO.drain` and sends what is due, and commits no further than :meth:`StageIO.plan_commit` says (it
+flushes first): never past an event whose output is still waiting for a watermark. A crash anywhere replays the
+uncommitted tail on restart: duplicates change no state (ids are in the rings), outputs are idempotent (the online
+store keeps the newest row per entity; the feature log's last record per event wins).
 
 Nothing is lost silently: undecodable input (direct or internal), late events and online-store rows Redis refuses go
 to the dead-letter topic with the reason.
@@ -284,14 +284,19 @@ class StageIO:
         self.outputs.flush(timeout_s)
 
     # ------------------------------------------------------------------ commit
-    def commit_points(self, next_offsets: Mapping[tuple[str, int], int]) -> CommitPlan:
+    def plan_commit(self, next_offsets: Mapping[tuple[str, int], int], flush_s: float) -> CommitPlan:
         """How far each consumed (topic, partition) may be committed: its next offset, or the oldest event of it whose
-        output is still waiting. Call after :meth:`flush`; once the broker has acknowledged the commit,
-        :meth:`committed` with the plan."""
+        output is still waiting. Writes the watermark checkpoints of the plan to the changelog (a direct stage's; see
+        :mod:`~slipstream.streams.engine.partition_watermarks`) and flushes every output, so that whatever the commit
+        covers is on the broker before it. Once the broker has acknowledged the commit, :meth:`committed` with the
+        plan."""
         offsets: dict[tuple[str, int], int] = {}
         for (topic, partition), nxt in next_offsets.items():
             waiting = [ref_offset(r) for r in self.processor.pending_refs(partition) if ref_topic(r) == topic]
             offsets[(topic, partition)] = min([nxt, *waiting])
+        for partition, key, value in self.processor.checkpoint(offsets):
+            self.outputs.changelog(self.changelog, key, value, partition)
+        self.flush(flush_s)
         return CommitPlan(offsets)
 
     def committed(self, plan: CommitPlan, partitions: Iterable[int] | None = None) -> None:

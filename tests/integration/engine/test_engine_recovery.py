@@ -129,3 +129,34 @@ def test_out_of_order_within_lateness_gives_exact_features(
     assert stats["customer"].dead_lettered == 0
     want = reference(tx, labels)
     assert _compare(feature_log(services, contracts, len(want)), want) == 0
+
+
+def test_a_restarted_worker_refuses_as_late_what_a_running_one_would(
+    services: Services, contracts: Contracts, runtime: str
+) -> None:
+    """The first stage's newest time per input partition is restored with its state (checkpointed with each
+    commit): an event ten days behind what the stopped worker had read is late for the worker after it too. It used
+    to start knowing nothing, take the event and send its vector on: a restart changed the features."""
+    tx, labels = small_fraud_streams(n_customers=20, n_terminals=40, days=30)
+    split = tx[len(tx) * 2 // 3]["event_time"]
+    ten_days = 10 * 86_400_000_000
+    stale_id = max(r["transaction_id"] for r in tx) + 1
+    stale = dict(tx[0]) | {"transaction_id": stale_id, "event_time": split - ten_days}
+    before = [r for r in tx if r["event_time"] < split]
+    after = [r for r in tx if r["event_time"] >= split]
+    settings = EngineSettings(
+        services.bootstrap_servers, services.redis_url, project=f"t{uuid.uuid4().hex[:8]}", runtime=runtime
+    )
+    job = EngineJob(settings, contracts.catalog.prefix, "fraud")
+    _publish(services, contracts, before, [r for r in labels if r["event_time"] < split])
+    first = run_threads(job, threading.Event(), until_idle_s=3)
+    assert first["customer"].dead_lettered == 0
+    _publish(services, contracts, [stale, *after], [r for r in labels if r["event_time"] >= split])
+    second = run_threads(job, threading.Event(), until_idle_s=3)
+    assert second["customer"].restored_keys > 0
+    assert second["customer"].dead_lettered == 1  # the stale event, as one worker reading everything refuses it
+    want = reference(tx, labels)
+    got = feature_log(services, contracts, len(want))
+    assert str(stale_id) not in got
+    assert len(got) == len(want)
+    assert _compare(got, want) == 0

@@ -278,6 +278,31 @@ def derived_features(feature_set: FeatureSet, values: Mapping[str, float]) -> di
     return {r.name: ratio(values[r.numerator], values[r.denominator], r.default) for r in feature_set.derived}
 
 
+def feature_vector(
+    feature_set: FeatureSet,
+    record: Mapping[str, Any],
+    features: dict[str, float],
+    time_us: int,
+    newest_us: int,
+    computed_at: datetime,
+) -> dict[str, Any]:
+    """The feature-log record of trigger event ``record``: the views' ``features`` (updated in place with the
+    request and derived ones), NaN left out; ``newest_us``: the newest event the features had seen."""
+    trigger = feature_set.views[0].source(feature_set.trigger)
+    features.update(request_features(feature_set.request, record))
+    features.update(derived_features(feature_set, features))
+    first_key = feature_set.views[0].entity.join_keys[0]
+    return {
+        "feature_set": feature_set.name,
+        "event_id": str(record[trigger.id_field]),
+        "entity_key": str(record[first_key]),
+        "event_time": EPOCH + time_us * _US,
+        "features": {k: float(v) for k, v in features.items() if not math.isnan(v)},
+        "newest_event_time": EPOCH + max(newest_us, time_us) * _US,
+        "computed_at": computed_at,
+    }
+
+
 def model_vector(feature_set: FeatureSet, values: Mapping[str, float]) -> list[float]:
     """The model's input, in the order the model was trained with."""
     return [values[name] for name in feature_set.model_input]
@@ -290,6 +315,7 @@ __all__ = [
     "compute_view",
     "derived_features",
     "event_id_int",
+    "feature_vector",
     "model_vector",
     "request_features",
     "to_micros",

@@ -3,12 +3,14 @@ watermark markers) and how entity states are keyed in the changelog. Pure functi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from slipstream.features.base import FeatureView
 from slipstream.streams.engine.exceptions import InternalMessageError
+from slipstream.streams.engine.topology import Topology, required_fields
 
 
 def is_mark(mark: Any) -> bool:
@@ -38,6 +40,43 @@ def decode_internal(data: bytes) -> dict[str, Any]:
     return value
 
 
+class InternalChecks:
+    """Why a decoded message of an internal topic cannot be processed by a stage whose views read
+    ``views_by_source``: a marker's shape, an event's envelope, the fields the stage reads and their time types."""
+
+    def __init__(self, topology: Topology, views_by_source: Mapping[str, Sequence[FeatureView]]) -> None:
+        self.topology = topology
+        self._views_by_source = views_by_source
+        self._needs: dict[str, set[str]] = {}
+
+    def problem(self, payload: Mapping[str, Any]) -> str | None:
+        """The reason, in one line (``None``: it can be processed)."""
+        if "wms" in payload:
+            marks, n, floors = payload.get("wms"), payload.get("n"), payload.get("fl", [])
+            if isinstance(n, int) and isinstance(marks, list) and isinstance(floors, list):
+                if all(is_mark(m) for m in marks) and all(is_mark(m) for m in floors):
+                    return None
+            return f"malformed watermark marker: {str(dict(payload))[:200]}"
+        src, rec, feat, nt = (payload.get(k) for k in ("src", "rec", "feat", "nt"))
+        if not (isinstance(src, str) and isinstance(rec, dict) and isinstance(feat, dict) and isinstance(nt, int)):
+            return f"internal event without src (text), rec and feat (objects) and nt (int): {str(dict(payload))[:200]}"
+        needs = self._needs.get(src)
+        if needs is None:
+            if src not in self.topology.topics_read:
+                feature_set = self.topology.feature_set.name
+                return f"internal event of {src!r}, a topic feature set {feature_set!r} does not read"
+            needs = self._needs[src] = required_fields(self.topology, src)
+        missing = sorted(needs - rec.keys())
+        if missing:
+            return f"internal {src} event lacks fields {missing}: {str(rec)[:200]}"
+        for view in self._views_by_source.get(src, ()):
+            source = view.source(src)
+            for name in (source.time_field, source.known_by):
+                if name and (not isinstance(rec[name], int) or isinstance(rec[name], bool)):
+                    return f"internal {src} event: {name} is {rec[name]!r}, not epoch microseconds"
+        return None
+
+
 def state_key(view: str, key: tuple[Any, ...]) -> bytes:
     return orjson.dumps([view, *key])
 
@@ -63,6 +102,7 @@ def state_key_parts(key: bytes) -> tuple[str, tuple[Any, ...]]:
 
 
 __all__ = [
+    "InternalChecks",
     "decode_internal",
     "encode_internal",
     "is_mark",

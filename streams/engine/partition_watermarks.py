@@ -48,7 +48,7 @@ class PartitionWatermarks:
         if position is not None:
             topic, offset = position
             self._source[(topic, partition)] = source
-            restored = self._restored.pop(mark, None)
+            restored = self._restored.pop(mark, None) if self._restored else None
             if restored and mark not in self._newest:
                 behind = [pair for pair in restored if pair[0] <= offset]
                 if behind:

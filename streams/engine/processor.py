@@ -21,7 +21,6 @@ state dropped, a tombstone sent to the changelog); the rule and why it changes n
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,21 +32,20 @@ from slipstream.features.windows import (
     EPOCH,
     EntityState,
     compute_view,
-    derived_features,
     event_id_int,
-    request_features,
+    feature_vector,
 )
 from slipstream.streams.engine.eviction import HOUR_US, IdleIndex
 from slipstream.streams.engine.internal import (
+    InternalChecks,
     encode_internal,
-    is_mark,
     state_key,
     state_key_parts,
     watermark_source,
 )
 from slipstream.streams.engine.partition_watermarks import PartitionWatermarks
 from slipstream.streams.engine.replay_floor import ReplayFloors
-from slipstream.streams.engine.topology import StageSpec, Topology, required_fields
+from slipstream.streams.engine.topology import StageSpec, Topology
 from slipstream.streams.engine.upstream import IDLE, NO_WATERMARK, UpstreamMarks
 
 _US = timedelta(microseconds=1)
@@ -117,7 +115,7 @@ class StageProcessor:
         self._upstream = UpstreamMarks(self._gating, self._slack)  # internal stages: what upstream partitions sent
         self._reach = max(v.reach_us for v in stage.views)
         self._view_reach = {v.name: v.reach_us for v in stage.views}
-        self._needs: dict[str, set[str]] = {}
+        self._checks = InternalChecks(topology, self._views_by_source)
         self._out = StageOutput()
 
     def _source_slack(self, topic: str) -> int:
@@ -164,29 +162,7 @@ class StageProcessor:
     def internal_problem(self, payload: Mapping[str, Any]) -> str | None:
         """Why a decoded message of an internal topic cannot be processed here (``None`` when it can): checked before
         anything is applied, so a malformed one is dead-lettered whole, never half applied."""
-        if "wms" in payload:
-            marks, n, floors = payload.get("wms"), payload.get("n"), payload.get("fl", [])
-            if isinstance(n, int) and isinstance(marks, list) and isinstance(floors, list):
-                if all(is_mark(m) for m in marks) and all(is_mark(m) for m in floors):
-                    return None
-            return f"malformed watermark marker: {str(dict(payload))[:200]}"
-        src, rec, feat, nt = (payload.get(k) for k in ("src", "rec", "feat", "nt"))
-        if not (isinstance(src, str) and isinstance(rec, dict) and isinstance(feat, dict) and isinstance(nt, int)):
-            return f"internal event without src (text), rec and feat (objects) and nt (int): {str(dict(payload))[:200]}"
-        needs = self._needs.get(src)
-        if needs is None:
-            if src not in self.topology.topics_read:
-                return f"internal event of {src!r}, a topic feature set {self.feature_set.name!r} does not read"
-            needs = self._needs[src] = required_fields(self.topology, src)
-        missing = sorted(needs - rec.keys())
-        if missing:
-            return f"internal {src} event lacks fields {missing}: {str(rec)[:200]}"
-        for view in self._views_by_source.get(src, ()):
-            source = view.source(src)
-            for name in (source.time_field, source.known_by):
-                if name and (not isinstance(rec[name], int) or isinstance(rec[name], bool)):
-                    return f"internal {src} event: {name} is {rec[name]!r}, not epoch microseconds"
-        return None
+        return self._checks.problem(payload)
 
     def on_event(
         self,
@@ -445,24 +421,8 @@ class StageProcessor:
             key = str(record[self.stage.forward_key or ""]).encode()
             self._out.forwards.append((key, encode_internal(payload)))
         elif is_trigger:
-            self._out.vectors.append(self._vector(record, features, item, computed_at))
-
-    def _vector(
-        self, record: Mapping[str, Any], features: dict[str, float], item: PendingEvent, computed_at: datetime
-    ) -> dict[str, Any]:
-        trigger = self.feature_set.views[0].source(self.feature_set.trigger)
-        features.update(request_features(self.feature_set.request, record))
-        features.update(derived_features(self.feature_set, features))
-        first_key = self.feature_set.views[0].entity.join_keys[0]
-        return {
-            "feature_set": self.feature_set.name,
-            "event_id": str(record[trigger.id_field]),
-            "entity_key": str(record[first_key]),
-            "event_time": us_to_datetime(item.time_us),
-            "features": {k: float(v) for k, v in features.items() if not math.isnan(v)},
-            "newest_event_time": us_to_datetime(max(item.newest_us, item.time_us)),
-            "computed_at": computed_at,
-        }
+            vector = feature_vector(self.feature_set, record, features, item.time_us, item.newest_us, computed_at)
+            self._out.vectors.append(vector)
 
     def markers(self, idle: Mapping[tuple[str, int], bool], upstream_n: int) -> list[tuple[str, int, int]]:
         """Watermarks to broadcast downstream: (source, upstream partition, time) per input topic and partition.

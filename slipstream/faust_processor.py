@@ -28,7 +28,6 @@ a restart under the same worker id resumes from the committed offsets and state 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import tempfile
 import threading
 import time
@@ -36,8 +35,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
+from slipstream.faust_transactions import commit_batch, fetch_state
 from slipstream.monitoring.batch_encoding import BatchEncoder, Out
 from slipstream.monitoring.exceptions import MonitoringError
 from slipstream.monitoring.transactional import TXN_TIMEOUT_S, Emitted, EndAware, Handler, ProcessorStats
@@ -50,21 +50,6 @@ from slipstream.schemas.transport.consumer import ConsumedEvent, normalize_heade
 from slipstream.streams.engine.faust_patches import FaustHooks, faust_app, topic_partition
 from slipstream.streams.engine.restore import ChangelogRestore
 from slipstream.streams.engine.settings import EngineSettings
-
-
-def _fetch_state(app: Any, tp: Any) -> tuple[int | None, int | None]:
-    """aiokafka's position (steps over transaction markers) and last stable offset of ``tp``; None when unknown.
-    Read from the consumer thread's state (plain attributes), as :mod:`.faust_patches` reads Faust's."""
-    try:
-        consumer = app.consumer._thread._ensure_consumer()
-        assignment = consumer._subscription.subscription.assignment
-        state = assignment.state_value(TopicPartition(tp.topic, tp.partition)) if assignment is not None else None
-    except Exception:  # noqa: BLE001 - no consumer, no subscription yet: nothing known
-        return None, None
-    if state is None or not state.has_valid_position:
-        return None, None
-    lso = state.lso
-    return int(state.position), (int(lso) if lso is not None and lso >= 0 else None)
 
 
 class FaustProcessor(FaustHooks):
@@ -331,7 +316,7 @@ class FaustProcessor(FaustHooks):
                 handed = self._returned.get((full, p))
                 if handed is not None and handed >= processed.get((full, p), 0):
                     continue  # handed to Faust, not processed yet
-                position, lso = _fetch_state(self.app, topic_partition(full, p))
+                position, lso = fetch_state(self.app, topic_partition(full, p))
                 if position is not None and lso is not None and position >= lso:
                     ends.add((logical, p))
             return ends
@@ -340,39 +325,12 @@ class FaustProcessor(FaustHooks):
         return result
 
     async def _transact(self, records: list[Out], offsets: Mapping[tuple[str, int], int]) -> None:
-        producer = self._producer
-        if producer is None:
+        if self._producer is None:
             msg = f"{self.processor_name}: no transactional producer (the app is not started)"
             raise MonitoringError(msg)
-        held = {tp.partition for tp in self.app.consumer.assignment()}
-        lost = sorted({p for _, p in offsets} - held)
-        if lost:  # revoked under us (a missed session): the new owner replays it; this batch is not committed
-            msg = f"{self.processor_name}: partitions {lost} were lost before their batch could be committed"
-            raise MonitoringError(msg)
-        await producer.begin_transaction()
-        try:
-            futures = [await producer.send(t, value=v, key=k, partition=p) for t, p, k, v in records]
-            if offsets:
-                positions = {TopicPartition(t, p): o for (t, p), o in offsets.items()}
-                await producer.send_offsets_to_transaction(positions, self.group)
-            await producer.flush()
-            for future in futures:
-                future.result()  # a failed send raises here: the transaction is aborted
-            await producer.commit_transaction()
-        except BaseException as exc:
-            self.stats.aborted += 1
-            with contextlib.suppress(Exception):  # a fenced producer cannot abort: the broker does, on its timeout
-                await producer.abort_transaction()
-            if isinstance(exc, Exception):
-                msg = (
-                    f"{self.processor_name}: transaction aborted ({exc!r}); a restart resumes from the committed state"
-                )
-                raise MonitoringError(msg) from exc
-            raise
-        self.stats.transactions += 1
-        committed = self.app.consumer._committed_offset
-        for (t, p), o in offsets.items():
-            committed[topic_partition(t, p)] = o  # Faust's view of the group's offsets, as committed
+        await commit_batch(
+            self._producer, self.app.consumer, self.group, self.processor_name, records, offsets, self.stats
+        )
 
     async def hand_over(self, revoked: set[Any], *, stopping: bool = False) -> None:
         """Before Faust's revoke (and before it stops the consumer): the transaction in flight ends, then the

@@ -1,9 +1,10 @@
-"""Clustered services for the resilience tests, one session each: a 3-node Kafka (``kafka_cluster``) and a Redis
-Cluster of three masters (``redis_cluster``, on 17050-17052, state in ``.slipstream/test-redis-cluster``).
+"""Clustered services for the resilience tests, one each for this package: a 3-node Kafka (``kafka_cluster``) and a
+Redis Cluster of three masters (``redis_cluster``, on 17050-17052, state in ``.slipstream/test-redis-cluster``).
 
 They run on ports of their own in 29000-29099 and state directories of their own under ``.slipstream/``, so they
 never touch a platform started with ``slipstream infra up`` (9092/6379) or the suite's test platform (19092/16379).
-Each is stopped at the end of the session unless it was already running or ``SLIPSTREAM_TEST_KEEP_SERVICES=1``.
+Each is stopped once this package's tests are done (kept for the session, the three idle brokers took ~4 % of a
+core each for the rest of the suite) unless it was already running or ``SLIPSTREAM_TEST_KEEP_SERVICES=1``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def _keep_services() -> bool:
     return os.environ.get("SLIPSTREAM_TEST_KEEP_SERVICES") == "1"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kafka_cluster() -> Iterator[Platform]:
     """A local platform whose Kafka is 3 KRaft nodes (each broker + controller), ready: all 3 live brokers.
 
@@ -67,7 +68,7 @@ REDIS_CLUSTER_STATE_DIR = REPO / ".slipstream" / "test-redis-cluster"
 REDIS_CLUSTER_PORT = 17050
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def redis_cluster() -> Iterator[LocalRedisCluster]:
     """A local Redis Cluster of three masters, ready (every master ``cluster_state:ok``); its URL is
     ``redis_cluster.config.redis_url`` (``redis+cluster://...``). Tests may stop and start one master

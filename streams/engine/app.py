@@ -21,7 +21,7 @@ from slipstream.signals import stop_on
 from slipstream.streams.engine.background import yield_cpu
 from slipstream.streams.engine.exceptions import EngineError
 from slipstream.streams.engine.lag import DrainStage, PipelineDrain
-from slipstream.streams.engine.runner import EngineSettings, StageRunner, StageStats, engine_group
+from slipstream.streams.engine.runner import EngineSettings, StageRunner, StageStats, engine_group, quiet_gc
 from slipstream.streams.engine.topology import topology_for
 
 if TYPE_CHECKING:
@@ -197,7 +197,10 @@ def stage_process(job: EngineJob, stage: str, worker: int, until_idle_s: float |
     def report(stats: StageStats) -> None:
         queue.put((stage, worker, stats))
 
-    stats = _runner(job, stage, worker, contracts, report).run(stop, until_idle_s=until_idle_s)
+    runner = _runner(job, stage, worker, contracts, report)
+    if isinstance(runner, StageRunner):
+        quiet_gc()  # this process hosts the stage alone
+    stats = runner.run(stop, until_idle_s=until_idle_s)
     queue.put((stage, worker, stats))
 
 

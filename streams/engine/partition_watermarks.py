@@ -13,8 +13,12 @@ changelog therefore holds its pair (the commit was planned, so its pair was writ
 kept aside (:meth:`restore`), and the first event read on the partition picks the pair at the largest offset not
 after it (:meth:`newest`). An acknowledged commit at ``c`` drops the pairs before ``c`` (:meth:`committed`).
 
-Bounded: per input partition, the pairs of the commits planned since the last acknowledged one (the Kafka runtime
-keeps at most 64 commits in flight, the Faust one commits one at a time) and one newest time.
+Bounded: per input partition, one newest time and the pairs of the commits planned since the last acknowledged one,
+at most :data:`MAX_PAIRS`; the changelog's compaction keeps one record per input partition.
+
+Not exact in one case, and then lenient: a previous owner expelled from the group mid-revoke may still write its
+record after the new owner's (its commit is refused), and a later restore then resumes from an older pair: it may
+accept an event the worker before it refused, never refuse one it accepted.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ import orjson
 
 from slipstream.streams.engine.internal import watermark_key
 
+# Pairs kept per input partition while commits go unanswered (the broker down): the oldest (at or before what the
+# broker holds) and the newest; a commit landing at a pair dropped between them resumes from an older one (lenient:
+# it may accept an event the worker before it refused, never refuse one it accepted).
+MAX_PAIRS = 64
 Position = tuple[str, int]  # (input topic, offset) of a consumed event
 Mark = tuple[str, int]  # (source, partition)
 
@@ -41,28 +49,38 @@ class PartitionWatermarks:
         """The newest event time of ``source`` on ``partition`` so far (``None``: none read since the start)."""
         return self._newest.get((source, partition))
 
-    def newest(self, source: str, partition: int, position: Position | None) -> int | None:
-        """:meth:`get`, for the event read at ``position``: on the first event after a restore, the newest time before
-        the restored pair's offset that is the largest not after ``position`` (the commit this worker resumed at)."""
+    def admit(
+        self, source: str, partition: int, time_us: int, lateness_us: int, position: Position | None
+    ) -> int | None:
+        """The event of ``source`` at ``time_us``, read at ``position``: ``None`` when it is in time (the newest time
+        moves to it if it is newer), else the newest time it is more than ``lateness_us`` behind (late).
+
+        On the first event after a restore, the newest time is first taken from the restored pair at the largest
+        offset not after ``position`` (the commit this worker resumed at)."""
         mark = (source, partition)
         if position is not None:
-            topic, offset = position
-            self._source[(topic, partition)] = source
-            restored = self._restored.pop(mark, None) if self._restored else None
-            if restored and mark not in self._newest:
-                behind = [pair for pair in restored if pair[0] <= offset]
-                if behind:
-                    self._newest[mark] = behind[-1][1]
-                    self._pairs[(topic, partition)] = [behind[-1]]  # still the pair a crash now resumes at
-            self._last[(topic, partition)] = offset
-        return self._newest.get(mark)
-
-    def advance(self, source: str, partition: int, time_us: int) -> None:
-        """An event of ``source`` at ``time_us`` was accepted on ``partition``."""
-        mark = (source, partition)
+            where = (position[0], partition)
+            if self._restored:
+                self._resume(mark, where, position[1])
+            if where not in self._last:
+                self._source[where] = source
+            self._last[where] = position[1]
         newest = self._newest.get(mark)
-        if newest is None or time_us > newest:
-            self._newest[mark] = time_us
+        if newest is not None:
+            if time_us < newest - lateness_us:
+                return newest
+            if time_us <= newest:
+                return None
+        self._newest[mark] = time_us
+        return None
+
+    def _resume(self, mark: Mark, where: tuple[str, int], offset: int) -> None:
+        restored = self._restored.pop(mark, None)
+        if restored and mark not in self._newest:
+            behind = [pair for pair in restored if pair[0] <= offset]
+            if behind:
+                self._newest[mark] = behind[-1][1]
+                self._pairs[where] = [behind[-1]]  # still the pair a crash now resumes at
 
     def checkpoint(self, offsets: Mapping[tuple[str, int], int]) -> list[tuple[int, bytes, bytes]]:
         """A commit at ``offsets`` ((input topic, partition) -> next offset) is planned: the changelog records
@@ -78,6 +96,8 @@ class PartitionWatermarks:
             if pairs and pairs[-1] == (at, newest):
                 continue
             pairs.append((at, newest))
+            if len(pairs) > MAX_PAIRS:  # commits unanswered for long: keep the oldest and the newest ones
+                del pairs[1 : len(pairs) - MAX_PAIRS + 1]
             records.append((partition, watermark_key(source), orjson.dumps(pairs)))
         return records
 
@@ -107,4 +127,4 @@ class PartitionWatermarks:
                 del table[key]
 
 
-__all__ = ["PartitionWatermarks"]
+__all__ = ["MAX_PAIRS", "PartitionWatermarks"]

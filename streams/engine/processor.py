@@ -180,8 +180,8 @@ class StageProcessor:
         time_us, order, event_id, known_us = self._place(topic, record)
         self._replay.consumed(partition, time_us, position)
         if self.stage.direct:
-            newest = self._partition_wm.newest(topic, partition, position)
-            if newest is not None and known_us < newest - self.lateness_us:
+            newest = self._partition_wm.admit(topic, partition, known_us, self.lateness_us, position)
+            if newest is not None:
                 lag = (newest - known_us) / 1e6
                 reason = (
                     f"late {topic} event {event_id}: event time {us_to_datetime(known_us).isoformat()} is {lag:.3f} s "
@@ -189,7 +189,6 @@ class StageProcessor:
                 )
                 self._out.late.append((ref, reason))
                 return
-            self._partition_wm.advance(topic, partition, known_us)
         late_entities = self._apply(partition, topic, record, time_us)
         self._queue(partition, topic, record, time_us, order, event_id, dict(carried or {}), newest_us or known_us, ref)
         for late in late_entities:

@@ -39,6 +39,16 @@ from slipstream.streams.engine.topology import StageSpec, Topology
 log = logging.getLogger(__name__)
 
 
+def quiet_gc() -> None:
+    """For a process that hosts one stage and nothing else: entity state is many small lists, and the cyclic GC's
+    full passes over them are the engine's longest pauses. State holds no reference cycles, so collect rarely and
+    freeze what exists at start-up. Never in a shared process (threads mode, a test run, a caller's own program):
+    the setting is the whole process's, and cyclic garbage it holds would live on."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(200_000, 50, 1000)
+
+
 class StageRunner:
     """Runs one stage of one feature set as a member of the stage's consumer group."""
 
@@ -105,11 +115,6 @@ class StageRunner:
     # ------------------------------------------------------------------ lifecycle
     def run(self, stop: threading.Event, *, until_idle_s: float | None = None) -> StageStats:
         """Process until ``stop`` is set (or, with ``until_idle_s``, until nothing arrived for that long)."""
-        # Entity state is many small lists: the cyclic GC's full passes over them are the engine's longest pauses.
-        # State holds no reference cycles, so collect rarely; freeze what exists at start-up.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(200_000, 50, 1000)
         failed = True
         try:
             internal = TopicCatalog(self.contracts.catalog.prefix, self.topology.topics())
@@ -328,4 +333,4 @@ class StageRunner:
         return not short & self._owned
 
 
-__all__ = ["COLOCATED_NICE", "EngineSettings", "ReportGate", "StageRunner", "StageStats", "engine_group"]
+__all__ = ["COLOCATED_NICE", "EngineSettings", "ReportGate", "StageRunner", "StageStats", "engine_group", "quiet_gc"]

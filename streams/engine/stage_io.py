@@ -29,7 +29,7 @@ from slipstream.schemas.serde import timestamp_fields
 from slipstream.schemas.transport.consumer import normalize_headers
 from slipstream.streams.engine.base import InputMessage, StageOutputs
 from slipstream.streams.engine.exceptions import InternalMessageError
-from slipstream.streams.engine.internal import decode_internal, encode_internal
+from slipstream.streams.engine.internal import decode_internal, encode_internal, watermark_source
 from slipstream.streams.engine.processor import PendingEvent, StageOutput, StageProcessor
 from slipstream.streams.engine.settings import EngineSettings, StageStats
 from slipstream.streams.engine.topology import StageSpec, Topology, check_fields
@@ -155,7 +155,8 @@ class StageIO:
 
     def restore(self, partition: int, key: bytes, value: bytes | None) -> None:
         self.processor.restore(partition, key, value)
-        self.stats.restored_keys += 1
+        if watermark_source(key) is None:  # entity states only, not a first stage's watermark checkpoints
+            self.stats.restored_keys += 1
 
     # ------------------------------------------------------------------ out
     def drain(self, now: datetime) -> StageOutput:

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from slipstream.streams.engine.internal import state_key_parts, watermark_key, watermark_source
-from slipstream.streams.engine.partition_watermarks import PartitionWatermarks
+from slipstream.streams.engine.partition_watermarks import MAX_PAIRS, PartitionWatermarks
 from slipstream.streams.engine.processor import StageProcessor
 from slipstream.streams.engine.topology import topology_for
 
@@ -29,45 +29,60 @@ def test_watermark_keys_never_collide_with_state_keys() -> None:
 def test_a_commit_checkpoints_the_newest_time_before_it_and_an_acknowledgement_drops_older_pairs() -> None:
     wm = PartitionWatermarks()
     for offset, t in [(0, 100), (1, 300), (2, 200)]:
-        assert wm.newest("transactions", 0, (TOPIC, offset)) in (None, 100, 300)
-        wm.advance("transactions", 0, t)
+        assert wm.admit("transactions", 0, t, 150, (TOPIC, offset)) is None
+    assert wm.get("transactions", 0) == 300
     assert wm.checkpoint({(TOPIC, 0): 3}) == [(0, watermark_key("transactions"), orjson.dumps([(3, 300)]))]
     assert wm.checkpoint({(TOPIC, 0): 3}) == []  # nothing new: no record
-    wm.newest("transactions", 0, (TOPIC, 3))
-    wm.advance("transactions", 0, 500)
+    assert wm.admit("transactions", 0, 500, 150, (TOPIC, 3)) is None
     (record,) = wm.checkpoint({(TOPIC, 0): 4})
     assert orjson.loads(record[2]) == [[3, 300], [4, 500]]  # the pair of the commit not acknowledged yet stays
     wm.committed({(TOPIC, 0): 4})
-    wm.newest("transactions", 0, (TOPIC, 4))
-    wm.advance("transactions", 0, 600)
+    assert wm.admit("transactions", 0, 600, 150, (TOPIC, 4)) is None
     (record,) = wm.checkpoint({(TOPIC, 0): 5})
     assert orjson.loads(record[2]) == [[4, 500], [5, 600]]
 
 
+def test_late_is_more_than_the_lateness_behind_the_newest() -> None:
+    wm = PartitionWatermarks()
+    assert wm.admit("transactions", 0, 1_000, 100, (TOPIC, 0)) is None
+    assert wm.admit("transactions", 0, 900, 100, (TOPIC, 1)) is None  # exactly the lateness behind: in time
+    assert wm.admit("transactions", 0, 899, 100, (TOPIC, 2)) == 1_000
+    assert wm.admit("labels", 0, 10, 100, ("p.labels", 0)) is None  # each input partition on its own
+    assert wm.get("transactions", 0) == 1_000
+
+
 def test_no_pair_for_a_commit_short_of_what_was_read_or_of_a_partition_never_read() -> None:
     wm = PartitionWatermarks()
-    wm.newest("transactions", 0, (TOPIC, 9))
-    wm.advance("transactions", 0, 100)
+    wm.admit("transactions", 0, 100, 0, (TOPIC, 9))
     assert wm.checkpoint({(TOPIC, 0): 9, (TOPIC, 1): 4}) == []  # offset 9 itself was read: its time is after it
+
+
+def test_pairs_stay_bounded_while_commits_go_unanswered() -> None:
+    wm = PartitionWatermarks()
+    for offset in range(500):
+        wm.admit("transactions", 0, offset, 0, (TOPIC, offset))
+        records = wm.checkpoint({(TOPIC, 0): offset + 1})
+    pairs = orjson.loads(records[-1][2])
+    assert len(pairs) == MAX_PAIRS
+    assert pairs[0] == [1, 0] and pairs[-1] == [500, 499]  # the oldest, which the broker may hold, and the newest
 
 
 def test_a_restore_resumes_from_the_pair_of_the_commit_it_resumes_at() -> None:
     before = PartitionWatermarks()
     before.restore(0, "transactions", orjson.dumps([(3, 300), (7, 900)]))
-    assert before.newest("transactions", 0, (TOPIC, 3)) == 300  # the commit at 7 never landed: resumed at 3
+    assert before.admit("transactions", 0, 150, 100, (TOPIC, 3)) == 300  # the commit at 7 never landed: resumed at 3
     after = PartitionWatermarks()
     after.restore(0, "transactions", orjson.dumps([(3, 300), (7, 900)]))
-    assert after.newest("transactions", 0, (TOPIC, 8)) == 900  # 7 was a transaction marker: the first event is 8
+    assert after.admit("transactions", 0, 750, 100, (TOPIC, 8)) == 900  # 7 was a transaction marker: first event 8
     older = PartitionWatermarks()
     older.restore(0, "transactions", orjson.dumps([(3, 300)]))
-    assert older.newest("transactions", 0, (TOPIC, 1)) is None  # resumed before any pair: nothing is known
+    assert older.admit("transactions", 0, 5, 100, (TOPIC, 1)) is None  # resumed before any pair: nothing known
 
 
 def test_the_pair_resumed_at_is_written_again_until_a_later_commit_is_acknowledged() -> None:
     wm = PartitionWatermarks()
     wm.restore(0, "transactions", orjson.dumps([(3, 300), (7, 900)]))
-    wm.newest("transactions", 0, (TOPIC, 3))
-    wm.advance("transactions", 0, 400)
+    wm.admit("transactions", 0, 400, 100, (TOPIC, 3))
     (record,) = wm.checkpoint({(TOPIC, 0): 4})
     assert orjson.loads(record[2]) == [[3, 300], [4, 400]]  # a crash now resumes at 3 again, and finds its pair
 

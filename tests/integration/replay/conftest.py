@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from slipstream.replay.pytest_plugin import PlatformPool
 from slipstream.schemas.contracts import Contracts
 from slipstream.schemas.exceptions import SlipstreamError
 from slipstream.schemas.topics import TopicCatalog
@@ -46,3 +47,14 @@ def recorded_slice(services: Services, tmp_path_factory: pytest.TempPathFactory)
         admin.delete(admin.matching(catalog.prefix))
         with contextlib.suppress(SlipstreamError):
             admin.delete_groups(admin.groups(catalog.prefix), patience_s=0)
+
+
+@pytest.fixture(scope="package")
+def slipstream_platforms() -> Iterator[PlatformPool]:
+    """The plugin's pool of throwaway platforms, closed when this package's tests end. The plugin keeps it for the
+    session, as a user's suite wants; here its containers (a Kafka JVM among them) idled through the rest of ours."""
+    pool = PlatformPool()
+    try:
+        yield pool
+    finally:
+        pool.close()

@@ -97,6 +97,12 @@ class RetrainWatch:
         with self._lock:
             return bool(self.in_flight)
 
+    @property
+    def seen(self) -> int:
+        """How many events were read so far (a count, without copying them)."""
+        with self._lock:
+            return len(self.events)
+
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self.events)

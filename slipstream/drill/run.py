@@ -342,7 +342,7 @@ class DrillRun:
             if retraining and not flushed:
                 self.producer.flush(60)
                 flushed = True
-            now = (retraining, engine, scorer, len(watch.snapshot()))
+            now = (retraining, engine, scorer, watch.seen)
             if now != last:
                 moved, last = time.monotonic(), now
             elif time.monotonic() - moved > self.options.stall_s * (3 if retraining else 1):
